@@ -1,0 +1,32 @@
+# `make test` and `make demo` set everything up on a fresh machine (idempotent, fast the second time).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.nasdeploy-installed
+# The torch/torchvision pair this workplace installs from local disk; other machines fetch it from PyPI.
+TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+DEMO_OUT ?= runs/demo
+
+.PHONY: setup test demo zoo clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PIN)
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+# pytest exits 5 when it collects no test: that is not a failure of the suite.
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
+
+demo: setup
+	$(PY) -m nasdeploy pipeline --out $(DEMO_OUT)
+
+zoo: setup
+	$(PY) -m nasdeploy zoo
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,197 @@
+"""The model zoo: cards under ``nasdeploy/cards`` (``models/`` at the repository root), ``create_model``."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from . import checkpoint as ckpt
+from .errors import ArtifactError, CheckpointError, ModelNotFoundError
+from .net import Network, count_macs, count_params
+from .space import Arch, get_space
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+CARDS_DIR = Path(__file__).resolve().parent / "cards"
+CARD_FORMAT_VERSION = 1
+
+
+@dataclass
+class Card:
+    """A model card: architecture, block flavour, checkpoint layout and reference numbers."""
+
+    name: str
+    space: str
+    flavour: str
+    arch: Arch
+    num_classes: int = 1000
+    input_size: int = 224
+    dropout: float = 0.0
+    stride_plan: list[int] | None = None
+    stabilizers: list[int] = field(default_factory=list)
+    description: str = ""
+    checkpoint: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
+    reference: dict[str, Any] = field(default_factory=dict)
+    search: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict, path: Path | None = None) -> "Card":
+        where = str(path) if path else "card"
+        if d.get("format_version") != CARD_FORMAT_VERSION:
+            raise ArtifactError(f"{where}: card format {d.get('format_version')!r} is not {CARD_FORMAT_VERSION}")
+        for key in ("name", "space", "flavour", "arch"):
+            if key not in d:
+                raise ArtifactError(f"{where}: card has no '{key}'")
+        arch = get_space(d["space"]).validate(d["arch"])
+        return cls(name=d["name"], space=d["space"], flavour=d["flavour"], arch=arch,
+                   num_classes=int(d.get("num_classes", 1000)), input_size=int(d.get("input_size", 224)),
+                   dropout=float(d.get("dropout", 0.0)), stride_plan=d.get("stride_plan"),
+                   stabilizers=list(d.get("stabilizers", [])), description=d.get("description", ""),
+                   checkpoint=dict(d.get("checkpoint", {})), counts=dict(d.get("counts", {})),
+                   reference=dict(d.get("reference", {})), search=dict(d.get("search", {})), path=path)
+
+    @classmethod
+    def read(cls, path: str | Path) -> "Card":
+        path = Path(path)
+        if not path.is_file():
+            raise ArtifactError(f"card {path} does not exist")
+        try:
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ArtifactError(f"{path} is not a valid TOML card ({e})") from None
+        return cls.from_dict(data, path)
+
+    def to_dict(self) -> dict:
+        d: dict[str, Any] = {"format_version": CARD_FORMAT_VERSION, "name": self.name, "space": self.space,
+                             "flavour": self.flavour, "arch": str(self.arch), "num_classes": self.num_classes,
+                             "input_size": self.input_size, "dropout": self.dropout}
+        if self.stride_plan:
+            d["stride_plan"] = list(self.stride_plan)
+        if self.stabilizers:
+            d["stabilizers"] = list(self.stabilizers)
+        if self.description:
+            d["description"] = self.description
+        for section in ("checkpoint", "counts", "reference", "search"):
+            if getattr(self, section):
+                d[section] = getattr(self, section)
+        return d
+
+    def write(self, path: str | Path) -> Path:
+        import tomli_w
+
+        from .io import write_text
+
+        return write_text(path, "# nasdeploy model card\n" + tomli_w.dumps(self.to_dict()))
+
+    def build(self, num_classes: int | None = None) -> Network:
+        return Network(self.arch, self.flavour, num_classes or self.num_classes, self.stride_plan,
+                       self.stabilizers, dropout=self.dropout)
+
+
+def _zoo_order(path: Path) -> tuple:
+    """fairnas_a..c, scarlet_a..c, then the SE, SE-0.5 and transfer variants."""
+    n = path.stem
+    group = (n.endswith("transfer"), "_se" in n, "0.5" in n, not n.startswith("scarlet"))
+    return group, n
+
+
+def _load_cards() -> dict[str, Card]:
+    return {p.stem: Card.read(p) for p in sorted(CARDS_DIR.glob("*.toml"), key=_zoo_order)}
+
+
+_CARDS: dict[str, Card] | None = None
+
+
+def cards() -> dict[str, Card]:
+    global _CARDS
+    if _CARDS is None:
+        _CARDS = _load_cards()
+    return _CARDS
+
+
+def list_models() -> list[str]:
+    return list(cards())
+
+
+def get_card(name_or_path: str | Path) -> Card:
+    """A zoo name, or the path of a card file (a search result)."""
+    s = str(name_or_path)
+    if s in cards():
+        return cards()[s]
+    if s.endswith(".toml") or Path(s).is_file():
+        return Card.read(s)
+    close = difflib.get_close_matches(s, list(cards()), n=3)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise ModelNotFoundError(f"unknown model '{s}': {hint}`nasdeploy zoo` lists the {len(cards())} models")
+
+
+def load_weights(model: Network, weights: str | Path, card: Card | None = None) -> Network:
+    obj = ckpt.read_file(weights)
+    state, config = ckpt.unwrap(obj, weights)
+    if config is not None:
+        layout = "nasdeploy"
+        if config.get("arch") != str(model.arch):
+            raise CheckpointError(f"{weights} was saved for architecture {config.get('arch')}, not {model.arch}")
+    else:
+        layout = "timm" if "conv_stem.weight" in state else "official"
+    ckpt.load_state(model, state, layout, source=str(weights))
+    return model
+
+
+def create_model(name: str | Path, weights: str | Path | None = None, num_classes: int | None = None) -> Network:
+    """Build a zoo model (or a card file) and optionally load an official or nasdeploy checkpoint."""
+    card = get_card(name)
+    model = card.build(num_classes)
+    if weights is not None:
+        load_weights(model, weights, card)
+    return model.eval()
+
+
+def save_checkpoint(model: Network, path: str | Path, extra: dict | None = None) -> Path:
+    from .io import provenance, torch_save
+
+    obj = {"format": ckpt.FORMAT, "format_version": ckpt.FORMAT_VERSION, "config": model.config(),
+           "state_dict": model.state_dict(), "provenance": {k: str(v) for k, v in provenance().items()}}
+    if extra:
+        obj.update(extra)
+    return torch_save(path, obj)
+
+
+def load_network(path: str | Path) -> Network:
+    """A network saved by ``save_checkpoint`` (its structure comes with it)."""
+    state, config = ckpt.unwrap(ckpt.read_file(path), path)
+    if config is None:
+        raise CheckpointError(f"{path} is not a nasdeploy checkpoint: give a model name or card with --weights")
+    model = Network.from_config(config)
+    ckpt.load_state(model, state, "nasdeploy", source=str(path))
+    return model.eval()
+
+
+def model_info(name: str | Path) -> dict[str, Any]:
+    card = get_card(name)
+    model = card.build()
+    return {
+        "name": card.name,
+        "space": card.space,
+        "flavour": card.flavour,
+        "arch": str(card.arch),
+        "num_classes": card.num_classes,
+        "input_size": card.input_size,
+        "params": count_params(model),
+        "macs": count_macs(model, 224),
+        "reference": card.reference,
+        "checkpoint": card.checkpoint,
+        "description": card.description,
+    }
+
+
+def describe(model: nn.Module) -> str:  # pragma: no cover - convenience for the REPL
+    return f"{type(model).__name__}: {count_params(model):,} params"
