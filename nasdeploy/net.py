@@ -59,14 +59,20 @@ class Network(nn.Module):
             "stride_plan": list(self.stride_plan) if self.stride_plan else None,
             "stabilizers": [i for i, m in enumerate(self.mb_module)
                             if isinstance(m, SkipLayer) and m.stabilizer is not None],
+            "folded": bool(getattr(self, "folded", False)),
             "stabilizer_bn": any(isinstance(m, SkipLayer) and m.stabilizer is not None and m.stabilizer.bn is not None
                                  for m in self.mb_module),
         }
 
     @classmethod
     def from_config(cls, cfg: dict) -> "Network":
-        return cls(cfg["arch"], cfg["flavour"], cfg["num_classes"], cfg.get("stride_plan"),
-                   cfg.get("stabilizers", ()), cfg.get("stabilizer_bn", False))
+        net = cls(cfg["arch"], cfg["flavour"], cfg["num_classes"], cfg.get("stride_plan"),
+                  cfg.get("stabilizers", ()), cfg.get("stabilizer_bn", False))
+        if cfg.get("folded"):
+            from .fold import make_plain_structure
+
+            make_plain_structure(net)
+        return net
 
 
 def count_params(model: nn.Module) -> int:

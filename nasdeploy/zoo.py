@@ -128,6 +128,8 @@ def get_card(name_or_path: str | Path) -> Card:
         return cards()[s]
     if s.endswith(".toml") or Path(s).is_file():
         return Card.read(s)
+    if "/" in s or s.endswith((".pt", ".pth", ".tar", ".toml")):
+        raise ModelNotFoundError(f"{s} does not exist: give a zoo model name, a card file or a checkpoint path")
     close = difflib.get_close_matches(s, list(cards()), n=3)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise ModelNotFoundError(f"unknown model '{s}': {hint}`nasdeploy zoo` lists the {len(cards())} models")
@@ -195,3 +197,13 @@ def model_info(name: str | Path) -> dict[str, Any]:
 
 def describe(model: nn.Module) -> str:  # pragma: no cover - convenience for the REPL
     return f"{type(model).__name__}: {count_params(model):,} params"
+
+
+def load_any(spec: str | Path, weights: str | Path | None = None) -> Network:
+    """A zoo name or card (with optional ``weights``), or a nasdeploy checkpoint file holding its own structure."""
+    s = str(spec)
+    if s not in cards() and not s.endswith(".toml") and Path(s).is_file():
+        if weights is not None:
+            raise CheckpointError(f"{s} is a checkpoint already: drop --weights, or give a model name or card")
+        return load_network(s)
+    return create_model(s, weights=weights)

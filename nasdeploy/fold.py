@@ -1,0 +1,229 @@
+"""Folding: BN into convolutions and SCARLET stabilizers into the plain network that computes the same function.
+
+A stabilizer (1x1 conv, optionally followed by BN) is an affine map ``T(x) = A x + c``
+on channels.  Walking the layers left to right, the pending map is
+
+* composed with the next stabilizer on a skip (several skips in a row);
+* absorbed into the first 1x1 convolution of a block without residual (or the head):
+  ``W1 <- W1 A``, ``b1 <- W1 c + b1``;
+* pushed through a residual block, since ``R(Ax + c) = A(x + G(x)) + c`` with
+  ``G(x) = A^-1 F(Ax + c)``: the block's first 1x1 takes ``W1 A`` (bias ``W1 c + b1``) and its
+  projection ``A^-1 W3`` (bias ``A^-1 b3``).  This needs ``A`` well conditioned; otherwise we refuse.
+
+All arithmetic is done in float64 and cast back.  Every fold is checked numerically.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .blocks import InvertedResidual, SkipLayer, SqueezeExcite, Stabilizer
+from .errors import FoldError
+from .net import Network
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CONDITION = 1e4
+_KNOWN = (Network, nn.Sequential, nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Hardswish, nn.SiLU, nn.Sigmoid,
+          nn.Hardsigmoid, nn.Identity, nn.Dropout, nn.Linear, nn.AdaptiveAvgPool2d, InvertedResidual, SqueezeExcite,
+          SkipLayer, Stabilizer)
+
+
+@dataclass
+class FoldReport:
+    bn_folded: int
+    stabilizers_folded: int
+    pushed_through_residual: int
+    max_condition: float
+    max_abs_error_fp64: float
+    max_rel_error_fp64: float
+    max_abs_error_fp32: float
+    max_rel_error_fp32: float
+    params_before: int
+    params_after: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- BN folding
+
+def _conv_with_bias(conv: nn.Conv2d) -> nn.Conv2d:
+    if conv.bias is None:
+        conv.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype, device=conv.weight.device))
+    return conv
+
+
+def _fold_bn_into(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    w = conv.weight.double() * scale.view(-1, 1, 1, 1)
+    b = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
+    b = (b - bn.running_mean.double()) * scale + bn.bias.double()
+    _conv_with_bias(conv)
+    with torch.no_grad():
+        conv.weight.copy_(w.to(conv.weight.dtype))
+        conv.bias.copy_(b.to(conv.bias.dtype))
+
+
+def _conv_bn_pairs(model: Network) -> list[tuple[nn.Module, str, str]]:
+    """(parent, conv attribute, bn attribute) for every conv followed directly by a BN."""
+    pairs: list[tuple[nn.Module, str, str]] = []
+    for mod in model.modules():
+        if isinstance(mod, nn.Sequential):
+            names = list(mod._modules)
+            for a, b in zip(names, names[1:]):
+                if isinstance(mod._modules[a], nn.Conv2d) and isinstance(mod._modules[b], nn.BatchNorm2d):
+                    pairs.append((mod, a, b))
+        elif isinstance(mod, InvertedResidual):
+            pairs += [(mod, "conv1", "bn1"), (mod, "conv2", "bn2"), (mod, "conv3", "bn3")]
+        elif isinstance(mod, Stabilizer) and mod.bn is not None:
+            pairs.append((mod, "conv", "bn"))
+    return pairs
+
+
+@torch.no_grad()
+def fold_bn(model: Network) -> int:
+    """Fold every BN into its convolution in place (depthwise, grouped, biased convs included)."""
+    n = 0
+    for parent, conv_name, bn_name in _conv_bn_pairs(model):
+        bn = getattr(parent, bn_name)
+        if not isinstance(bn, nn.BatchNorm2d):
+            continue
+        _fold_bn_into(getattr(parent, conv_name), bn)
+        setattr(parent, bn_name, nn.Identity())
+        n += 1
+    return n
+
+
+# ------------------------------------------------------------ stabilizer folding
+
+def _matrix(conv: nn.Conv2d) -> torch.Tensor:
+    return conv.weight.double().flatten(1)  # (out, in) for a 1x1 conv
+
+
+def _set_1x1(conv: nn.Conv2d, w: torch.Tensor, b: torch.Tensor) -> None:
+    _conv_with_bias(conv)
+    with torch.no_grad():
+        conv.weight.copy_(w.view_as(conv.weight).to(conv.weight.dtype))
+        conv.bias.copy_(b.to(conv.bias.dtype))
+
+
+def _absorb_right(conv: nn.Conv2d, a: torch.Tensor, c: torch.Tensor) -> None:
+    """conv(A x + c) as one 1x1 conv."""
+    w = _matrix(conv)
+    b = conv.bias.double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
+    _set_1x1(conv, w @ a, w @ c + b)
+
+
+@torch.no_grad()
+def _fold_stabilizers(model: Network, max_condition: float) -> tuple[int, int, float]:
+    pending: tuple[torch.Tensor, torch.Tensor, str] | None = None  # (A, c, where it came from)
+    folded = pushed = 0
+    worst = 1.0
+    for i, layer in enumerate(model.mb_module):
+        name = f"mb_module.{i}"
+        if isinstance(layer, SkipLayer):
+            if layer.stabilizer is None:
+                continue
+            conv = layer.stabilizer.conv
+            a = _matrix(conv)
+            c = conv.bias.double() if conv.bias is not None else torch.zeros(a.shape[0], dtype=torch.float64)
+            if pending is not None:
+                a, c = a @ pending[0], a @ pending[1] + c
+                origin = f"{pending[2]}..{name}"
+            else:
+                origin = name
+            pending = (a, c, origin)
+            layer.stabilizer = None
+            folded += 1
+            continue
+        if pending is None:
+            continue
+        a, c, origin = pending
+        _absorb_right(layer.conv1, a, c)
+        if not layer.use_res_connect:
+            pending = None
+            continue
+        cond = float(torch.linalg.cond(a))
+        worst = max(worst, cond)
+        if not cond < max_condition:  # also catches inf / nan
+            raise FoldError(f"{name}: the stabilizer from {origin} has condition number {cond:.3g} "
+                            f"(limit {max_condition:.0e}); pushing it through this residual block would lose "
+                            "precision: retrain with BN after stabilizers or raise --max-condition")
+        a_inv = torch.linalg.inv(a)
+        w3 = _matrix(layer.conv3)
+        b3 = layer.conv3.bias.double() if layer.conv3.bias is not None else torch.zeros(w3.shape[0], dtype=torch.float64)
+        _set_1x1(layer.conv3, a_inv @ w3, a_inv @ b3)
+        pushed += 1
+    if pending is not None:
+        _absorb_right(model.conv_before_pooling[0], pending[0], pending[1])
+    return folded, pushed, worst
+
+
+# ------------------------------------------------------------------- checks
+
+def _check_foldable(model: nn.Module) -> None:
+    if not isinstance(model, Network):
+        raise FoldError(f"can only fold a nasdeploy Network, got {type(model).__name__}")
+    for name, mod in model.named_modules():
+        if not isinstance(mod, _KNOWN):
+            raise FoldError(f"layer {name}: fold does not know module type {type(mod).__name__}")
+        if mod.training:
+            raise FoldError(f"layer {name or 'model'} is in training mode: call model.eval() before folding")
+
+
+def compare(a: nn.Module, b: nn.Module, dtype: torch.dtype, input_size: int, n: int = 4,
+            seed: int = 0) -> tuple[float, float]:
+    """Max absolute and relative (to max |reference|) error of b against a on random inputs."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, input_size, input_size, generator=g, dtype=torch.float64).to(dtype)
+    with torch.no_grad():
+        ya = copy.deepcopy(a).to(dtype)(x)
+        yb = copy.deepcopy(b).to(dtype)(x)
+    abs_err = float((ya - yb).abs().max())
+    return abs_err, abs_err / max(float(ya.abs().max()), 1e-30)
+
+
+def fold(model: Network, *, check: bool = True, input_size: int | None = None,
+         max_condition: float = DEFAULT_MAX_CONDITION, rtol64: float = 1e-10,
+         rtol32: float = 1e-4) -> tuple[Network, FoldReport]:
+    """The plain network (no BN, no stabilizer) computing what ``model`` computes in eval mode."""
+    _check_foldable(model)
+    dtype = next(model.parameters()).dtype
+    plain64 = copy.deepcopy(model).double()
+    bn = fold_bn(plain64)
+    stab, pushed, worst = _fold_stabilizers(plain64, max_condition)
+    plain = copy.deepcopy(plain64).to(dtype).eval()
+    plain.folded = True
+    size = input_size or (32 if model.stride_plan else 64)
+    errs = [float("nan")] * 4
+    if check:  # exactness in float64 (before rounding the weights), then what the cast model computes in float32
+        errs = [*compare(model, plain64, torch.float64, size), *compare(model, plain, torch.float32, size)]
+        if not errs[1] <= rtol64 or not errs[3] <= rtol32:
+            raise FoldError(f"folded network differs from its input (relative error {errs[1]:.2e} in float64, "
+                            f"{errs[3]:.2e} in float32; limits {rtol64:.0e}, {rtol32:.0e}): please report this")
+    report = FoldReport(bn, stab, pushed, worst, *errs, sum(p.numel() for p in model.parameters()),
+                        sum(p.numel() for p in plain.parameters()))
+    log.debug("fold: %s", report)
+    return plain, report
+
+
+def is_folded(model: nn.Module) -> bool:
+    return not any(isinstance(m, (nn.BatchNorm2d, Stabilizer)) for m in model.modules())
+
+
+def make_plain_structure(model: Network) -> Network:
+    """Turn a freshly built network into the folded structure (BN -> Identity, biased convs) to load weights into."""
+    for parent, conv_name, bn_name in _conv_bn_pairs(model):
+        if isinstance(getattr(parent, bn_name), nn.BatchNorm2d):
+            _conv_with_bias(getattr(parent, conv_name))
+            setattr(parent, bn_name, nn.Identity())
+    for layer in model.mb_module:
+        if isinstance(layer, SkipLayer):
+            layer.stabilizer = None
+    model.folded = True
+    return model

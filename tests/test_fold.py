@@ -1,0 +1,109 @@
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from nasdeploy.blocks import SkipLayer, Stabilizer
+from nasdeploy.errors import FoldError
+from nasdeploy.fold import compare, fold, is_folded, make_plain_structure
+from nasdeploy.net import Network, count_params
+from nasdeploy.space import SCARLET, SMALL_INPUT_STRIDES
+
+from .helpers import randomize
+
+# Layers 3,4,5 skip in a row (then a stride-2 block absorbs), 8 skip before residual 9,
+# 13 skip before the width change at 14, 16,17 skips before 18 (width change).
+ARCH_RUNS = "k3e3-k5e6se-k3e3-skip-skip-skip-k7e6se-k3e3-skip-k5e3se-k3e6-k3e3se-k7e3-skip-k5e6se-k3e3-skip-skip-k5e6"
+# skip at 1 followed by residual blocks at 3,4,5 after a stride-2 block (pending absorbed), and skip before
+# a chain of residual blocks: 7 skip -> 8, 9 residual -> 10 width change absorbs.
+ARCH_PUSH = "k3e3-skip-k5e3-k3e6se-k5e3-k7e3se-k3e3-skip-k5e6se-k3e3-k3e3se-skip-k5e3-k3e6-k3e3-skip-k5e6se-k3e3-k7e6"
+
+
+def stabilized(arch, seed=0, bn=False):
+    arch = SCARLET.validate(arch)
+    skips = [i for i, c in enumerate(arch) if c.skip]
+    net = Network(arch, "scarlet", 10, SMALL_INPUT_STRIDES, stabilizers=skips, stabilizer_bn=bn)
+    return randomize(net, seed)
+
+
+@pytest.mark.parametrize("arch", [ARCH_RUNS, ARCH_PUSH])
+@pytest.mark.parametrize("bn", [False, True])
+def test_fold_is_exact_and_leaves_a_plain_network(arch, bn):
+    net = stabilized(arch, bn=bn)
+    plain, rep = fold(net)
+    assert is_folded(plain)
+    assert not any(isinstance(m, (nn.BatchNorm2d, Stabilizer)) for m in plain.modules())
+    assert rep.max_rel_error_fp64 <= 1e-10 and rep.max_rel_error_fp32 <= 1e-4
+    assert rep.stabilizers_folded == sum(c.skip for c in net.arch)
+    # independent check on other inputs and another batch (float64 weights for the float64 check)
+    plain64, _ = fold(net.double())
+    assert compare(net, plain64, torch.float64, 28, n=3, seed=5)[1] <= 1e-10
+    assert compare(net, plain, torch.float32, 28, n=3, seed=6)[1] <= 1e-4
+    # same parameter count as the plain architecture folded (biases the fold creates included)
+    expected = make_plain_structure(Network(net.arch, "scarlet", 10, SMALL_INPUT_STRIDES))
+    assert count_params(plain) == count_params(expected)
+    assert [n for n, _ in plain.named_parameters()] == [n for n, _ in expected.named_parameters()]
+
+
+def test_pushed_through_residual_blocks_counted():
+    _, rep = fold(stabilized(ARCH_PUSH))
+    assert rep.pushed_through_residual >= 4
+
+
+def test_random_subnets_of_the_scarlet_space():
+    import random
+
+    rng = random.Random(1)
+    for s in range(6):
+        a = SCARLET.sample(rng)
+        _, rep = fold(stabilized(str(a), seed=s, bn=s % 2 == 1))
+        assert rep.max_rel_error_fp64 <= 1e-10
+
+
+def test_fold_of_a_zoo_model_with_bn_only():
+    import nasdeploy
+
+    m = randomize(nasdeploy.create_model("scarlet_c"))
+    plain, rep = fold(m, input_size=64)
+    assert rep.bn_folded > 50 and rep.stabilizers_folded == 0
+    assert rep.max_rel_error_fp64 <= 1e-10
+
+
+def test_folded_network_round_trips_through_a_checkpoint(tmp_path):
+    from nasdeploy.zoo import load_network, save_checkpoint
+
+    plain, _ = fold(stabilized(ARCH_RUNS))
+    save_checkpoint(plain, tmp_path / "plain.pt")
+    again = load_network(tmp_path / "plain.pt")
+    assert compare(plain, again, torch.float64, 28)[0] == 0.0
+
+
+def test_training_mode_is_refused():
+    net = stabilized(ARCH_RUNS).train()
+    with pytest.raises(FoldError, match="training mode"):
+        fold(net)
+
+
+def test_singular_stabilizer_before_a_residual_block_names_the_layer():
+    net = stabilized(ARCH_PUSH)
+    with torch.no_grad():
+        w = net.mb_module[7].stabilizer.conv.weight
+        w[0].zero_()  # rank deficient
+    with pytest.raises(FoldError, match=r"mb_module\.8: the stabilizer from mb_module\.7 has condition number"):
+        fold(net)
+
+
+def test_singular_stabilizer_before_a_non_residual_block_is_fine():
+    net = stabilized(ARCH_RUNS)
+    with torch.no_grad():
+        net.mb_module[13].stabilizer.conv.weight[0].zero_()  # absorbed by the width change at 14
+    plain, rep = fold(net)
+    assert rep.max_rel_error_fp64 <= 1e-10
+
+
+def test_unknown_module_type_names_the_layer():
+    net = stabilized(ARCH_RUNS)
+    net.mb_module[0].act1 = nn.GELU()
+    with pytest.raises(FoldError, match=r"mb_module\.0\.act1: fold does not know module type GELU"):
+        fold(net)
