@@ -1,0 +1,98 @@
+"""Accuracy: top-1/top-5, BN recalibration, subnet evaluation and the check against reference numbers."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Accuracy:
+    top1: float
+    top5: float
+    images: int
+
+    def as_dict(self) -> dict:
+        return {"top1": self.top1, "top5": self.top5, "images": self.images}
+
+
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: Iterable[int] = (1, 5)) -> list[int]:
+    kmax = min(max(ks), logits.shape[1])
+    pred = logits.topk(kmax, dim=1).indices
+    hit = pred.eq(labels.view(-1, 1))
+    return [int(hit[:, : min(k, kmax)].any(dim=1).sum()) for k in ks]
+
+
+@torch.no_grad()
+def evaluate(forward: Callable[[torch.Tensor], torch.Tensor] | nn.Module, batches: Iterable,
+             device: str | torch.device = "cpu", progress: Callable[[int], None] | None = None) -> Accuracy:
+    """Top-1/top-5 (percent) of ``forward`` over ``(images, labels)`` batches."""
+    if isinstance(forward, nn.Module):
+        forward.eval()
+    c1 = c5 = n = 0
+    for x, y in batches:
+        x, y = x.to(device), y.to(device)
+        out = forward(x)
+        if not isinstance(out, torch.Tensor):
+            out = torch.as_tensor(out)
+        a, b = topk_correct(out.float().to(y.device), y)
+        c1, c5, n = c1 + a, c5 + b, n + len(y)
+        if progress:
+            progress(len(y))
+    return Accuracy(100.0 * c1 / max(n, 1), 100.0 * c5 / max(n, 1), n)
+
+
+@torch.no_grad()
+def recalibrate_bn(forward: Callable[[torch.Tensor], torch.Tensor], model: nn.Module, batches: Iterable,
+                   device: str | torch.device = "cpu") -> int:
+    """Reset every BN's running statistics and re-estimate them (cumulative average) on ``batches``.
+
+    ``forward`` runs the path to calibrate (a subnet, or the supernet along one architecture);
+    only the BNs it visits get statistics, which is all that matters for that path.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m, m.momentum) for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    was_training = model.training
+    model.train()
+    n = 0
+    try:
+        for x, *_ in batches:
+            forward(x.to(device))
+            n += 1
+    finally:
+        for m, mom in saved:
+            m.momentum = mom
+        model.train(was_training)
+    return n
+
+
+def evaluate_subnet(supernet, arch, calib_batches: Iterable, eval_batches: Iterable,
+                    device: str | torch.device = "cpu") -> Accuracy:
+    """The supernet's estimate of an architecture's accuracy: extract, recalibrate BN, evaluate."""
+    net = supernet.extract(arch).to(device)
+    recalibrate_bn(net, net, calib_batches, device)
+    return evaluate(net.eval(), eval_batches, device)
+
+
+@dataclass
+class ReferenceCheck:
+    measured_top1: float
+    reference_top1: float | None
+    tolerance: float
+    passed: bool | None
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.reference_top1 is None else self.measured_top1 - self.reference_top1
+
+
+def check_reference(measured_top1: float, reference: dict, tolerance: float = 0.1) -> ReferenceCheck:
+    ref = reference.get("top1")
+    if ref is None:
+        return ReferenceCheck(measured_top1, None, tolerance, None)
+    return ReferenceCheck(measured_top1, float(ref), tolerance, abs(measured_top1 - float(ref)) <= tolerance)

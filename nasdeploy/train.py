@@ -1,0 +1,270 @@
+"""Supernet training: strict fairness or SPOS, SGD + cosine + label smoothing, AMP, atomic checkpoints, exact resume, DDP.
+
+Resume is exact because everything random is either stored in the checkpoint (weights,
+optimizer, scheduler, sampler RNG, torch RNG) or a pure function of (seed, step): the
+data order of every step is drawn from a generator seeded by (seed, epoch).
+
+Multi-GPU / multi-node: launch the same command under ``torchrun``.  Every rank draws
+the same paths (same sampler seed) on its own shard of each batch, and gradients are
+all-reduced once after the m paths, before the single optimizer update.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from . import data as data_mod
+from .errors import ArtifactError, DataError, DeviceError, UsageError
+from .io import provenance, torch_save
+from .sampling import make_sampler
+from .space import SMALL_INPUT_STRIDES, get_space
+from .supernet import Supernet
+
+log = logging.getLogger(__name__)
+
+FORMAT = "nasdeploy-supernet"
+FORMAT_VERSION = 1
+CHECKPOINT = "checkpoint.pt"
+FINAL = "supernet.pt"
+
+
+@dataclass
+class TrainConfig:
+    space: str = "scarlet"
+    data: str = data_mod.BUILTIN
+    steps: int = 200
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    grad_clip: float = 5.0
+    sampler: str = "fair"
+    # "shared": the m paths of a step see the same batch (FairNAS's choice: the paths then differ only in
+    # their choices, so their gradients are compared on equal terms); "separate": one batch per path.
+    path_batches: str = "shared"
+    ckpt_every: int = 50
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    stabilizer_bn: bool = False
+    input_size: int = 224
+    workers: int = 4
+    deterministic: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ data
+
+def open_train_data(cfg: TrainConfig) -> tuple[Dataset, int, tuple[int, ...] | None, int]:
+    """(dataset, num_classes, stride plan, input size) for ``cfg.data``."""
+    if cfg.data == data_mod.BUILTIN:
+        return data_mod.fashion_mnist("train"), 10, SMALL_INPUT_STRIDES, 28
+    root = data_mod.resolve_split(cfg.data, "train")
+    ds = data_mod.image_folder(root, data_mod.train_transform(cfg.input_size))
+    return ds, len(ds.classes), None, cfg.input_size
+
+
+class StepBatches:
+    """Index lists for batches ``start, start+1, ...``; batch b comes from epoch b // per_epoch's permutation."""
+
+    def __init__(self, n: int, batch: int, seed: int, start: int, stop: int, rank: int = 0, world: int = 1) -> None:
+        if n < batch:
+            raise DataError(f"the training set has {n} images, fewer than one batch of {batch}")
+        self.n, self.batch, self.seed, self.start, self.stop = n, batch, seed, start, stop
+        self.rank, self.world = rank, world
+        self.per_epoch = n // batch
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch, perm = -1, None
+        for b in range(self.start, self.stop):
+            e = b // self.per_epoch
+            if e != epoch:
+                epoch = e
+                perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + e))
+            i = (b % self.per_epoch) * self.batch
+            yield perm[i: i + self.batch][self.rank:: self.world].tolist()
+
+
+# ------------------------------------------------------------- checkpoints
+
+def load_checkpoint(path: str | Path) -> dict:
+    from .checkpoint import read_file
+
+    obj = read_file(path)
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise ArtifactError(f"{path} is not a nasdeploy supernet checkpoint (written by train-supernet)")
+    if obj.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: supernet checkpoint format {obj.get('format_version')} is not {FORMAT_VERSION}")
+    for key in ("config", "model", "step"):
+        if key not in obj:
+            raise ArtifactError(f"{path}: supernet checkpoint has no '{key}': is it truncated?")
+    return obj
+
+
+def load_supernet(path: str | Path, device: str | torch.device = "cpu") -> Supernet:
+    obj = load_checkpoint(path)
+    net = Supernet.from_config(obj["config"])
+    try:
+        net.load_state_dict(obj["model"])
+    except RuntimeError as e:
+        raise ArtifactError(f"{path}: weights do not fit the supernet they claim ({str(e).splitlines()[0]})") from None
+    return net.to(device).eval()
+
+
+def _save(path: Path, net: Supernet, cfg: TrainConfig, step: int, opt, sched, sampler, history: list) -> None:
+    torch_save(path, {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "config": net.config(), "train_config": asdict(cfg),
+        "step": step, "model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        "sampler": sampler.state_dict(), "torch_rng": torch.get_rng_state(), "history": history,
+        "provenance": {k: str(v) for k, v in provenance().items()},
+    })
+
+
+# ---------------------------------------------------------------- training
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError("--device cuda but no CUDA device is visible here: use --device cpu")
+    return torch.device(name)
+
+
+def _dist() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _allreduce_grads(net: nn.Module, world: int) -> None:
+    for p in net.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad.div_(world)
+
+
+def accumulate_paths(net: Supernet, paths: list[list[int]], batches: Iterator, criterion: nn.Module,
+                     device: torch.device, amp: bool, separate: bool) -> tuple[float, int]:
+    """Forward/backward every path, gradients summed (FairNAS); no update. Returns (mean loss, images)."""
+    total, images = 0.0, 0
+    x = y = None
+    for path in paths:
+        if x is None or separate:
+            x, y = next(batches)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = criterion(net(x, path), y)
+        loss.backward()
+        total += float(loss.detach())
+        images += len(y)
+    return total / len(paths), images
+
+
+def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True) -> Path:
+    """Train (or continue) a supernet in ``out``; returns the path of the final ``supernet.pt``."""
+    out = Path(out)
+    space = get_space(cfg.space)
+    if cfg.path_batches not in ("shared", "separate"):
+        raise UsageError(f"--path-batches must be 'shared' or 'separate', not '{cfg.path_batches}'")
+    if cfg.steps <= 0 or cfg.batch_size <= 0:
+        raise UsageError("--steps and --batch-size must be positive")
+    ckpt_path = out / CHECKPOINT
+    state = None
+    if ckpt_path.exists():
+        if not resume:
+            raise UsageError(f"{out} already holds a training run: pass --resume to continue it, or choose another --out")
+        state = load_checkpoint(ckpt_path)
+        if state["config"]["space"] != space.name:
+            raise ArtifactError(f"{ckpt_path} is a {state['config']['space']} supernet, not {space.name}: "
+                                "use the same --space or another --out")
+    device = _device(cfg.device)
+    rank, world = _dist()
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    dataset, num_classes, strides, _ = open_train_data(cfg)
+    torch.manual_seed(cfg.seed)
+    net = Supernet(space, num_classes, strides, cfg.stabilizer_bn).to(device)
+    if state is not None and state["config"]["num_classes"] != num_classes:
+        raise ArtifactError(f"{ckpt_path} was trained for {state['config']['num_classes']} classes, "
+                            f"this data has {num_classes}")
+    sampler = make_sampler(cfg.sampler, net.space, cfg.seed)
+    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                          nesterov=True)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
+    step, history = 0, []
+    if state is not None:
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        sampler.load_state_dict(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        step, history = int(state["step"]), list(state.get("history", []))
+        log.info("resuming %s at step %d/%d", ckpt_path, step, cfg.steps)
+    out.mkdir(parents=True, exist_ok=True)
+    per_step = sampler.num_paths if cfg.path_batches == "separate" else 1
+    batches = StepBatches(len(dataset), cfg.batch_size, cfg.seed, step * per_step, cfg.steps * per_step, rank, world)
+    workers = 0 if cfg.data == data_mod.BUILTIN else cfg.workers
+    loader = iter(DataLoader(dataset, batch_sampler=batches, num_workers=workers,
+                             pin_memory=device.type == "cuda", persistent_workers=workers > 0))
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    amp = cfg.amp and device.type == "cuda"
+    net.train()
+    bar = _progress(progress and rank == 0)
+    task = bar.add_task(f"supernet {space.name} ({cfg.sampler})", total=cfg.steps, completed=step, loss="", ips="") \
+        if bar else None
+    t0, seen = time.perf_counter(), 0
+    try:
+        if bar:
+            bar.start()
+        while step < cfg.steps:
+            paths = sampler.paths()
+            opt.zero_grad(set_to_none=True)
+            mean, n = accumulate_paths(net, paths, loader, criterion, device, amp, cfg.path_batches == "separate")
+            seen += n * world
+            if world > 1:
+                _allreduce_grads(net, world)
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            step += 1
+            history.append([step, round(mean, 5)])
+            if not math.isfinite(mean):
+                raise UsageError(f"loss became {mean} at step {step}: lower --lr")
+            if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps):
+                _save(ckpt_path, net, cfg, step, opt, sched, sampler, history)
+            if bar:
+                ips = seen / max(time.perf_counter() - t0, 1e-9)
+                bar.update(task, completed=step, loss=f"{mean:.3f}", ips=f"{ips:,.0f}")
+    finally:
+        if bar:
+            bar.stop()
+    final = out / FINAL
+    if rank == 0:
+        _save(final, net, cfg, step, opt, sched, sampler, history)
+    return final
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[ips]} img/s"),
+                    TimeRemainingColumn(), transient=False)
