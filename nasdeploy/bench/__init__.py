@@ -1,0 +1,1 @@
+"""Benchmarks: shared timing, one runner per backend, reports."""

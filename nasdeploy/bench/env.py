@@ -1,0 +1,63 @@
+"""What a measurement ran on: device, driver and library versions."""
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import shutil
+import subprocess
+from functools import lru_cache
+
+import torch
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    from ..export.onnx import usable_cores
+
+    return f"{cpu_name()} ({usable_cores()} cores)"
+
+
+@lru_cache(maxsize=1)
+def driver_version() -> str | None:
+    if not shutil.which("nvidia-smi"):
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return importlib.metadata.version(pkg)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def environment(device: str) -> dict:
+    env = {
+        "device": device,
+        "device_name": device_name(device),
+        "torch": torch.__version__,
+        "onnxruntime": _version("onnxruntime") or _version("onnxruntime-gpu"),
+        "onnx": _version("onnx"),
+        "tensorrt": _version("tensorrt"),
+        "python": platform.python_version(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if device.startswith("cuda"):
+        env.update({"cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(), "driver": driver_version()})
+    return env

@@ -1,0 +1,78 @@
+"""Timing done right: warm-up, many repeats, median and percentiles; CUDA events on the GPU."""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+
+
+@dataclass
+class Stats:
+    """Latency statistics in milliseconds."""
+
+    median: float
+    p10: float
+    p90: float
+    p95: float
+    p99: float
+    mean: float
+    repeats: int
+
+    def as_dict(self) -> dict:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Stats":
+        return cls(**{k: d[k] for k in ("median", "p10", "p90", "p95", "p99", "mean", "repeats")})
+
+
+def percentile(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    if not s:
+        return float("nan")
+    pos = (len(s) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def summarize(ms: list[float]) -> Stats:
+    return Stats(statistics.median(ms), percentile(ms, 10), percentile(ms, 90), percentile(ms, 95),
+                 percentile(ms, 99), statistics.fmean(ms), len(ms))
+
+
+def time_cpu(fn: Callable[[], object], warmup: int = 10, repeats: int = 50, min_seconds: float = 0.0) -> Stats:
+    """Wall-clock per call; at least ``repeats`` calls and, if given, at least ``min_seconds`` of them."""
+    for _ in range(warmup):
+        fn()
+    ms: list[float] = []
+    start = time.perf_counter()
+    while len(ms) < repeats or time.perf_counter() - start < min_seconds:
+        t = time.perf_counter()
+        fn()
+        ms.append((time.perf_counter() - t) * 1e3)
+    return summarize(ms)
+
+
+def time_cuda(fn: Callable[[], object], warmup: int = 20, repeats: int = 100) -> Stats:
+    """GPU time per call from CUDA events (each call bracketed, synchronised at the end)."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
+    for s, e in zip(starts, ends):
+        s.record()
+        fn()
+        e.record()
+    torch.cuda.synchronize()
+    return summarize([s.elapsed_time(e) for s, e in zip(starts, ends)])
+
+
+def time_fn(fn: Callable[[], object], device: str, warmup: int | None = None, repeats: int | None = None) -> Stats:
+    if device.startswith("cuda"):
+        return time_cuda(fn, warmup or 20, repeats or 100)
+    return time_cpu(fn, warmup or 10, repeats or 50)

@@ -1,0 +1,1 @@
+"""Export targets: ONNX (+ ONNX Runtime), TensorRT and AOTInductor, each with a parity check."""

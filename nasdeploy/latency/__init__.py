@@ -1,0 +1,5 @@
+"""Per-block latency tables: measure, store, predict, validate."""
+from .measure import Settings, measure_table, time_network, validate_table
+from .table import LatencyTable
+
+__all__ = ["LatencyTable", "Settings", "measure_table", "time_network", "validate_table"]

@@ -1,0 +1,119 @@
+"""The latency lookup table as data: entries per (layer, choice), stem and head; predictor and calibration."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArtifactError
+from ..io import write_json
+from ..space import Arch, get_space
+
+FORMAT = "nasdeploy-latency-table"
+FORMAT_VERSION = 1
+# A table is valid for exactly this measurement setting.
+SETTING_KEYS = ("space", "device", "backend", "batch", "dtype", "input_size", "stride_plan", "num_classes")
+
+
+@dataclass
+class LatencyTable:
+    space: str
+    device: str
+    backend: str
+    batch: int
+    dtype: str
+    input_size: int
+    stride_plan: list[int] | None
+    num_classes: int
+    stem: dict | None = None  # Stats as dict (ms)
+    head: dict | None = None
+    layers: list[dict[str, dict]] = field(default_factory=list)  # per layer: token -> Stats dict
+    calibration: dict | None = None  # {"a": .., "b": .., "n": ..}
+    device_name: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.layers:
+            self.layers = [{} for _ in range(get_space(self.space).num_layers)]
+
+    # ---------------------------------------------------------------- state
+    def setting(self) -> dict:
+        return {k: getattr(self, k) for k in SETTING_KEYS}
+
+    @property
+    def complete(self) -> bool:
+        sp = get_space(self.space)
+        return self.stem is not None and self.head is not None and all(
+            all(c.token in self.layers[i] for c in sp.choices_at(i)) for i in range(sp.num_layers))
+
+    def entries(self) -> int:
+        return (self.stem is not None) + (self.head is not None) + sum(len(l) for l in self.layers)
+
+    # -------------------------------------------------------------- predict
+    def raw(self, arch: Arch | str) -> float:
+        """Sum of the entries' medians (ms)."""
+        arch = get_space(self.space).validate(arch)
+        if not self.complete:
+            raise ArtifactError(f"latency table {self.path or ''} is incomplete: rerun the same command to finish it")
+        return self.stem["median"] + self.head["median"] + sum(
+            self.layers[i][c.token]["median"] for i, c in enumerate(arch))
+
+    def predict(self, arch: Arch | str, calibrated: bool = True) -> float:
+        s = self.raw(arch)
+        if calibrated and self.calibration:
+            return self.calibration["a"] * s + self.calibration["b"]
+        return s
+
+    def fastest(self, calibrated: bool = True) -> tuple[Arch, float]:
+        """The architecture with the lowest predicted latency (per-layer minimum; the predictor is additive)."""
+        sp = get_space(self.space)
+        arch = Arch(tuple(min(sp.choices_at(i), key=lambda c: self.layers[i][c.token]["median"])
+                          for i in range(sp.num_layers)))
+        return arch, self.predict(arch, calibrated)
+
+    # ------------------------------------------------------------------- io
+    def to_dict(self) -> dict:
+        d = {"format": FORMAT, "format_version": FORMAT_VERSION, **self.setting(), "device_name": self.device_name,
+             "complete": self.complete, "stem": self.stem, "head": self.head,
+             "layers": self.layers, "calibration": self.calibration, "provenance": self.provenance}
+        return d
+
+    def save(self, path: str | Path | None = None) -> Path:
+        path = Path(path or self.path)
+        write_json(path, self.to_dict())
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, space: str | None = None) -> "LatencyTable":
+        path = Path(path)
+        if not path.is_file():
+            raise ArtifactError(f"latency table {path} does not exist: measure it with `nasdeploy latency-table`")
+        try:
+            d = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ArtifactError(f"latency table {path} is not valid JSON ({e.msg if hasattr(e, 'msg') else e}): "
+                                "is it truncated? measure it again") from None
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise ArtifactError(f"{path} is not a nasdeploy latency table")
+        if d.get("format_version") != FORMAT_VERSION:
+            raise ArtifactError(f"{path}: latency table format {d.get('format_version')} is not {FORMAT_VERSION}")
+        try:
+            t = cls(**{k: d[k] for k in SETTING_KEYS}, stem=d["stem"], head=d["head"], layers=d["layers"],
+                    calibration=d.get("calibration"), device_name=d.get("device_name", ""),
+                    provenance=d.get("provenance", {}), path=path)
+        except (KeyError, TypeError) as e:
+            raise ArtifactError(f"latency table {path} lacks {e}: is it truncated?") from None
+        if len(t.layers) != get_space(t.space).num_layers:
+            raise ArtifactError(f"latency table {path} has {len(t.layers)} layers, the {t.space} space has "
+                                f"{get_space(t.space).num_layers}")
+        if space is not None and t.space != space:
+            raise ArtifactError(f"latency table {path} was measured for the {t.space} space, not {space}: "
+                                f"measure one with `nasdeploy latency-table --space {space}`")
+        return t
+
+    def describe(self) -> str:
+        return (f"{self.space} / {self.device_name or self.device} / {self.backend} / batch {self.batch} / "
+                f"{self.dtype} / {self.input_size}px")

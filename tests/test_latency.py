@@ -1,0 +1,94 @@
+import json
+
+import pytest
+
+from nasdeploy.errors import ArtifactError
+from nasdeploy.latency import LatencyTable, Settings, measure_table, validate_table
+from nasdeploy.latency import measure as measure_mod
+from nasdeploy.latency.metrics import fit_linear, kendall_tau, loo_calibrated, mape, max_error
+from nasdeploy.space import SMALL_INPUT_STRIDES
+
+from .conftest import HAS_CUDA, run_cli
+
+
+def small(space="fairnas", **kw):
+    return Settings(space, "cpu", "onnxruntime", 1, "fp32", 28, list(SMALL_INPUT_STRIDES), 10, warmup=1, repeats=3,
+                    **kw)
+
+
+def test_metrics_on_known_numbers():
+    assert mape([110, 90, 100], [100, 100, 100]) == pytest.approx(20 / 3)
+    assert max_error([110, 90, 100], [100, 100, 100]) == pytest.approx(10)
+    assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)  # 5 concordant, 1 discordant
+    assert kendall_tau([1, 1, 2], [1, 2, 3]) == pytest.approx(2 / (3 * 2) ** 0.5)  # tau-b with a tie in x
+    a, b = fit_linear([1, 2, 3], [3, 5, 7])
+    assert (a, b) == pytest.approx((2.0, 1.0))
+    assert loo_calibrated([1, 2, 3, 4], [3, 5, 7, 9]) == pytest.approx([3, 5, 7, 9])
+
+
+def test_small_table_structure_and_resume(tmp_path, monkeypatch):
+    out = tmp_path / "lut.json"
+    t = measure_table(small(), out, positions=[0, 1], progress=False)
+    d = json.loads(out.read_text())
+    assert d["format"] == "nasdeploy-latency-table" and d["space"] == "fairnas" and d["batch"] == 1
+    assert d["backend"] == "onnxruntime" and d["complete"] is False and "environment" in d["provenance"]
+    for entry in [d["stem"], d["head"], *d["layers"][0].values(), *d["layers"][1].values()]:
+        assert entry["p10"] <= entry["median"] <= entry["p90"] and entry["repeats"] == 3
+    assert set(d["layers"][0]) == {"k3e3", "k3e6", "k5e3", "k5e6", "k7e3", "k7e6"}
+    assert all(not l for l in d["layers"][2:])
+    calls = []
+    real = measure_mod.time_module
+    monkeypatch.setattr(measure_mod, "time_module", lambda *a, **k: calls.append(1) or real(*a, **k))
+    t2 = measure_table(small(), out, positions=[0, 1, 2], progress=False)  # rerun continues
+    assert len(calls) == 6  # only layer 2's six choices were timed
+    assert t2.layers[0] == t.layers[0] and t2.stem == t.stem
+
+
+def test_identical_blocks_are_timed_once(tmp_path, monkeypatch):
+    calls = []
+    real = measure_mod.time_module
+    monkeypatch.setattr(measure_mod, "time_module", lambda *a, **k: calls.append(1) or real(*a, **k))
+    t = measure_table(small(), tmp_path / "lut.json", positions=[3, 4, 5], progress=False)  # 40->40, same size
+    assert len(calls) == 2 + 6  # stem, head and one set of six
+    assert t.layers[4]["k5e6"]["median"] == t.layers[3]["k5e6"]["median"]
+
+
+def test_full_table_predicts_and_validates(tmp_path):
+    out = tmp_path / "lut.json"
+    t = measure_table(small(), out, progress=False)
+    assert t.complete
+    arch, fastest = t.fastest()
+    assert str(arch).count("k3e3") == 19 or fastest <= t.predict("-".join(["k7e6"] * 19))
+    v = validate_table(t, 4, repeats=3, progress=False)
+    m = v.metrics()
+    assert m["n"] == 4 and m["raw"]["mape_pct"] >= 0
+    again = LatencyTable.load(out)
+    assert again.calibration["n"] == 4
+    assert again.predict(str(arch)) == pytest.approx(again.calibration["a"] * again.raw(arch) + again.calibration["b"])
+
+
+def test_tables_refused_for_another_space_or_when_truncated(tmp_path):
+    out = tmp_path / "lut.json"
+    measure_table(small(), out, positions=[0], progress=False)
+    with pytest.raises(ArtifactError, match="measured for the fairnas space, not scarlet"):
+        LatencyTable.load(out, space="scarlet")
+    data = out.read_text()
+    out.write_text(data[: len(data) // 2])
+    with pytest.raises(ArtifactError, match="truncated"):
+        LatencyTable.load(out)
+    with pytest.raises(ArtifactError, match="other settings"):
+        measure_table(small(), tmp_path / "x.json", positions=[0], progress=False)
+        measure_table(Settings("fairnas", "cpu", "onnxruntime", 2, "fp32", 28, list(SMALL_INPUT_STRIDES), 10,
+                               warmup=1, repeats=3), tmp_path / "x.json", positions=[0], progress=False)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--batch", "0"], "--batch must be at least 1"),
+    (["--backend", "tvm"], "unknown latency backend 'tvm'"),
+    pytest.param(["--device", "cuda"], "no CUDA device", marks=pytest.mark.skipif(HAS_CUDA, reason="has CUDA")),
+])
+def test_bad_input_is_one_line(tmp_path, args, fragment):
+    r = run_cli("latency-table", "--out", str(tmp_path / "l.json"), *args)
+    assert r.returncode == 2 and fragment in r.stderr and r.stderr.count("\n") == 1, r.stderr
