@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from . import data as data_mod
 from .errors import ArtifactError, DataError, DeviceError, UsageError
 from .io import provenance, torch_save
+from .progress import progress_bar
 from .sampling import make_sampler
 from .space import SMALL_INPUT_STRIDES, get_space
 from .supernet import Supernet
@@ -224,7 +225,7 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     amp = cfg.amp and device.type == "cuda"
     net.train()
-    bar = _progress(progress and rank == 0)
+    bar = progress_bar(progress and rank == 0, "loss {task.fields[loss]}", "{task.fields[ips]} img/s")
     task = bar.add_task(f"supernet {space.name} ({cfg.sampler})", total=cfg.steps, completed=step, loss="", ips="") \
         if bar else None
     t0, seen = time.perf_counter(), 0
@@ -258,13 +259,3 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
     if rank == 0:
         _save(final, net, cfg, step, opt, sched, sampler, history)
     return final
-
-
-def _progress(enabled: bool):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[ips]} img/s"),
-                    TimeRemainingColumn(), transient=False)

@@ -91,6 +91,13 @@ class Card:
 
         return write_text(path, "# nasdeploy model card\n" + tomli_w.dumps(self.to_dict()))
 
+    def local_weights(self) -> Path | None:
+        """The weights file a card names, when it lies beside the card (search results carry theirs)."""
+        f = self.checkpoint.get("file")
+        if f and self.path is not None and (self.path.parent / f).is_file():
+            return self.path.parent / f
+        return None
+
     def build(self, num_classes: int | None = None) -> Network:
         return Network(self.arch, self.flavour, num_classes or self.num_classes, self.stride_plan,
                        self.stabilizers, dropout=self.dropout)
@@ -142,6 +149,10 @@ def load_weights(model: Network, weights: str | Path, card: Card | None = None) 
         layout = "nasdeploy"
         if config.get("arch") != str(model.arch):
             raise CheckpointError(f"{weights} was saved for architecture {config.get('arch')}, not {model.arch}")
+        if config.get("folded") and not getattr(model, "folded", False):
+            from .fold import make_plain_structure
+
+            make_plain_structure(model)
     else:
         layout = "timm" if "conv_stem.weight" in state else "official"
     ckpt.load_state(model, state, layout, source=str(weights))
@@ -152,6 +163,7 @@ def create_model(name: str | Path, weights: str | Path | None = None, num_classe
     """Build a zoo model (or a card file) and optionally load an official or nasdeploy checkpoint."""
     card = get_card(name)
     model = card.build(num_classes)
+    weights = weights if weights is not None else card.local_weights()
     if weights is not None:
         load_weights(model, weights, card)
     return model.eval()

@@ -18,6 +18,7 @@ from ..errors import ArtifactError, DeviceError, UsageError
 from ..fold import fold, fold_bn
 from ..io import provenance
 from ..net import Network
+from ..progress import progress_bar
 from ..space import HEAD_CHANNELS, SEPARABLE_CHANNELS, STEM_CHANNELS, Arch, Choice, get_space
 from ..supernet import SPACE_FLAVOUR
 from .metrics import fit_linear, kendall_tau, loo_calibrated, mape, max_error
@@ -166,7 +167,7 @@ def measure_table(s: Settings, out: str | Path, positions: Iterable[int] | None 
     table.provenance = provenance() | {"environment": environment(s.device), "warmup": s.warmup,
                                        "repeats": s.repeats}
     jobs = list(_jobs(s, positions))
-    bar = _bar(progress)
+    bar = progress_bar(progress)
     task = bar.add_task(f"latency table {table.describe()}", total=len(jobs)) if bar else None
     sig_stats: dict[tuple, dict] = {}
     try:
@@ -248,7 +249,7 @@ def validate_table(table: LatencyTable, n: int, seed: int = 0, progress: bool = 
     rng = random.Random(seed)
     archs = [sp.sample(rng) for _ in range(n)]
     raw, meas = [], []
-    bar = _bar(progress)
+    bar = progress_bar(progress)
     task = bar.add_task(f"validate {table.describe()}", total=n) if bar else None
     try:
         if bar:
@@ -267,10 +268,3 @@ def validate_table(table: LatencyTable, n: int, seed: int = 0, progress: bool = 
         table.save()
     return v
 
-
-def _bar(enabled: bool):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

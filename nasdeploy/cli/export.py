@@ -1,0 +1,57 @@
+"""`nasdeploy export MODEL|CARD --onnx --trt --aoti --out DIR`: folded artefacts with a parity report."""
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+
+from ..export.api import ExportOptions, export_model, parse_batch
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export", help="export a zoo model, card or subnet (folded) to ONNX / TensorRT / AOTInductor, with parity",
+        description="Folds BN and SCARLET stabilizers, exports, and checks every artefact against PyTorch float32 "
+                    "(random inputs and real images). TensorRT (--trt) is written against the TensorRT 10/11 Python "
+                    "API but is UNVERIFIED in nasdeploy's own test runs (TensorRT cannot be installed there).")
+    p.add_argument("model", help="zoo name, card file (e.g. a search's best.toml) or nasdeploy checkpoint")
+    p.add_argument("--weights", help="official or nasdeploy checkpoint for a zoo name or card")
+    p.add_argument("--onnx", action="store_true", help="ONNX + ONNX Runtime parity (the default)")
+    p.add_argument("--trt", action="store_true", help="TensorRT engine (unverified here; needs TensorRT and CUDA)")
+    p.add_argument("--aoti", action="store_true", help="AOTInductor package (needs CUDA)")
+    p.add_argument("--fp16", action="store_true", help="fp16 TensorRT / AOTInductor")
+    p.add_argument("--batch", type=int, default=None, help="static batch (default 1)")
+    p.add_argument("--dynamic-batch", help="MIN:OPT:MAX batch range (TensorRT profile, AOTI dynamic dim)")
+    p.add_argument("--no-fold", action="store_true", help="export without folding (for comparison)")
+    p.add_argument("--data", help="ImageNet-layout folder for the real-image parity (default: built-in images)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    batch, dynamic = parse_batch(args.batch, args.dynamic_batch)
+    onnx = args.onnx or not (args.trt or args.aoti)
+    opt = ExportOptions(onnx=onnx, trt=args.trt, aoti=args.aoti, fp16=args.fp16, batch=batch, dynamic=dynamic,
+                        fold=not args.no_fold, force=args.force, data=args.data)
+    r = export_model(args.model, args.out, args.weights, opt)
+    print_parity(r.parity, f"parity of {args.model} against PyTorch float32")
+    if r.fold_report:
+        f = r.fold_report
+        Console().print(f"folded: {f['bn_folded']} BN, {f['stabilizers_folded']} stabilizers "
+                        f"(max rel. error {f['max_rel_error_fp64']:.1e} fp64, {f['max_rel_error_fp32']:.1e} fp32)")
+    Console().print(f"artefacts in {r.out}: {', '.join(r.artefacts.values())}, parity.json")
+    return 0
+
+
+def print_parity(parity, title: str) -> None:
+    t = Table(title=title)
+    for col in ("backend", "dtype", "random max abs", "random max rel", "real max abs", "real mean abs",
+                "real median abs", "real max rel", "top-1 agreement", "images"):
+        t.add_column(col, justify="right" if col not in ("backend", "dtype") else "left")
+    for p in parity:
+        t.add_row(p.backend, p.dtype, f"{p.random.max_abs:.2e}", f"{p.random.max_rel:.2e}", f"{p.real.max_abs:.2e}",
+                  f"{p.real.mean_abs:.2e}", f"{p.real.median_abs:.2e}", f"{p.real.max_rel:.2e}",
+                  f"{p.top1_agreement:.2f}%", str(p.images))
+    Console(width=max(Console().width, 150)).print(t)

@@ -1,0 +1,82 @@
+"""Parity of an exported artefact against PyTorch float32: error statistics and top-1 agreement on real images."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ErrorStats:
+    max_abs: float
+    mean_abs: float
+    median_abs: float
+    max_rel: float
+    mean_rel: float
+    median_rel: float
+
+
+@dataclass
+class Parity:
+    backend: str
+    dtype: str
+    random: ErrorStats
+    real: ErrorStats
+    top1_agreement: float  # percent of real images with the same top-1 as PyTorch float32
+    images: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def error_stats(ref: torch.Tensor, out: torch.Tensor) -> ErrorStats:
+    """Absolute errors, and errors relative to each sample's largest |reference logit|."""
+    ref, out = ref.double().cpu(), out.double().cpu()
+    diff = (out - ref).abs()
+    scale = ref.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)
+    rel = diff / scale
+    return ErrorStats(float(diff.max()), float(diff.mean()), float(diff.median()), float(rel.max()),
+                      float(rel.mean()), float(rel.median()))
+
+
+def real_batches(input_size: int, small: bool, data: str | None = None, images: int = 256,
+                 batch: int = 64) -> list[torch.Tensor]:
+    """Real images preprocessed as the model expects: the user's folder, else the built-in Fashion-MNIST."""
+    from torch.utils.data import DataLoader, Subset
+
+    from .. import data as D
+
+    if data:
+        ds = D.image_folder(D.resolve_split(data, "val"), D.official_eval_transform(input_size))
+    elif small:
+        ds = D.fashion_mnist("val")
+    else:
+        from PIL import Image
+
+        raw, _ = D.fashion_mnist_images("val", images)
+        tf = D.official_eval_transform(input_size)
+        return [torch.stack([tf(Image.fromarray(im).convert("RGB")) for im in raw[i: i + batch]])
+                for i in range(0, len(raw), batch)]
+    sub = Subset(ds, list(range(min(images, len(ds)))))
+    return [x for x, *_ in DataLoader(sub, batch_size=batch)]
+
+
+@torch.no_grad()
+def check_parity(reference: nn.Module, run: Callable[[torch.Tensor], torch.Tensor], backend: str, dtype: str,
+                 input_size: int, real: list[torch.Tensor], max_batch: int | None = None, seed: int = 0) -> Parity:
+    reference = reference.eval().float().cpu()
+    g = torch.Generator().manual_seed(seed)
+    n = min(4, max_batch or 4)
+    x = torch.randn(n, 3, input_size, input_size, generator=g)
+    rnd = error_stats(reference(x), run(x).float().cpu())
+    refs, outs = [], []
+    for xb in real:
+        for i in range(0, len(xb), max_batch or len(xb)):
+            part = xb[i: i + (max_batch or len(xb))]
+            refs.append(reference(part))
+            outs.append(run(part).float().cpu())
+    r, o = torch.cat(refs), torch.cat(outs)
+    agree = float((r.argmax(1) == o.argmax(1)).double().mean() * 100)
+    return Parity(backend, dtype, rnd, error_stats(r, o), agree, len(r))

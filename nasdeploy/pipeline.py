@@ -1,0 +1,295 @@
+"""The end-to-end pipeline: supernet -> latency table -> search -> fold + export -> accuracy -> bench -> report.
+
+Each stage writes ``stage_<name>.json`` (atomically) when it completes; a rerun skips stages
+whose marker is there, and the long stages (supernet training, latency table, search) resume
+from their own state when killed mid-way.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .errors import ArtifactError, UsageError
+from .io import provenance, write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SupernetStage:
+    steps: int = 150
+    batch_size: int = 16
+    lr: float = 0.05
+    sampler: str = "fair"
+    ckpt_every: int = 25
+
+
+@dataclass
+class LatencyStage:
+    backend: str = "auto"  # onnxruntime on the CPU, torch (CUDA graphs) on the GPU
+    batch: int = 1
+    dtype: str = "fp32"
+    repeats: int = 30
+    warmup: int = 5
+    validate_archs: int = 12
+
+
+@dataclass
+class SearchStage:
+    latency_target: str = "auto"  # with units, or auto: 85% of the median random architecture's latency
+    population: int = 12
+    generations: int = 3
+    calib_batches: int = 4
+    eval_images: int = 1000
+
+
+@dataclass
+class ExportStage:
+    onnx: bool = True
+    aoti: bool = False  # enabled automatically on a GPU
+    parity_images: int = 256
+
+
+@dataclass
+class BenchStage:
+    backends: list[str] = field(default_factory=lambda: ["torch", "onnxruntime"])
+    batches: list[int] = field(default_factory=lambda: [1, 16])
+    repeats: int = 50
+
+
+@dataclass
+class PipelineConfig:
+    out: str = "runs/demo"
+    space: str = "scarlet"
+    data: str = "fashion-mnist"
+    device: str = "auto"
+    seed: int = 0
+    accuracy_images: int = 4000
+    supernet: SupernetStage = field(default_factory=SupernetStage)
+    latency: LatencyStage = field(default_factory=LatencyStage)
+    search: SearchStage = field(default_factory=SearchStage)
+    export: ExportStage = field(default_factory=ExportStage)
+    bench: BenchStage = field(default_factory=BenchStage)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PipelineConfig":
+        return _build(cls, d, "config")
+
+    @classmethod
+    def read(cls, path: str | Path) -> "PipelineConfig":
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # pragma: no cover
+            import tomli as tomllib  # type: ignore[no-redef]
+        p = Path(path)
+        if not p.is_file():
+            raise UsageError(f"pipeline config {p} does not exist")
+        try:
+            return cls.from_dict(tomllib.loads(p.read_text()))
+        except tomllib.TOMLDecodeError as e:
+            raise UsageError(f"{p} is not valid TOML ({e})") from None
+
+
+def _build(cls, d: dict, where: str):
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(d) - set(known)
+    if unknown:
+        raise UsageError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}")
+    kw = {}
+    for k, v in d.items():
+        factory = known[k].default_factory
+        nested = isinstance(factory, type) and is_dataclass(factory)
+        kw[k] = _build(factory, v, f"{where}.{k}") if nested and isinstance(v, dict) else v
+    return cls(**kw)
+
+
+# ------------------------------------------------------------------ stages
+
+class Pipeline:
+    STAGES = ("supernet", "latency", "search", "export", "accuracy", "bench")
+
+    def __init__(self, cfg: PipelineConfig, progress: bool = True, echo: Callable[[str], None] | None = None) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.progress = progress
+        self.echo = echo or (lambda s: log.info(s))
+        self.device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        self.results: dict[str, dict] = {}
+
+    def marker(self, stage: str) -> Path:
+        return self.out / f"stage_{stage}.json"
+
+    def run(self, stop_after: str | None = None) -> dict:
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_json(self.out / "config.json", asdict(self.cfg))
+        for stage in self.STAGES:
+            m = self.marker(stage)
+            if m.exists():
+                try:
+                    self.results[stage] = json.loads(m.read_text()) | {"status": "cached"}
+                    self.echo(f"[{stage}] done before: skipped")
+                    continue
+                except json.JSONDecodeError:
+                    pass  # a marker is written atomically; an unreadable one is simply redone
+            self.echo(f"[{stage}] running")
+            t0 = time.perf_counter()
+            figures = getattr(self, f"stage_{stage}")()
+            figures = {"seconds": round(time.perf_counter() - t0, 1), **figures}
+            write_json(m, figures)
+            self.results[stage] = figures | {"status": "ran"}
+            if stage == stop_after:
+                break
+        return self.results
+
+    # -- supernet
+    def stage_supernet(self) -> dict:
+        from .train import TrainConfig, load_checkpoint, train_supernet
+
+        s = self.cfg.supernet
+        tc = TrainConfig(space=self.cfg.space, data=self.cfg.data, steps=s.steps, batch_size=s.batch_size, lr=s.lr,
+                         sampler=s.sampler, ckpt_every=s.ckpt_every, seed=self.cfg.seed, device=self.device)
+        final = train_supernet(tc, self.out / "supernet", resume=True, progress=self.progress)
+        hist = load_checkpoint(final)["history"]
+        k = max(1, min(10, len(hist) // 3))
+        return {"supernet": str(final), "steps": len(hist), "loss_first": sum(h[1] for h in hist[:k]) / k,
+                "loss_last": sum(h[1] for h in hist[-k:]) / k, "space": self.cfg.space, "sampler": s.sampler}
+
+    def _small(self) -> bool:
+        return self.cfg.data == "fashion-mnist"
+
+    # -- latency
+    def stage_latency(self) -> dict:
+        from .latency import LatencyTable, Settings, measure_table, validate_table
+        from .space import SMALL_INPUT_STRIDES
+
+        l = self.cfg.latency
+        backend = l.backend if l.backend != "auto" else ("torch" if self.device == "cuda" else "onnxruntime")
+        size, classes = (28, 10) if self._small() else (224, 1000)
+        st = Settings(self.cfg.space, self.device, backend, l.batch, l.dtype if self.device == "cuda" else "fp32", size,
+                      list(SMALL_INPUT_STRIDES) if self._small() else None, classes, l.warmup, l.repeats)
+        path = self.out / "lut.json"
+        table = measure_table(st, path, progress=self.progress)
+        v = validate_table(LatencyTable.load(path), l.validate_archs, self.cfg.seed, self.progress, l.repeats)
+        m = v.metrics()
+        from .plots import latency_scatter
+
+        latency_scatter(self.out / "lut_validation.png", v.measured, v.raw, v.calibrated_loo,
+                        f"{table.describe()}: {m['n']} random archs")
+        return {"lut": str(path), "setting": table.describe(), "entries": table.entries(), "validation": m}
+
+    # -- search
+    def _target(self) -> float:
+        from .latency import LatencyTable
+        from .search import parse_latency
+        from .space import get_space
+
+        t = self.cfg.search.latency_target
+        if t != "auto":
+            return parse_latency(t)
+        import random
+
+        table = LatencyTable.load(self.out / "lut.json")
+        rng = random.Random(self.cfg.seed)
+        lats = sorted(table.predict(get_space(self.cfg.space).sample(rng)) for _ in range(200))
+        return round(max(0.85 * lats[len(lats) // 2], 1.05 * table.fastest()[1]), 3)
+
+    def stage_search(self) -> dict:
+        from .search import SearchConfig
+        from .search_job import SearchInputs, search
+
+        s = self.cfg.search
+        target = self._target()
+        cfg = SearchConfig(target, ("accuracy", "latency"), s.population, s.generations, self.cfg.seed,
+                           s.calib_batches, 64, s.eval_images, device=self.device)
+        inp = SearchInputs(self.cfg.space, str(self.out / "supernet" / "supernet.pt"), str(self.out / "lut.json"),
+                           self.cfg.data, self.device)
+        r = search(inp, cfg, self.out / "search", progress=self.progress)
+        if r.best is None:
+            raise UsageError(f"no architecture met {target} ms: raise search.generations or the target")
+        return {"target_ms": target, "fastest_ms": r.fastest_ms, "trials": len(r.candidates),
+                "front": [asdict(c) for c in r.front], "best": asdict(r.best), "references": r.references,
+                "card": str(self.out / "search" / "best.toml"), "pareto_png": str(self.out / "search" / "pareto.png")}
+
+    # -- export
+    def stage_export(self) -> dict:
+        from .export.api import ExportOptions, export_model
+
+        e = self.cfg.export
+        aoti = e.aoti or self.device == "cuda"
+        opt = ExportOptions(onnx=e.onnx, aoti=aoti, fp16=aoti, force=True, parity_images=e.parity_images,
+                            data=None if self._small() else self.cfg.data)
+        r = export_model(str(self.out / "search" / "best.toml"), self.out / "export", opt=opt)
+        return {"out": str(r.out), "artefacts": r.artefacts, "fold": r.fold_report,
+                "parity": [p.as_dict() for p in r.parity]}
+
+    # -- accuracy of the deployed artefacts on the held-out split
+    def stage_accuracy(self) -> dict:
+        from torch.utils.data import DataLoader, Subset
+
+        from . import data as D
+        from .bench.runners import OrtRunner
+        from .evaluate import evaluate
+        from .zoo import load_network
+
+        export = self.out / "export"
+        plain = load_network(export / "model.pt")
+        if self._small():
+            ds = D.fashion_mnist("val")
+        else:
+            ds = D.image_folder(D.resolve_split(self.cfg.data, "val"), D.official_eval_transform(224))
+        ds = Subset(ds, list(range(min(self.cfg.accuracy_images, len(ds)))))
+        loader = DataLoader(ds, batch_size=200)
+        out = {"images": len(ds), "torch_folded": evaluate(plain, loader).as_dict()}
+        if (export / "model.onnx").exists():
+            out["onnxruntime"] = evaluate(OrtRunner(str(export / "model.onnx")), loader).as_dict()
+        return out
+
+    # -- bench
+    def stage_bench(self) -> dict:
+        from .bench.run import bench
+        from .plots import throughput_plot
+
+        b = self.cfg.bench
+        backends = b.backends + (["compile", "aoti"] if self.device == "cuda" else [])
+        batches = b.batches if self.device == "cpu" else sorted(set(b.batches) | {256})
+        res = bench([str(self.out / "export" / "card.toml")], self.device, backends, batches,
+                    ["fp32"] if self.device == "cpu" else ["fp32", "fp16"], b.repeats, progress=self.progress)
+        write_json(self.out / "bench.json", res.as_dict())
+        series: dict[str, list] = {}
+        for r in res.rows:
+            series.setdefault(f"{r.backend} {r.dtype}", []).append((r.batch, r.throughput))
+        throughput_plot(self.out / "bench.png", series, f"searched model on {res.environment['device_name']}")
+        return {"bench_json": str(self.out / "bench.json"), "environment": res.environment,
+                "rows": [asdict(r) for r in res.rows], "skipped": res.skipped}
+
+
+def load_results(out: str | Path) -> dict[str, dict]:
+    out = Path(out)
+    res = {}
+    for stage in Pipeline.STAGES:
+        m = out / f"stage_{stage}.json"
+        if not m.exists():
+            raise ArtifactError(f"{out} has no completed {stage} stage: run the pipeline first")
+        res[stage] = json.loads(m.read_text())
+    return res
+
+
+def run_pipeline(cfg: PipelineConfig, progress: bool = True, echo: Callable[[str], None] | None = None,
+                 stop_after: str | None = None) -> tuple[dict, Path | None]:
+    from .report import write_report
+
+    p = Pipeline(cfg, progress, echo)
+    results = p.run(stop_after)
+    if stop_after and stop_after != Pipeline.STAGES[-1]:
+        return results, None
+    return results, write_report(p.out, cfg, results, provenance())
+
+
+def config_dict(cfg: Any) -> dict:
+    return asdict(cfg)

@@ -1,0 +1,80 @@
+"""The pipeline's final report: Markdown and JSON, with the Pareto and bench plots beside it."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from .io import write_json, write_text
+
+
+def _f(v, nd=3) -> str:
+    return "-" if v is None else (f"{v:,.{nd}f}" if isinstance(v, float) else str(v))
+
+
+def write_report(out: Path, cfg, results: dict, prov: dict) -> Path:
+    sn, lat, se, ex, acc, be = (results.get(k, {}) for k in ("supernet", "latency", "search", "export", "accuracy",
+                                                               "bench"))
+    env = be.get("environment", {})
+    L: list[str] = [
+        "# nasdeploy pipeline report", "",
+        f"- date: {prov['written']}", f"- machine: {env.get('device_name', prov.get('cpu'))}",
+        f"- command: `{prov['command']}`", f"- nasdeploy {prov['nasdeploy']}, torch {prov['torch']}, "
+        f"onnxruntime {env.get('onnxruntime')}", f"- space: {cfg.space}, data: {cfg.data}, device: {env.get('device')}",
+        "", "## Stages", "", "| stage | status | seconds | figures |", "| --- | --- | ---: | --- |",
+    ]
+    val = lat.get("validation", {})
+    best = se.get("best", {})
+    par = (ex.get("parity") or [{}])[0]
+    rows = {
+        "supernet": f"{sn.get('steps')} steps ({sn.get('sampler')}), loss {_f(sn.get('loss_first'))} -> "
+                    f"{_f(sn.get('loss_last'))}",
+        "latency": f"{lat.get('entries')} entries ({lat.get('setting')}); validation on {val.get('n')} archs: MAPE "
+                   f"{_f(val.get('raw', {}).get('mape_pct'), 1)}% raw / "
+                   f"{_f(val.get('calibrated', {}).get('mape_pct'), 1)}% calibrated, "
+                   f"tau {_f(val.get('raw', {}).get('kendall_tau'), 2)}",
+        "search": f"target {se.get('target_ms')} ms (fastest possible {_f(se.get('fastest_ms'))} ms), "
+                  f"{se.get('trials')} trials, chosen {_f(best.get('latency_ms'))} ms at "
+                  f"{_f(best.get('accuracy'), 2)}% supernet top-1",
+        "export": f"folded ({(ex.get('fold') or {}).get('stabilizers_folded')} stabilizers, "
+                  f"{(ex.get('fold') or {}).get('bn_folded')} BN); {par.get('backend')} parity: max rel. error "
+                  f"{_f((par.get('real') or {}).get('max_rel'), 2)}, top-1 agreement {_f(par.get('top1_agreement'), 2)}%",
+        "accuracy": f"top-1 on {acc.get('images')} held-out images: PyTorch {_f(acc.get('torch_folded', {}).get('top1'), 2)}%"
+                    f", ONNX Runtime {_f(acc.get('onnxruntime', {}).get('top1'), 2)}%",
+        "bench": ", ".join(f"{r['backend']} {r['dtype']} b{r['batch']}: {r['throughput']:,.0f} img/s "
+                           f"({r['speedup']:.2f}x)" for r in be.get("rows", [])),
+    }
+    for k, text in rows.items():
+        r = results.get(k, {})
+        L.append(f"| {k} | {r.get('status', '-')} | {_f(r.get('seconds'), 1)} | {text} |")
+    L += ["", "## Searched architecture against the zoo at the same latency", "",
+          f"Latency predicted by the calibrated table of this machine; accuracy is the supernet's estimate "
+          f"(BN recalibrated, {cfg.search.eval_images} held-out images), the same estimate for every row.", "",
+          "| model | architecture | predicted latency (ms) | supernet top-1 (%) |", "| --- | --- | ---: | ---: |",
+          f"| **searched** | `{best.get('arch')}` | {_f(best.get('latency_ms'))} | {_f(best.get('accuracy'), 2)} |"]
+    for name, ref in (se.get("references") or {}).items():
+        L.append(f"| {name} (architecture) | `{ref['arch']}` | {_f(ref['latency_ms'])} | {_f(ref['accuracy'], 2)} |")
+    L += ["", "## Pareto front", "", "| architecture | predicted latency (ms) | supernet top-1 (%) | params |",
+          "| --- | ---: | ---: | ---: |"]
+    for c in se.get("front", []):
+        L.append(f"| `{c['arch']}` | {_f(c['latency_ms'])} | {_f(c['accuracy'], 2)} | {c['params']:,} |")
+    L += ["", "![Pareto front](search/pareto.png)", "", "## Parity of the exported artefacts (vs PyTorch float32)", "",
+          "| backend | dtype | max abs | max rel | median abs | top-1 agreement | images |",
+          "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for p in ex.get("parity", []):
+        L.append(f"| {p['backend']} | {p['dtype']} | {p['real']['max_abs']:.2e} | {p['real']['max_rel']:.2e} | "
+                 f"{p['real']['median_abs']:.2e} | {p['top1_agreement']:.2f}% | {p['images']} |")
+    L += ["", "## Speed (same run; speed-up over the unfolded model in PyTorch eager fp32)", "",
+          "| backend | dtype | batch | images/s | median ms | p99 ms | speed-up |",
+          "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in be.get("rows", []):
+        L.append(f"| {r['backend']} | {r['dtype']} | {r['batch']} | {r['throughput']:,.1f} | "
+                 f"{r['latency']['median']:.3f} | {r['latency']['p99']:.3f} | {r['speedup']:.2f}x |")
+    for s in be.get("skipped", []):
+        L.append(f"\nskipped {s.get('backend')}: {s['reason']}")
+    L += ["", "![throughput](bench.png)", "", "## Artefacts", "",
+          f"- supernet: `{sn.get('supernet')}`", f"- latency table: `{lat.get('lut')}` (validation plot "
+          "`lut_validation.png`)", f"- search: `{out / 'search'}` (pareto.json, pareto.png, best.toml, best.pt, "
+          "search.db)", f"- export: `{ex.get('out')}` ({', '.join((ex.get('artefacts') or {}).values())}, parity.json, "
+          "card.toml)", f"- bench: `{be.get('bench_json')}`, `bench.png`", ""]
+    write_json(out / "report.json", {"config": asdict(cfg), "provenance": prov, "stages": results})
+    return write_text(out / "report.md", "\n".join(L) + "\n")

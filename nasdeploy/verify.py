@@ -1,0 +1,71 @@
+"""`verify`: top-1/top-5 with the official preprocessing on an ImageNet-layout folder, against the card's numbers."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.utils.data import DataLoader
+
+from . import data as D
+from .bench.runners import check_device, make_runner
+from .errors import DataError, NasDeployError
+from .evaluate import check_reference, evaluate
+from .fold import fold
+from .progress import progress_bar
+from .zoo import get_card, load_any
+
+
+@dataclass
+class VerifyResult:
+    model: str
+    backend: str
+    device: str
+    images: int
+    top1: float
+    top5: float
+    reference_top1: float | None
+    reference_top5: float | None
+    tolerance: float
+    passed: bool | None
+    reference_source: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def verify(spec: str, data: str, weights: str | None = None, device: str = "cpu", backend: str = "torch",
+           tolerance: float = 0.1, batch_size: int = 50, workers: int = 2, limit: int | None = None,
+           progress: bool = True) -> VerifyResult:
+    check_device(device)
+    model = load_any(spec, weights).eval()
+    try:
+        card = get_card(spec)
+        size, reference = card.input_size, card.reference
+    except NasDeployError:
+        size, reference = (28 if model.stride_plan else 224), {}
+    root = D.resolve_split(data, "val")
+    ds = D.image_folder(root, D.official_eval_transform(size))
+    if len(ds.classes) != model.num_classes:
+        raise DataError(f"{root} has {len(ds.classes)} class folders but {spec} predicts {model.num_classes} "
+                        "classes: give the matching validation folder")
+    if limit:
+        ds = torch.utils.data.Subset(ds, list(range(min(limit, len(ds)))))
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers)
+    if backend == "torch":
+        run = model.to(device)
+    else:  # an exported artefact of the folded model, verified the same way
+        plain, _ = fold(model, input_size=min(size, 64))
+        run = make_runner(backend, plain, (batch_size, 3, size, size), device, "fp32", dynamic_batch=True)
+    bar = progress_bar(progress)
+    if bar:
+        task = bar.add_task(f"verify {spec} ({backend})", total=len(ds))
+        bar.start()
+    try:
+        acc = evaluate(run, loader, device if backend == "torch" else "cpu",
+                       progress=(lambda n: bar.update(task, advance=n)) if bar else None)
+    finally:
+        if bar:
+            bar.stop()
+    chk = check_reference(acc.top1, reference, tolerance)
+    return VerifyResult(str(spec), backend, device, acc.images, acc.top1, acc.top5, chk.reference_top1,
+                        reference.get("top5"), tolerance, chk.passed, reference.get("source", ""))

@@ -1,0 +1,90 @@
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+import nasdeploy
+from nasdeploy.bench.run import BASELINE, bench
+from nasdeploy.data import write_image_folder
+from nasdeploy.errors import DataError, UsageError
+from nasdeploy.verify import verify
+
+from .conftest import HAS_CUDA, run_cli
+
+MODEL = "fairnas_b_se_transfer"  # 10 classes, like the built-in data
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return write_image_folder(tmp_path_factory.mktemp("imgs") / "val", per_class=3, size=40)
+
+
+def test_verify_top1_equals_an_independent_official_evaluation(folder, official_ckpt):
+    from torchvision import transforms
+
+    ck = official_ckpt(MODEL, 3)
+    r = verify(MODEL, str(folder), str(ck), progress=False, workers=0)
+    # independent: the official preprocessing and model, image by image
+    tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
+                             transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    m = nasdeploy.create_model(MODEL, weights=ck)
+    classes = sorted(p.name for p in folder.iterdir())
+    hits = n = 0
+    with torch.no_grad():
+        for label, c in enumerate(classes):
+            for f in sorted((folder / c).iterdir()):
+                x = tf(Image.open(f).convert("RGB")).unsqueeze(0)
+                hits += int(m(x).argmax(1).item() == label)
+                n += 1
+    assert r.images == n == 30
+    assert r.top1 == pytest.approx(100.0 * hits / n)
+    assert r.reference_top1 == 98.08 and r.passed is False  # random stand-in weights are not the published model
+
+
+def test_verify_through_onnxruntime_matches_torch(folder, official_ckpt):
+    ck = official_ckpt(MODEL, 0)
+    a = verify(MODEL, str(folder), str(ck), progress=False, workers=0)
+    b = verify(MODEL, str(folder), str(ck), backend="onnxruntime", progress=False, workers=0, batch_size=8)
+    assert a.top1 == b.top1 and a.top5 == b.top5
+
+
+def test_verify_refuses_mismatched_classes_and_bad_folders(folder, tmp_path):
+    with pytest.raises(DataError, match="10 class folders but fairnas_a predicts 1000"):
+        verify("fairnas_a", str(folder), progress=False)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.new("RGB", (8, 8)).save(flat / "x.png")
+    r = run_cli("verify", MODEL, "--data", str(flat))
+    assert r.returncode == 2 and "one subfolder per class" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_cpu_bench_reports_baseline_and_speedups(tmp_path):
+    res = bench(["fairnas_a"], "cpu", ["torch", "onnxruntime", "aoti"], [1], None, repeats=5, progress=False)
+    backends = [r.backend for r in res.rows]
+    assert backends == [BASELINE, "torch", "onnxruntime"]
+    base = res.rows[0]
+    assert base.speedup == 1.0 and base.throughput > 0
+    for r in res.rows[1:]:
+        assert r.speedup == pytest.approx(r.throughput / base.throughput)
+        assert r.latency["p10"] <= r.latency["median"] <= r.latency["p99"]
+    assert any(s["backend"] == "aoti" for s in res.skipped)
+    assert res.environment["device"] == "cpu" and res.environment["onnxruntime"]
+
+
+def test_bench_cli_writes_json_and_plot(tmp_path):
+    r = run_cli("bench", "scarlet_c", "--backends", "onnxruntime", "--batch", "1,2", "--repeats", "3",
+                "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png"), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    d = json.loads((tmp_path / "b.json").read_text())
+    assert {row["batch"] for row in d["rows"]} == {1, 2} and (tmp_path / "b.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--backends", "tvm"], "unknown backend 'tvm'"),
+    pytest.param(["--device", "cuda"], "no CUDA device", marks=pytest.mark.skipif(HAS_CUDA, reason="has CUDA")),
+    (["--batch", "0"], "at least 1"),
+])
+def test_bench_bad_input(args, fragment):
+    r = run_cli("bench", "fairnas_a", *args)
+    assert r.returncode == 2 and fragment in r.stderr and r.stderr.count("\n") == 1, r.stderr

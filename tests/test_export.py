@@ -1,0 +1,123 @@
+import importlib.util
+import random
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import nasdeploy
+from nasdeploy.bench.runners import OrtRunner
+from nasdeploy.export.api import ExportOptions, export_model
+from nasdeploy.export.onnx import onnx_ops, to_onnx_bytes
+from nasdeploy.fold import fold
+from nasdeploy.net import Network
+from nasdeploy.space import SMALL_INPUT_STRIDES
+from nasdeploy.supernet import Supernet
+from nasdeploy.zoo import save_checkpoint
+
+from .conftest import HAS_CUDA, needs_cuda, needs_shared, run_cli
+from .helpers import randomize
+
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+
+
+@needs_shared
+@pytest.mark.parametrize("model", nasdeploy.list_models())
+def test_exported_onnx_reproduces_the_official_float64_logits(model, official_ckpt, refweights):
+    m = nasdeploy.create_model(model, weights=official_ckpt(model, 0))
+    plain, _ = fold(m, check=False)
+    x = refweights.make_input(model, 0)
+    y = OrtRunner(to_onnx_bytes(plain, tuple(x.shape)))(x).double().numpy()
+    ref = refweights.expected_logits(model, 0)
+    tol = 1e-3 if model.startswith("scarlet") else 1e-4
+    assert np.abs(y - ref).max() / np.abs(ref).max() <= tol
+
+
+def test_onnx_graph_is_clean_and_batch_is_dynamic():
+    m = nasdeploy.create_model("scarlet_a")
+    data = to_onnx_bytes(fold(m, check=False)[0], (1, 3, 224, 224))
+    g = onnx.load_from_string(data).graph
+    assert g.input[0].name == "input" and g.output[0].name == "logits"
+    assert g.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    ops = set(onnx_ops(data))
+    assert {"HardSwish", "HardSigmoid", "Conv"} <= ops and "BatchNormalization" not in ops
+    r = OrtRunner(data)
+    assert tuple(r(torch.randn(3, 3, 224, 224)).shape) == (3, 1000)
+
+
+def test_scarlet_subnet_exports_folded_without_stabilizer_nodes(tmp_path):
+    torch.manual_seed(0)
+    sn = randomize(Supernet("scarlet", 10, SMALL_INPUT_STRIDES), seed=4)
+    arch = "k3e3-skip-k5e3-skip-skip-k3e6se-k7e3-skip-k5e6-k3e3se-k3e6-skip-k5e3-k7e6-k3e3-skip-skip-k5e6se-k7e6"
+    sub = sn.extract(arch).eval()
+    assert sum(getattr(b, "stabilizer", None) is not None for b in sub.mb_module) == 7
+    save_checkpoint(sub, tmp_path / "sub.pt")
+    r = export_model(str(tmp_path / "sub.pt"), tmp_path / "exp", opt=ExportOptions(parity_images=64))
+    data = (tmp_path / "exp" / "model.onnx").read_bytes()
+    plain_arch_convs = onnx_ops(to_onnx_bytes(fold(Network(arch, "scarlet", 10, SMALL_INPUT_STRIDES).eval(),
+                                                   check=False)[0], (1, 3, 28, 28))).count("Conv")
+    assert onnx_ops(data).count("Conv") == plain_arch_convs  # no 1x1 stabilizer conv left
+    x = torch.randn(5, 3, 28, 28)
+    with torch.no_grad():
+        ref = sub(x)
+    y = OrtRunner(data)(x)
+    assert (y - ref).abs().max() / ref.abs().max() < 1e-4
+    p = r.parity[0]
+    assert p.top1_agreement == 100.0 and p.real.max_rel < 1e-4 and p.images == 64
+
+
+def test_export_writes_a_card_that_loads(tmp_path):
+    ref = randomize(nasdeploy.create_model("fairnas_c"), seed=3)
+    save_checkpoint(ref, tmp_path / "w.pt")
+    export_model("fairnas_c", tmp_path / "e", weights=str(tmp_path / "w.pt"), opt=ExportOptions(parity_images=16))
+    m = nasdeploy.create_model(str(tmp_path / "e" / "card.toml"))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(m(x), ref(x), atol=1e-5)
+
+
+def _no_partial(tmp_path, name):
+    left = [p.name for p in tmp_path.iterdir() if p.name.startswith((name, f".{name}"))]
+    assert left == [], left
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--weights", "__WRONG__"], "does not fit this model"),
+    (["--trt"], "TensorRT"),
+    pytest.param(["--aoti"], "no CUDA device", marks=pytest.mark.skipif(HAS_CUDA, reason="has CUDA")),
+    (["--dynamic-batch", "8:4:2"], "MIN <= OPT <= MAX"),
+])
+def test_bad_export_input_is_one_line_and_leaves_nothing(tmp_path, refweights, extra, fragment):
+    if HAS_TRT and extra == ["--trt"]:
+        pytest.skip("TensorRT is installed")
+    wrong = tmp_path / "wrong.pth"
+    torch.save(refweights.make_checkpoint("scarlet_a", 0), wrong)
+    extra = [str(wrong) if e == "__WRONG__" else e for e in extra]
+    r = run_cli("export", "fairnas_a", "--out", str(tmp_path / "out"), *extra)
+    assert r.returncode == 2 and fragment in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    _no_partial(tmp_path, "out")
+
+
+def test_existing_output_needs_force(tmp_path):
+    (tmp_path / "out").mkdir()
+    r = run_cli("export", "fairnas_a", "--out", str(tmp_path / "out"))
+    assert r.returncode == 2 and "--force" in r.stderr
+    r = run_cli("export", "nope_model", "--out", str(tmp_path / "o2"))
+    assert r.returncode == 2 and "unknown model" in r.stderr
+    _no_partial(tmp_path, "o2")
+
+
+@needs_cuda
+def test_aoti_fp16_agrees_with_pytorch(tmp_path):
+    r = export_model("fairnas_a", tmp_path / "a", opt=ExportOptions(onnx=False, aoti=True, fp16=True,
+                                                                    batch=(8, 8, 8), parity_images=64))
+    assert r.parity[0].top1_agreement >= 99.0
+
+
+@pytest.mark.skipif(not (HAS_TRT and HAS_CUDA), reason="needs TensorRT and CUDA")
+def test_tensorrt_engine_parity(tmp_path):
+    r = export_model("fairnas_a", tmp_path / "t", opt=ExportOptions(trt=True, batch=(1, 4, 8), dynamic=True,
+                                                                    parity_images=64))
+    trt = [p for p in r.parity if p.backend == "tensorrt"][0]
+    assert trt.real.max_rel < 1e-3 and (tmp_path / "t" / "model.timing-cache").exists()

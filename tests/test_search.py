@@ -1,0 +1,127 @@
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+import nasdeploy
+from nasdeploy.errors import ArtifactError, UsageError
+from nasdeploy.latency import LatencyTable, Settings, measure_table
+from nasdeploy.search import SearchConfig, dominates, parse_latency
+from nasdeploy.search_job import SearchInputs, search
+from nasdeploy.space import SMALL_INPUT_STRIDES
+
+from .conftest import ROOT, run_cli
+
+
+@pytest.fixture(scope="module")
+def lut(tmp_path_factory):
+    p = tmp_path_factory.mktemp("lut") / "lut.json"
+    measure_table(Settings("fairnas", "cpu", "onnxruntime", 1, "fp32", 28, list(SMALL_INPUT_STRIDES), 10,
+                           warmup=1, repeats=3), p, progress=False)
+    return p
+
+
+def test_latency_target_needs_units():
+    assert parse_latency("1.2ms") == 1.2
+    assert parse_latency("850us") == pytest.approx(0.85)
+    assert parse_latency("0.002s") == pytest.approx(2.0)
+    for bad in ("1.2", "fast", "-1ms", "0ms"):
+        with pytest.raises(UsageError):
+            parse_latency(bad)
+
+
+def _proxy(lut, out, target, pop=6, gen=2):
+    t = LatencyTable.load(lut)
+    cfg = SearchConfig(target if target else 1.2 * t.fastest()[1], population=pop, generations=gen,
+                       accuracy_proxy=True)
+    return search(SearchInputs("fairnas", lut=str(lut), input_size=28), cfg, out, progress=False), cfg
+
+
+def test_search_meets_the_target_and_the_front_is_non_dominated(lut, tmp_path):
+    t = LatencyTable.load(lut)
+    target = t.fastest()[1] + 0.5 * (t.predict("-".join(["k7e6"] * 19)) - t.fastest()[1])
+    r, cfg = _proxy(lut, tmp_path / "s", target)
+    assert len(r.candidates) == 12 and r.best is not None and r.best.latency_ms <= target
+    assert all(c.feasible for c in r.front)
+    objs = [c.objectives(cfg.objectives) for c in r.front]
+    for i, a in enumerate(objs):
+        assert not any(dominates(b, a) for j, b in enumerate(objs) if j != i)
+    # every feasible trial is dominated by (or on) the front
+    for c in r.candidates:
+        if c.feasible and c.arch not in {f.arch for f in r.front}:
+            assert any(dominates(f.objectives(cfg.objectives), c.objectives(cfg.objectives)) or
+                       f.objectives(cfg.objectives) == c.objectives(cfg.objectives) for f in r.front)
+    assert (tmp_path / "s" / "pareto.png").exists() and (tmp_path / "s" / "pareto.json").exists()
+    card = nasdeploy.zoo.Card.read(tmp_path / "s" / "best.toml")
+    assert str(card.arch) == r.best.arch and card.search["target_ms"] == target
+
+
+def test_chosen_card_exports_and_runs(lut, tmp_path):
+    import torch
+
+    from nasdeploy.bench.runners import OrtRunner
+    from nasdeploy.export.api import ExportOptions, export_model
+
+    _proxy(lut, tmp_path / "s", None, pop=4, gen=1)
+    export_model(str(tmp_path / "s" / "best.toml"), tmp_path / "e", opt=ExportOptions(parity_images=16))
+    y = OrtRunner(str(tmp_path / "e" / "model.onnx"))(torch.randn(2, 3, 28, 28))
+    assert tuple(y.shape) == (2, 10)
+
+
+def test_killed_search_continues_from_stored_trials(lut, tmp_path):
+    out = tmp_path / "s"
+    cmd = [sys.executable, str(ROOT / "cli.py"), "search", "--accuracy-proxy", "--space", "fairnas", "--input-size",
+           "28", "--lut", str(lut), "--latency-target", f"{LatencyTable.load(lut).fastest()[1] * 1.3:.4f}ms",
+           "--population", "10", "--generations", "6", "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = out / "search.db"
+    storage = f"sqlite:///{db}"
+    done = 0
+    deadline = time.time() + 120
+    while time.time() < deadline and done < 8:
+        time.sleep(0.2)
+        if db.exists():
+            try:
+                s = optuna.load_study(study_name=None, storage=storage)
+                done = len(s.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+            except Exception:
+                pass
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 8 <= done < 60, done
+    kept = {t.number: t.user_attrs["arch"] for t in optuna.load_study(study_name=None, storage=storage)
+            .get_trials(states=(optuna.trial.TrialState.COMPLETE,))}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    s = optuna.load_study(study_name=None, storage=storage)
+    complete = s.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(complete) == 60  # continued to the requested total, not restarted
+    assert all(t.user_attrs["arch"] == kept[t.number] for t in complete if t.number in kept)
+
+
+def test_target_below_the_fastest_architecture_says_how_fast(lut, tmp_path):
+    fastest = LatencyTable.load(lut).fastest()[1]
+    with pytest.raises(UsageError, match=f"fastest possible is predicted at {fastest:.3f} ms"):
+        _proxy(lut, tmp_path / "s", fastest * 0.5)
+
+
+@pytest.mark.parametrize("target, fragment", [("2", "needs a unit"), ("-3ms", "must be positive")])
+def test_bad_targets_are_one_line(lut, tmp_path, target, fragment):
+    r = run_cli("search", "--accuracy-proxy", "--lut", str(lut), f"--latency-target={target}", "--out", str(tmp_path))
+    assert r.returncode == 2 and fragment in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_lut_of_another_space_than_the_search(lut, tmp_path):
+    r = run_cli("search", "--accuracy-proxy", "--space", "scarlet", "--input-size", "28", "--lut", str(lut),
+                "--latency-target", "5ms", "--out", str(tmp_path))
+    assert r.returncode == 2 and "measured for the fairnas space, not scarlet" in r.stderr
+
+
+def test_lut_for_another_input_size_than_the_supernet(lut, tmp_path):
+    from nasdeploy.search import check_lut_matches
+
+    with pytest.raises(ArtifactError, match="28px"):
+        check_lut_matches(LatencyTable.load(lut), "fairnas", None, 1000, 224)
