@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SupernetStage:
-    steps: int = 150
+    steps: int = 100
     batch_size: int = 16
     lr: float = 0.05
     sampler: str = "fair"
@@ -43,10 +43,17 @@ class LatencyStage:
 @dataclass
 class SearchStage:
     latency_target: str = "auto"  # with units, or auto: 85% of the median random architecture's latency
-    population: int = 12
+    population: int = 10
     generations: int = 3
     calib_batches: int = 4
-    eval_images: int = 1000
+    eval_images: int = 500
+
+
+@dataclass
+class FinetuneStage:
+    steps: int = 300
+    batch_size: int = 64
+    lr: float = 0.02
 
 
 @dataclass
@@ -74,6 +81,7 @@ class PipelineConfig:
     supernet: SupernetStage = field(default_factory=SupernetStage)
     latency: LatencyStage = field(default_factory=LatencyStage)
     search: SearchStage = field(default_factory=SearchStage)
+    finetune: FinetuneStage = field(default_factory=FinetuneStage)
     export: ExportStage = field(default_factory=ExportStage)
     bench: BenchStage = field(default_factory=BenchStage)
 
@@ -112,7 +120,7 @@ def _build(cls, d: dict, where: str):
 # ------------------------------------------------------------------ stages
 
 class Pipeline:
-    STAGES = ("supernet", "latency", "search", "export", "accuracy", "bench")
+    STAGES = ("supernet", "latency", "search", "finetune", "export", "accuracy", "bench")
 
     def __init__(self, cfg: PipelineConfig, progress: bool = True, echo: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg
@@ -216,6 +224,16 @@ class Pipeline:
                 "front": [asdict(c) for c in r.front], "best": asdict(r.best), "references": r.references,
                 "card": str(self.out / "search" / "best.toml"), "pareto_png": str(self.out / "search" / "pareto.png")}
 
+    # -- fine-tune the chosen architecture from its inherited weights
+    def stage_finetune(self) -> dict:
+        from .finetune import FinetuneConfig, finetune
+
+        f = self.cfg.finetune
+        card = finetune(str(self.out / "search" / "best.toml"), self.out / "finetune",
+                        FinetuneConfig(f.steps, f.batch_size, f.lr, seed=self.cfg.seed, device=self.device),
+                        self.cfg.data, progress=self.progress)
+        return {"card": str(card), "steps": f.steps, "batch_size": f.batch_size, "lr": f.lr}
+
     # -- export
     def stage_export(self) -> dict:
         from .export.api import ExportOptions, export_model
@@ -224,7 +242,8 @@ class Pipeline:
         aoti = e.aoti or self.device == "cuda"
         opt = ExportOptions(onnx=e.onnx, aoti=aoti, fp16=aoti, force=True, parity_images=e.parity_images,
                             data=None if self._small() else self.cfg.data)
-        r = export_model(str(self.out / "search" / "best.toml"), self.out / "export", opt=opt)
+        src = self.out / "finetune" / "model.toml"
+        r = export_model(str(src if src.exists() else self.out / "search" / "best.toml"), self.out / "export", opt=opt)
         return {"out": str(r.out), "artefacts": r.artefacts, "fold": r.fold_report,
                 "parity": [p.as_dict() for p in r.parity]}
 

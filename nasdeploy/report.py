@@ -12,8 +12,8 @@ def _f(v, nd=3) -> str:
 
 
 def write_report(out: Path, cfg, results: dict, prov: dict) -> Path:
-    sn, lat, se, ex, acc, be = (results.get(k, {}) for k in ("supernet", "latency", "search", "export", "accuracy",
-                                                               "bench"))
+    sn, lat, se, ft, ex, acc, be = (results.get(k, {}) for k in ("supernet", "latency", "search", "finetune",
+                                                                   "export", "accuracy", "bench"))
     env = be.get("environment", {})
     L: list[str] = [
         "# nasdeploy pipeline report", "",
@@ -35,11 +35,15 @@ def write_report(out: Path, cfg, results: dict, prov: dict) -> Path:
         "search": f"target {se.get('target_ms')} ms (fastest possible {_f(se.get('fastest_ms'))} ms), "
                   f"{se.get('trials')} trials, chosen {_f(best.get('latency_ms'))} ms at "
                   f"{_f(best.get('accuracy'), 2)}% supernet top-1",
+        "finetune": f"the chosen architecture alone, {ft.get('steps')} steps of {ft.get('batch_size')} from its "
+                    "inherited weights",
         "export": f"folded ({(ex.get('fold') or {}).get('stabilizers_folded')} stabilizers, "
                   f"{(ex.get('fold') or {}).get('bn_folded')} BN); {par.get('backend')} parity: max rel. error "
                   f"{_f((par.get('real') or {}).get('max_rel'), 2)}, top-1 agreement {_f(par.get('top1_agreement'), 2)}%",
-        "accuracy": f"top-1 on {acc.get('images')} held-out images: PyTorch {_f(acc.get('torch_folded', {}).get('top1'), 2)}%"
-                    f", ONNX Runtime {_f(acc.get('onnxruntime', {}).get('top1'), 2)}%",
+        "accuracy": f"deployed model, top-1 on {acc.get('images')} held-out images: PyTorch "
+                    f"{_f(acc.get('torch_folded', {}).get('top1'), 2)}%, ONNX Runtime "
+                    f"{_f(acc.get('onnxruntime', {}).get('top1'), 2)}% (supernet estimate before fine-tuning: "
+                    f"{_f(best.get('accuracy'), 2)}%, chance 10%)",
         "bench": ", ".join(f"{r['backend']} {r['dtype']} b{r['batch']}: {r['throughput']:,.0f} img/s "
                            f"({r['speedup']:.2f}x)" for r in be.get("rows", [])),
     }

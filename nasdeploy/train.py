@@ -49,7 +49,8 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
-    grad_clip: float = 5.0
+    grad_clip: float = 5.0  # as the official FairNAS training
+    warmup_steps: int = -1  # linear warm-up before the cosine decay; -1: 5% of the steps
     sampler: str = "fair"
     # "shared": the m paths of a step see the same batch (FairNAS's choice: the paths then differ only in
     # their choices, so their gradients are compared on equal terms); "separate": one batch per path.
@@ -159,6 +160,18 @@ def _allreduce_grads(net: nn.Module, world: int) -> None:
             p.grad.div_(world)
 
 
+def warmup_cosine(steps: int, warmup: int):
+    """lr factor: linear warm-up (the summed gradients of m paths are large at the start), then cosine to 0."""
+    w = max(1, round(0.05 * steps)) if warmup < 0 else warmup
+
+    def factor(step: int) -> float:
+        if step < w:
+            return (step + 1) / w
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - w) / max(1, steps - w))))
+
+    return factor
+
+
 def accumulate_paths(net: Supernet, paths: list[list[int]], batches: Iterator, criterion: nn.Module,
                      device: torch.device, amp: bool, separate: bool) -> tuple[float, int]:
     """Forward/backward every path, gradients summed (FairNAS); no update. Returns (mean loss, images)."""
@@ -206,7 +219,7 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
     sampler = make_sampler(cfg.sampler, net.space, cfg.seed)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                           nesterov=True)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.steps, cfg.warmup_steps))
     step, history = 0, []
     if state is not None:
         net.load_state_dict(state["model"])

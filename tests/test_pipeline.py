@@ -34,6 +34,10 @@ generations = 1
 calib_batches = 1
 eval_images = 100
 
+[finetune]
+steps = 5
+batch_size = 16
+
 [export]
 parity_images = 32
 
@@ -56,7 +60,8 @@ def test_tiny_pipeline_end_to_end_under_two_minutes(tmp_path):
     elapsed = time.perf_counter() - t0
     assert elapsed < 120, elapsed
     out = tmp_path / "run"
-    assert all(results[s]["status"] == "ran" for s in ("supernet", "latency", "search", "export", "accuracy", "bench"))
+    assert all(results[s]["status"] == "ran"
+               for s in ("supernet", "latency", "search", "finetune", "export", "accuracy", "bench"))
     text = report.read_text()
     for section in ("## Stages", "Pareto front", "Parity of the exported artefacts", "## Speed", "## Artefacts"):
         assert section in text

@@ -1,0 +1,88 @@
+"""Fine-tuning a searched architecture from its inherited supernet weights (the step every NAS paper takes
+after search: the chosen network alone, trained further).  Resumable like the supernet trainer."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .errors import UsageError
+from .io import torch_save
+from .progress import progress_bar
+from .train import StepBatches, TrainConfig, _device, open_train_data, warmup_cosine
+from .zoo import get_card, load_any, save_checkpoint
+
+STATE = "finetune_state.pt"
+
+
+@dataclass
+class FinetuneConfig:
+    steps: int = 300
+    batch_size: int = 64
+    lr: float = 0.02
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    ckpt_every: int = 50
+    seed: int = 0
+    device: str = "auto"
+
+
+def finetune(spec: str, out: str | Path, cfg: FinetuneConfig, data: str = "fashion-mnist",
+             progress: bool = True) -> Path:
+    """Train ``spec`` (a card with its weights, or a checkpoint) on ``data``; returns the card of the result."""
+    if cfg.steps <= 0 or cfg.batch_size <= 0:
+        raise UsageError("--steps and --batch-size must be positive")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = _device(cfg.device)
+    model = load_any(spec).to(device).train()
+    dataset, classes, _, _ = open_train_data(TrainConfig(data=data))
+    if classes != model.num_classes:
+        raise UsageError(f"{spec} predicts {model.num_classes} classes, {data} has {classes}")
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.steps, -1))
+    step = 0
+    state_path = out / STATE
+    if state_path.exists():
+        from .checkpoint import read_file
+
+        st = read_file(state_path)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        step = int(st["step"])
+    loader = iter(DataLoader(dataset, batch_sampler=StepBatches(len(dataset), cfg.batch_size, cfg.seed, step,
+                                                                cfg.steps)))
+    crit = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    bar = progress_bar(progress, "loss {task.fields[loss]}")
+    task = bar.add_task(f"fine-tune {model.arch}"[:60], total=cfg.steps, completed=step, loss="") if bar else None
+    try:
+        if bar:
+            bar.start()
+        while step < cfg.steps:
+            x, y = next(loader)
+            opt.zero_grad(set_to_none=True)
+            loss = crit(model(x.to(device)), y.to(device))
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if step % cfg.ckpt_every == 0 and step < cfg.steps:
+                torch_save(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                        "scheduler": sched.state_dict(), "step": step})
+            if bar:
+                bar.update(task, completed=step, loss=f"{float(loss):.3f}")
+    finally:
+        if bar:
+            bar.stop()
+    save_checkpoint(model.eval().cpu(), out / "model.pt")
+    card = get_card(spec) if str(spec).endswith(".toml") else None
+    if card is not None:
+        card.checkpoint = {"file": "model.pt", "layout": "nasdeploy",
+                           "note": f"fine-tuned {cfg.steps} steps of {cfg.batch_size} from the inherited weights"}
+        card.write(out / "model.toml")
+        return out / "model.toml"
+    return out / "model.pt"
