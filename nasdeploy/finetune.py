@@ -74,7 +74,7 @@ def finetune(spec: str, out: str | Path, cfg: FinetuneConfig, data: str = "fashi
                 torch_save(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                         "scheduler": sched.state_dict(), "step": step})
             if bar:
-                bar.update(task, completed=step, loss=f"{float(loss):.3f}")
+                bar.update(task, completed=step, loss=f"{float(loss.detach()):.3f}")
     finally:
         if bar:
             bar.stop()

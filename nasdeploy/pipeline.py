@@ -11,11 +11,11 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
-from .errors import ArtifactError, UsageError
+from .errors import UsageError
 from .io import provenance, write_json
 
 log = logging.getLogger(__name__)
@@ -288,17 +288,6 @@ class Pipeline:
                 "rows": [asdict(r) for r in res.rows], "skipped": res.skipped}
 
 
-def load_results(out: str | Path) -> dict[str, dict]:
-    out = Path(out)
-    res = {}
-    for stage in Pipeline.STAGES:
-        m = out / f"stage_{stage}.json"
-        if not m.exists():
-            raise ArtifactError(f"{out} has no completed {stage} stage: run the pipeline first")
-        res[stage] = json.loads(m.read_text())
-    return res
-
-
 def run_pipeline(cfg: PipelineConfig, progress: bool = True, echo: Callable[[str], None] | None = None,
                  stop_after: str | None = None) -> tuple[dict, Path | None]:
     from .report import write_report
@@ -309,6 +298,3 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True, echo: Callable[[str
         return results, None
     return results, write_report(p.out, cfg, results, provenance())
 
-
-def config_dict(cfg: Any) -> dict:
-    return asdict(cfg)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
@@ -256,10 +256,6 @@ def reference_points(space: str, table: LatencyTable, evaluator: Callable[[Arch]
         out[name] = {"arch": str(arch), "latency_ms": table.predict(arch),
                      "accuracy": evaluator(arch) if evaluator is not None else None}
     return out
-
-
-def candidate_dict(c: Candidate) -> dict[str, Any]:
-    return asdict(c)
 
 
 

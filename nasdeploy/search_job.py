@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import UsageError
 from .io import provenance, write_json
 from .latency import LatencyTable, Settings, measure_table
 from .net import Network
-from .search import (ProxyEvaluator, SearchConfig, SearchResult, SupernetEvaluator, candidate_dict,
-                     check_lut_matches, load_eval_data, reference_points, run_search)
+from .search import (ProxyEvaluator, SearchConfig, SearchResult, SupernetEvaluator, check_lut_matches,
+                     load_eval_data, reference_points, run_search)
 from .space import SMALL_INPUT_STRIDES, get_space
 from .supernet import SPACE_FLAVOUR
 
@@ -55,7 +55,6 @@ def _setting(inp: SearchInputs, cfg: SearchConfig):
 def search(inp: SearchInputs, cfg: SearchConfig, out: str | Path, progress: bool = True) -> SearchResult:
     out = Path(out)
     space_name, classes, strides, size, evaluator, supernet = _setting(inp, cfg)
-    space = get_space(space_name).with_strides(strides) if strides else get_space(space_name)
     if inp.lut:
         table = LatencyTable.load(inp.lut, space=space_name)
     else:  # measured on this machine for --device/--batch/--dtype, cached in the output folder
@@ -86,8 +85,8 @@ def write_outputs(result: SearchResult, table: LatencyTable, cfg: SearchConfig, 
                   "calibrated": bool(table.calibration)},
         "evaluation": {"calib_batches": cfg.calib_batches, "calib_batch_size": cfg.calib_batch_size,
                        "eval_images": cfg.eval_images},
-        "front": [candidate_dict(c) for c in result.front],
-        "best": candidate_dict(result.best) if result.best else None,
+        "front": [asdict(c) for c in result.front],
+        "best": asdict(result.best) if result.best else None,
         "references": result.references, "trials": len(result.candidates), "provenance": provenance(),
     })
     refs = {n: (r["latency_ms"], r["accuracy"]) for n, r in result.references.items()}

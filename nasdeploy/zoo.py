@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from . import checkpoint as ckpt
 from .errors import ArtifactError, CheckpointError, ModelNotFoundError
 from .net import Network, count_macs, count_params
@@ -205,10 +203,6 @@ def model_info(name: str | Path) -> dict[str, Any]:
         "checkpoint": card.checkpoint,
         "description": card.description,
     }
-
-
-def describe(model: nn.Module) -> str:  # pragma: no cover - convenience for the REPL
-    return f"{type(model).__name__}: {count_params(model):,} params"
 
 
 def load_any(spec: str | Path, weights: str | Path | None = None) -> Network:

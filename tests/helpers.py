@@ -1,24 +1,41 @@
-"""Helpers for tests: random BN statistics and stabilizers, so folds are checked on non-trivial values."""
+"""Helpers for tests: random BN parameters and stabilizers, with BN statistics estimated on random data so that
+signals propagate (with untrained statistics the activations vanish and every check would pass trivially)."""
 from __future__ import annotations
+
+import random
 
 import torch
 from torch import nn
 
 from nasdeploy.blocks import Stabilizer
+from nasdeploy.evaluate import recalibrate_bn
 
 
-def randomize(model: nn.Module, seed: int = 0, stab_noise: float = 0.3) -> nn.Module:
+def randomize(model: nn.Module, seed: int = 0, stab_noise: float = 0.3, size: int | None = None) -> nn.Module:
     g = torch.Generator().manual_seed(seed)
+    dtype = next(model.parameters()).dtype
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
                 n = m.num_features
                 m.weight.copy_(torch.rand(n, generator=g) + 0.5)
                 m.bias.copy_(torch.randn(n, generator=g) * 0.1)
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
             elif isinstance(m, Stabilizer):
                 c = m.conv.in_channels
                 w = torch.eye(c) + stab_noise * torch.randn(c, c, generator=g) / c ** 0.5
                 m.conv.weight.copy_(w.view(c, c, 1, 1))
+    size = size or (28 if getattr(model, "stride_plan", None) else 64)
+    batches = [(torch.randn(8, 3, size, size, generator=g).to(dtype),) for _ in range(3)]
+    if hasattr(model, "layers"):  # a supernet: visit every candidate along random paths
+        rng = random.Random(seed)
+        paths = [[rng.randrange(len(l.candidates)) for l in model.layers] for _ in range(40)]
+        it = iter(paths)
+        recalibrate_bn(lambda x: [model(x, p) for p in [next(it) for _ in range(13)]], model, batches)
+    else:
+        recalibrate_bn(model, model, batches)
     return model.eval()
+
+
+def spread(y: torch.Tensor) -> float:
+    """How much outputs vary across the inputs of a batch, relative to their size."""
+    return float((y - y.mean(0)).abs().max() / y.abs().max())

@@ -7,7 +7,7 @@ from PIL import Image
 import nasdeploy
 from nasdeploy.bench.run import BASELINE, bench
 from nasdeploy.data import write_image_folder
-from nasdeploy.errors import DataError, UsageError
+from nasdeploy.errors import DataError
 from nasdeploy.verify import verify
 
 from .conftest import HAS_CUDA, run_cli

@@ -1,5 +1,4 @@
 import importlib.util
-import random
 
 import numpy as np
 import onnx
@@ -17,7 +16,7 @@ from nasdeploy.supernet import Supernet
 from nasdeploy.zoo import save_checkpoint
 
 from .conftest import HAS_CUDA, needs_cuda, needs_shared, run_cli
-from .helpers import randomize
+from .helpers import randomize, spread
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -51,6 +50,8 @@ def test_scarlet_subnet_exports_folded_without_stabilizer_nodes(tmp_path):
     sn = randomize(Supernet("scarlet", 10, SMALL_INPUT_STRIDES), seed=4)
     arch = "k3e3-skip-k5e3-skip-skip-k3e6se-k7e3-skip-k5e6-k3e3se-k3e6-skip-k5e3-k7e6-k3e3-skip-skip-k5e6se-k7e6"
     sub = sn.extract(arch).eval()
+    with torch.no_grad():
+        assert spread(sub(torch.randn(4, 3, 28, 28))) > 1e-3
     assert sum(getattr(b, "stabilizer", None) is not None for b in sub.mb_module) == 7
     save_checkpoint(sub, tmp_path / "sub.pt")
     r = export_model(str(tmp_path / "sub.pt"), tmp_path / "exp", opt=ExportOptions(parity_images=64))
@@ -72,9 +73,10 @@ def test_export_writes_a_card_that_loads(tmp_path):
     save_checkpoint(ref, tmp_path / "w.pt")
     export_model("fairnas_c", tmp_path / "e", weights=str(tmp_path / "w.pt"), opt=ExportOptions(parity_images=16))
     m = nasdeploy.create_model(str(tmp_path / "e" / "card.toml"))
-    x = torch.randn(1, 3, 64, 64)
+    x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        assert torch.allclose(m(x), ref(x), atol=1e-5)
+        a, b = m(x), ref(x)
+    assert spread(b) > 1e-3 and (a - b).abs().max() / b.abs().max() < 1e-4
 
 
 def _no_partial(tmp_path, name):

@@ -25,6 +25,8 @@ def test_metrics_on_known_numbers():
     assert kendall_tau([1, 1, 2], [1, 2, 3]) == pytest.approx(2 / (3 * 2) ** 0.5)  # tau-b with a tie in x
     a, b = fit_linear([1, 2, 3], [3, 5, 7])
     assert (a, b) == pytest.approx((2.0, 1.0))
+    a, b = fit_linear([2, 3, 4], [1, 3, 5])  # least squares would give b = -3: refit through the origin
+    assert b == 0.0 and a == pytest.approx((2 + 9 + 20) / (4 + 9 + 16))
     assert loo_calibrated([1, 2, 3, 4], [3, 5, 7, 9]) == pytest.approx([3, 5, 7, 9])
 
 
@@ -63,9 +65,11 @@ def test_full_table_predicts_and_validates(tmp_path):
     assert str(arch).count("k3e3") == 19 or fastest <= t.predict("-".join(["k7e6"] * 19))
     v = validate_table(t, 4, repeats=3, progress=False)
     m = v.metrics()
-    assert m["n"] == 4 and m["raw"]["mape_pct"] >= 0
+    assert m["n"] == 4 + 2 and m["raw"]["mape_pct"] >= 0  # plus the fastest and slowest architectures
+    assert t.fastest(False)[0] and str(t.fastest(False)[0]) in v.archs and str(t.slowest()) in v.archs
     again = LatencyTable.load(out)
-    assert again.calibration["n"] == 4
+    assert again.calibration["n"] == 6 and again.calibration["b"] >= 0
+    assert again.fastest()[1] > 0
     assert again.predict(str(arch)) == pytest.approx(again.calibration["a"] * again.raw(arch) + again.calibration["b"])
 
 

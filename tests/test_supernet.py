@@ -16,7 +16,7 @@ from nasdeploy.supernet import Supernet
 from nasdeploy.train import TrainConfig, accumulate_paths, load_checkpoint, train_supernet
 
 from .conftest import ROOT, run_cli
-from .helpers import randomize
+from .helpers import randomize, spread
 
 
 def _count_calls(net):
@@ -85,6 +85,7 @@ def test_supernet_and_extracted_subnet_agree_in_float64(space):
         sub = net.extract(arch).eval()
         with torch.no_grad():
             a, b = net(x, arch), sub(x)
+        assert spread(a) > 1e-3  # outputs depend on the input far above the 1e-10 compared below
         assert (a - b).abs().max() / a.abs().max() <= 1e-10
         if space == "scarlet":
             assert sum(m.stabilizer is not None for m in sub.mb_module if hasattr(m, "stabilizer")) \

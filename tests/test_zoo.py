@@ -6,7 +6,6 @@ import pytest
 import torch
 
 import nasdeploy
-from nasdeploy.net import count_macs, count_params
 
 from .conftest import REFWEIGHTS, SHARED_REF, needs_shared
 

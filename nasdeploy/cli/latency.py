@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--out", default="LUT.json")
-    p.add_argument("--archs", type=int, default=50, help="validate: random architectures timed end to end")
+    p.add_argument("--archs", type=int, default=50, help="validate: random architectures timed end to end "
+                                                           "(plus the fastest and slowest possible)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_latency)

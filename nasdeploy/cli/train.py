@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import random
 
 from rich.console import Console
 from rich.table import Table

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..bench.env import environment
 from ..bench.runners import check_device, make_runner, parse_dtype, unavailable_reason
-from ..bench.timing import Stats, time_fn
+from ..bench.timing import Stats, best_round, time_fn
 from ..blocks import InvertedResidual, classifier, get_flavour, head, separable_conv, stem
 from ..errors import ArtifactError, DeviceError, UsageError
 from ..fold import fold, fold_bn
@@ -40,6 +40,7 @@ class Settings:
     num_classes: int = 1000
     warmup: int = 10
     repeats: int = 50
+    rounds: int = 3  # CPU: the fastest of several rounds (see bench.timing.time_fn)
 
     def check(self) -> None:
         get_space(self.space)
@@ -123,7 +124,7 @@ def choice_block(space: str, layer: int, choice: Choice, stride_plan: Sequence[i
 def time_module(module: nn.Module, shape: tuple[int, ...], s: Settings) -> Stats:
     runner = make_runner(s.backend, module, shape, s.device, s.dtype)
     x = torch.randn(*shape)
-    return time_fn(runner.timed(x), s.device, s.warmup, s.repeats)
+    return time_fn(runner.timed(x), s.device, s.warmup, s.repeats, s.rounds)
 
 
 def _jobs(s: Settings, positions: Iterable[int] | None):
@@ -165,7 +166,7 @@ def measure_table(s: Settings, out: str | Path, positions: Iterable[int] | None 
     table = _open(s, out)
     table.device_name = table.device_name or environment(s.device)["device_name"]
     table.provenance = provenance() | {"environment": environment(s.device), "warmup": s.warmup,
-                                       "repeats": s.repeats}
+                                       "repeats": s.repeats, "rounds": s.rounds}
     jobs = list(_jobs(s, positions))
     bar = progress_bar(progress)
     task = bar.add_task(f"latency table {table.describe()}", total=len(jobs)) if bar else None
@@ -205,10 +206,14 @@ def network_for(table: LatencyTable, arch: Arch | str) -> Network:
     return plain
 
 
-def time_network(table: LatencyTable, arch: Arch | str, warmup: int = 5, repeats: int = 30) -> Stats:
-    s = Settings(table.space, table.device, table.backend, table.batch, table.dtype, table.input_size,
-                 table.stride_plan, table.num_classes, warmup, repeats)
-    return time_module(network_for(table, arch), (table.batch, 3, table.input_size, table.input_size), s)
+def _settings(table: LatencyTable, warmup: int, repeats: int, rounds: int = 1) -> Settings:
+    return Settings(table.space, table.device, table.backend, table.batch, table.dtype, table.input_size,
+                    table.stride_plan, table.num_classes, warmup, repeats, rounds)
+
+
+def time_network(table: LatencyTable, arch: Arch | str, warmup: int = 5, repeats: int = 30, rounds: int = 1) -> Stats:
+    return time_module(network_for(table, arch), (table.batch, 3, table.input_size, table.input_size),
+                       _settings(table, warmup, repeats, rounds))
 
 
 @dataclass
@@ -238,7 +243,7 @@ def validation_from(archs: list[str], raw: list[float], measured: list[float]) -
 
 
 def validate_table(table: LatencyTable, n: int, seed: int = 0, progress: bool = True, repeats: int = 30,
-                   save_calibration: bool = True) -> Validation:
+                   save_calibration: bool = True, rounds: int = 3) -> Validation:
     """Time ``n`` random architectures end to end; compare with the table; fit and store the calibration."""
     if n < 3:
         raise UsageError("--archs must be at least 3 to fit and check a calibration")
@@ -247,18 +252,29 @@ def validate_table(table: LatencyTable, n: int, seed: int = 0, progress: bool = 
     check_device(table.device)
     sp = get_space(table.space)
     rng = random.Random(seed)
-    archs = [sp.sample(rng) for _ in range(n)]
-    raw, meas = [], []
+    # n random architectures, plus the fastest and slowest possible ones so the calibration spans the range
+    archs = [sp.sample(rng) for _ in range(n)] + [table.fastest(False)[0], table.slowest()]
+    raw = [table.raw(a) for a in archs]
+    shape = (table.batch, 3, table.input_size, table.input_size)
+    s = _settings(table, 5, repeats)
+    x = torch.randn(*shape)
     bar = progress_bar(progress)
-    task = bar.add_task(f"validate {table.describe()}", total=n) if bar else None
+    task = bar.add_task(f"validate {table.describe()}", total=len(archs) * (1 + rounds)) if bar else None
     try:
         if bar:
             bar.start()
+        timers = []
         for a in archs:
-            raw.append(table.raw(a))
-            meas.append(time_network(table, a, repeats=repeats).median)
+            timers.append(make_runner(s.backend, network_for(table, a), shape, s.device, s.dtype).timed(x))
             if bar:
                 bar.update(task, advance=1)
+        rounds_ms: list[list[Stats]] = [[] for _ in archs]
+        for _ in range(rounds):  # interleaved, so a slow spell of the machine touches every architecture alike
+            for i, fn in enumerate(timers):
+                rounds_ms[i].append(time_fn(fn, s.device, s.warmup, s.repeats))
+                if bar:
+                    bar.update(task, advance=1)
+        meas = [best_round(r).median for r in rounds_ms]
     finally:
         if bar:
             bar.stop()

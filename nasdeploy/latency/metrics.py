@@ -38,14 +38,17 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 def fit_linear(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
-    """Least squares y = a x + b."""
+    """Least squares y = a x + b with b >= 0: a fixed overhead cannot be negative, and a negative intercept
+    would predict negative latencies for architectures faster than the ones measured."""
     n = len(x)
     mx, my = sum(x) / n, sum(y) / n
     sxx = sum((xi - mx) ** 2 for xi in x)
-    if sxx == 0:
-        return 1.0, my - mx
-    a = sum((xi - mx) * (yi - my) for xi, yi in zip(x, y)) / sxx
-    return a, my - a * mx
+    if sxx > 0:
+        a = sum((xi - mx) * (yi - my) for xi, yi in zip(x, y)) / sxx
+        if my - a * mx >= 0 and a > 0:
+            return a, my - a * mx
+    sx2 = sum(xi * xi for xi in x)
+    return (sum(xi * yi for xi, yi in zip(x, y)) / sx2 if sx2 else 1.0), 0.0
 
 
 def loo_calibrated(x: Sequence[float], y: Sequence[float]) -> list[float]:

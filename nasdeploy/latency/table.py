@@ -73,6 +73,11 @@ class LatencyTable:
                           for i in range(sp.num_layers)))
         return arch, self.predict(arch, calibrated)
 
+    def slowest(self) -> Arch:
+        sp = get_space(self.space)
+        return Arch(tuple(max(sp.choices_at(i), key=lambda c: self.layers[i][c.token]["median"])
+                          for i in range(sp.num_layers)))
+
     # ------------------------------------------------------------------- io
     def to_dict(self) -> dict:
         d = {"format": FORMAT, "format_version": FORMAT_VERSION, **self.setting(), "device_name": self.device_name,
