@@ -277,7 +277,11 @@ class Pipeline:
         b = self.cfg.bench
         backends = b.backends + (["compile", "aoti"] if self.device == "cuda" else [])
         batches = b.batches if self.device == "cpu" else sorted(set(b.batches) | {256})
-        res = bench([str(self.out / "export" / "card.toml")], self.device, backends, batches,
+        # the unfolded model (with BN and stabilizers), so the baseline is what the official verify.py runs
+        # and every other backend runs the folded form bench builds from it
+        src = self.out / "finetune" / "model.toml"
+        src = src if src.exists() else self.out / "search" / "best.toml"
+        res = bench([str(src)], self.device, backends, batches,
                     ["fp32"] if self.device == "cpu" else ["fp32", "fp16"], b.repeats, progress=self.progress)
         write_json(self.out / "bench.json", res.as_dict())
         series: dict[str, list] = {}

@@ -71,6 +71,19 @@ def test_chosen_card_exports_and_runs(lut, tmp_path):
     assert tuple(y.shape) == (2, 10)
 
 
+def _completed(db) -> int:
+    """Completed trials, read-only straight from the SQLite file (0 while it is being created)."""
+    import sqlite3
+
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as c:
+            return c.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
 def test_killed_search_continues_from_stored_trials(lut, tmp_path):
     out = tmp_path / "s"
     cmd = [sys.executable, str(ROOT / "cli.py"), "search", "--accuracy-proxy", "--space", "fairnas", "--input-size",
@@ -80,15 +93,10 @@ def test_killed_search_continues_from_stored_trials(lut, tmp_path):
     db = out / "search.db"
     storage = f"sqlite:///{db}"
     done = 0
-    deadline = time.time() + 120
-    while time.time() < deadline and done < 8:
-        time.sleep(0.2)
-        if db.exists():
-            try:
-                s = optuna.load_study(study_name=None, storage=storage)
-                done = len(s.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
-            except Exception:
-                pass
+    deadline = time.time() + 300
+    while time.time() < deadline and done < 8 and proc.poll() is None:
+        time.sleep(0.1)
+        done = _completed(db)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert 8 <= done < 60, done

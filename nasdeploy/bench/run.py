@@ -98,8 +98,9 @@ def bench(models: list[str], device: str = "cpu", backends: list[str] | None = N
             for n in batches:  # baseline: the unfolded model in eager fp32, as the official verify.py runs it
                 r = _time_one(TorchRunner(model, device, torch.float32, cuda_graph=False), n, size, device, repeats)
                 base[n] = r[0]
+                what = "already folded input" if getattr(model, "folded", False) else "unfolded"
                 res.rows.append(BenchRow(spec, BASELINE, "fp32", n, r[0], r[1].as_dict(),
-                                         r[2].as_dict() if r[2] else None, 1.0, "unfolded, eager, no CUDA graph"))
+                                         r[2].as_dict() if r[2] else None, 1.0, f"{what}, eager, no CUDA graph"))
                 if bar:
                     bar.update(task, advance=1, description=f"{spec} baseline b{n}")
             for _, backend, dtype, n in [j for j in jobs if j[0] == spec]:

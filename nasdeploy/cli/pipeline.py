@@ -11,7 +11,7 @@ from ..pipeline import Pipeline, PipelineConfig, run_pipeline
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("pipeline", help="supernet -> latency table -> search -> fold/export -> accuracy -> bench -> report",
+    p = sub.add_parser("pipeline", help="supernet -> latency table -> search -> fine-tune -> fold/export -> accuracy -> bench -> report",
                        description="Runs every stage in order; a stage whose result is already in --out is skipped, "
                                    "and a stage killed mid-way resumes, so rerunning the same command finishes the job. "
                                    "Without --config: the built-in demo (SCARLET space, built-in Fashion-MNIST, CPU "
