@@ -39,7 +39,7 @@ def write_report(out: Path, cfg, results: dict, prov: dict) -> Path:
                     "inherited weights",
         "export": f"folded ({(ex.get('fold') or {}).get('stabilizers_folded')} stabilizers, "
                   f"{(ex.get('fold') or {}).get('bn_folded')} BN); {par.get('backend')} parity: max rel. error "
-                  f"{_f((par.get('real') or {}).get('max_rel'), 2)}, top-1 agreement {_f(par.get('top1_agreement'), 2)}%",
+                  f"{(par.get('real') or {}).get('max_rel', float('nan')):.1e}, top-1 agreement {_f(par.get('top1_agreement'), 2)}%",
         "accuracy": f"deployed model, top-1 on {acc.get('images')} held-out images: PyTorch "
                     f"{_f(acc.get('torch_folded', {}).get('top1'), 2)}%, ONNX Runtime "
                     f"{_f(acc.get('onnxruntime', {}).get('top1'), 2)}% (supernet estimate before fine-tuning: "
