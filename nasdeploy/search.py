@@ -210,10 +210,11 @@ def run_search(space: SearchSpace, table: LatencyTable, evaluator: Callable[[Arc
         trial.set_constraint("latency", lat - cfg.target_ms)  # feasible when <= 0
         acc = evaluator(arch)
         net = make_network(arch)
+        params = count_params(net)
         trial.set_user_attr("accuracy", acc)
-        trial.set_user_attr("params", count_params(net))
+        trial.set_user_attr("params", params)
         trial.set_user_attr("macs", count_macs(net, input_size))
-        return tuple({"accuracy": acc, "latency": lat, "params": float(count_params(net))}[o] for o in cfg.objectives)
+        return tuple({"accuracy": acc, "latency": lat, "params": float(params)}[o] for o in cfg.objectives)
 
     done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
     remaining = max(cfg.trials - done, 0)
