@@ -71,12 +71,17 @@ def recalibrate_bn(forward: Callable[[torch.Tensor], torch.Tensor], model: nn.Mo
     return n
 
 
+def recalibrated_subnet(supernet, arch, calib_batches: Iterable, device: str | torch.device = "cpu") -> nn.Module:
+    """An architecture extracted from the supernet with its BN statistics re-estimated, in eval mode."""
+    net = supernet.extract(arch).to(device)
+    recalibrate_bn(net, net, calib_batches, device)
+    return net.eval()
+
+
 def evaluate_subnet(supernet, arch, calib_batches: Iterable, eval_batches: Iterable,
                     device: str | torch.device = "cpu") -> Accuracy:
     """The supernet's estimate of an architecture's accuracy: extract, recalibrate BN, evaluate."""
-    net = supernet.extract(arch).to(device)
-    recalibrate_bn(net, net, calib_batches, device)
-    return evaluate(net.eval(), eval_batches, device)
+    return evaluate(recalibrated_subnet(supernet, arch, calib_batches, device), eval_batches, device)
 
 
 @dataclass
@@ -85,10 +90,6 @@ class ReferenceCheck:
     reference_top1: float | None
     tolerance: float
     passed: bool | None
-
-    @property
-    def delta(self) -> float | None:
-        return None if self.reference_top1 is None else self.measured_top1 - self.reference_top1
 
 
 def check_reference(measured_top1: float, reference: dict, tolerance: float = 0.1) -> ReferenceCheck:

@@ -157,16 +157,15 @@ class Pipeline:
 
     # -- supernet
     def stage_supernet(self) -> dict:
-        from .train import TrainConfig, load_checkpoint, train_supernet
+        from .train import TrainConfig, train_supernet
 
         s = self.cfg.supernet
         tc = TrainConfig(space=self.cfg.space, data=self.cfg.data, steps=s.steps, batch_size=s.batch_size, lr=s.lr,
                          sampler=s.sampler, ckpt_every=s.ckpt_every, seed=self.cfg.seed, device=self.device)
-        final = train_supernet(tc, self.out / "supernet", resume=True, progress=self.progress)
-        hist = load_checkpoint(final)["history"]
-        k = max(1, min(10, len(hist) // 3))
-        return {"supernet": str(final), "steps": len(hist), "loss_first": sum(h[1] for h in hist[:k]) / k,
-                "loss_last": sum(h[1] for h in hist[-k:]) / k, "space": self.cfg.space, "sampler": s.sampler}
+        r = train_supernet(tc, self.out / "supernet", resume=True, progress=self.progress)
+        first, last = r.loss_summary()
+        return {"supernet": str(r.path), "steps": len(r.history), "loss_first": first, "loss_last": last,
+                "space": self.cfg.space, "sampler": s.sampler}
 
     def _small(self) -> bool:
         return self.cfg.data == "fashion-mnist"

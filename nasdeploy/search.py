@@ -21,6 +21,7 @@ from .latency.table import LatencyTable
 from .net import Network, count_macs, count_params
 from .progress import progress_bar
 from .space import Arch, SearchSpace, get_space
+from .supernet import SPACE_FLAVOUR
 
 log = logging.getLogger(__name__)
 OBJECTIVES = ("accuracy", "latency", "params")
@@ -78,11 +79,9 @@ class SupernetEvaluator:
         return self.cache[key]
 
     def subnet(self, arch: Arch) -> Network:
-        from .evaluate import recalibrate_bn
+        from .evaluate import recalibrated_subnet
 
-        net = self.supernet.extract(arch)
-        recalibrate_bn(net, net, self.calib, self.device)
-        return net.eval()
+        return recalibrated_subnet(self.supernet, arch, self.calib, self.device)
 
 
 class ProxyEvaluator:
@@ -97,15 +96,9 @@ class ProxyEvaluator:
     def __call__(self, arch: Arch) -> float:
         key = str(arch)
         if key not in self.cache:
-            net = Network(arch, _flavour(self.space.name), self.num_classes, self.stride_plan)
+            net = Network(arch, SPACE_FLAVOUR[self.space.name], self.num_classes, self.stride_plan)
             self.cache[key] = math.log10(count_macs(net, self.input_size))
         return self.cache[key]
-
-
-def _flavour(space: str) -> str:
-    from .supernet import SPACE_FLAVOUR
-
-    return SPACE_FLAVOUR[space]
 
 
 # ----------------------------------------------------------------- consistency
@@ -196,8 +189,11 @@ def run_search(space: SearchSpace, table: LatencyTable, evaluator: Callable[[Arc
                                 load_if_exists=True)
     if not study.trials:  # seed with the fastest architecture: the constraint can always be met
         study.enqueue_trial({f"L{i:02d}": c.token for i, c in enumerate(fastest_arch)})
+    def completed() -> list:
+        return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+
     cache = getattr(evaluator, "cache", {})
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+    for t in completed():
         cache.setdefault(t.user_attrs["arch"], t.user_attrs["accuracy"])
 
     def objective(trial: "optuna.Trial") -> tuple[float, ...]:
@@ -216,7 +212,7 @@ def run_search(space: SearchSpace, table: LatencyTable, evaluator: Callable[[Arc
         trial.set_user_attr("macs", count_macs(net, input_size))
         return tuple({"accuracy": acc, "latency": lat, "params": float(params)}[o] for o in cfg.objectives)
 
-    done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    done = len(completed())
     remaining = max(cfg.trials - done, 0)
     if done:
         log.info("continuing study %s: %d of %d trials already done", name, done, cfg.trials)
@@ -235,7 +231,7 @@ def run_search(space: SearchSpace, table: LatencyTable, evaluator: Callable[[Arc
     cands = [Candidate(t.user_attrs["arch"], t.user_attrs["accuracy"], t.user_attrs["latency_ms"],
                        t.user_attrs["params"], t.user_attrs["macs"], t.user_attrs["latency_ms"] <= cfg.target_ms,
                        t.number)
-             for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+             for t in completed()]
     feasible = [c for c in cands if c.feasible]
     best = max(feasible, key=lambda c: (c.accuracy, -c.latency_ms)) if feasible else None
     return SearchResult(cands, pareto_front(cands, cfg.objectives), best, fastest,
@@ -248,7 +244,7 @@ def reference_points(space: str, table: LatencyTable, evaluator: Callable[[Arch]
 
     out: dict[str, dict] = {}
     for name, card in zoo.cards().items():
-        if card.flavour != _flavour(space) or card.num_classes != 1000:
+        if card.flavour != SPACE_FLAVOUR[space] or card.num_classes != 1000:
             continue
         try:
             arch = get_space(space).validate(card.arch)

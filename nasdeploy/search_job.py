@@ -33,10 +33,10 @@ class SearchInputs:
 def _setting(inp: SearchInputs, cfg: SearchConfig):
     """(space name, num_classes, stride plan, input size, evaluator, supernet or None)."""
     if inp.supernet:
-        from .train import load_checkpoint, load_supernet
+        from .train import load_checkpoint, supernet_from
 
-        ck = load_checkpoint(inp.supernet)
-        sn = load_supernet(inp.supernet, cfg.device)
+        ck = load_checkpoint(inp.supernet)  # read once: a SCARLET supernet checkpoint is ~350 MB
+        sn = supernet_from(ck, inp.supernet, cfg.device)
         if inp.space and inp.space != sn.space.name:
             raise UsageError(f"--space {inp.space} but {inp.supernet} is a {sn.space.name} supernet")
         data = inp.data or ck.get("train_config", {}).get("data", "fashion-mnist")

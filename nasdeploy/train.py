@@ -118,7 +118,11 @@ def load_checkpoint(path: str | Path) -> dict:
 
 
 def load_supernet(path: str | Path, device: str | torch.device = "cpu") -> Supernet:
-    obj = load_checkpoint(path)
+    return supernet_from(load_checkpoint(path), path, device)
+
+
+def supernet_from(obj: dict, path: str | Path, device: str | torch.device = "cpu") -> Supernet:
+    """The supernet held by a checkpoint already read with ``load_checkpoint``."""
     net = Supernet.from_config(obj["config"])
     try:
         net.load_state_dict(obj["model"])
@@ -189,8 +193,19 @@ def accumulate_paths(net: Supernet, paths: list[list[int]], batches: Iterator, c
     return total / len(paths), images
 
 
-def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True) -> Path:
-    """Train (or continue) a supernet in ``out``; returns the path of the final ``supernet.pt``."""
+@dataclass
+class TrainResult:
+    path: Path  # the final supernet.pt
+    history: list  # [step, mean loss over the step's paths]
+
+    def loss_summary(self, k: int = 10) -> tuple[float, float]:
+        """Mean loss of the first and of the last ``k`` steps (k at most a third of the run)."""
+        k = max(1, min(k, len(self.history) // 3))
+        return (sum(h[1] for h in self.history[:k]) / k, sum(h[1] for h in self.history[-k:]) / k)
+
+
+def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train (or continue) a supernet in ``out``; returns the final ``supernet.pt`` and the loss history."""
     out = Path(out)
     space = get_space(cfg.space)
     if cfg.path_batches not in ("shared", "separate"):
@@ -271,4 +286,4 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
     final = out / FINAL
     if rank == 0:
         _save(final, net, cfg, step, opt, sched, sampler, history)
-    return final
+    return TrainResult(final, history)

@@ -8,11 +8,11 @@ from torch.utils.data import DataLoader
 
 from . import data as D
 from .bench.runners import check_device, make_runner
-from .errors import DataError, NasDeployError
+from .errors import DataError
 from .evaluate import check_reference, evaluate
 from .fold import fold
 from .progress import progress_bar
-from .zoo import get_card, load_any
+from .zoo import find_card, input_size_of, load_any
 
 
 @dataclass
@@ -38,11 +38,9 @@ def verify(spec: str, data: str, weights: str | None = None, device: str = "cpu"
            progress: bool = True) -> VerifyResult:
     check_device(device)
     model = load_any(spec, weights).eval()
-    try:
-        card = get_card(spec)
-        size, reference = card.input_size, card.reference
-    except NasDeployError:
-        size, reference = (28 if model.stride_plan else 224), {}
+    card = find_card(spec)
+    size = input_size_of(spec, model)
+    reference = card.reference if card is not None else {}
     root = D.resolve_split(data, "val")
     ds = D.image_folder(root, D.official_eval_transform(size))
     if len(ds.classes) != model.num_classes:

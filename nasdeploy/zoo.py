@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from . import checkpoint as ckpt
-from .errors import ArtifactError, CheckpointError, ModelNotFoundError
+from .errors import ArtifactError, CheckpointError, ModelNotFoundError, NasDeployError
 from .net import Network, count_macs, count_params
 from .space import Arch, get_space
 
@@ -138,6 +138,22 @@ def get_card(name_or_path: str | Path) -> Card:
     close = difflib.get_close_matches(s, list(cards()), n=3)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise ModelNotFoundError(f"unknown model '{s}': {hint}`nasdeploy zoo` lists the {len(cards())} models")
+
+
+def find_card(spec: str | Path) -> Card | None:
+    """The card behind a zoo name or card file, or None (for a checkpoint that carries its own structure)."""
+    try:
+        return get_card(spec)
+    except NasDeployError:
+        return None
+
+
+def input_size_of(spec: str | Path, model: Network) -> int:
+    """The image size a model is meant for: its card's, else 28 for the small-input stride plan, else 224."""
+    card = find_card(spec)
+    if card is not None:
+        return card.input_size
+    return 28 if model.stride_plan else 224
 
 
 def load_weights(model: Network, weights: str | Path, card: Card | None = None) -> Network:

@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ..errors import DeviceError, NasDeployError, UsageError
+from ..errors import DeviceError, UsageError
 from ..fold import fold
 from ..progress import progress_bar
-from ..zoo import get_card, load_any
+from ..zoo import input_size_of, load_any
 from .env import environment
 from .runners import BACKENDS, Runner, TorchRunner, check_device, make_runner, parse_dtype, unavailable_reason
 from .timing import Stats, time_cpu, time_fn
@@ -41,13 +41,6 @@ class BenchResult:
     def as_dict(self) -> dict:
         return {"environment": self.environment, "baseline": BASELINE, "rows": [asdict(r) for r in self.rows],
                 "skipped": self.skipped}
-
-
-def _input_size(spec: str, model) -> int:
-    try:
-        return get_card(spec).input_size
-    except NasDeployError:
-        return 28 if model.stride_plan else 224
 
 
 def _with_copies(runner: Runner, x_cpu: torch.Tensor, repeats: int) -> Stats:
@@ -92,7 +85,7 @@ def bench(models: list[str], device: str = "cpu", backends: list[str] | None = N
             bar.start()
         for spec in models:
             model = load_any(spec).eval()
-            size = _input_size(spec, model)
+            size = input_size_of(spec, model)
             plain, _ = fold(model, input_size=min(size, 64))
             base: dict[int, float] = {}
             for n in batches:  # baseline: the unfolded model in eager fp32, as the official verify.py runs it

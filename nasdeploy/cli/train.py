@@ -45,15 +45,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                       path_batches=args.path_batches, ckpt_every=args.ckpt_every, seed=args.seed, device=args.device,
                       amp=not args.no_amp, stabilizer_bn=args.stabilizer_bn, input_size=args.input_size,
                       workers=args.workers, deterministic=args.deterministic)
-    final = train_supernet(cfg, args.out, resume=args.resume, progress=not args.no_progress)
-    from ..train import load_checkpoint
-
-    hist = load_checkpoint(final)["history"]
-    first = sum(h[1] for h in hist[:10]) / max(len(hist[:10]), 1)
-    last = sum(h[1] for h in hist[-10:]) / max(len(hist[-10:]), 1)
-    t = Table(title=f"supernet written to {final}", show_header=False)
-    t.add_row("steps", str(len(hist)))
-    t.add_row("loss, first 10 steps", f"{first:.4f}")
-    t.add_row("loss, last 10 steps", f"{last:.4f}")
+    r = train_supernet(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    first, last = r.loss_summary()
+    t = Table(title=f"supernet written to {r.path}", show_header=False)
+    t.add_row("steps", str(len(r.history)))
+    t.add_row("loss, first steps", f"{first:.4f}")
+    t.add_row("loss, last steps", f"{last:.4f}")
     Console().print(t)
     return 0

@@ -12,7 +12,7 @@ import torch
 from ..errors import DeviceError, UsageError
 from ..fold import fold
 from ..io import provenance, write_json
-from ..zoo import get_card, load_any, save_checkpoint
+from ..zoo import find_card, input_size_of, load_any, save_checkpoint
 from .parity import Parity, check_parity, real_batches
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def export_model(spec: str, out: str | Path, weights: str | None = None,
     out = Path(out)
     _preflight(out, opt)
     model = load_any(spec, weights).eval()
-    size = _input_size(spec, model)
+    size = input_size_of(spec, model)
     small = model.stride_plan is not None
     plain, rep = fold(model, input_size=min(size, 64)) if opt.fold else (model, None)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else None))
@@ -125,13 +125,6 @@ def export_model(spec: str, out: str | Path, weights: str | None = None,
     return result
 
 
-def _input_size(spec: str, model) -> int:
-    try:
-        return get_card(spec).input_size
-    except Exception:
-        return 28 if model.stride_plan else 224
-
-
 def _rebatch(batches: list[torch.Tensor], size: int) -> list[torch.Tensor]:
     """Static AOTI packages take exactly their batch: regroup the real images (dropping a ragged tail)."""
     x = torch.cat(batches)
@@ -140,9 +133,8 @@ def _rebatch(batches: list[torch.Tensor], size: int) -> list[torch.Tensor]:
 
 
 def _copy_card(spec: str, work: Path) -> None:
-    try:
-        card = get_card(spec)
-    except Exception:
+    card = find_card(spec)
+    if card is None:
         return
     card.checkpoint = {"file": "model.pt", "layout": "nasdeploy", "note": "folded by nasdeploy export"}
     card.stabilizers = []

@@ -145,13 +145,15 @@ def _jobs(s: Settings, positions: Iterable[int] | None):
 
 
 def _open(s: Settings, out: Path) -> LatencyTable:
-    if out.exists():
-        t = LatencyTable.load(out)
-        if t.setting() != s.new_table().setting():
-            diff = {k: (v, s.new_table().setting()[k]) for k, v in t.setting().items() if v != s.new_table().setting()[k]}
-            raise ArtifactError(f"{out} holds a table for other settings ({diff}): choose another --out")
-        return t
-    return s.new_table()
+    fresh = s.new_table()
+    if not out.exists():
+        return fresh
+    t = LatencyTable.load(out)
+    want = fresh.setting()
+    diff = {k: (v, want[k]) for k, v in t.setting().items() if v != want[k]}
+    if diff:
+        raise ArtifactError(f"{out} holds a table for other settings ({diff}): choose another --out")
+    return t
 
 
 # Skips are folded away in the deployed network (no op), so they cost nothing.
