@@ -1,5 +1,6 @@
-"""Fine-tuning a searched architecture from its inherited supernet weights (the step every NAS paper takes
-after search: the chosen network alone, trained further).  Resumable like the supernet trainer."""
+"""Training one network alone: fine-tuning a searched architecture from its inherited supernet weights (the
+step every NAS paper takes after search), or training an architecture from scratch (the stand-alone
+accuracies a supernet's ranking is judged against).  Resumable like the supernet trainer."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from .errors import UsageError
 from .io import torch_save
@@ -30,23 +31,21 @@ class FinetuneConfig:
     device: str = "auto"
 
 
-def finetune(spec: str, out: str | Path, cfg: FinetuneConfig, data: str = "fashion-mnist",
-             progress: bool = True) -> Path:
-    """Train ``spec`` (a card with its weights, or a checkpoint) on ``data``; returns the card of the result."""
+def train_model(model: nn.Module, dataset: Dataset, cfg: FinetuneConfig, state_path: Path | None = None,
+                progress: bool = True, label: str = "train") -> nn.Module:
+    """SGD (Nesterov) + warm-up/cosine + label smoothing on ``dataset`` for ``cfg.steps`` steps.
+
+    With ``state_path``, the state is saved every ``cfg.ckpt_every`` steps and a rerun continues from it
+    (data order is a function of (seed, step), so the result equals an uninterrupted run).
+    """
     if cfg.steps <= 0 or cfg.batch_size <= 0:
         raise UsageError("--steps and --batch-size must be positive")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     device = _device(cfg.device)
-    model = load_any(spec).to(device).train()
-    dataset, classes, _, _ = open_train_data(TrainConfig(data=data))
-    if classes != model.num_classes:
-        raise UsageError(f"{spec} predicts {model.num_classes} classes, {data} has {classes}")
+    model = model.to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.steps, -1))
     step = 0
-    state_path = out / STATE
-    if state_path.exists():
+    if state_path is not None and state_path.exists():
         from .checkpoint import read_file
 
         st = read_file(state_path)
@@ -58,7 +57,7 @@ def finetune(spec: str, out: str | Path, cfg: FinetuneConfig, data: str = "fashi
                                                                 cfg.steps)))
     crit = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     bar = progress_bar(progress, "loss {task.fields[loss]}")
-    task = bar.add_task(f"fine-tune {model.arch}"[:60], total=cfg.steps, completed=step, loss="") if bar else None
+    task = bar.add_task(label[:60], total=cfg.steps, completed=step, loss="") if bar else None
     try:
         if bar:
             bar.start()
@@ -70,7 +69,7 @@ def finetune(spec: str, out: str | Path, cfg: FinetuneConfig, data: str = "fashi
             opt.step()
             sched.step()
             step += 1
-            if step % cfg.ckpt_every == 0 and step < cfg.steps:
+            if state_path is not None and step % cfg.ckpt_every == 0 and step < cfg.steps:
                 torch_save(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                         "scheduler": sched.state_dict(), "step": step})
             if bar:
@@ -78,6 +77,21 @@ def finetune(spec: str, out: str | Path, cfg: FinetuneConfig, data: str = "fashi
     finally:
         if bar:
             bar.stop()
+    return model.eval()
+
+
+def finetune(spec: str, out: str | Path, cfg: FinetuneConfig, data: str = "fashion-mnist",
+             progress: bool = True) -> Path:
+    """Train ``spec`` (a card with its weights, or a checkpoint) on ``data``; returns the card of the result."""
+    if cfg.steps <= 0 or cfg.batch_size <= 0:
+        raise UsageError("--steps and --batch-size must be positive")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = load_any(spec)
+    dataset, classes, _, _ = open_train_data(TrainConfig(data=data))
+    if classes != model.num_classes:
+        raise UsageError(f"{spec} predicts {model.num_classes} classes, {data} has {classes}")
+    model = train_model(model, dataset, cfg, out / STATE, progress, f"fine-tune {model.arch}")
     save_checkpoint(model.eval().cpu(), out / "model.pt")
     card = get_card(spec) if str(spec).endswith(".toml") else None
     if card is not None:
