@@ -1,7 +1,9 @@
 """`bench`: throughput and latency per backend / batch / dtype, against PyTorch eager fp32 in the same run."""
 from __future__ import annotations
 
+import copy
 import logging
+import random
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -12,11 +14,15 @@ from ..fold import fold
 from ..progress import progress_bar
 from ..zoo import input_size_of, load_any
 from .env import environment
-from .runners import BACKENDS, Runner, TorchRunner, check_device, make_runner, parse_dtype, unavailable_reason
-from .timing import Stats, time_cpu, time_fn
+from .runners import (BACKENDS, CompileRunner, Runner, TorchRunner, check_device, make_runner, parse_dtype,
+                      unavailable_reason)
+from .timing import Stats, best_round, time_cpu, time_fn
 
 log = logging.getLogger(__name__)
 BASELINE = "torch-eager-fp32"
+# What users compare a deployment toolkit with on the GPU: the unfolded model under plain torch.compile
+# (default mode, channels_last), in the benchmarked dtype. Timed in the same run; every row gets its ratio.
+COMPILE_REFERENCE = "torch-compile-plain"
 
 
 @dataclass
@@ -30,6 +36,7 @@ class BenchRow:
     latency_with_copies: dict | None = None  # CUDA: host->device input, run, device->host output (wall)
     speedup: float | None = None  # over the baseline at the same batch
     note: str = ""
+    vs_compile: float | None = None  # over plain torch.compile at the same batch and dtype (when timed)
 
 
 @dataclass
@@ -39,8 +46,8 @@ class BenchResult:
     skipped: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"environment": self.environment, "baseline": BASELINE, "rows": [asdict(r) for r in self.rows],
-                "skipped": self.skipped}
+        return {"environment": self.environment, "baseline": BASELINE, "compile_reference": COMPILE_REFERENCE,
+                "rows": [asdict(r) for r in self.rows], "skipped": self.skipped}
 
 
 def _with_copies(runner: Runner, x_cpu: torch.Tensor, repeats: int) -> Stats:
@@ -58,8 +65,26 @@ def _with_copies(runner: Runner, x_cpu: torch.Tensor, repeats: int) -> Stats:
     return time_cpu(synced, warmup=10, repeats=repeats)
 
 
+@dataclass
+class _Entry:
+    """One row to time: its runner (None once it failed to build) and what the row will say."""
+
+    backend: str
+    dtype: str
+    note: str
+    runner: Runner | None
+    rounds: list = field(default_factory=list)
+
+
 def bench(models: list[str], device: str = "cpu", backends: list[str] | None = None, batches: list[int] | None = None,
-          dtypes: list[str] | None = None, repeats: int | None = None, progress: bool = True) -> BenchResult:
+          dtypes: list[str] | None = None, repeats: int | None = None, progress: bool = True,
+          compile_reference: bool | None = None, rounds: int = 3) -> BenchResult:
+    """Time every backend of every model at every batch and dtype against PyTorch eager fp32 in the same run.
+
+    All runners of one model and batch are built first, then timed in ``rounds`` interleaved rounds (the
+    round with the lowest median counts), so a slow spell of the machine touches every row alike.
+    ``compile_reference`` (default: on CUDA) also times the unfolded model under plain ``torch.compile``.
+    """
     check_device(device)
     cuda = device.startswith("cuda")
     backends = backends or list(BACKENDS)
@@ -68,6 +93,8 @@ def bench(models: list[str], device: str = "cpu", backends: list[str] | None = N
     batches = batches or ([1, 256] if cuda else [1, 16])
     if any(b < 1 for b in batches):
         raise UsageError(f"--batch values must be at least 1, got {batches}")
+    if rounds < 1:
+        raise UsageError(f"--rounds must be at least 1, got {rounds}")
     dtypes = dtypes or (["fp32", "fp16"] if cuda else ["fp32"])
     for d in dtypes:
         parse_dtype(d)
@@ -77,9 +104,19 @@ def bench(models: list[str], device: str = "cpu", backends: list[str] | None = N
         if reason:
             res.skipped.append({"backend": b, "reason": reason})
     live = [b for b in backends if not unavailable_reason(b, device)]
-    jobs = [(m, b, d, n) for m in models for b in live for d in dtypes for n in batches]
+    for spec in models:
+        for b in live:
+            for d in dtypes:
+                why = ("the onnxruntime backend runs fp32 graphs" if b == "onnxruntime" and d != "fp32" else
+                       "reduced precision is benchmarked on the GPU only" if not cuda and d != "fp32" else None)
+                if why:
+                    res.skipped.append({"model": spec, "backend": b, "dtype": d, "reason": why})
+    pairs = [(b, d) for b in live for d in dtypes if (b != "onnxruntime" or d == "fp32") and (cuda or d == "fp32")]
+    if compile_reference is None:
+        compile_reference = cuda
+    per_batch = 1 + (len(dtypes) if compile_reference else 0) + len(pairs)
     bar = progress_bar(progress, elapsed=True)
-    task = bar.add_task("bench", total=len(jobs) + len(models) * len(batches)) if bar else None
+    task = bar.add_task("bench", total=len(models) * len(batches) * per_batch * (1 + rounds)) if bar else None
     try:
         if bar:
             bar.start()
@@ -87,48 +124,64 @@ def bench(models: list[str], device: str = "cpu", backends: list[str] | None = N
             model = load_any(spec).eval()
             size = input_size_of(spec, model)
             plain, _ = fold(model, input_size=min(size, 64))
-            base: dict[int, float] = {}
-            for n in batches:  # baseline: the unfolded model in eager fp32, as the official verify.py runs it
-                r = _time_one(TorchRunner(model, device, torch.float32, cuda_graph=False), n, size, device, repeats)
-                base[n] = r[0]
-                what = "already folded input" if getattr(model, "folded", False) else "unfolded"
-                res.rows.append(BenchRow(spec, BASELINE, "fp32", n, r[0], r[1].as_dict(),
-                                         r[2].as_dict() if r[2] else None, 1.0, f"{what}, eager, no CUDA graph"))
-                if bar:
-                    bar.update(task, advance=1, description=f"{spec} baseline b{n}")
-            for _, backend, dtype, n in [j for j in jobs if j[0] == spec]:
-                if bar:
-                    bar.update(task, description=f"{spec} {backend} {dtype} b{n}")
-                if backend == "onnxruntime" and dtype != "fp32":
-                    res.skipped.append({"model": spec, "backend": backend, "dtype": dtype,
-                                        "reason": "the onnxruntime backend runs fp32 graphs"})
-                elif not cuda and dtype != "fp32":
-                    res.skipped.append({"model": spec, "backend": backend, "dtype": dtype,
-                                        "reason": "reduced precision is benchmarked on the GPU only"})
-                else:
-                    try:
-                        runner = make_runner(backend, plain, (n, 3, size, size), device, dtype)
-                        tp, st, cp = _time_one(runner, n, size, device, repeats)
-                        res.rows.append(BenchRow(spec, backend, dtype, n, tp, st.as_dict(),
-                                                 cp.as_dict() if cp else None, tp / base[n],
-                                                 "folded" + (", CUDA graph" if backend == "torch" and cuda else "")))
-                    except (DeviceError, RuntimeError) as e:
-                        res.skipped.append({"model": spec, "backend": backend, "dtype": dtype, "batch": n,
-                                            "reason": str(e).splitlines()[0][:200]})
-                if bar:
-                    bar.update(task, advance=1)
+            what = "already folded input" if getattr(model, "folded", False) else "unfolded"
+            for n in batches:
+                x = torch.randn(n, 3, size, size)
+                # runners move their module to the device and dtype in place: each gets its own copy
+                build = [(BASELINE, "fp32", f"{what}, eager, no CUDA graph",
+                          lambda: TorchRunner(copy.deepcopy(model), device, torch.float32, cuda_graph=False))]
+                if compile_reference:
+                    build += [(COMPILE_REFERENCE, d, "unfolded, torch.compile default mode, channels_last",
+                               lambda d=d: CompileRunner(copy.deepcopy(model), device, parse_dtype(d),
+                                                         channels_last=True)) for d in dtypes]
+                build += [(b, d, "folded" + (", CUDA graph" if b == "torch" and cuda else ""),
+                           lambda b=b, d=d: make_runner(b, copy.deepcopy(plain), (n, 3, size, size), device, d))
+                          for b, d in pairs]
+                entries = []
+                for backend, dtype, note, make in build:
+                    if bar:
+                        bar.update(task, advance=1, description=f"{spec} b{n}: build {backend} {dtype}")
+                    entries.append(_build(make, backend, dtype, note, x, res, spec, n))
+                order = list(entries)
+                for r in range(rounds):
+                    random.Random(r).shuffle(order)  # no row always follows the same one (runtime threads may spin)
+                    for e in order:
+                        if e.runner is not None:
+                            e.rounds.append(time_fn(e.runner.timed(x), device, repeats=repeats))
+                        if bar:
+                            bar.update(task, advance=1, description=f"{spec} b{n}: round {r + 1}/{rounds}")
+                _rows(entries, spec, n, x, device, repeats, res)
     finally:
         if bar:
             bar.stop()
     return res
 
 
-def _time_one(runner: Runner, n: int, size: int, device: str, repeats: int | None) -> tuple[float, Stats, Stats | None]:
-    x = torch.randn(n, 3, size, size)
-    t0 = time.perf_counter()
-    runner(x)  # build / capture / compile before timing
-    log.debug("%s first call %.1fs", runner.name, time.perf_counter() - t0)
-    st = time_fn(runner.timed(x), device, repeats=repeats)
-    copies = _with_copies(runner, x, repeats or 50) if device.startswith("cuda") else None
-    return n / (st.median / 1e3), st, copies
+def _build(make, backend: str, dtype: str, note: str, x: torch.Tensor, res: BenchResult, spec: str, n: int) -> _Entry:
+    """Build a runner and run it once (compile, capture, load); a failure becomes a 'skipped' line."""
+    try:
+        runner = make()
+        t0 = time.perf_counter()
+        runner(x)
+        log.debug("%s %s first call %.1fs", backend, dtype, time.perf_counter() - t0)
+        return _Entry(backend, dtype, note, runner)
+    except (DeviceError, RuntimeError) as e:
+        res.skipped.append({"model": spec, "backend": backend, "dtype": dtype, "batch": n,
+                            "reason": str(e).splitlines()[0][:200]})
+        return _Entry(backend, dtype, note, None)
 
+
+def _rows(entries: list[_Entry], spec: str, n: int, x: torch.Tensor, device: str, repeats: int | None,
+          res: BenchResult) -> None:
+    timed = [e for e in entries if e.runner is not None]
+    tput = {id(e): n / (best_round(e.rounds).median / 1e3) for e in timed}
+    base = next((tput[id(e)] for e in timed if e.backend == BASELINE), None)
+    if base is None:
+        raise DeviceError(f"{spec}: the PyTorch eager baseline could not run at batch {n} (see 'skipped')")
+    ref = {e.dtype: tput[id(e)] for e in timed if e.backend == COMPILE_REFERENCE}
+    for e in timed:
+        st = best_round(e.rounds)
+        cp = _with_copies(e.runner, x, repeats or 50) if device.startswith("cuda") else None
+        res.rows.append(BenchRow(spec, e.backend, e.dtype, n, tput[id(e)], st.as_dict() | {"rounds": len(e.rounds)},
+                                 cp.as_dict() if cp else None, tput[id(e)] / base, e.note,
+                                 tput[id(e)] / ref[e.dtype] if e.dtype in ref else None))

@@ -20,7 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                     "(default: all; unavailable ones are listed as skipped)")
     p.add_argument("--batch", default=None, help="comma list (default: 1 and 256 on CUDA, 1 and 16 on the CPU)")
     p.add_argument("--dtype", default=None, help="comma list of fp32,fp16 (default fp32,fp16 on CUDA, fp32 on CPU)")
-    p.add_argument("--repeats", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=None, help="timed calls per round (default 50 CPU, 100 CUDA)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="interleaved rounds over all backends of a model and batch; the fastest round counts")
+    p.add_argument("--compile-reference", choices=("auto", "on", "off"), default="auto",
+                   help="also time the unfolded model under plain torch.compile (default mode, channels_last) and "
+                        "give every row its ratio to it (auto: on with CUDA)")
     p.add_argument("--json", help="write the result as JSON")
     p.add_argument("--plot", help="write throughput vs batch per backend as PNG")
     p.add_argument("--no-progress", action="store_true")
@@ -55,16 +60,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         raise UsageError(f"--batch takes a comma list of integers, got '{args.batch}'") from None
     res = bench(args.models or list_models(), args.device, _csv(args.backends), batches, _csv(args.dtype),
-                args.repeats, progress=not args.no_progress)
+                args.repeats, progress=not args.no_progress,
+                compile_reference={"auto": None, "on": True, "off": False}[args.compile_reference],
+                rounds=args.rounds)
     t = Table(title=f"nasdeploy bench on {res.environment['device_name']} (speed-up over PyTorch eager fp32, same run)")
+    vs_compile = any(r.vs_compile is not None for r in res.rows)
     for col in ("model", "backend", "dtype", "batch", "images/s", "median ms", "p90", "p95", "p99", "with copies ms",
-                "speed-up"):
+                "speed-up") + (("vs torch.compile",) if vs_compile else ()):
         t.add_column(col, justify="left" if col in ("model", "backend", "dtype") else "right")
     for r in res.rows:
         lat = r.latency
         cp = f"{r.latency_with_copies['median']:.3f}" if r.latency_with_copies else "-"
         t.add_row(r.model, r.backend, r.dtype, str(r.batch), f"{r.throughput:,.1f}", f"{lat['median']:.3f}",
-                  f"{lat['p90']:.3f}", f"{lat['p95']:.3f}", f"{lat['p99']:.3f}", cp, f"{r.speedup:.2f}x")
+                  f"{lat['p90']:.3f}", f"{lat['p95']:.3f}", f"{lat['p99']:.3f}", cp, f"{r.speedup:.2f}x",
+                  *(["-" if r.vs_compile is None else f"{r.vs_compile:.2f}x"] if vs_compile else []))
     Console(width=max(Console().width, 150)).print(t)
     for s in res.skipped:
         Console().print(f"[yellow]skipped[/] {s.get('backend')} {s.get('dtype', '')}: {s['reason']}")
