@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -164,6 +165,8 @@ class SearchResult:
     fastest_ms: float
     accuracy_label: str
     references: dict[str, dict] = field(default_factory=dict)
+    # this invocation's trials, new supernet evaluations (cached architectures are not re-evaluated), wall time
+    throughput: dict = field(default_factory=dict)
 
 
 def run_search(space: SearchSpace, table: LatencyTable, evaluator: Callable[[Arch], float], cfg: SearchConfig,
@@ -214,6 +217,7 @@ def run_search(space: SearchSpace, table: LatencyTable, evaluator: Callable[[Arc
 
     done = len(completed())
     remaining = max(cfg.trials - done, 0)
+    cached_before, t0 = len(cache), time.perf_counter()
     if done:
         log.info("continuing study %s: %d of %d trials already done", name, done, cfg.trials)
     if remaining:
@@ -234,8 +238,12 @@ def run_search(space: SearchSpace, table: LatencyTable, evaluator: Callable[[Arc
              for t in completed()]
     feasible = [c for c in cands if c.feasible]
     best = max(feasible, key=lambda c: (c.accuracy, -c.latency_ms)) if feasible else None
+    seconds = time.perf_counter() - t0
+    evaluated = len(cache) - cached_before
+    speed = {"trials": remaining, "evaluated": evaluated, "seconds": round(seconds, 2),
+             "evaluated_per_minute": round(60 * evaluated / seconds, 2) if remaining and seconds > 0 else None}
     return SearchResult(cands, pareto_front(cands, cfg.objectives), best, fastest,
-                        getattr(evaluator, "label", "accuracy"))
+                        getattr(evaluator, "label", "accuracy"), throughput=speed)
 
 
 def reference_points(space: str, table: LatencyTable, evaluator: Callable[[Arch], float] | None) -> dict[str, dict]:

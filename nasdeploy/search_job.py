@@ -87,7 +87,8 @@ def write_outputs(result: SearchResult, table: LatencyTable, cfg: SearchConfig, 
                        "eval_images": cfg.eval_images},
         "front": [asdict(c) for c in result.front],
         "best": asdict(result.best) if result.best else None,
-        "references": result.references, "trials": len(result.candidates), "provenance": provenance(),
+        "references": result.references, "trials": len(result.candidates), "throughput": result.throughput,
+        "provenance": provenance(),
     })
     refs = {n: (r["latency_ms"], r["accuracy"]) for n, r in result.references.items()}
     pareto_plot(out / "pareto.png", [(c.latency_ms, c.accuracy) for c in result.candidates],

@@ -1,3 +1,4 @@
+import json
 import signal
 import subprocess
 import sys
@@ -55,6 +56,8 @@ def test_search_meets_the_target_and_the_front_is_non_dominated(lut, tmp_path):
             assert any(dominates(f.objectives(cfg.objectives), c.objectives(cfg.objectives)) or
                        f.objectives(cfg.objectives) == c.objectives(cfg.objectives) for f in r.front)
     assert (tmp_path / "s" / "pareto.png").exists() and (tmp_path / "s" / "pareto.json").exists()
+    speed = json.loads((tmp_path / "s" / "pareto.json").read_text())["throughput"]
+    assert speed["trials"] == 12 and 1 <= speed["evaluated"] <= 12 and speed["evaluated_per_minute"] > 0
     card = nasdeploy.zoo.Card.read(tmp_path / "s" / "best.toml")
     assert str(card.arch) == r.best.arch and card.search["target_ms"] == target
 

@@ -57,6 +57,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         acc = f"{ref['accuracy']:.2f}" if ref["accuracy"] is not None else "-"
         t.add_row("ref", name, acc, f"{ref['latency_ms']:.3f}", "", "")
     Console(width=200).print(t)
+    sp = r.throughput
+    if sp.get("evaluated_per_minute"):
+        Console().print(f"{sp['trials']} trials, {sp['evaluated']} architectures evaluated in {sp['seconds']:.0f} s: "
+                        f"{sp['evaluated_per_minute']:.1f} per minute (BN recalibration on {cfg.calib_batches} x "
+                        f"{cfg.calib_batch_size} images, top-1 on {cfg.eval_images})")
     if r.best is None:
         Console().print(f"[red]no trial met {cfg.target_ms:g} ms[/]: raise --generations or the target")
         return 1
