@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dynamic-batch", help="MIN:OPT:MAX batch range (TensorRT profile, AOTI dynamic dim)")
     p.add_argument("--no-fold", action="store_true", help="export without folding (for comparison)")
     p.add_argument("--data", help="ImageNet-layout folder for the real-image parity (default: built-in images)")
+    p.add_argument("--parity-images", type=int, default=256, help="real images for the parity check (default 256)")
     p.add_argument("--out", required=True)
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_export)
@@ -34,7 +35,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     batch, dynamic = parse_batch(args.batch, args.dynamic_batch)
     onnx = args.onnx or not (args.trt or args.aoti)
     opt = ExportOptions(onnx=onnx, trt=args.trt, aoti=args.aoti, fp16=args.fp16, batch=batch, dynamic=dynamic,
-                        fold=not args.no_fold, force=args.force, data=args.data)
+                        fold=not args.no_fold, force=args.force, data=args.data, parity_images=args.parity_images)
+    if args.parity_images < 1:
+        from ..errors import UsageError
+
+        raise UsageError(f"--parity-images must be at least 1, got {args.parity_images}")
     r = export_model(args.model, args.out, args.weights, opt)
     print_parity(r.parity, f"parity of {args.model} against PyTorch float32")
     if r.fold_report:
