@@ -271,9 +271,13 @@ def validate_table(table: LatencyTable, n: int, seed: int = 0, progress: bool = 
             if bar:
                 bar.update(task, advance=1)
         rounds_ms: list[list[Stats]] = [[] for _ in archs]
-        for _ in range(rounds):  # interleaved, so a slow spell of the machine touches every architecture alike
-            for i, fn in enumerate(timers):
-                rounds_ms[i].append(time_fn(fn, s.device, s.warmup, s.repeats))
+        order = list(range(len(archs)))
+        for _ in range(rounds):
+            # interleaved, so a slow spell of the machine touches every architecture alike, and in a new order
+            # each round, so no architecture always follows the same one (whose runtime threads may still spin)
+            rng.shuffle(order)
+            for i in order:
+                rounds_ms[i].append(time_fn(timers[i], s.device, s.warmup, s.repeats))
                 if bar:
                     bar.update(task, advance=1)
         meas = [best_round(r).median for r in rounds_ms]
