@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="LUT.json")
     p.add_argument("--archs", type=int, default=50, help="validate: random architectures timed end to end "
                                                            "(plus the fastest and slowest possible)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="CPU: rounds per measurement, the fastest counts (default 3 per table entry; validate: 5, "
+                        "interleaved over all architectures)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_latency)
@@ -42,7 +45,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     small = args.input_size < 64
     return Settings(args.space, args.device, backend, args.batch, args.dtype, args.input_size,
                     list(SMALL_INPUT_STRIDES) if small else None,
-                    args.num_classes or (10 if small else 1000), args.warmup, args.repeats)
+                    args.num_classes or (10 if small else 1000), args.warmup, args.repeats, args.rounds or 3)
 
 
 def cmd_latency(args: argparse.Namespace) -> int:
@@ -54,14 +57,16 @@ def cmd_latency(args: argparse.Namespace) -> int:
     if args.what[0] != "validate" or len(args.what) != 2:
         raise UsageError("use `nasdeploy latency-table [options]` to measure or "
                          "`nasdeploy latency-table validate LUT.json --archs N`")
-    return validate_cmd(Path(args.what[1]), args.archs, args.seed, not args.no_progress)
+    return validate_cmd(Path(args.what[1]), args.archs, args.seed, not args.no_progress, args.rounds or 5)
 
 
-def validate_cmd(lut: Path, archs: int, seed: int, progress: bool) -> int:
+def validate_cmd(lut: Path, archs: int, seed: int, progress: bool, rounds: int = 5) -> int:
     from ..plots import latency_scatter
 
+    if rounds < 1:
+        raise UsageError(f"--rounds must be at least 1, got {rounds}")
     table = LatencyTable.load(lut)
-    v = validate_table(table, archs, seed, progress)
+    v = validate_table(table, archs, seed, progress, rounds=rounds)
     m = v.metrics()
     stem = lut.with_suffix("")
     write_json(f"{stem}.validation.json", {"table": str(lut), "setting": table.setting(),

@@ -273,8 +273,8 @@ def validate_table(table: LatencyTable, n: int, seed: int = 0, progress: bool = 
         rounds_ms: list[list[Stats]] = [[] for _ in archs]
         order = list(range(len(archs)))
         for _ in range(rounds):
-            # interleaved, so a slow spell of the machine touches every architecture alike, and in a new order
-            # each round, so no architecture always follows the same one (whose runtime threads may still spin)
+            # interleaved, so that the slow spells of a shared machine (they last seconds to minutes) touch
+            # every architecture alike, and in a new order each round, so none always follows the same one
             rng.shuffle(order)
             for i in order:
                 rounds_ms[i].append(time_fn(timers[i], s.device, s.warmup, s.repeats))
