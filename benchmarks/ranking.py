@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Ranking benchmark (issue 3): does the supernet rank architectures like stand-alone training does?
+
+FairNAS's central claim: strict fairness lifts the Kendall tau between supernet-estimated and
+stand-alone accuracy above that of uniform single-path sampling (SPOS). This script checks it on the
+built-in Fashion-MNIST, SCARLET space by default:
+
+1. N architectures sampled with the number of skips spread evenly over 0..max (so that depth, the
+   main source of accuracy differences, varies), seeded;
+2. each trained alone from scratch (``--standalone-steps`` of ``--batch``), top-1 on the 4,000
+   held-out images; ``--repeats`` of them trained again with another seed to show the noise floor;
+3. supernets: strict fairness, ``--fair-steps`` steps of m paths on a shared batch; uniform sampling
+   (SPOS) for as many steps (equal optimizer updates: FairNAS compares the two at equal epochs, where
+   strict fairness does m times the work), and with ``--equal-compute`` also for m x ``--fair-steps``
+   single-path steps (equal path-images, so 13 times the updates);
+4. each architecture's supernet estimate (extracted, BN recalibrated on 512 training images, top-1 on
+   the same 4,000 held-out images), and Kendall's tau of the estimates against the stand-alone top-1.
+
+Everything is cached in ``--out`` (a killed run continues where it stopped: stand-alone results after
+each architecture, supernets through their own checkpoints). Writes ``ranking.json`` and ``ranking.png``
+there, and copies them to ``benchmarks/results/`` with ``--record``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nasdeploy.data import fashion_mnist  # noqa: E402
+from nasdeploy.evaluate import evaluate, evaluate_subnet  # noqa: E402
+from nasdeploy.finetune import FinetuneConfig, train_model  # noqa: E402
+from nasdeploy.io import provenance, write_json  # noqa: E402
+from nasdeploy.latency.metrics import kendall_tau  # noqa: E402
+from nasdeploy.net import Network  # noqa: E402
+from nasdeploy.search import load_eval_data  # noqa: E402
+from nasdeploy.space import SKIP, SMALL_INPUT_STRIDES, Arch, get_space  # noqa: E402
+from nasdeploy.supernet import SPACE_FLAVOUR  # noqa: E402
+from nasdeploy.train import TrainConfig, train_supernet  # noqa: E402
+
+
+def sample_archs(space_name: str, n: int, seed: int) -> list[Arch]:
+    """``n`` distinct architectures, the i-th with ``i mod (max_skips + 1)`` skips (none where skips are not allowed)."""
+    space = get_space(space_name).with_strides(SMALL_INPUT_STRIDES)
+    skippable = [i for i in range(space.num_layers) if SKIP in space.choices_at(i)]
+    rng = random.Random(seed)
+    archs: list[Arch] = []
+    while len(archs) < n:
+        k = len(archs) % (len(skippable) + 1)
+        skips = set(rng.sample(skippable, k))
+        arch = Arch(tuple(SKIP if i in skips else rng.choice([c for c in space.choices_at(i) if not c.skip])
+                          for i in range(space.num_layers)))
+        if arch not in archs:
+            archs.append(arch)
+    return archs
+
+
+def standalone_top1(arch: Arch, space: str, steps: int, batch: int, seed: int, val: list, state: Path) -> float:
+    torch.manual_seed(seed)
+    net = Network(arch, SPACE_FLAVOUR[space], 10, SMALL_INPUT_STRIDES)
+    cfg = FinetuneConfig(steps=steps, batch_size=batch, lr=0.05, seed=seed, device="cpu")
+    train_model(net, fashion_mnist("train"), cfg, state, label=f"alone {state.stem}")
+    return evaluate(net, val).top1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="runs/ranking")
+    ap.add_argument("--space", default="scarlet", choices=("fairnas", "scarlet"))
+    ap.add_argument("--archs", type=int, default=10)
+    ap.add_argument("--standalone-steps", type=int, default=150)
+    ap.add_argument("--fair-steps", type=int, default=100)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=2, help="architectures trained alone a second time (noise floor)")
+    ap.add_argument("--equal-compute", action="store_true",
+                    help="also a uniform supernet with m x --fair-steps steps (as many path-images as strict fairness)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--record", action="store_true", help="copy the results to benchmarks/results/")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    calib, val = load_eval_data("fashion-mnist", 8, 64, 4000)
+    archs = sample_archs(args.space, args.archs, args.seed)
+
+    cache_path = out / "standalone.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    jobs = [(str(a), args.seed + i, i) for i, a in enumerate(archs)]
+    jobs += [(str(archs[i]), args.seed + 1000 + i, i) for i in range(min(args.repeats, len(archs)))]
+    for text, seed, i in jobs:
+        key = f"{text}@{seed}"
+        if key not in cache:
+            state = out / "standalone" / f"a{i:02d}_s{seed}.pt"
+            state.parent.mkdir(exist_ok=True)
+            cache[key] = standalone_top1(Arch.parse(text), args.space, args.standalone_steps, args.batch, seed,
+                                         val, state)
+            write_json(cache_path, cache)
+            print(f"stand-alone {i}: {cache[key]:.2f}% ({text})", flush=True)
+
+    m = max(len(get_space(args.space).choices_at(i)) for i in range(get_space(args.space).num_layers))
+    estimates: dict[str, list[float]] = {}
+    histories: dict[str, list] = {}
+    runs = [("fair", args.fair_steps), ("uniform", args.fair_steps)]
+    if args.equal_compute:
+        runs.append(("uniform", args.fair_steps * m))
+    for sampler, steps in runs:
+        key = f"{sampler}_{steps}"
+        cfg = TrainConfig(space=args.space, steps=steps, batch_size=args.batch, sampler=sampler, seed=args.seed,
+                          device="cpu", ckpt_every=max(1, steps // 20))
+        d = out / key
+        done = d / "supernet.pt"
+        res_path = d / "estimates.json"
+        if res_path.exists():
+            saved = json.loads(res_path.read_text())
+            estimates[key], histories[key] = saved["top1"], saved["history"]
+            continue
+        if done.exists():
+            from nasdeploy.train import load_checkpoint
+
+            history = load_checkpoint(done)["history"]
+        else:
+            history = train_supernet(cfg, d, resume=(d / "checkpoint.pt").exists()).history
+        from nasdeploy.train import load_supernet
+
+        sn = load_supernet(done)
+        est = [evaluate_subnet(sn, a, calib, val).top1 for a in archs]
+        write_json(res_path, {"top1": est, "history": history})
+        estimates[key], histories[key] = est, history
+        print(f"{key}: estimates {[round(e, 1) for e in est]}", flush=True)
+
+    alone = [cache[f"{a}@{args.seed + i}"] for i, a in enumerate(archs)]
+    reps = [{"arch": str(archs[i]), "seed_a": cache[f"{archs[i]}@{args.seed + i}"],
+             "seed_b": cache[f"{archs[i]}@{args.seed + 1000 + i}"]} for i in range(min(args.repeats, len(archs)))]
+    result = {
+        "what": "Kendall tau of supernet-estimated vs stand-alone top-1 on the built-in Fashion-MNIST",
+        "command": "python benchmarks/ranking.py " + " ".join(sys.argv[1:]),
+        "space": args.space, "stride_plan": list(SMALL_INPUT_STRIDES), "input_size": 28,
+        "standalone": {"steps": args.standalone_steps, "batch": args.batch, "lr": 0.05, "eval_images": 4000},
+        "supernets": {k: {"sampler": k.split("_")[0], "steps": int(k.split("_")[1]),
+                          "paths_per_step": m if k.startswith("fair") else 1,
+                          "path_images": int(k.split("_")[1]) * (m if k.startswith("fair") else 1) * args.batch,
+                          "final_loss": histories[k][-1][1]} for k in estimates}
+                     | {"batch": args.batch,
+                      "estimate": "extract, BN recalibrated on 8 x 64 training images, top-1 on 4,000 held-out"},
+        "archs": [{"arch": str(a), "skips": sum(c.skip for c in a), "standalone_top1": alone[i]}
+                  | {f"{k}_top1": v[i] for k, v in estimates.items()} for i, a in enumerate(archs)],
+        "kendall_tau": {k: _finite(kendall_tau(v, alone)) for k, v in estimates.items()},
+        "standalone_repeats": reps,
+        "wall_s_this_invocation": round(time.time() - t0, 1),
+        "provenance": {k: str(v) for k, v in provenance().items()},
+    }
+    write_json(out / "ranking.json", result)
+    plot(out / "ranking.png", alone, estimates, result["kendall_tau"])
+    if args.record:
+        dest = ROOT / "benchmarks" / "results"
+        shutil.copy(out / "ranking.json", dest / f"ranking_{args.space}.json")
+        shutil.copy(out / "ranking.png", dest / f"ranking_{args.space}.png")
+    print(json.dumps({"kendall_tau": result["kendall_tau"], "standalone_repeats": reps}, indent=1))
+
+
+def _finite(x: float) -> float | None:
+    return x if x == x else None  # tau is undefined (NaN) when every estimate ties
+
+
+def plot(path: Path, alone: list[float], estimates: dict[str, list[float]], taus: dict[str, float]) -> None:
+    from nasdeploy.plots import _plt, _save
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for k, v in estimates.items():
+        ax.scatter(alone, v, s=18, label=f"{k} supernet (tau {taus[k] if taus[k] is None else round(taus[k], 2)})")
+    ax.set_xlabel("stand-alone top-1 (%)")
+    ax.set_ylabel("supernet estimate, top-1 (%)")
+    ax.set_title("supernet ranking vs stand-alone training (Fashion-MNIST)", fontsize=9)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+if __name__ == "__main__":
+    main()
