@@ -44,7 +44,7 @@ from nasdeploy.net import Network  # noqa: E402
 from nasdeploy.search import load_eval_data  # noqa: E402
 from nasdeploy.space import SKIP, SMALL_INPUT_STRIDES, Arch, get_space  # noqa: E402
 from nasdeploy.supernet import SPACE_FLAVOUR  # noqa: E402
-from nasdeploy.train import TrainConfig, train_supernet  # noqa: E402
+from nasdeploy.train import TrainConfig, load_checkpoint, supernet_from, train_supernet  # noqa: E402
 
 
 def sample_archs(space_name: str, n: int, seed: int) -> list[Arch]:
@@ -122,15 +122,10 @@ def main() -> None:
             saved = json.loads(res_path.read_text())
             estimates[key], histories[key] = saved["top1"], saved["history"]
             continue
-        if done.exists():
-            from nasdeploy.train import load_checkpoint
-
-            history = load_checkpoint(done)["history"]
-        else:
-            history = train_supernet(cfg, d, resume=(d / "checkpoint.pt").exists()).history
-        from nasdeploy.train import load_supernet
-
-        sn = load_supernet(done)
+        if not done.exists():
+            train_supernet(cfg, d, resume=(d / "checkpoint.pt").exists())
+        ck = load_checkpoint(done)  # read once: history and weights
+        history, sn = ck["history"], supernet_from(ck, done)
         est = [evaluate_subnet(sn, a, calib, val).top1 for a in archs]
         write_json(res_path, {"top1": est, "history": history})
         estimates[key], histories[key] = est, history

@@ -89,6 +89,7 @@ def _no_partial(tmp_path, name):
     (["--trt"], "TensorRT"),
     pytest.param(["--aoti"], "no CUDA device", marks=pytest.mark.skipif(HAS_CUDA, reason="has CUDA")),
     (["--dynamic-batch", "8:4:2"], "MIN <= OPT <= MAX"),
+    (["--parity-images", "0"], "--parity-images must be at least 1"),
 ])
 def test_bad_export_input_is_one_line_and_leaves_nothing(tmp_path, refweights, extra, fragment):
     if HAS_TRT and extra == ["--trt"]:

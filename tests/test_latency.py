@@ -91,6 +91,7 @@ def test_tables_refused_for_another_space_or_when_truncated(tmp_path):
 @pytest.mark.parametrize("args, fragment", [
     (["--batch", "0"], "--batch must be at least 1"),
     (["--backend", "tvm"], "unknown latency backend 'tvm'"),
+    (["--rounds", "0"], "--rounds must be at least 1"),
     pytest.param(["--device", "cuda"], "no CUDA device", marks=pytest.mark.skipif(HAS_CUDA, reason="has CUDA")),
 ])
 def test_bad_input_is_one_line(tmp_path, args, fragment):

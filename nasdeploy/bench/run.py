@@ -104,14 +104,14 @@ def bench(models: list[str], device: str = "cpu", backends: list[str] | None = N
         if reason:
             res.skipped.append({"backend": b, "reason": reason})
     live = [b for b in backends if not unavailable_reason(b, device)]
-    for spec in models:
-        for b in live:
-            for d in dtypes:
-                why = ("the onnxruntime backend runs fp32 graphs" if b == "onnxruntime" and d != "fp32" else
-                       "reduced precision is benchmarked on the GPU only" if not cuda and d != "fp32" else None)
-                if why:
-                    res.skipped.append({"model": spec, "backend": b, "dtype": d, "reason": why})
-    pairs = [(b, d) for b in live for d in dtypes if (b != "onnxruntime" or d == "fp32") and (cuda or d == "fp32")]
+    pairs = []
+    for b in live:
+        for d in dtypes:
+            why = _dtype_reason(b, d, cuda)
+            if why:
+                res.skipped += [{"model": spec, "backend": b, "dtype": d, "reason": why} for spec in models]
+            else:
+                pairs.append((b, d))
     if compile_reference is None:
         compile_reference = cuda
     per_batch = 1 + (len(dtypes) if compile_reference else 0) + len(pairs)
@@ -157,6 +157,15 @@ def bench(models: list[str], device: str = "cpu", backends: list[str] | None = N
     return res
 
 
+def _dtype_reason(backend: str, dtype: str, cuda: bool) -> str | None:
+    """Why ``backend`` is not benchmarked in ``dtype`` here, or None if it is."""
+    if dtype == "fp32":
+        return None
+    if backend == "onnxruntime":
+        return "the onnxruntime backend runs fp32 graphs"
+    return None if cuda else "reduced precision is benchmarked on the GPU only"
+
+
 def _build(make, backend: str, dtype: str, note: str, x: torch.Tensor, res: BenchResult, spec: str, n: int) -> _Entry:
     """Build a runner and run it once (compile, capture, load); a failure becomes a 'skipped' line."""
     try:
@@ -174,13 +183,14 @@ def _build(make, backend: str, dtype: str, note: str, x: torch.Tensor, res: Benc
 def _rows(entries: list[_Entry], spec: str, n: int, x: torch.Tensor, device: str, repeats: int | None,
           res: BenchResult) -> None:
     timed = [e for e in entries if e.runner is not None]
-    tput = {id(e): n / (best_round(e.rounds).median / 1e3) for e in timed}
+    best = {id(e): best_round(e.rounds) for e in timed}
+    tput = {id(e): n / (best[id(e)].median / 1e3) for e in timed}
     base = next((tput[id(e)] for e in timed if e.backend == BASELINE), None)
     if base is None:
         raise DeviceError(f"{spec}: the PyTorch eager baseline could not run at batch {n} (see 'skipped')")
     ref = {e.dtype: tput[id(e)] for e in timed if e.backend == COMPILE_REFERENCE}
     for e in timed:
-        st = best_round(e.rounds)
+        st = best[id(e)]
         cp = _with_copies(e.runner, x, repeats or 50) if device.startswith("cuda") else None
         res.rows.append(BenchRow(spec, e.backend, e.dtype, n, tput[id(e)], st.as_dict() | {"rounds": len(e.rounds)},
                                  cp.as_dict() if cp else None, tput[id(e)] / base, e.note,

@@ -36,10 +36,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     onnx = args.onnx or not (args.trt or args.aoti)
     opt = ExportOptions(onnx=onnx, trt=args.trt, aoti=args.aoti, fp16=args.fp16, batch=batch, dynamic=dynamic,
                         fold=not args.no_fold, force=args.force, data=args.data, parity_images=args.parity_images)
-    if args.parity_images < 1:
-        from ..errors import UsageError
-
-        raise UsageError(f"--parity-images must be at least 1, got {args.parity_images}")
     r = export_model(args.model, args.out, args.weights, opt)
     print_parity(r.parity, f"parity of {args.model} against PyTorch float32")
     if r.fold_report:

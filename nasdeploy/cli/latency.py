@@ -45,7 +45,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     small = args.input_size < 64
     return Settings(args.space, args.device, backend, args.batch, args.dtype, args.input_size,
                     list(SMALL_INPUT_STRIDES) if small else None,
-                    args.num_classes or (10 if small else 1000), args.warmup, args.repeats, args.rounds or 3)
+                    args.num_classes or (10 if small else 1000), args.warmup, args.repeats,
+                    3 if args.rounds is None else args.rounds)
 
 
 def cmd_latency(args: argparse.Namespace) -> int:
@@ -57,14 +58,13 @@ def cmd_latency(args: argparse.Namespace) -> int:
     if args.what[0] != "validate" or len(args.what) != 2:
         raise UsageError("use `nasdeploy latency-table [options]` to measure or "
                          "`nasdeploy latency-table validate LUT.json --archs N`")
-    return validate_cmd(Path(args.what[1]), args.archs, args.seed, not args.no_progress, args.rounds or 5)
+    return validate_cmd(Path(args.what[1]), args.archs, args.seed, not args.no_progress,
+                        5 if args.rounds is None else args.rounds)
 
 
 def validate_cmd(lut: Path, archs: int, seed: int, progress: bool, rounds: int = 5) -> int:
     from ..plots import latency_scatter
 
-    if rounds < 1:
-        raise UsageError(f"--rounds must be at least 1, got {rounds}")
     table = LatencyTable.load(lut)
     v = validate_table(table, archs, seed, progress, rounds=rounds)
     m = v.metrics()

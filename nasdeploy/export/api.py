@@ -67,6 +67,8 @@ def _preflight(out: Path, opt: ExportOptions) -> None:
         raise DeviceError("--aoti builds a CUDA package and no CUDA device is visible here: run it on the GPU machine")
     if not (opt.onnx or opt.trt or opt.aoti):
         raise UsageError("nothing to export: give --onnx, --trt and/or --aoti")
+    if opt.parity_images < 1:
+        raise UsageError(f"--parity-images must be at least 1, got {opt.parity_images}")
 
 
 def export_model(spec: str, out: str | Path, weights: str | None = None,

@@ -54,6 +54,8 @@ class Settings:
             raise UsageError(f"--batch must be at least 1, got {self.batch}")
         if self.repeats <= 0:
             raise UsageError("--repeats must be at least 1")
+        if self.rounds <= 0:
+            raise UsageError(f"--rounds must be at least 1, got {self.rounds}")
         parse_dtype(self.dtype)
         if self.dtype != "fp32" and self.backend == "onnxruntime":
             raise UsageError("the onnxruntime backend measures fp32 graphs: use --dtype fp32")
@@ -249,6 +251,8 @@ def validate_table(table: LatencyTable, n: int, seed: int = 0, progress: bool = 
     """Time ``n`` random architectures end to end; compare with the table; fit and store the calibration."""
     if n < 3:
         raise UsageError("--archs must be at least 3 to fit and check a calibration")
+    if rounds < 1:
+        raise UsageError(f"--rounds must be at least 1, got {rounds}")
     if not table.complete:
         raise ArtifactError(f"latency table {table.path} is incomplete: rerun `nasdeploy latency-table` to finish it")
     check_device(table.device)
