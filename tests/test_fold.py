@@ -107,3 +107,36 @@ def test_unknown_module_type_names_the_layer():
     net.mb_module[0].act1 = nn.GELU()
     with pytest.raises(FoldError, match=r"mb_module\.0\.act1: fold does not know module type GELU"):
         fold(net)
+
+
+# ------------------------------------------------ the float32 check judges the fold, not float32 itself
+
+def test_fold_check_limits_follow_the_unfolded_networks_own_float32_error():
+    from nasdeploy.fold import FoldCheck
+
+    ok = FoldCheck(0.0, 1e-13, 0.0, 4e-3, 2.7e-3)  # worse than 1e-4, but float32 itself is 2.7e-3 off
+    assert ok.refusal(1e-10, 8.0, 1e-4) is None
+    assert FoldCheck(0.0, 1e-13, 0.0, 5e-5, 1e-7).refusal(1e-10, 8.0, 1e-4) is None  # the floor
+    assert "float32" in FoldCheck(0.0, 1e-13, 0.0, 3e-2, 2.7e-3).refusal(1e-10, 8.0, 1e-4)
+    assert "float64" in FoldCheck(0.0, 1e-6, 0.0, 1e-6, 1e-6).refusal(1e-10, 8.0, 1e-4)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_float32_only_folding_bug_is_still_refused(seed):
+    """A fold exact in float64 whose float32 cast is wrong (here: one weight rounded far beyond float32)."""
+    import copy
+
+    from nasdeploy.fold import _fold_stabilizers, check_fold, fold_bn
+
+    net = stabilized(ARCH_PUSH, seed=seed).eval()
+    plain64 = copy.deepcopy(net).double()
+    fold_bn(plain64)
+    _fold_stabilizers(plain64, 1e4)
+    bad = copy.deepcopy(plain64).float()
+    with torch.no_grad():
+        w = bad.conv_before_pooling[0].weight
+        w.add_(w.abs().max() * 0.05 * torch.sign(w))
+    chk = check_fold(net, plain64, bad, 28)
+    assert chk.rel64 <= 1e-10 and chk.refusal(1e-10, 8.0, 1e-4) is not None
+    good = check_fold(net, plain64, copy.deepcopy(plain64).float(), 28)
+    assert good.refusal(1e-10, 8.0, 1e-4) is None
