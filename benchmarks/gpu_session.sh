@@ -49,8 +49,13 @@ for m in ("fairnas_a", "scarlet_a"):  # the stand-in official checkpoints of ../
     torch.save(rw.make_checkpoint(m, 0), f"/tmp/nd/{m}_standin.pth.tar")
 EOF
   log tests
-  python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_export.py -k "gpu or aoti or cuda" \
-    2>&1 | tee "$W/pytest.log"
+  # test_gpu.py: CUDA-graph output aliasing, AOTI static + dynamic batches, no torch.compile fallback over
+  # 9 models x 2 batches, CUDA events vs wall time, TF32 recorded, TensorRT profiles with a ragged batch
+  # (where TensorRT is installed), NCCL through torchrun (where two GPUs are); then the CPU deploy tests on it
+  python3 -m pytest -q -p no:cacheprovider -rs tests/test_gpu.py tests/test_deploy_cpu.py tests/test_export.py \
+    -k "gpu or aoti or cuda or compile or tensorrt or nccl or tf32" 2>&1 | tee "$W/pytest.log"
+  python3 -c "import torch; print('tf32 defaults: matmul', torch.backends.cuda.matmul.allow_tf32, 'cudnn',
+    torch.backends.cudnn.allow_tf32)" | tee "$W/tf32.txt"
   for m in fairnas_a scarlet_a; do
     log "aoti $m"
     nd export "$m" --weights "/tmp/nd/${m}_standin.pth.tar" --aoti --fp16 --batch 64 --parity-images 2000 \

@@ -60,7 +60,7 @@ def test_verify_refuses_mismatched_classes_and_bad_folders(folder, tmp_path):
 
 
 def test_cpu_bench_reports_baseline_and_speedups(tmp_path):
-    res = bench(["fairnas_a"], "cpu", ["torch", "onnxruntime", "aoti"], [1], None, repeats=5, progress=False)
+    res = bench(["fairnas_a"], "cpu", ["torch", "onnxruntime", "tensorrt"], [1], None, repeats=5, progress=False)
     backends = [r.backend for r in res.rows]
     assert backends == [BASELINE, "torch", "onnxruntime"]
     base = res.rows[0]
@@ -68,7 +68,9 @@ def test_cpu_bench_reports_baseline_and_speedups(tmp_path):
     for r in res.rows[1:]:
         assert r.speedup == pytest.approx(r.throughput / base.throughput)
         assert r.latency["p10"] <= r.latency["median"] <= r.latency["p99"]
-    assert any(s["backend"] == "aoti" for s in res.skipped)
+        assert r.parity["max_rel"] < 1e-4 and r.parity["images"] == 1  # the folded row computes the same
+    assert base.parity["max_rel"] == 0.0
+    assert any(s["backend"] == "tensorrt" for s in res.skipped)
     assert res.environment["device"] == "cpu" and res.environment["onnxruntime"]
 
 
@@ -88,3 +90,11 @@ def test_bench_cli_writes_json_and_plot(tmp_path):
 def test_bench_bad_input(args, fragment):
     r = run_cli("bench", "fairnas_a", *args)
     assert r.returncode == 2 and fragment in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_verify_through_an_aoti_package_on_the_cpu_matches_torch(folder, official_ckpt):
+    """30 images in batches of 8: the package takes the ragged last batch of 6 (dynamic batch 1..8)."""
+    ck = official_ckpt(MODEL, 1)
+    a = verify(MODEL, str(folder), str(ck), progress=False, workers=0)
+    b = verify(MODEL, str(folder), str(ck), backend="aoti", progress=False, workers=0, batch_size=8)
+    assert b.images == a.images == 30 and b.top1 == a.top1 and b.top5 == a.top5

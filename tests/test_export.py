@@ -87,7 +87,9 @@ def _no_partial(tmp_path, name):
 @pytest.mark.parametrize("extra, fragment", [
     (["--weights", "__WRONG__"], "does not fit this model"),
     (["--trt"], "TensorRT"),
-    pytest.param(["--aoti"], "no CUDA device", marks=pytest.mark.skipif(HAS_CUDA, reason="has CUDA")),
+    pytest.param(["--aoti", "--device", "cuda"], "no CUDA device", marks=pytest.mark.skipif(HAS_CUDA, reason="has CUDA")),
+    (["--aoti", "--fp16", "--device", "cpu"], "use fp32"),
+    (["--device", "gpu"], "unknown device"),
     (["--dynamic-batch", "8:4:2"], "MIN <= OPT <= MAX"),
     (["--parity-images", "0"], "--parity-images must be at least 1"),
 ])

@@ -9,14 +9,14 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ..errors import DeviceError, UsageError
+from ..errors import DeviceError, NasDeployError, UsageError
 from ..fold import fold
 from ..progress import progress_bar
 from ..zoo import input_size_of, load_any
 from .env import environment
-from .runners import (BACKENDS, CompileRunner, Runner, TorchRunner, check_device, make_runner, parse_dtype,
-                      unavailable_reason)
-from .timing import Stats, best_round, time_cpu, time_fn
+from .runners import (BACKENDS, CompileRunner, Runner, TorchRunner, check_device, device_context, dtype_reason,
+                      make_runner, parse_dtype, unavailable_reason)
+from .timing import Stats, best_round, time_cpu, time_runner
 
 log = logging.getLogger(__name__)
 BASELINE = "torch-eager-fp32"
@@ -37,6 +37,7 @@ class BenchRow:
     speedup: float | None = None  # over the baseline at the same batch
     note: str = ""
     vs_compile: float | None = None  # over plain torch.compile at the same batch and dtype (when timed)
+    parity: dict | None = None  # this row's output on the timed input against the baseline's (max abs/rel error)
 
 
 @dataclass
@@ -54,13 +55,11 @@ def _with_copies(runner: Runner, x_cpu: torch.Tensor, repeats: int) -> Stats:
     """Wall time of copy-in, run, copy-out, synchronised (what a serving loop pays)."""
     pinned = x_cpu.pin_memory()
 
-    def call() -> None:
-        y = runner(pinned.to(runner.device, non_blocking=True))
-        y.to("cpu", non_blocking=False)
-
     def synced() -> None:
-        call()
-        torch.cuda.synchronize()
+        with device_context(runner.device):
+            y = runner(pinned.to(runner.device, non_blocking=True))
+            y.to("cpu", non_blocking=False)
+            torch.cuda.synchronize()
 
     return time_cpu(synced, warmup=10, repeats=repeats)
 
@@ -74,16 +73,19 @@ class _Entry:
     note: str
     runner: Runner | None
     rounds: list = field(default_factory=list)
+    out: torch.Tensor | None = None  # its output on the timed input (parity against the baseline)
 
 
 def bench(models: list[str], device: str = "cpu", backends: list[str] | None = None, batches: list[int] | None = None,
           dtypes: list[str] | None = None, repeats: int | None = None, progress: bool = True,
-          compile_reference: bool | None = None, rounds: int = 3) -> BenchResult:
+          compile_reference: bool | None = None, rounds: int = 3, tf32: bool = False) -> BenchResult:
     """Time every backend of every model at every batch and dtype against PyTorch eager fp32 in the same run.
 
     All runners of one model and batch are built first, then timed in ``rounds`` interleaved rounds (the
     round with the lowest median counts), so a slow spell of the machine touches every row alike.
     ``compile_reference`` (default: on CUDA) also times the unfolded model under plain ``torch.compile``.
+    ``tf32``: let "fp32" convolutions and matmuls use TF32 on GPUs that have it (off by default, so fp32 rows
+    are float32; the setting is recorded in the environment and in every fp32 row's note).
     """
     check_device(device)
     cuda = device.startswith("cuda")
@@ -98,7 +100,28 @@ def bench(models: list[str], device: str = "cpu", backends: list[str] | None = N
     dtypes = dtypes or (["fp32", "fp16"] if cuda else ["fp32"])
     for d in dtypes:
         parse_dtype(d)
-    res = BenchResult(environment(device))
+    with _tf32(tf32):
+        return _bench(models, device, backends, batches, dtypes, repeats, progress, compile_reference, rounds, tf32)
+
+
+class _tf32:
+    """Set PyTorch's TF32 switches for the run (cuDNN allows TF32 by default) and restore them after."""
+
+    def __init__(self, on: bool) -> None:
+        self.on = on
+
+    def __enter__(self) -> None:
+        self.saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.on
+
+    def __exit__(self, *exc) -> None:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.saved
+
+
+def _bench(models, device, backends, batches, dtypes, repeats, progress, compile_reference, rounds,
+           tf32) -> BenchResult:
+    cuda = device.startswith("cuda")
+    res = BenchResult(environment(device) | {"tf32": tf32 if cuda else None})
     for b in backends:
         reason = unavailable_reason(b, device)
         if reason:
@@ -107,7 +130,7 @@ def bench(models: list[str], device: str = "cpu", backends: list[str] | None = N
     pairs = []
     for b in live:
         for d in dtypes:
-            why = _dtype_reason(b, d, cuda)
+            why = dtype_reason(b, d, device)
             if why:
                 res.skipped += [{"model": spec, "backend": b, "dtype": d, "reason": why} for spec in models]
             else:
@@ -135,8 +158,11 @@ def bench(models: list[str], device: str = "cpu", backends: list[str] | None = N
                                lambda d=d: CompileRunner(copy.deepcopy(model), device, parse_dtype(d),
                                                          channels_last=True)) for d in dtypes]
                 build += [(b, d, "folded" + (", CUDA graph" if b == "torch" and cuda else ""),
-                           lambda b=b, d=d: make_runner(b, copy.deepcopy(plain), (n, 3, size, size), device, d))
+                           lambda b=b, d=d: make_runner(b, plain, (n, 3, size, size), device, d, tf32=tf32))
                           for b, d in pairs]
+                if cuda:
+                    build = [(b, d, note + (f", TF32 {'on' if tf32 else 'off'}" if d == "fp32" else ""), make)
+                             for b, d, note, make in build]
                 entries = []
                 for backend, dtype, note, make in build:
                     if bar:
@@ -147,7 +173,7 @@ def bench(models: list[str], device: str = "cpu", backends: list[str] | None = N
                     random.Random(r).shuffle(order)  # no row always follows the same one (runtime threads may spin)
                     for e in order:
                         if e.runner is not None:
-                            e.rounds.append(time_fn(e.runner.timed(x), device, repeats=repeats))
+                            e.rounds.append(time_runner(e.runner, x, device, repeats=repeats))
                         if bar:
                             bar.update(task, advance=1, description=f"{spec} b{n}: round {r + 1}/{rounds}")
                 _rows(entries, spec, n, x, device, repeats, res)
@@ -157,24 +183,15 @@ def bench(models: list[str], device: str = "cpu", backends: list[str] | None = N
     return res
 
 
-def _dtype_reason(backend: str, dtype: str, cuda: bool) -> str | None:
-    """Why ``backend`` is not benchmarked in ``dtype`` here, or None if it is."""
-    if dtype == "fp32":
-        return None
-    if backend == "onnxruntime":
-        return "the onnxruntime backend runs fp32 graphs"
-    return None if cuda else "reduced precision is benchmarked on the GPU only"
-
-
 def _build(make, backend: str, dtype: str, note: str, x: torch.Tensor, res: BenchResult, spec: str, n: int) -> _Entry:
     """Build a runner and run it once (compile, capture, load); a failure becomes a 'skipped' line."""
     try:
         runner = make()
         t0 = time.perf_counter()
-        runner(x)
+        out = runner(x).detach().float().cpu()
         log.debug("%s %s first call %.1fs", backend, dtype, time.perf_counter() - t0)
-        return _Entry(backend, dtype, note, runner)
-    except (DeviceError, RuntimeError) as e:
+        return _Entry(backend, dtype, note, runner, out=out)
+    except (NasDeployError, RuntimeError) as e:  # one row that cannot run never ends the whole run
         res.skipped.append({"model": spec, "backend": backend, "dtype": dtype, "batch": n,
                             "reason": str(e).splitlines()[0][:200]})
         return _Entry(backend, dtype, note, None)
@@ -189,9 +206,22 @@ def _rows(entries: list[_Entry], spec: str, n: int, x: torch.Tensor, device: str
     if base is None:
         raise DeviceError(f"{spec}: the PyTorch eager baseline could not run at batch {n} (see 'skipped')")
     ref = {e.dtype: tput[id(e)] for e in timed if e.backend == COMPILE_REFERENCE}
+    base_out = next(e.out for e in timed if e.backend == BASELINE)
     for e in timed:
         st = best[id(e)]
+        if isinstance(e.runner, CompileRunner):  # proof that the row ran compiled code, not eager
+            e.note += f", {e.runner.graphs} graph(s) compiled"
         cp = _with_copies(e.runner, x, repeats or 50) if device.startswith("cuda") else None
         res.rows.append(BenchRow(spec, e.backend, e.dtype, n, tput[id(e)], st.as_dict() | {"rounds": len(e.rounds)},
                                  cp.as_dict() if cp else None, tput[id(e)] / base, e.note,
-                                 tput[id(e)] / ref[e.dtype] if e.dtype in ref else None))
+                                 tput[id(e)] / ref[e.dtype] if e.dtype in ref else None, _parity(base_out, e.out)))
+
+
+def _parity(ref: torch.Tensor, out: torch.Tensor | None) -> dict | None:
+    if out is None:
+        return None
+    from ..export.parity import error_stats
+
+    st = error_stats(ref, out)
+    agree = float((ref.argmax(1) == out.argmax(1)).double().mean() * 100)
+    return {"max_abs": st.max_abs, "max_rel": st.max_rel, "top1_agreement": agree, "images": len(ref)}

@@ -57,28 +57,52 @@ def time_cpu(fn: Callable[[], object], warmup: int = 10, repeats: int = 50, min_
     return summarize(ms)
 
 
-def time_cuda(fn: Callable[[], object], warmup: int = 20, repeats: int = 100) -> Stats:
-    """GPU time per call from CUDA events (each call bracketed, synchronised at the end)."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
-    for s, e in zip(starts, ends):
-        s.record()
-        fn()
-        e.record()
-    torch.cuda.synchronize()
+def time_cuda(fn: Callable[[], object], warmup: int = 20, repeats: int = 100, device: str = "cuda",
+              stream: torch.cuda.Stream | None = None) -> Stats:
+    """GPU time per call from CUDA events recorded on ``stream`` (the one ``fn`` enqueues its work on; default:
+    the current stream of ``device``), each call bracketed, synchronised at the end."""
+    with torch.cuda.device(torch.device(device)):
+        stream = stream or torch.cuda.current_stream()
+        for _ in range(warmup):
+            fn()
+        torch.cuda.synchronize()
+        starts = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
+        ends = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
+        for s, e in zip(starts, ends):
+            s.record(stream)
+            fn()
+            e.record(stream)
+        torch.cuda.synchronize()
     return summarize([s.elapsed_time(e) for s, e in zip(starts, ends)])
 
 
+def time_wall_cuda(fn: Callable[[], object], warmup: int = 20, repeats: int = 100, device: str = "cuda") -> Stats:
+    """Host wall time per call, the device synchronised after each (for runtimes with their own streams)."""
+    def synced() -> None:
+        fn()
+        torch.cuda.synchronize(torch.device(device))
+
+    return time_cpu(synced, warmup, repeats)
+
+
 def time_fn(fn: Callable[[], object], device: str, warmup: int | None = None, repeats: int | None = None,
-            rounds: int = 1) -> Stats:
-    """``rounds`` > 1: several rounds, keeping the one with the lowest median. On a shared machine background
+            rounds: int = 1, stream: torch.cuda.Stream | None = None, clock: str = "auto") -> Stats:
+    """Time ``fn`` on ``device``: CUDA events on ``stream`` on a GPU unless ``clock`` is "wall".
+
+    ``rounds`` > 1 (CPU): several rounds, keeping the one with the lowest median. On a shared machine background
     load only ever adds time, so the fastest round is the best estimate of the unloaded latency."""
     if device.startswith("cuda"):
-        return time_cuda(fn, warmup or 20, repeats or 100)
+        if clock == "wall":
+            return time_wall_cuda(fn, warmup or 20, repeats or 100, device)
+        return time_cuda(fn, warmup or 20, repeats or 100, device, stream)
     return best_round([time_cpu(fn, warmup or 10, repeats or 50) for _ in range(max(1, rounds))])
+
+
+def time_runner(runner, x, device: str, warmup: int | None = None, repeats: int | None = None,
+                rounds: int = 1) -> Stats:
+    """Time one inference of ``runner`` on ``x`` the way that runner must be timed (its stream, its clock)."""
+    return time_fn(runner.timed(x), device, warmup, repeats, rounds, getattr(runner, "stream", None),
+                   getattr(runner, "clock", "auto"))
 
 
 def best_round(rounds: list[Stats]) -> Stats:

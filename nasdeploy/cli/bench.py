@@ -13,13 +13,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="throughput and latency per backend, batch and dtype against PyTorch eager fp32",
                        description="Every backend runs the same folded model; the baseline is the unfolded model in "
                                    "PyTorch eager fp32 (what the official verify.py runs), measured in the same run. "
-                                   "TensorRT is unverified in nasdeploy's own runs (it cannot be installed there).")
+                                   "TensorRT is not exercised by nasdeploy's CI, which has no GPU.")
     p.add_argument("models", nargs="*", help="zoo names, cards or checkpoints (default: every zoo model)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--backends", default=None, help="comma list of torch,compile,aoti,onnxruntime,tensorrt "
                                                     "(default: all; unavailable ones are listed as skipped)")
     p.add_argument("--batch", default=None, help="comma list (default: 1 and 256 on CUDA, 1 and 16 on the CPU)")
-    p.add_argument("--dtype", default=None, help="comma list of fp32,fp16 (default fp32,fp16 on CUDA, fp32 on CPU)")
+    p.add_argument("--dtype", default=None,
+                   help="comma list of fp32,fp16,bf16 (default fp32,fp16 on CUDA, fp32 on CPU)")
+    p.add_argument("--tf32", action="store_true",
+                   help="let fp32 rows use TF32 on GPUs that have it (off by default: fp32 means float32)")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per round (default 50 CPU, 100 CUDA)")
     p.add_argument("--rounds", type=int, default=3,
                    help="interleaved rounds over all backends of a model and batch; the fastest round counts")
@@ -36,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--weights", help="official or nasdeploy checkpoint")
     v.add_argument("--data", required=True, help="ImageNet-layout folder (DIR/val/CLASS/*.JPEG or DIR/CLASS/...)")
     v.add_argument("--device", default="cpu")
-    v.add_argument("--backend", default="torch", help="torch | onnxruntime | aoti | tensorrt")
+    v.add_argument("--backend", default="torch", help="torch | compile | onnxruntime | aoti | tensorrt")
     v.add_argument("--tolerance", type=float, default=0.1, help="allowed top-1 difference in points (default 0.1)")
     v.add_argument("--batch-size", type=int, default=50)
     v.add_argument("--limit", type=int, default=None, help="only the first N images")
@@ -62,18 +65,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     res = bench(args.models or list_models(), args.device, _csv(args.backends), batches, _csv(args.dtype),
                 args.repeats, progress=not args.no_progress,
                 compile_reference={"auto": None, "on": True, "off": False}[args.compile_reference],
-                rounds=args.rounds)
+                rounds=args.rounds, tf32=args.tf32)
     t = Table(title=f"nasdeploy bench on {res.environment['device_name']} (speed-up over PyTorch eager fp32, same run)")
     vs_compile = any(r.vs_compile is not None for r in res.rows)
     for col in ("model", "backend", "dtype", "batch", "images/s", "median ms", "p90", "p95", "p99", "with copies ms",
-                "speed-up") + (("vs torch.compile",) if vs_compile else ()):
+                "speed-up") + (("vs torch.compile",) if vs_compile else ()) + ("max rel. error",):
         t.add_column(col, justify="left" if col in ("model", "backend", "dtype") else "right")
     for r in res.rows:
         lat = r.latency
         cp = f"{r.latency_with_copies['median']:.3f}" if r.latency_with_copies else "-"
         t.add_row(r.model, r.backend, r.dtype, str(r.batch), f"{r.throughput:,.1f}", f"{lat['median']:.3f}",
                   f"{lat['p90']:.3f}", f"{lat['p95']:.3f}", f"{lat['p99']:.3f}", cp, f"{r.speedup:.2f}x",
-                  *(["-" if r.vs_compile is None else f"{r.vs_compile:.2f}x"] if vs_compile else []))
+                  *(["-" if r.vs_compile is None else f"{r.vs_compile:.2f}x"] if vs_compile else []),
+                  f"{r.parity['max_rel']:.1e}" if r.parity else "-")
     Console(width=max(Console().width, 150)).print(t)
     for s in res.skipped:
         Console().print(f"[yellow]skipped[/] {s.get('backend')} {s.get('dtype', '')}: {s['reason']}")

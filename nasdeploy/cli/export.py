@@ -14,19 +14,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "export", help="export a zoo model, card or subnet (folded) to ONNX / TensorRT / AOTInductor, with parity",
         description="Folds BN and SCARLET stabilizers, exports, and checks every artefact against PyTorch float32 "
                     "(random inputs and real images). TensorRT (--trt) is written against the TensorRT 10/11 Python "
-                    "API but is UNVERIFIED in nasdeploy's own test runs (TensorRT cannot be installed there).")
+                    "API and is not exercised by nasdeploy's CI, which has no GPU.")
     p.add_argument("model", help="zoo name, card file (e.g. a search's best.toml) or nasdeploy checkpoint")
     p.add_argument("--weights", help="official or nasdeploy checkpoint for a zoo name or card")
     p.add_argument("--onnx", action="store_true", help="ONNX + ONNX Runtime parity (the default)")
     p.add_argument("--trt", action="store_true", help="TensorRT engine (unverified here; needs TensorRT and CUDA)")
-    p.add_argument("--aoti", action="store_true", help="AOTInductor package (needs CUDA)")
-    p.add_argument("--fp16", action="store_true", help="fp16 TensorRT / AOTInductor")
+    p.add_argument("--aoti", action="store_true", help="AOTInductor package for --device")
+    p.add_argument("--device", default="auto",
+                   help="where the AOTInductor package runs: auto (cuda if visible, else cpu), cpu, cuda, cuda:N")
+    p.add_argument("--fp16", action="store_true", help="fp16 TensorRT / AOTInductor (GPU)")
     p.add_argument("--batch", type=int, default=None, help="static batch (default 1)")
     p.add_argument("--dynamic-batch", help="MIN:OPT:MAX batch range (TensorRT profile, AOTI dynamic dim)")
     p.add_argument("--no-fold", action="store_true", help="export without folding (for comparison)")
     p.add_argument("--data", help="ImageNet-layout folder for the real-image parity (default: built-in images)")
     p.add_argument("--parity-images", type=int, default=256, help="real images for the parity check (default 256)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", default=None, help="output folder (default: exports/MODEL)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_export)
 
@@ -35,7 +37,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     batch, dynamic = parse_batch(args.batch, args.dynamic_batch)
     onnx = args.onnx or not (args.trt or args.aoti)
     opt = ExportOptions(onnx=onnx, trt=args.trt, aoti=args.aoti, fp16=args.fp16, batch=batch, dynamic=dynamic,
-                        fold=not args.no_fold, force=args.force, data=args.data, parity_images=args.parity_images)
+                        fold=not args.no_fold, force=args.force, data=args.data, parity_images=args.parity_images,
+                        device=args.device)
     r = export_model(args.model, args.out, args.weights, opt)
     print_parity(r.parity, f"parity of {args.model} against PyTorch float32")
     if r.fold_report:

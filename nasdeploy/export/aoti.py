@@ -1,30 +1,50 @@
-"""AOTInductor: a compiled package (``torch._inductor.aoti_compile_and_package``) for the GPU."""
+"""AOTInductor: a compiled package (``torch._inductor.aoti_compile_and_package``) for the GPU or the CPU."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import DeviceError
+from ..errors import DeviceError, UsageError
 from ..io import atomic_path
 
 
-def export_aoti(model: nn.Module, path: str | Path, input_shape: tuple[int, ...], device: str = "cuda",
-                dtype: str = "fp16", dynamic_batch: bool | tuple[int, int] = False) -> Path:
-    """Compile ``model`` for ``device`` in ``dtype`` (channels_last inputs are not assumed) into a .pt2 package."""
-    if not device.startswith("cuda") or not torch.cuda.is_available():
-        raise DeviceError("--aoti builds a CUDA package and no CUDA device is visible here: run it on the GPU machine")
-    from ..bench.runners import parse_dtype
+def example_batch(batch: int, lo: int, hi: int) -> int:
+    """The example batch to export a ``lo..hi`` dynamic batch with: torch.export specialises a dimension whose
+    example is 0 or 1, so the example must be at least 2 (inside the range)."""
+    return min(max(batch, lo, 2), hi)
 
+
+def check_aoti(device: str, dtype: str) -> None:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError(f"--aoti for {device} but no CUDA device is visible here: use --device cpu")
+    if not device.startswith("cuda") and dtype != "fp32":
+        raise UsageError(f"AOTInductor {dtype} packages are built for the GPU: use fp32 (drop --fp16) on the CPU")
+
+
+def export_aoti(model: nn.Module, path: str | Path, input_shape: tuple[int, ...], device: str = "cuda",
+                dtype: str = "fp32", dynamic_batch: bool | tuple[int, int] = False) -> Path:
+    """Compile a copy of ``model`` for ``device`` in ``dtype`` into a .pt2 package (the caller's module is left as
+    it was). ``dynamic_batch``: (min, max) batch the package accepts; False: exactly ``input_shape[0]``."""
+    from ..bench.runners import device_context, parse_dtype, quiet_cpu_compiler
+
+    check_aoti(device, dtype)
+    quiet_cpu_compiler(device)
     tdtype = parse_dtype(dtype)
-    model = model.eval().to(device, tdtype)
-    x = torch.randn(*input_shape, device=device, dtype=tdtype)
+    model = copy.deepcopy(model).eval().to(device, tdtype)
+    shape = tuple(input_shape)
     dyn = None
     if dynamic_batch:
         lo, hi = dynamic_batch if isinstance(dynamic_batch, tuple) else (1, 1024)
-        dyn = {"x": {0: torch.export.Dim("batch", min=max(lo, 1), max=hi)}}
-    with torch.no_grad():
+        if hi > lo:
+            shape = (example_batch(shape[0], lo, hi), *shape[1:])
+            dyn = {"x": {0: torch.export.Dim("batch", min=lo, max=hi)}}
+        else:
+            shape = (lo, *shape[1:])
+    with device_context(device), torch.no_grad():
+        x = torch.randn(*shape, device=device, dtype=tdtype)
         ep = torch.export.export(model, (x,), dynamic_shapes=dyn)
         with atomic_path(path) as tmp:
             pkg = tmp.with_suffix(".pt2")

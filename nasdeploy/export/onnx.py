@@ -21,12 +21,15 @@ class ExportError(NasDeployError):
 
 
 def to_onnx_bytes(model: nn.Module, input_shape: tuple[int, ...], dynamic_batch: bool = True,
-                  opset: int = OPSET) -> bytes:
-    """The model (eval mode, float32, CPU) as an ONNX ModelProto, checked by onnx.checker."""
+                  opset: int = OPSET, dtype: torch.dtype = torch.float32) -> bytes:
+    """A copy of the model (eval mode, CPU, in ``dtype``: float32, or float16 for strongly typed TensorRT) as an
+    ONNX ModelProto, checked by onnx.checker. The caller's module is left as it was."""
+    import copy
+
     import onnx
 
-    model = model.eval().float().cpu()
-    x = torch.zeros(*input_shape)
+    model = copy.deepcopy(model).eval().cpu().to(dtype)
+    x = torch.zeros(*input_shape, dtype=dtype)
     f = io.BytesIO()
     axes = {INPUT: {0: "batch"}, OUTPUT: {0: "batch"}} if dynamic_batch else None
     with warnings.catch_warnings(), torch.no_grad():
@@ -44,10 +47,10 @@ def to_onnx_bytes(model: nn.Module, input_shape: tuple[int, ...], dynamic_batch:
 
 
 def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, ...], dynamic_batch: bool = True,
-                opset: int = OPSET) -> Path:
+                opset: int = OPSET, dtype: torch.dtype = torch.float32) -> Path:
     from ..io import write_atomic
 
-    data = to_onnx_bytes(model, input_shape, dynamic_batch, opset)
+    data = to_onnx_bytes(model, input_shape, dynamic_batch, opset, dtype)
     return write_atomic(path, lambda p: p.write_bytes(data))
 
 

@@ -1,6 +1,7 @@
 """Parity of an exported artefact against PyTorch float32: error statistics and top-1 agreement on real images."""
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -63,20 +64,41 @@ def real_batches(input_size: int, small: bool, data: str | None = None, images: 
     return [x for x, *_ in DataLoader(sub, batch_size=batch)]
 
 
+def chunks(real: list[torch.Tensor], lo: int, hi: int | None) -> list[tuple[torch.Tensor, int]]:
+    """The real images regrouped into calls of ``lo..hi`` images: (batch, images that count).
+
+    A runtime with a fixed batch (a static AOTInductor package or TensorRT profile) must never see another
+    size; a short last batch is padded by repeating its own images, and the padding is not scored.
+    """
+    if not real:
+        return []
+    x = torch.cat(real)
+    step = hi or len(x)
+    out = []
+    for i in range(0, len(x), step):
+        part = x[i: i + step]
+        n = len(part)
+        if n < lo:
+            part = part[torch.arange(lo) % n]
+        out.append((part, n))
+    return out
+
+
 @torch.no_grad()
 def check_parity(reference: nn.Module, run: Callable[[torch.Tensor], torch.Tensor], backend: str, dtype: str,
-                 input_size: int, real: list[torch.Tensor], max_batch: int | None = None, seed: int = 0) -> Parity:
-    reference = reference.eval().float().cpu()
+                 input_size: int, real: list[torch.Tensor], max_batch: int | None = None, seed: int = 0,
+                 min_batch: int = 1) -> Parity:
+    """``run`` against a float32 copy of ``reference`` (the caller's module is not changed), every call with
+    ``min_batch..max_batch`` images."""
+    reference = copy.deepcopy(reference).eval().float().cpu()
     g = torch.Generator().manual_seed(seed)
-    n = min(4, max_batch or 4)
+    n = max(min_batch, min(4, max_batch or 4))
     x = torch.randn(n, 3, input_size, input_size, generator=g)
     rnd = error_stats(reference(x), run(x).float().cpu())
     refs, outs = [], []
-    for xb in real:
-        for i in range(0, len(xb), max_batch or len(xb)):
-            part = xb[i: i + (max_batch or len(xb))]
-            refs.append(reference(part))
-            outs.append(run(part).float().cpu())
+    for part, keep in chunks(real, min_batch, max_batch):
+        refs.append(reference(part)[:keep])
+        outs.append(run(part).float().cpu()[:keep])
     r, o = torch.cat(refs), torch.cat(outs)
     agree = float((r.argmax(1) == o.argmax(1)).double().mean() * 100)
     return Parity(backend, dtype, rnd, error_stats(r, o), agree, len(r))
