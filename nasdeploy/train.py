@@ -27,6 +27,8 @@ from . import data as data_mod
 from .errors import ArtifactError, DataError, DeviceError, UsageError
 from .io import provenance, torch_save
 from .progress import progress_bar
+from .recipe import GRAD_MODES, average_by_visits, inherit_from_parent, parent_path, warm_start_steps, \
+    zero_init_residuals
 from .sampling import make_sampler
 from .space import SMALL_INPUT_STRIDES, get_space
 from .supernet import Supernet
@@ -45,11 +47,15 @@ class TrainConfig:
     data: str = data_mod.BUILTIN
     steps: int = 200
     batch_size: int = 64
-    lr: float = 0.05
+    lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
     grad_clip: float = 5.0  # as the official FairNAS training
+    # The recipe that learns at small budgets (nasdeploy.recipe; ablation in benchmarks/README.md):
+    warm_start: int = -1  # steps on the parent (largest) path before every candidate inherits it; -1: a third
+    grad_mode: str = "visits"  # "visits": mean over the paths that used a parameter; "sum": FairNAS's plain sum
+    zero_init_residual: bool = True  # last BN weight of residual blocks starts at zero
     warmup_steps: int = -1  # linear warm-up before the cosine decay; -1: 5% of the steps
     sampler: str = "fair"
     # "shared": the m paths of a step see the same batch (FairNAS's choice: the paths then differ only in
@@ -150,18 +156,47 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _dist() -> tuple[int, int]:
+def _dist(device: torch.device) -> tuple[int, int]:
+    """(rank, world) under torchrun; NCCL only when training on CUDA, gloo otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
-def _allreduce_grads(net: nn.Module, world: int) -> None:
-    for p in net.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad)
-            p.grad.div_(world)
+def _local_device(device: torch.device) -> torch.device:
+    """Under torchrun each process drives the GPU of its LOCAL_RANK (else every rank would use device 0)."""
+    if device.type != "cuda" or "LOCAL_RANK" not in os.environ:
+        return device
+    local = int(os.environ["LOCAL_RANK"])
+    if local >= torch.cuda.device_count():
+        raise DeviceError(f"LOCAL_RANK {local} but only {torch.cuda.device_count()} CUDA devices are visible: "
+                          "start torchrun with --nproc-per-node at most the number of GPUs")
+    torch.cuda.set_device(local)
+    return torch.device("cuda", local)
+
+
+def _allreduce_grads(net: nn.Module, world: int, bucket_mb: float = 25.0) -> None:
+    """Average gradients over ranks in a few flat buckets (one collective per bucket, not per parameter)."""
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    limit = int(bucket_mb * (1 << 20))
+    bucket: list[torch.Tensor] = []
+    size = 0
+    for g in grads + [None]:
+        if g is not None and (not bucket or (size + g.numel() * g.element_size() <= limit
+                                             and g.dtype == bucket[0].dtype)):
+            bucket.append(g)
+            size += g.numel() * g.element_size()
+            continue
+        if bucket:
+            flat = torch.cat([b.reshape(-1) for b in bucket])
+            dist.all_reduce(flat)
+            flat.div_(world)
+            offset = 0
+            for b in bucket:
+                b.copy_(flat[offset: offset + b.numel()].view_as(b))
+                offset += b.numel()
+        bucket, size = ([g], g.numel() * g.element_size()) if g is not None else ([], 0)
 
 
 def warmup_cosine(steps: int, warmup: int):
@@ -185,6 +220,7 @@ def accumulate_paths(net: Supernet, paths: list[list[int]], batches: Iterator, c
         if x is None or separate:
             x, y = next(batches)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             loss = criterion(net(x, path), y)
         loss.backward()
@@ -212,6 +248,8 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
         raise UsageError(f"--path-batches must be 'shared' or 'separate', not '{cfg.path_batches}'")
     if cfg.steps <= 0 or cfg.batch_size <= 0:
         raise UsageError("--steps and --batch-size must be positive")
+    if cfg.grad_mode not in GRAD_MODES:
+        raise UsageError(f"--grad-mode must be one of {', '.join(GRAD_MODES)}, not '{cfg.grad_mode}'")
     ckpt_path = out / CHECKPOINT
     state = None
     if ckpt_path.exists():
@@ -221,13 +259,17 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
         if state["config"]["space"] != space.name:
             raise ArtifactError(f"{ckpt_path} is a {state['config']['space']} supernet, not {space.name}: "
                                 "use the same --space or another --out")
-    device = _device(cfg.device)
-    rank, world = _dist()
+    device = _local_device(_device(cfg.device))
+    rank, world = _dist(device)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     dataset, num_classes, strides, _ = open_train_data(cfg)
     torch.manual_seed(cfg.seed)
-    net = Supernet(space, num_classes, strides, cfg.stabilizer_bn).to(device)
+    net = Supernet(space, num_classes, strides, cfg.stabilizer_bn)
+    if cfg.zero_init_residual:
+        zero_init_residuals(net)
+    net = net.to(device, memory_format=torch.channels_last)  # 1.5x faster training on the CPU, faster on GPUs
+    parent, warm = parent_path(net), warm_start_steps(cfg.steps, cfg.warm_start)
     if state is not None and state["config"]["num_classes"] != num_classes:
         raise ArtifactError(f"{ckpt_path} was trained for {state['config']['num_classes']} classes, "
                             f"this data has {num_classes}")
@@ -261,12 +303,17 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
         if bar:
             bar.start()
         while step < cfg.steps:
-            paths = sampler.paths()
+            if warm and step == warm:  # once, at the same step on a resumed run (the checkpoint is before it)
+                inherit_from_parent(net, parent)
+            # warm-up on the parent path: with one batch per path it takes as many batches as a fair step would
+            paths = ([parent] * per_step) if step < warm else sampler.paths()
             opt.zero_grad(set_to_none=True)
             mean, n = accumulate_paths(net, paths, loader, criterion, device, amp, cfg.path_batches == "separate")
             seen += n * world
             if world > 1:
                 _allreduce_grads(net, world)
+            if cfg.grad_mode == "visits":
+                average_by_visits(net, paths)
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
             opt.step()

@@ -21,12 +21,19 @@ def spy(net, world):
     seen["net"], seen["calls"] = net, seen.get("calls", 0) + 1
     real(net, world)
 T._allreduce_grads = spy
+batches = []
+real_iter = T.StepBatches.__iter__
+def record(self):
+    for idx in real_iter(self):
+        batches.append(list(idx))
+        yield idx
+T.StepBatches.__iter__ = record
 out = sys.argv[1]
 res = T.train_supernet(T.TrainConfig(space="fairnas", steps=2, batch_size=8, ckpt_every=1, device="cpu"), out,
                        progress=False)
 rank = int(os.environ["RANK"])
 torch.save({"params": {k: p.detach() for k, p in seen["net"].named_parameters()}, "calls": seen["calls"],
-            "history": res.history, "world": int(os.environ["WORLD_SIZE"])}, os.path.join(out, f"rank{rank}.pt"))
+            "history": res.history, "world": int(os.environ["WORLD_SIZE"]), "batches": batches}, os.path.join(out, f"rank{rank}.pt"))
 """
 
 
@@ -41,9 +48,28 @@ def test_torchrun_ranks_share_gradients_and_stay_identical(tmp_path):
     ranks = [torch.load(out / f"rank{i}.pt", weights_only=False) for i in (0, 1)]
     assert all(k["world"] == 2 and k["calls"] == 2 for k in ranks)  # one all-reduce per step
     assert all(math.isfinite(h[1]) for h in ranks[0]["history"])
+    # each rank trains on its own half of every batch: disjoint shards, so its own losses
+    for b0, b1 in zip(ranks[0]["batches"], ranks[1]["batches"]):
+        assert len(b0) == len(b1) == 4 and not set(b0) & set(b1)
+    assert len(ranks[0]["batches"]) == 2
+    assert ranks[0]["history"] != ranks[1]["history"]
     saved = torch.load(out / "supernet.pt", weights_only=False)
     assert saved["step"] == 2
     for name, p0 in ranks[0]["params"].items():
         # each rank saw its own half of every batch; only the shared gradients keep them identical
         assert torch.equal(p0, ranks[1]["params"][name]), name
         assert torch.equal(p0, saved["model"][name]), name
+
+
+def test_the_readmes_torchrun_command_runs(tmp_path):
+    """README: `torchrun --nproc-per-node 8 -m nasdeploy train-supernet ...`, here with 2 processes on the CPU."""
+    readme = (ROOT / "README.md").read_text()
+    assert "torchrun --nproc-per-node 8 -m nasdeploy train-supernet" in readme
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                        "-m", "nasdeploy", "train-supernet", "--space", "fairnas", "--steps", "2", "--batch-size", "8",
+                        "--device", "cpu", "--no-progress", "--out", str(tmp_path / "run")],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    saved = torch.load(tmp_path / "run" / "supernet.pt", weights_only=False)
+    assert saved["step"] == 2 and saved["train_config"]["device"] == "cpu"

@@ -26,6 +26,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fair: FairNAS strict fairness (m paths, one update); uniform: SPOS single path")
     p.add_argument("--path-batches", default=d.path_batches, choices=["shared", "separate"],
                    help="the m paths of a step share one batch (default, as FairNAS) or take m batches")
+    p.add_argument("--warm-start", type=int, default=d.warm_start,
+                   help="steps on the largest path before every candidate inherits its weights (default: a third "
+                        "of --steps; 0 turns it off)")
+    p.add_argument("--grad-mode", default=d.grad_mode, choices=["visits", "sum"],
+                   help="visits: each parameter gets the mean gradient of the paths that used it (default); "
+                        "sum: FairNAS's plain sum over the m paths")
+    p.add_argument("--no-zero-init-residual", action="store_true",
+                   help="start residual branches at their random init instead of zero (last BN weight)")
+    p.add_argument("--grad-clip", type=float, default=d.grad_clip, help="gradient norm clip, 0 for none")
     p.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="steps between atomic checkpoints")
     p.add_argument("--stabilizer-bn", action="store_true", help="BN after each SCARLET stabilizer (off by default)")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -44,7 +53,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                       weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, sampler=args.sampler,
                       path_batches=args.path_batches, ckpt_every=args.ckpt_every, seed=args.seed, device=args.device,
                       amp=not args.no_amp, stabilizer_bn=args.stabilizer_bn, input_size=args.input_size,
-                      workers=args.workers, deterministic=args.deterministic)
+                      workers=args.workers, deterministic=args.deterministic, warm_start=args.warm_start,
+                      grad_mode=args.grad_mode, zero_init_residual=not args.no_zero_init_residual,
+                      grad_clip=args.grad_clip)
     r = train_supernet(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     first, last = r.loss_summary()
     t = Table(title=f"supernet written to {r.path}", show_header=False)
