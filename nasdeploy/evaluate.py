@@ -1,11 +1,23 @@
 """Accuracy: top-1/top-5, BN recalibration, subnet evaluation and the check against reference numbers."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import torch
 from torch import nn
+
+
+def wilson(successes: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval (percent) for a binomial proportion: 95% by default, sound near 0% and 100%."""
+    if n <= 0:
+        return 0.0, 100.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return 100.0 * max(0.0, centre - half), 100.0 * min(1.0, centre + half)
 
 
 @dataclass
@@ -14,8 +26,15 @@ class Accuracy:
     top5: float
     images: int
 
+    @property
+    def top1_ci(self) -> tuple[float, float]:
+        """95% interval of the top-1 from the number of evaluation images."""
+        return wilson(round(self.top1 * self.images / 100.0), self.images)
+
     def as_dict(self) -> dict:
-        return {"top1": self.top1, "top5": self.top5, "images": self.images}
+        lo, hi = self.top1_ci
+        return {"top1": self.top1, "top1_ci95": [round(lo, 3), round(hi, 3)], "top5": self.top5,
+                "images": self.images}
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: Iterable[int] = (1, 5)) -> list[int]:

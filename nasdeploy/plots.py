@@ -38,23 +38,39 @@ def latency_scatter(path: str | Path, measured: Sequence[float], raw: Sequence[f
     return _save(fig, path)
 
 
-def pareto_plot(path: str | Path, points: Sequence[tuple[float, float]], front: Sequence[tuple[float, float]],
-                target_ms: float | None, refs: dict[str, tuple[float, float | None]], chosen: tuple[float, float] | None,
+def _yerr(points: Sequence[tuple]) -> list[list[float]] | None:
+    """Asymmetric error bars from (x, y, (lo, hi)) points; None when no point carries an interval."""
+    if not any(len(p) > 2 and p[2] for p in points):
+        return None
+    return [[p[1] - p[2][0] if len(p) > 2 and p[2] else 0.0 for p in points],
+            [p[2][1] - p[1] if len(p) > 2 and p[2] else 0.0 for p in points]]
+
+
+def pareto_plot(path: str | Path, points: Sequence[tuple[float, float]], front: Sequence[tuple],
+                target_ms: float | None, refs: dict[str, tuple], chosen: tuple[float, float] | None,
                 title: str, accuracy_label: str = "accuracy (%)") -> Path:
+    """Front and reference points may carry a 95% interval as a third element, drawn as error bars."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     if points:
         ax.scatter([p[0] for p in points], [p[1] for p in points], s=10, c="0.7", label="evaluated")
     if front:
-        f = sorted(front)
+        f = sorted(front, key=lambda p: p[0])
         ax.plot([p[0] for p in f], [p[1] for p in f], "o-", ms=4, c="tab:blue", label="Pareto front")
+        err = _yerr(f)
+        if err:
+            ax.errorbar([p[0] for p in f], [p[1] for p in f], yerr=err, fmt="none", ecolor="tab:blue", alpha=0.5,
+                        capsize=2, label="95% interval")
     if chosen:
         ax.scatter([chosen[0]], [chosen[1]], s=120, marker="*", c="tab:red", zorder=5, label="chosen")
     if target_ms is not None:
         ax.axvline(target_ms, c="tab:red", ls="--", lw=1, label=f"target {target_ms:g} ms")
-    for name, (lat, acc) in refs.items():
+    for name, (lat, acc, *ci) in refs.items():
         y = acc if acc is not None else (ax.get_ylim()[0])
         ax.scatter([lat], [y], marker="x", c="k")
+        if acc is not None and ci and ci[0]:
+            ax.errorbar([lat], [y], yerr=[[y - ci[0][0]], [ci[0][1] - y]], fmt="none", ecolor="k", alpha=0.4,
+                        capsize=2)
         ax.annotate(name, (lat, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("predicted latency (ms)")
     ax.set_ylabel(accuracy_label)

@@ -34,7 +34,7 @@ def write_report(out: Path, cfg, results: dict, prov: dict) -> Path:
                    f"tau {_f(val.get('raw', {}).get('kendall_tau'), 2)}",
         "search": f"target {se.get('target_ms')} ms (fastest possible {_f(se.get('fastest_ms'))} ms), "
                   f"{se.get('trials')} trials, chosen {_f(best.get('latency_ms'))} ms at "
-                  f"{_f(best.get('accuracy'), 2)}% supernet top-1",
+                  f"{_acc(best)}% supernet top-1",
         "finetune": f"the chosen architecture alone, {ft.get('steps')} steps of {ft.get('batch_size')} from its "
                     "inherited weights",
         "export": f"folded ({(ex.get('fold') or {}).get('stabilizers_folded')} stabilizers, "
@@ -43,7 +43,7 @@ def write_report(out: Path, cfg, results: dict, prov: dict) -> Path:
         "accuracy": f"deployed model, top-1 on {acc.get('images')} held-out images: PyTorch "
                     f"{_f(acc.get('torch_folded', {}).get('top1'), 2)}%, ONNX Runtime "
                     f"{_f(acc.get('onnxruntime', {}).get('top1'), 2)}% (supernet estimate before fine-tuning: "
-                    f"{_f(best.get('accuracy'), 2)}%, chance 10%)",
+                    f"{_acc(best)}%, chance 10%)",
         "bench": ", ".join(f"{r['backend']} {r['dtype']} b{r['batch']}: {r['throughput']:,.0f} img/s "
                            f"({r['speedup']:.2f}x)" for r in be.get("rows", [])),
     }
@@ -52,15 +52,18 @@ def write_report(out: Path, cfg, results: dict, prov: dict) -> Path:
         L.append(f"| {k} | {r.get('status', '-')} | {_f(r.get('seconds'), 1)} | {text} |")
     L += ["", "## Searched architecture against the zoo at the same latency", "",
           f"Latency predicted by the calibrated table of this machine; accuracy is the supernet's estimate "
-          f"(BN recalibrated, {cfg.search.eval_images} held-out images), the same estimate for every row.", "",
-          "| model | architecture | predicted latency (ms) | supernet top-1 (%) |", "| --- | --- | ---: | ---: |",
-          f"| **searched** | `{best.get('arch')}` | {_f(best.get('latency_ms'))} | {_f(best.get('accuracy'), 2)} |"]
+          f"(BN recalibrated, {cfg.search.eval_images} held-out images) with its 95% interval, the same estimate for "
+          "every row. A difference whose intervals overlap is not established, and is called so.", "",
+          "| model | architecture | predicted latency (ms) | supernet top-1 (%) [95% interval] | searched vs this |",
+          "| --- | --- | ---: | ---: | --- |",
+          f"| **searched** | `{best.get('arch')}` | {_f(best.get('latency_ms'))} | {_acc(best)} | |"]
     for name, ref in (se.get("references") or {}).items():
-        L.append(f"| {name} (architecture) | `{ref['arch']}` | {_f(ref['latency_ms'])} | {_f(ref['accuracy'], 2)} |")
-    L += ["", "## Pareto front", "", "| architecture | predicted latency (ms) | supernet top-1 (%) | params |",
-          "| --- | ---: | ---: | ---: |"]
+        L.append(f"| {name} (architecture) | `{ref['arch']}` | {_f(ref['latency_ms'])} | {_acc(ref)} | "
+                 f"{verdict(best, ref)} |")
+    L += ["", "## Pareto front", "", "| architecture | predicted latency (ms) | supernet top-1 (%) [95% interval] | "
+          "params |", "| --- | ---: | ---: | ---: |"]
     for c in se.get("front", []):
-        L.append(f"| `{c['arch']}` | {_f(c['latency_ms'])} | {_f(c['accuracy'], 2)} | {c['params']:,} |")
+        L.append(f"| `{c['arch']}` | {_f(c['latency_ms'])} | {_acc(c)} | {c['params']:,} |")
     L += ["", "![Pareto front](search/pareto.png)", "", "## Parity of the exported artefacts (vs PyTorch float32)", "",
           "| backend | dtype | max abs | max rel | median abs | top-1 agreement | images |",
           "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
@@ -82,3 +85,22 @@ def write_report(out: Path, cfg, results: dict, prov: dict) -> Path:
           "card.toml)", f"- bench: `{be.get('bench_json')}`, `bench.png`", ""]
     write_json(out / "report.json", {"config": asdict(cfg), "provenance": prov, "stages": results})
     return write_text(out / "report.md", "\n".join(L) + "\n")
+
+
+def _acc(c: dict) -> str:
+    """A top-1 estimate with its 95% interval, where it has one."""
+    ci = c.get("ci95")
+    text = _f(c.get("accuracy"), 2)
+    return f"{text} [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else text
+
+
+def verdict(searched: dict, ref: dict) -> str:
+    """How the searched architecture's estimate compares with a reference's, in words the intervals allow."""
+    a, b = searched.get("ci95"), ref.get("ci95")
+    if a is None or b is None or searched.get("accuracy") is None or ref.get("accuracy") is None:
+        return "no interval: not compared"
+    if a[0] > b[1]:
+        return "higher (intervals disjoint)"
+    if a[1] < b[0]:
+        return "lower (intervals disjoint)"
+    return "not distinguishable (intervals overlap)"

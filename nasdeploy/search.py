@@ -13,7 +13,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -70,6 +70,14 @@ class SupernetEvaluator:
     def __init__(self, supernet, calib: list, val: list, device: str = "cpu") -> None:
         self.supernet, self.calib, self.val, self.device = supernet, calib, val, device
         self.cache: dict[str, float] = {}
+        self.images = sum(len(b[1]) for b in val)
+
+    def interval(self, top1: float) -> tuple[float, float]:
+        """95% (Wilson) interval of a top-1 measured on this evaluator's held-out images."""
+        from .evaluate import wilson
+
+        lo, hi = wilson(round(top1 * self.images / 100.0), self.images)
+        return round(lo, 3), round(hi, 3)
 
     def __call__(self, arch: Arch) -> float:
         key = str(arch)
@@ -138,6 +146,7 @@ class Candidate:
     macs: int
     feasible: bool
     trial: int
+    ci95: tuple[float, float] | None = None  # 95% interval of the accuracy estimate (None for the proxy)
 
     def objectives(self, names: tuple[str, ...]) -> tuple[float, ...]:
         return tuple({"accuracy": -self.accuracy, "latency": self.latency_ms, "params": float(self.params)}[n]
@@ -234,7 +243,7 @@ def run_search(space: SearchSpace, table: LatencyTable, evaluator: Callable[[Arc
                 bar.stop()
     cands = [Candidate(t.user_attrs["arch"], t.user_attrs["accuracy"], t.user_attrs["latency_ms"],
                        t.user_attrs["params"], t.user_attrs["macs"], t.user_attrs["latency_ms"] <= cfg.target_ms,
-                       t.number)
+                       t.number, interval_of(evaluator, t.user_attrs["accuracy"]))
              for t in completed()]
     feasible = [c for c in cands if c.feasible]
     best = max(feasible, key=lambda c: (c.accuracy, -c.latency_ms)) if feasible else None
@@ -258,9 +267,19 @@ def reference_points(space: str, table: LatencyTable, evaluator: Callable[[Arch]
             arch = get_space(space).validate(card.arch)
         except Exception:
             continue
-        out[name] = {"arch": str(arch), "latency_ms": table.predict(arch),
-                     "accuracy": evaluator(arch) if evaluator is not None else None}
+        acc = evaluator(arch) if evaluator is not None else None
+        out[name] = {"arch": str(arch), "latency_ms": table.predict(arch), "accuracy": acc,
+                     "ci95": interval_of(evaluator, acc) if acc is not None else None}
     return out
+
+
+def interval_of(evaluator, accuracy: float) -> tuple[float, float] | None:
+    return evaluator.interval(accuracy) if hasattr(evaluator, "interval") else None
+
+
+def overlaps(a: Sequence[float] | None, b: Sequence[float] | None) -> bool:
+    """Two estimates whose 95% intervals overlap: their difference is not established."""
+    return a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]
 
 
 

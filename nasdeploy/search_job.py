@@ -44,7 +44,9 @@ def _setting(inp: SearchInputs, cfg: SearchConfig):
         calib, val = load_eval_data(data, cfg.calib_batches, cfg.calib_batch_size, cfg.eval_images, size)
         return sn.space.name, sn.num_classes, sn.stride_plan, size, SupernetEvaluator(sn, calib, val, cfg.device), sn
     if not cfg.accuracy_proxy:
-        raise UsageError("give --supernet CKPT (or --accuracy-proxy for a quick predictor-only run)")
+        raise UsageError("no supernet to estimate accuracy with: train one (nasdeploy train-supernet --out "
+                         "runs/supernet) and pass --supernet runs/supernet/supernet.pt, or add --accuracy-proxy to "
+                         "rank by a MACs proxy")
     space = inp.space or "scarlet"
     size = inp.input_size or 224
     strides = SMALL_INPUT_STRIDES if size < 64 else None
@@ -84,15 +86,16 @@ def write_outputs(result: SearchResult, table: LatencyTable, cfg: SearchConfig, 
         "table": {"path": str(table.path), **table.setting(), "device_name": table.device_name,
                   "calibrated": bool(table.calibration)},
         "evaluation": {"calib_batches": cfg.calib_batches, "calib_batch_size": cfg.calib_batch_size,
-                       "eval_images": cfg.eval_images},
+                       "eval_images": getattr(evaluator, "images", None) or cfg.eval_images,
+                       "interval": "ci95: Wilson 95% interval of each top-1 on these held-out images"},
         "front": [asdict(c) for c in result.front],
         "best": asdict(result.best) if result.best else None,
         "references": result.references, "trials": len(result.candidates), "throughput": result.throughput,
         "provenance": provenance(),
     })
-    refs = {n: (r["latency_ms"], r["accuracy"]) for n, r in result.references.items()}
+    refs = {n: (r["latency_ms"], r["accuracy"], r.get("ci95")) for n, r in result.references.items()}
     pareto_plot(out / "pareto.png", [(c.latency_ms, c.accuracy) for c in result.candidates],
-                [(c.latency_ms, c.accuracy) for c in result.front], cfg.target_ms, refs,
+                [(c.latency_ms, c.accuracy, c.ci95) for c in result.front], cfg.target_ms, refs,
                 (result.best.latency_ms, result.best.accuracy) if result.best else None,
                 f"{space}: {len(result.candidates)} trials, {table.describe()}", result.accuracy_label)
     if result.best is None:
