@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
-# pytest exits 5 when it collects no test: that is not a failure of the suite.
+# pytest exits 5 when it collects no test: that is not a failure of the suite. -rs lists every skipped test
+# with its reason (no GPU, no TensorRT, no ../shared). With CI=true a missing ../shared fails the run.
 test: setup
-	$(PY) -m pytest -q -p no:cacheprovider; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
+	$(PY) -m pytest -q -rs -p no:cacheprovider; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
 demo: setup
 	$(PY) -m nasdeploy pipeline --out $(DEMO_OUT)

@@ -129,3 +129,35 @@ def test_a_short_strict_fairness_run_learns_every_reference_subnet(tmp_path):
     for v in "abc":
         acc = evaluate_subnet(sn, get_card(f"fairnas_{v}").arch, calib, val)
         assert acc.top1_ci[0] > 30.0, (v, acc.top1)
+
+
+@pytest.mark.parametrize("space, path_batches, sampler, ckpt_every, kill_at", [
+    ("scarlet", "shared", "fair", 2, 5),      # killed between checkpoints: the lost step is redone
+    ("fairnas", "separate", "fair", 3, 4),    # one batch per path, across the warm-start boundary
+    ("fairnas", "shared", "uniform", 2, 3),   # SPOS
+])
+def test_any_run_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, space, path_batches,
+                                                                    sampler, ckpt_every, kill_at):
+    cfg = TrainConfig(space=space, steps=6, batch_size=4, ckpt_every=ckpt_every, device="cpu",
+                      path_batches=path_batches, sampler=sampler, warm_start=2)
+    ref = train_supernet(cfg, tmp_path / "ref", progress=False)
+    real = T.accumulate_paths
+    calls = {"n": 0}
+
+    def dies(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == kill_at + 1:  # inside step kill_at (0-based), after kill_at completed steps
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(T, "accumulate_paths", dies)
+    with pytest.raises(KeyboardInterrupt):
+        train_supernet(cfg, tmp_path / "cut", progress=False)
+    saved = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"]
+    assert saved == (kill_at // ckpt_every) * ckpt_every  # at most ckpt_every - 1 steps lost
+    monkeypatch.setattr(T, "accumulate_paths", real)
+    cut = train_supernet(cfg, tmp_path / "cut", resume=True, progress=False)
+    a, b = load_checkpoint(ref.path), load_checkpoint(cut.path)
+    assert a["history"] == b["history"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
