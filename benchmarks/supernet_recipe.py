@@ -42,12 +42,13 @@ VARIANTS = {  # name -> TrainConfig changes from the defaults
     "recipe (defaults)": {},
     "no warm start": {"warm_start": 0},
     "gradients summed (FairNAS)": {"grad_mode": "sum"},
+    "gradients averaged by visits": {"grad_mode": "visits"},
     "no zero-init residual": {"zero_init_residual": False},
     "lr 0.05": {"lr": 0.05},
     "warm start 1/6": {"warm_start": "sixth"},
     "warm start 1/2": {"warm_start": "half"},
-    "old defaults (sum, no warm start, random residual init, lr 0.05)":
-        {"warm_start": 0, "grad_mode": "sum", "zero_init_residual": False, "lr": 0.05},
+    "old defaults (no warm start, random residual init, lr 0.05)":
+        {"warm_start": 0, "zero_init_residual": False, "lr": 0.05},
 }
 
 

@@ -28,7 +28,7 @@ class SupernetStage:
     lr: float = 0.1
     sampler: str = "fair"
     warm_start: int = -1  # the train-supernet recipe (nasdeploy.recipe): a third of the steps on the parent path
-    grad_mode: str = "visits"
+    grad_mode: str = "sum"
     zero_init_residual: bool = True
     ckpt_every: int = 25
 

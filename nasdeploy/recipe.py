@@ -1,6 +1,7 @@
 """What makes a weight-sharing supernet learn at small budgets, around FairNAS's strict fairness.
 
-Three measured levers (ablation in ``benchmarks/README.md``, "Supernet recipe"):
+Two measured levers (ablation in ``benchmarks/README.md``, "Supernet recipe"), and one option that measured
+no better than FairNAS's own gradient sum:
 
 * **Warm start from the parent path.** The first steps train one path only, the largest choice of every
   layer (k7, e6, SE where the space has it); then every other candidate inherits the parent's weights:
@@ -8,9 +9,9 @@ Three measured levers (ablation in ``benchmarks/README.md``, "Supernet recipe"):
   (OFA's kernel/width inheritance). After that, strict fairness trains every candidate once per step as
   usual. Without it, candidates of layers with no residual connection start as unrelated random features
   that the next layer cannot share, and at a few hundred steps nothing is learned.
-* **Gradients averaged by visits.** The m paths of a step are accumulated (FairNAS); a parameter then
-  receives the mean of the gradients of the paths that used it (shared layers /m, a candidate /its visits)
-  instead of the sum, so the update of shared layers does not grow m-fold and clipping rarely acts.
+* **Gradients averaged by visits** (``grad_mode="visits"``, not the default): a parameter receives the mean of
+  the gradients of the paths that used it (shared layers /m, a candidate /its visits) instead of FairNAS's sum.
+  With the warm start it made no difference within the 95% intervals (FairNAS space) or was worse (SCARLET-B).
 * **Zero-initialised residual branches** (the last BN weight of every residual block): a new path starts
   as the identity through residual blocks, as in Goyal et al. and BigNAS.
 """
@@ -25,7 +26,7 @@ from torch import nn
 from .blocks import InvertedResidual
 from .supernet import Supernet
 
-GRAD_MODES = ("visits", "sum")
+GRAD_MODES = ("sum", "visits")
 
 
 def parent_path(net: Supernet) -> list[int]:
@@ -103,5 +104,5 @@ def average_by_visits(net: Supernet, paths: Sequence[Sequence[int]]) -> None:
 
 
 def warm_start_steps(steps: int, warm_start: int) -> int:
-    """-1: a third of the run (measured best among 1/6, 1/3, 1/2); otherwise the given count, at most steps."""
+    """-1: a third of the run (1/6 measured lower, 1/2 no better); otherwise the given count, at most steps."""
     return steps // 3 if warm_start < 0 else min(warm_start, steps)

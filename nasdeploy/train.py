@@ -54,7 +54,7 @@ class TrainConfig:
     grad_clip: float = 5.0  # as the official FairNAS training
     # The recipe that learns at small budgets (nasdeploy.recipe; ablation in benchmarks/README.md):
     warm_start: int = -1  # steps on the parent (largest) path before every candidate inherits it; -1: a third
-    grad_mode: str = "visits"  # "visits": mean over the paths that used a parameter; "sum": FairNAS's plain sum
+    grad_mode: str = "sum"  # FairNAS's sum over the m paths; "visits": the mean over the paths that used a parameter
     zero_init_residual: bool = True  # last BN weight of residual blocks starts at zero
     warmup_steps: int = -1  # linear warm-up before the cosine decay; -1: 5% of the steps
     sampler: str = "fair"

@@ -30,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="steps on the largest path before every candidate inherits its weights (default: a third "
                         "of --steps; 0 turns it off)")
     p.add_argument("--grad-mode", default=d.grad_mode, choices=["visits", "sum"],
-                   help="visits: each parameter gets the mean gradient of the paths that used it (default); "
-                        "sum: FairNAS's plain sum over the m paths")
+                   help="sum: FairNAS's sum over the m paths (default); visits: each parameter gets the mean "
+                        "gradient of the paths that used it (measured: no better)")
     p.add_argument("--no-zero-init-residual", action="store_true",
                    help="start residual branches at their random init instead of zero (last BN weight)")
     p.add_argument("--grad-clip", type=float, default=d.grad_clip, help="gradient norm clip, 0 for none")
