@@ -5,8 +5,8 @@ FairNAS's central claim: strict fairness lifts the Kendall tau between supernet-
 stand-alone accuracy above that of uniform single-path sampling (SPOS). This script checks it on the
 built-in Fashion-MNIST, SCARLET space by default:
 
-1. N architectures sampled with the number of skips spread evenly over 0..max (so that depth, the
-   main source of accuracy differences, varies), seeded;
+1. N architectures spanning the cost range: from a seeded pool of 400 (skip counts spread evenly over
+   0..max), the ones at evenly spaced quantiles of multiply-adds;
 2. each trained alone from scratch (``--standalone-steps`` of ``--batch``), top-1 on the 4,000
    held-out images; ``--repeats`` of them trained again with another seed to show the noise floor;
 3. supernets: strict fairness, ``--fair-steps`` steps of m paths on a shared batch; uniform sampling
@@ -40,27 +40,30 @@ from nasdeploy.evaluate import evaluate, evaluate_subnet  # noqa: E402
 from nasdeploy.finetune import FinetuneConfig, train_model  # noqa: E402
 from nasdeploy.io import provenance, write_json  # noqa: E402
 from nasdeploy.latency.metrics import kendall_tau  # noqa: E402
-from nasdeploy.net import Network  # noqa: E402
+from nasdeploy.net import Network, count_macs  # noqa: E402
 from nasdeploy.search import load_eval_data  # noqa: E402
 from nasdeploy.space import SKIP, SMALL_INPUT_STRIDES, Arch, get_space  # noqa: E402
 from nasdeploy.supernet import SPACE_FLAVOUR  # noqa: E402
 from nasdeploy.train import TrainConfig, load_checkpoint, supernet_from, train_supernet  # noqa: E402
 
 
-def sample_archs(space_name: str, n: int, seed: int) -> list[Arch]:
-    """``n`` distinct architectures, the i-th with ``i mod (max_skips + 1)`` skips (none where skips are not allowed)."""
+def sample_archs(space_name: str, n: int, seed: int, pool: int = 400) -> list[Arch]:
+    """``n`` distinct architectures spanning the cost range: from a seeded pool (skip counts spread evenly over
+    0..max), the ones at evenly spaced quantiles of multiply-adds, the cheapest and the dearest included."""
     space = get_space(space_name).with_strides(SMALL_INPUT_STRIDES)
     skippable = [i for i in range(space.num_layers) if SKIP in space.choices_at(i)]
     rng = random.Random(seed)
-    archs: list[Arch] = []
-    while len(archs) < n:
-        k = len(archs) % (len(skippable) + 1)
+    cands: dict[str, Arch] = {}
+    while len(cands) < pool:
+        k = len(cands) % (len(skippable) + 1)
         skips = set(rng.sample(skippable, k))
         arch = Arch(tuple(SKIP if i in skips else rng.choice([c for c in space.choices_at(i) if not c.skip])
                           for i in range(space.num_layers)))
-        if arch not in archs:
-            archs.append(arch)
-    return archs
+        cands[str(arch)] = arch
+    flavour = SPACE_FLAVOUR[space_name]
+    by_cost = sorted(cands.values(), key=lambda a: count_macs(Network(a, flavour, 10, SMALL_INPUT_STRIDES), 28))
+    picks = sorted({round(i * (len(by_cost) - 1) / max(1, n - 1)) for i in range(n)})
+    return [by_cost[i] for i in picks]
 
 
 def standalone_top1(arch: Arch, space: str, steps: int, batch: int, seed: int, val: list, state: Path) -> float:
@@ -75,11 +78,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/ranking")
     ap.add_argument("--space", default="scarlet", choices=("fairnas", "scarlet"))
-    ap.add_argument("--archs", type=int, default=10)
+    ap.add_argument("--archs", type=int, default=12)
     ap.add_argument("--standalone-steps", type=int, default=150)
     ap.add_argument("--fair-steps", type=int, default=100)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=2, help="architectures trained alone a second time (noise floor)")
+    ap.add_argument("--repeats", type=int, default=-1,
+                    help="architectures trained alone a second time, another seed (default: all; the noise floor)")
     ap.add_argument("--equal-compute", action="store_true",
                     help="also a uniform supernet with m x --fair-steps steps (as many path-images as strict fairness)")
     ap.add_argument("--seed", type=int, default=0)
@@ -90,6 +94,8 @@ def main() -> None:
     t0 = time.time()
     calib, val = load_eval_data("fashion-mnist", 8, 64, 4000)
     archs = sample_archs(args.space, args.archs, args.seed)
+    if args.repeats < 0:
+        args.repeats = len(archs)
 
     cache_path = out / "standalone.json"
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
@@ -131,9 +137,18 @@ def main() -> None:
         estimates[key], histories[key] = est, history
         print(f"{key}: estimates {[round(e, 1) for e in est]}", flush=True)
 
-    alone = [cache[f"{a}@{args.seed + i}"] for i, a in enumerate(archs)]
+    seed_a = [cache[f"{a}@{args.seed + i}"] for i, a in enumerate(archs)]
     reps = [{"arch": str(archs[i]), "seed_a": cache[f"{archs[i]}@{args.seed + i}"],
              "seed_b": cache[f"{archs[i]}@{args.seed + 1000 + i}"]} for i in range(min(args.repeats, len(archs)))]
+    both = len(reps) == len(archs)
+    # the reference: the mean of the two seeds where every architecture was trained twice
+    alone = [(r["seed_a"] + r["seed_b"]) / 2 for r in reps] if both else seed_a
+    diffs = [abs(r["seed_a"] - r["seed_b"]) for r in reps]
+    seed_spread = {"n": len(reps), "mean_abs_diff": round(sum(diffs) / len(diffs), 3) if diffs else None,
+                   "max_abs_diff": round(max(diffs), 3) if diffs else None,
+                   "kendall_tau_seed_a_vs_b": _finite(kendall_tau([r["seed_a"] for r in reps],
+                                                                  [r["seed_b"] for r in reps])) if both else None,
+                   "standalone_range": [round(min(alone), 2), round(max(alone), 2)]}
     result = {
         "what": "Kendall tau of supernet-estimated vs stand-alone top-1 on the built-in Fashion-MNIST",
         "command": "python benchmarks/ranking.py " + " ".join(sys.argv[1:]),
@@ -145,7 +160,11 @@ def main() -> None:
                           "final_loss": histories[k][-1][1]} for k in estimates}
                      | {"batch": args.batch,
                       "estimate": "extract, BN recalibrated on 8 x 64 training images, top-1 on 4,000 held-out"},
-        "archs": [{"arch": str(a), "skips": sum(c.skip for c in a), "standalone_top1": alone[i]}
+        "standalone_reference": "mean of two seeds" if both else "one seed",
+        "standalone_seed_spread": seed_spread,
+        "archs": [{"arch": str(a), "skips": sum(c.skip for c in a),
+                   "macs": count_macs(Network(a, SPACE_FLAVOUR[args.space], 10, SMALL_INPUT_STRIDES), 28),
+                   "standalone_top1": alone[i]}
                   | {f"{k}_top1": v[i] for k, v in estimates.items()} for i, a in enumerate(archs)],
         "kendall_tau": {k: _finite(kendall_tau(v, alone)) for k, v in estimates.items()},
         "standalone_repeats": reps,
@@ -158,7 +177,7 @@ def main() -> None:
         dest = ROOT / "benchmarks" / "results"
         shutil.copy(out / "ranking.json", dest / f"ranking_{args.space}.json")
         shutil.copy(out / "ranking.png", dest / f"ranking_{args.space}.png")
-    print(json.dumps({"kendall_tau": result["kendall_tau"], "standalone_repeats": reps}, indent=1))
+    print(json.dumps({"kendall_tau": result["kendall_tau"], "standalone_seed_spread": seed_spread}, indent=1))
 
 
 def _finite(x: float) -> float | None:
