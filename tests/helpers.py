@@ -39,3 +39,13 @@ def randomize(model: nn.Module, seed: int = 0, stab_noise: float = 0.3, size: in
 def spread(y: torch.Tensor) -> float:
     """How much outputs vary across the inputs of a batch, relative to their size."""
     return float((y - y.mean(0)).abs().max() / y.abs().max())
+
+
+def assert_same_training(ref_path, cut_path) -> None:
+    """Two supernet checkpoints hold the same loss history and bit-identical weights (resume == uninterrupted)."""
+    from nasdeploy.train import load_checkpoint
+
+    a, b = load_checkpoint(ref_path), load_checkpoint(cut_path)
+    assert a["step"] == b["step"] and a["history"] == b["history"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k

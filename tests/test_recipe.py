@@ -15,6 +15,8 @@ from nasdeploy.supernet import Supernet
 from nasdeploy.train import TrainConfig, load_checkpoint, train_supernet
 from nasdeploy.zoo import get_card
 
+from .helpers import assert_same_training
+
 
 
 def _random_bn(block: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -111,10 +113,7 @@ def test_killed_at_the_warm_start_boundary_resumes_to_the_same_supernet(tmp_path
     assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 3
     monkeypatch.setattr(T, "inherit_from_parent", real)
     cut = train_supernet(cfg, tmp_path / "cut", resume=True, progress=False)
-    a, b = load_checkpoint(ref.path), load_checkpoint(cut.path)
-    assert a["history"] == b["history"]
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert_same_training(ref.path, cut.path)
 
 
 def test_a_short_strict_fairness_run_learns_every_reference_subnet(tmp_path):
@@ -157,7 +156,4 @@ def test_any_run_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path, mo
     assert saved == (kill_at // ckpt_every) * ckpt_every  # at most ckpt_every - 1 steps lost
     monkeypatch.setattr(T, "accumulate_paths", real)
     cut = train_supernet(cfg, tmp_path / "cut", resume=True, progress=False)
-    a, b = load_checkpoint(ref.path), load_checkpoint(cut.path)
-    assert a["history"] == b["history"]
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert_same_training(ref.path, cut.path)
