@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nasdeploy.bench.env import environment  # noqa: E402
-from nasdeploy.bench.runners import OrtRunner  # noqa: E402
+from nasdeploy.backends.onnxruntime import OrtRunner  # noqa: E402
 from nasdeploy.bench.timing import time_fn  # noqa: E402
 from nasdeploy.evaluate import recalibrate_bn  # noqa: E402
 from nasdeploy.export.onnx import onnx_ops, to_onnx_bytes  # noqa: E402
@@ -46,7 +46,8 @@ def _runners(sub, plain, device: str, batch: int, dtype: str) -> tuple[dict, dic
         x = torch.randn(*shape)
         return ({k: OrtRunner(g).timed(x) for k, g in graphs.items()},
                 {k: onnx_ops(g).count("Conv") for k, g in graphs.items()})
-    from nasdeploy.bench.runners import TorchRunner, parse_dtype
+    from nasdeploy.backends import parse_dtype
+    from nasdeploy.backends.torch_eager import TorchRunner
     from nasdeploy.fold import fold_bn
 
     stab = copy.deepcopy(sub)

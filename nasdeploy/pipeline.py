@@ -35,9 +35,9 @@ class SupernetStage:
 
 @dataclass
 class LatencyStage:
-    backend: str = "auto"  # onnxruntime on the CPU, torch (CUDA graphs) on the GPU
+    backend: str = "auto"  # auto: the backend of deploy.target
     batch: int = 1
-    dtype: str = "fp32"
+    dtype: str = "auto"  # auto: the precision of deploy.target
     repeats: int = 30
     warmup: int = 5
     validate_archs: int = 12
@@ -66,6 +66,22 @@ class ExportStage:
     parity_images: int = 256
 
 
+CPU_CANDIDATES = ["onnxruntime:fp32", "onnxruntime:int8", "openvino:fp32", "openvino:int8", "openvino:bf16"]
+GPU_CANDIDATES = ["onnxruntime:fp32", "torch:fp16", "aoti:fp16", "tensorrt:fp16", "tensorrt:int8"]
+
+
+@dataclass
+class DeployStage:
+    """Which engines compete for deployment, and the accuracy gate they must pass."""
+
+    engines: list[str] | str = "auto"  # auto: CPU_CANDIDATES on the CPU, GPU_CANDIDATES on the GPU
+    # the engine the latency table is measured on, so that the search targets what will ship;
+    # auto: openvino:int8 where OpenVINO is installed, else onnxruntime:int8 (CPU); torch:fp16 (GPU)
+    target: str = "auto"
+    budget: float = 0.5  # top-1 points an engine may lose against the float32 model on the held-out images
+    calib_images: int = 256
+
+
 @dataclass
 class BenchStage:
     backends: list[str] = field(default_factory=lambda: ["torch", "onnxruntime"])
@@ -87,6 +103,7 @@ class PipelineConfig:
     finetune: FinetuneStage = field(default_factory=FinetuneStage)
     export: ExportStage = field(default_factory=ExportStage)
     bench: BenchStage = field(default_factory=BenchStage)
+    deploy: DeployStage = field(default_factory=DeployStage)
 
     @classmethod
     def from_dict(cls, d: dict) -> "PipelineConfig":
@@ -123,7 +140,7 @@ def _build(cls, d: dict, where: str):
 # ------------------------------------------------------------------ stages
 
 class Pipeline:
-    STAGES = ("supernet", "latency", "search", "finetune", "export", "accuracy", "bench")
+    STAGES = ("supernet", "latency", "search", "finetune", "export", "accuracy", "bench", "deploy")
 
     def __init__(self, cfg: PipelineConfig, progress: bool = True, echo: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg
@@ -180,9 +197,11 @@ class Pipeline:
         from .space import SMALL_INPUT_STRIDES
 
         l = self.cfg.latency
-        backend = l.backend if l.backend != "auto" else ("torch" if self.device == "cuda" else "onnxruntime")
+        t_backend, t_dtype = self.target_engine()
+        backend = l.backend if l.backend != "auto" else t_backend
+        dtype = l.dtype if l.dtype != "auto" else t_dtype
         size, classes = (28, 10) if self._small() else (224, 1000)
-        st = Settings(self.cfg.space, self.device, backend, l.batch, l.dtype if self.device == "cuda" else "fp32", size,
+        st = Settings(self.cfg.space, self.device, backend, l.batch, dtype, size,
                       list(SMALL_INPUT_STRIDES) if self._small() else None, classes, l.warmup, l.repeats)
         path = self.out / "lut.json"
         table = measure_table(st, path, progress=self.progress)
@@ -192,7 +211,35 @@ class Pipeline:
 
         latency_scatter(self.out / "lut_validation.png", v.measured, v.raw, v.calibrated_loo,
                         f"{table.describe()}: {m['n']} random archs")
-        return {"lut": str(path), "setting": table.describe(), "entries": table.entries(), "validation": m}
+        return {"lut": str(path), "setting": table.describe(), "engine": f"{backend}:{dtype}",
+                "entries": table.entries(), "validation": m}
+
+    # -- which engines compete, and which one the search targets
+    def target_engine(self) -> tuple[str, str]:
+        from .backends import parse_engines, unavailable_reason
+
+        t = self.cfg.deploy.target
+        if t != "auto":
+            return parse_engines(t)[0]
+        if self.device.startswith("cuda"):
+            return "torch", "fp16"
+        return ("openvino", "int8") if unavailable_reason("openvino", "cpu") is None else ("onnxruntime", "int8")
+
+    def candidates(self) -> tuple[list[tuple[str, str]], list[dict]]:
+        """The deployment candidates that can run here, and the others with the reason."""
+        from .backends import dtype_reason, get_backend, parse_engines, unavailable_reason
+
+        e = self.cfg.deploy.engines
+        names = (GPU_CANDIDATES if self.device.startswith("cuda") else CPU_CANDIDATES) if e == "auto" else e
+        live, skipped = [], []
+        for backend, dtype in parse_engines(names):
+            dev = get_backend(backend).export_device(self.device)
+            why = unavailable_reason(backend, dev) or dtype_reason(backend, dtype, dev)
+            if why:
+                skipped.append({"engine": f"{backend}:{dtype}", "reason": why})
+            else:
+                live.append((backend, dtype))
+        return live, skipped
 
     # -- search
     def _target(self) -> float:
@@ -241,22 +288,34 @@ class Pipeline:
     def stage_export(self) -> dict:
         from .export.api import ExportOptions, export_model
 
+        from .quantize import QuantOptions
+
         e = self.cfg.export
         aoti = e.aoti or self.device == "cuda"
-        opt = ExportOptions(onnx=e.onnx, aoti=aoti, fp16=aoti, force=True, parity_images=e.parity_images,
-                            data=None if self._small() else self.cfg.data)
-        src = self.out / "finetune" / "model.toml"
-        r = export_model(str(src if src.exists() else self.out / "search" / "best.toml"), self.out / "export", opt=opt)
-        return {"out": str(r.out), "artefacts": r.artefacts, "fold": r.fold_report,
-                "parity": [p.as_dict() for p in r.parity]}
+        live, skipped = self.candidates()
+        # the gate that decides deployment is the accuracy stage's, on all held-out images: here it is recorded
+        opt = ExportOptions(onnx=e.onnx, aoti=aoti, fp16=aoti, engines=live, force=True, parity_images=e.parity_images,
+                            data=None if self._small() else self.cfg.data, budget=self.cfg.deploy.budget,
+                            quant=QuantOptions(images=self.cfg.deploy.calib_images), force_accuracy=True,
+                            gate_images=min(1000, self.cfg.accuracy_images))
+        r = export_model(str(self._deployed_card()), self.out / "export", opt=opt)
+        return {"out": str(r.out), "artefacts": r.artefacts, "engines": [f"{b}:{d}" for b, d in opt.all_engines()],
+                "skipped": skipped, "fold": r.fold_report, "parity": [p.as_dict() for p in r.parity],
+                "quantization": r.quantization}
 
-    # -- accuracy of the deployed artefacts on the held-out split
+    def _deployed_card(self) -> Path:
+        src = self.out / "finetune" / "model.toml"
+        return src if src.exists() else self.out / "search" / "best.toml"
+
+    # -- accuracy of every exported engine on the held-out split, and its accuracy gate
     def stage_accuracy(self) -> dict:
         from torch.utils.data import DataLoader, Subset
 
         from . import data as D
-        from .bench.runners import OrtRunner
-        from .evaluate import evaluate
+        from .evaluate import Accuracy, topk_correct
+        from .export.api import load_exported
+        from .export.parity import chunks
+        from .gate import judge
         from .zoo import load_network
 
         export = self.out / "export"
@@ -265,12 +324,34 @@ class Pipeline:
             ds = D.fashion_mnist("val")
         else:
             ds = D.image_folder(D.resolve_split(self.cfg.data, "val"), D.official_eval_transform(224))
+        classes = len(ds.classes) if hasattr(ds, "classes") else len(D.FASHION_CLASSES)
         ds = Subset(ds, list(range(min(self.cfg.accuracy_images, len(ds)))))
-        loader = DataLoader(ds, batch_size=200)
-        out = {"images": len(ds), "torch_folded": evaluate(plain, loader).as_dict()}
-        if (export / "model.onnx").exists():
-            out["onnxruntime"] = evaluate(OrtRunner(str(export / "model.onnx")), loader).as_dict()
+        batches = list(DataLoader(ds, batch_size=200))
+        labels = torch.cat([y for _, y in batches])
+        with torch.no_grad():
+            ref = torch.cat([plain(x) for x, _ in batches])
+
+        def scored(logits: torch.Tensor) -> dict:
+            c1, c5 = topk_correct(logits, labels)
+            n = len(labels)
+            return Accuracy(100.0 * c1 / n, 100.0 * c5 / n, n).as_dict()
+
+        out = {"images": len(labels), "reference": "torch:fp32 (the folded model in PyTorch)",
+               "torch_folded": scored(ref), "engines": {}}
+        for engine in self.results["export"]["engines"]:
+            runner = load_exported(export, engine, self._engine_device(engine), (1, 200))
+            lo, hi = getattr(runner, "batch_range", (1, 200))
+            with torch.no_grad():
+                logits = torch.cat([runner(part).float().cpu()[:keep]
+                                    for x, _ in batches for part, keep in chunks([x], lo, hi or 200)])
+            gate = judge(ref, logits, labels, classes, self.cfg.deploy.budget)
+            out["engines"][engine] = scored(logits) | {"gate": gate.as_dict()}
         return out
+
+    def _engine_device(self, engine: str) -> str:
+        from .backends import get_backend
+
+        return get_backend(engine.split(":")[0]).export_device(self.device)
 
     # -- bench
     def stage_bench(self) -> dict:
@@ -278,14 +359,18 @@ class Pipeline:
         from .plots import throughput_plot
 
         b = self.cfg.bench
-        backends = b.backends + (["compile", "aoti"] if self.device == "cuda" else [])
+        engines = [e.split(":") for e in self.results["export"]["engines"]]
+        backends = list(dict.fromkeys(b.backends + (["compile", "aoti"] if self.device == "cuda" else [])
+                                      + [be for be, _ in engines]))
+        dtypes = list(dict.fromkeys((["fp32"] if self.device == "cpu" else ["fp32", "fp16"]) + [d for _, d in engines]))
         batches = b.batches if self.device == "cpu" else sorted(set(b.batches) | {256})
         # the unfolded model (with BN and stabilizers), so the baseline is what the official verify.py runs
-        # and every other backend runs the folded form bench builds from it
-        src = self.out / "finetune" / "model.toml"
-        src = src if src.exists() else self.out / "search" / "best.toml"
-        res = bench([str(src)], self.device, backends, batches,
-                    ["fp32"] if self.device == "cpu" else ["fp32", "fp16"], b.repeats, progress=self.progress)
+        # and every other backend runs the folded form bench builds from it; the ONNX graphs are the exported ones
+        export = self.out / "export"
+        graphs = {k: str(export / f) for k, f in (("fp32", "model.onnx"), ("int8", "model.int8.onnx"))
+                  if (export / f).exists()}
+        res = bench([str(self._deployed_card())], self.device, backends, batches, dtypes, b.repeats,
+                    progress=self.progress, graphs=graphs)
         write_json(self.out / "bench.json", res.as_dict())
         series: dict[str, list] = {}
         for r in res.rows:
@@ -293,6 +378,30 @@ class Pipeline:
         throughput_plot(self.out / "bench.png", series, f"searched model on {res.environment['device_name']}")
         return {"bench_json": str(self.out / "bench.json"), "environment": res.environment,
                 "rows": [asdict(r) for r in res.rows], "skipped": res.skipped}
+
+    # -- deploy: the fastest engine that passes the accuracy gate
+    def stage_deploy(self) -> dict:
+        acc, rows = self.results["accuracy"], self.results["bench"]["rows"]
+        batch = self.cfg.latency.batch if self.cfg.latency.batch in {r["batch"] for r in rows} else rows[0]["batch"]
+        speed = {f"{r['backend']}:{r['dtype']}": r for r in rows if r["batch"] == batch}
+        table = []
+        for engine, a in acc["engines"].items():
+            r = speed.get(engine)
+            table.append({"engine": engine, "top1": a["top1"], "top1_ci95": a["top1_ci95"], "gate": a["gate"],
+                          "median_ms": r["latency"]["median"] if r else None,
+                          "throughput": r["throughput"] if r else None,
+                          "vs_onnxruntime": r.get("vs_onnxruntime") if r else None})
+        passing = [c for c in table if c["gate"]["passed"] and c["throughput"] is not None]
+        if not passing:
+            raise UsageError("no exported engine passed the accuracy gate and was timed: see the accuracy stage; "
+                             "raise deploy.budget or add onnxruntime:fp32 to deploy.engines")
+        best = max(passing, key=lambda c: c["throughput"])
+        target = ":".join(self.target_engine())
+        artefact = self.results["export"]["artefacts"].get(best["engine"], "model.pt")
+        return {"engine": best["engine"], "artefact": str(self.out / "export" / artefact), "batch": batch,
+                "budget": self.cfg.deploy.budget, "vs_onnxruntime": best["vs_onnxruntime"],
+                "latency_table_engine": self.results["latency"].get("engine", target),
+                "candidates": table, "reference": "onnxruntime:fp32"}
 
 
 def run_pipeline(cfg: PipelineConfig, progress: bool = True, echo: Callable[[str], None] | None = None,

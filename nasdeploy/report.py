@@ -12,14 +12,16 @@ def _f(v, nd=3) -> str:
 
 
 def write_report(out: Path, cfg, results: dict, prov: dict) -> Path:
-    sn, lat, se, ft, ex, acc, be = (results.get(k, {}) for k in ("supernet", "latency", "search", "finetune",
-                                                                   "export", "accuracy", "bench"))
+    sn, lat, se, ft, ex, acc, be, dp = (results.get(k, {}) for k in ("supernet", "latency", "search", "finetune",
+                                                                       "export", "accuracy", "bench", "deploy"))
     env = be.get("environment", {})
     L: list[str] = [
         "# nasdeploy pipeline report", "",
         f"- date: {prov['written']}", f"- machine: {env.get('device_name', prov.get('cpu'))}",
         f"- command: `{prov['command']}`", f"- nasdeploy {prov['nasdeploy']}, torch {prov['torch']}, "
-        f"onnxruntime {env.get('onnxruntime')}", f"- space: {cfg.space}, data: {cfg.data}, device: {env.get('device')}",
+        f"onnxruntime {env.get('onnxruntime')}, openvino {env.get('openvino')}",
+        f"- CPU extensions: {', '.join(env.get('cpu_isa') or []) or '-'}",
+        f"- space: {cfg.space}, data: {cfg.data}, device: {env.get('device')}",
         "", "## Stages", "", "| stage | status | seconds | figures |", "| --- | --- | ---: | --- |",
     ]
     val = lat.get("validation", {})
@@ -40,12 +42,14 @@ def write_report(out: Path, cfg, results: dict, prov: dict) -> Path:
         "export": f"folded ({(ex.get('fold') or {}).get('stabilizers_folded')} stabilizers, "
                   f"{(ex.get('fold') or {}).get('bn_folded')} BN); {par.get('backend')} parity: max rel. error "
                   f"{(par.get('real') or {}).get('max_rel', float('nan')):.1e}, top-1 agreement {_f(par.get('top1_agreement'), 2)}%",
-        "accuracy": f"deployed model, top-1 on {acc.get('images')} held-out images: PyTorch "
-                    f"{_f(acc.get('torch_folded', {}).get('top1'), 2)}%, ONNX Runtime "
-                    f"{_f(acc.get('onnxruntime', {}).get('top1'), 2)}% (supernet estimate before fine-tuning: "
-                    f"{_acc(best)}%, chance 10%)",
+        "accuracy": f"top-1 on {acc.get('images')} held-out images: PyTorch float32 "
+                    f"{_f(acc.get('torch_folded', {}).get('top1'), 2)}%, "
+                    + ", ".join(f"{k} {_f(v['top1'], 2)}%" for k, v in (acc.get("engines") or {}).items())
+                    + f" (supernet estimate before fine-tuning: {_acc(best)}%, chance 10%)",
         "bench": ", ".join(f"{r['backend']} {r['dtype']} b{r['batch']}: {r['throughput']:,.0f} img/s "
                            f"({r['speedup']:.2f}x)" for r in be.get("rows", [])),
+        "deploy": f"{dp.get('engine')} at batch {dp.get('batch')}: "
+                  f"{_f(dp.get('vs_onnxruntime'), 2)}x ONNX Runtime fp32, within the {dp.get('budget')}-point budget",
     }
     for k, text in rows.items():
         r = results.get(k, {})
@@ -70,6 +74,21 @@ def write_report(out: Path, cfg, results: dict, prov: dict) -> Path:
     for p in ex.get("parity", []):
         L.append(f"| {p['backend']} | {p['dtype']} | {p['real']['max_abs']:.2e} | {p['real']['max_rel']:.2e} | "
                  f"{p['real']['median_abs']:.2e} | {p['top1_agreement']:.2f}% | {p['images']} |")
+    L += ["", f"## Deployment candidates (batch {dp.get('batch')}, same bench run; accuracy on "
+          f"{acc.get('images')} held-out images)", "",
+          f"Every exported engine with its speed and accuracy side by side; the reference is ONNX Runtime fp32. The "
+          f"gate allows a top-1 drop of {dp.get('budget')} points against the float32 model; the fastest engine that "
+          f"passes is deployed. The latency table the search used was measured on "
+          f"{dp.get('latency_table_engine')}.", "",
+          "| engine | median ms | vs ONNX Runtime fp32 | top-1 (%) [95% interval] | drop (points) | gate | deployed |",
+          "| --- | ---: | ---: | ---: | ---: | --- | --- |"]
+    for c in dp.get("candidates", []):
+        ci = c["top1_ci95"]
+        L.append(f"| {c['engine']} | {_f(c['median_ms'])} | {_f(c['vs_onnxruntime'], 2)}x | {c['top1']:.2f} "
+                 f"[{ci[0]:.1f}, {ci[1]:.1f}] | {c['gate']['drop']:.2f} | {'pass' if c['gate']['passed'] else 'fail'} "
+                 f"| {'**yes**' if c['engine'] == dp.get('engine') else ''} |")
+    for s in ex.get("skipped", []):
+        L.append(f"\nnot a candidate here: {s['engine']}: {s['reason']}")
     L += ["", "## Speed (same run; speed-up over the unfolded model in PyTorch eager fp32)", "",
           "| backend | dtype | batch | images/s | median ms | p99 ms | speed-up |",
           "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
@@ -81,8 +100,9 @@ def write_report(out: Path, cfg, results: dict, prov: dict) -> Path:
     L += ["", "![throughput](bench.png)", "", "## Artefacts", "",
           f"- supernet: `{sn.get('supernet')}`", f"- latency table: `{lat.get('lut')}` (validation plot "
           "`lut_validation.png`)", f"- search: `{out / 'search'}` (pareto.json, pareto.png, best.toml, best.pt, "
-          "search.db)", f"- export: `{ex.get('out')}` ({', '.join((ex.get('artefacts') or {}).values())}, parity.json, "
-          "card.toml)", f"- bench: `{be.get('bench_json')}`, `bench.png`", ""]
+          "search.db)", f"- export: `{ex.get('out')}` ({', '.join(dict.fromkeys((ex.get('artefacts') or {}).values()))}, "
+          "parity.json, card.toml)", f"- deployed engine: {dp.get('engine')} (`{dp.get('artefact')}`)",
+          f"- bench: `{be.get('bench_json')}`, `bench.png`", ""]
     write_json(out / "report.json", {"config": asdict(cfg), "provenance": prov, "stages": results})
     return write_text(out / "report.md", "\n".join(L) + "\n")
 

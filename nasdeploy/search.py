@@ -13,13 +13,14 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 
 from .errors import ArtifactError, UsageError
 from .latency.table import LatencyTable
 from .net import Network, count_macs, count_params
+from .pareto import Candidate, pareto_front
 from .progress import progress_bar
 from .space import Arch, SearchSpace, get_space
 from .supernet import SPACE_FLAVOUR
@@ -138,35 +139,6 @@ def check_target(table: LatencyTable, target_ms: float) -> tuple[Arch, float]:
 # ---------------------------------------------------------------------- search
 
 @dataclass
-class Candidate:
-    arch: str
-    accuracy: float
-    latency_ms: float
-    params: int
-    macs: int
-    feasible: bool
-    trial: int
-    ci95: tuple[float, float] | None = None  # 95% interval of the accuracy estimate (None for the proxy)
-
-    def objectives(self, names: tuple[str, ...]) -> tuple[float, ...]:
-        return tuple({"accuracy": -self.accuracy, "latency": self.latency_ms, "params": float(self.params)}[n]
-                     for n in names)
-
-
-def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    """a dominates b (all objectives minimised)."""
-    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
-
-
-def pareto_front(cands: list[Candidate], objectives: tuple[str, ...]) -> list[Candidate]:
-    """Non-dominated feasible candidates (one per architecture)."""
-    uniq = {c.arch: c for c in cands if c.feasible}
-    pts = list(uniq.values())
-    return sorted([c for c in pts if not any(dominates(o.objectives(objectives), c.objectives(objectives))
-                                             for o in pts if o is not c)], key=lambda c: c.latency_ms)
-
-
-@dataclass
 class SearchResult:
     candidates: list[Candidate]
     front: list[Candidate]
@@ -275,12 +247,6 @@ def reference_points(space: str, table: LatencyTable, evaluator: Callable[[Arch]
 
 def interval_of(evaluator, accuracy: float) -> tuple[float, float] | None:
     return evaluator.interval(accuracy) if hasattr(evaluator, "interval") else None
-
-
-def overlaps(a: Sequence[float] | None, b: Sequence[float] | None) -> bool:
-    """Two estimates whose 95% intervals overlap: their difference is not established."""
-    return a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]
-
 
 
 def load_eval_data(data: str, calib_batches: int, calib_batch_size: int, eval_images: int,

@@ -7,10 +7,12 @@ import random
 import pytest
 import torch
 
-from nasdeploy.bench.runners import (AotiRunner, CompileRunner, OrtRunner, dtype_reason, make_runner,
-                                     unavailable_reason)
+from nasdeploy.backends import dtype_reason, make_runner, unavailable_reason
+from nasdeploy.backends.aoti import AotiRunner
+from nasdeploy.backends.compile import CompileRunner
+from nasdeploy.backends.onnxruntime import OrtRunner
 from nasdeploy.errors import NasDeployError
-from nasdeploy.export.aoti import example_batch, export_aoti
+from nasdeploy.backends.aoti import example_batch, export_aoti
 from nasdeploy.export.api import ExportOptions, default_out, export_model
 from nasdeploy.export.onnx import to_onnx_bytes
 from nasdeploy.export.parity import check_parity, chunks

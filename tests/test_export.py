@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import nasdeploy
-from nasdeploy.bench.runners import OrtRunner
+from nasdeploy.backends.onnxruntime import OrtRunner
 from nasdeploy.export.api import ExportOptions, export_model
 from nasdeploy.export.onnx import onnx_ops, to_onnx_bytes
 from nasdeploy.fold import fold

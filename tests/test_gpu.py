@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nasdeploy.bench.run import BASELINE, COMPILE_REFERENCE, bench
-from nasdeploy.bench.runners import TorchRunner
+from nasdeploy.backends.torch_eager import TorchRunner
 from nasdeploy.fold import fold
 from nasdeploy.latency import Settings, measure_table, validate_table
 from nasdeploy.space import SMALL_INPUT_STRIDES
@@ -80,8 +80,8 @@ def test_cuda_graph_outputs_are_not_overwritten_by_the_next_call():
 
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_aoti_cuda_static_and_dynamic_batches(tmp_path, dynamic):
-    from nasdeploy.bench.runners import AotiRunner
-    from nasdeploy.export.aoti import export_aoti
+    from nasdeploy.backends.aoti import AotiRunner
+    from nasdeploy.backends.aoti import export_aoti
 
     net = _small(2)
     x = torch.randn(9, 3, 28, 28)
@@ -95,7 +95,7 @@ def test_aoti_cuda_static_and_dynamic_batches(tmp_path, dynamic):
 
 
 def test_no_compile_fallback_across_models_and_batches():
-    from nasdeploy.bench.runners import CompileRunner
+    from nasdeploy.backends.compile import CompileRunner
 
     for seed in range(9):
         net = _small(seed)

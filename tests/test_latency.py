@@ -1,4 +1,5 @@
 import json
+import random
 
 import pytest
 
@@ -90,10 +91,35 @@ def test_tables_refused_for_another_space_or_when_truncated(tmp_path):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--batch", "0"], "--batch must be at least 1"),
-    (["--backend", "tvm"], "unknown latency backend 'tvm'"),
+    (["--backend", "tvm"], "unknown backend 'tvm'"),
+    (["--backend", "onnxruntime", "--dtype", "bf16"], "use fp32 or int8"),
+    (["--backend", "torch", "--dtype", "int8"], "runs fp32 on cpu"),
+    (["--dtype", "int4"], "unknown precision 'int4'"),
     (["--rounds", "0"], "--rounds must be at least 1"),
     pytest.param(["--device", "cuda"], "no CUDA device", marks=pytest.mark.skipif(HAS_CUDA, reason="has CUDA")),
 ])
 def test_bad_input_is_one_line(tmp_path, args, fragment):
     r = run_cli("latency-table", "--out", str(tmp_path / "l.json"), *args)
     assert r.returncode == 2 and fragment in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("openvino") is None, reason="OpenVINO is not installed")
+def test_an_int8_table_times_quantized_blocks_and_networks(tmp_path):
+    """The deployed precision: OpenVINO INT8 entries, resumable like any table, and the end-to-end timing that
+    validation uses runs whole INT8 networks."""
+    from nasdeploy.latency import Settings, measure_table, time_network
+    from nasdeploy.latency.measure import choice_block, input_sizes, runner_for
+    from nasdeploy.space import SMALL_INPUT_STRIDES, get_space
+
+    s = Settings("fairnas", "cpu", "openvino", 1, "int8", 28, list(SMALL_INPUT_STRIDES), 10, warmup=2, repeats=5,
+                 rounds=1)
+    t = measure_table(s, tmp_path / "lut.json", positions=[18], progress=False)
+    assert t.dtype == "int8" and len(t.layers[18]) == 6 and all(e["median"] > 0 for e in t.layers[18].values())
+    again = measure_table(s, tmp_path / "lut.json", positions=[17, 18], progress=False)  # resumes, keeps layer 18
+    assert again.layers[18] == t.layers[18] and len(again.layers[17]) == 6
+    block = choice_block("fairnas", 18, get_space("fairnas").choices_at(18)[0], SMALL_INPUT_STRIDES)
+    h = input_sizes("fairnas", 28, SMALL_INPUT_STRIDES)[0][18]
+    runner = runner_for(block, (1, block.inp, h, h), s)
+    assert runner.precision == "f32" and runner.name == "openvino"  # float ops of the Q/DQ graph stay float32
+    arch = get_space("fairnas").sample(random.Random(0))
+    assert time_network(t, arch, warmup=1, repeats=3).median > 0

@@ -47,20 +47,30 @@ repeats = 5
 """
 
 
-def tiny(tmp_path, name="run", steps=2):
+def tiny(tmp_path, name="run", steps=2, extra=""):
     p = tmp_path / f"{name}.toml"
-    p.write_text(TINY.format(out=tmp_path / name, steps=steps))
+    p.write_text(TINY.format(out=tmp_path / name, steps=steps) + extra)
     return p
 
 
+# A float32 table keeps these runs short (INT8 tables quantize every block: tests/test_latency.py covers them);
+# the deployment candidates still include INT8 engines, so the gate and the choice are exercised.
+FP32_TARGET = """
+[deploy]
+target = "onnxruntime:fp32"
+engines = ["onnxruntime:fp32", "onnxruntime:int8", "openvino:int8"]
+"""
+
+
 def test_tiny_pipeline_end_to_end(tmp_path):
-    cfg = PipelineConfig.read(tiny(tmp_path))
+    cfg = PipelineConfig.read(tiny(tmp_path, extra=FP32_TARGET))
     results, report = run_pipeline(cfg, progress=False)
     out = tmp_path / "run"
     assert all(results[s]["status"] == "ran"
-               for s in ("supernet", "latency", "search", "finetune", "export", "accuracy", "bench"))
+               for s in ("supernet", "latency", "search", "finetune", "export", "accuracy", "bench", "deploy"))
     text = report.read_text()
-    for section in ("## Stages", "Pareto front", "Parity of the exported artefacts", "## Speed", "## Artefacts"):
+    for section in ("## Stages", "Pareto front", "Parity of the exported artefacts", "## Deployment candidates",
+                    "## Speed", "## Artefacts"):
         assert section in text
     for f in ("report.json", "search/pareto.png", "search/best.toml", "export/model.onnx", "bench.png",
               "lut_validation.png"):
@@ -69,6 +79,7 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     assert par["backend"] == "onnxruntime" and par["top1_agreement"] == 100.0
     best = results["search"]["best"]
     assert best["latency_ms"] <= results["search"]["target_ms"]
+    _deployed_is_the_fastest_engine_that_passed(results)
     _report_says_what_the_json_holds(text, json.loads((out / "report.json").read_text()))
     # a rerun skips everything
     again, _ = run_pipeline(cfg, progress=False)
@@ -76,7 +87,7 @@ def test_tiny_pipeline_end_to_end(tmp_path):
 
 
 def test_killed_pipeline_resumes_without_redoing_stages(tmp_path):
-    cfg = tiny(tmp_path, "cut", steps=3)
+    cfg = tiny(tmp_path, "cut", steps=3, extra=FP32_TARGET)
     cmd = [sys.executable, str(ROOT / "cli.py"), "pipeline", "--config", str(cfg), "--no-progress"]
     out = tmp_path / "cut"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -100,6 +111,29 @@ def test_bad_config_is_one_line(tmp_path):
     p.write_text("[supernet]\nstepz = 3\n")
     with pytest.raises(UsageError, match="unknown setting.*stepz"):
         PipelineConfig.read(p)
+
+
+def _deployed_is_the_fastest_engine_that_passed(results: dict) -> None:
+    """The deploy stage against the accuracy and bench stages it reads (an independent recomputation)."""
+    dp, acc, rows = results["deploy"], results["accuracy"], results["bench"]["rows"]
+    engines = results["export"]["engines"]
+    assert "onnxruntime:int8" in engines and set(acc["engines"]) == set(engines)
+    from nasdeploy.evaluate import wilson
+
+    ref, n = acc["torch_folded"]["top1"], acc["images"]
+    informative = wilson(round(ref * n / 100), n)[0] > 10.0  # above chance on 10 classes: the labels decide
+    speed = {f"{r['backend']}:{r['dtype']}": r["throughput"] for r in rows if r["batch"] == dp["batch"]}
+    passing = []
+    for e, a in acc["engines"].items():
+        drop = ref - a["top1"] if informative else 100.0 - a["gate"]["agreement"]
+        assert a["gate"]["basis"] == ("labels" if informative else "agreement"), e
+        assert abs(a["gate"]["drop"] - drop) < 1e-9, e
+        assert a["gate"]["passed"] == (drop <= dp["budget"]), e
+        if a["gate"]["passed"] and e in speed:
+            passing.append((speed[e], e))
+    assert dp["engine"] == max(passing)[1]
+    ort = speed["onnxruntime:fp32"]
+    assert abs(dp["vs_onnxruntime"] - speed[dp["engine"]] / ort) < 1e-9
 
 
 def _table(text: str, header_start: str) -> list[list[str]]:
@@ -130,6 +164,12 @@ def _report_says_what_the_json_holds(text: str, rep: dict) -> None:
         assert row[:3] == [r["backend"], r["dtype"], str(r["batch"])] and row[6] == f"{r['speedup']:.2f}x"
     parity = _table(text, "| backend | dtype | max abs | max rel")
     assert [(r[0], r[5]) for r in parity] == [(p["backend"], f"{p['top1_agreement']:.2f}%") for p in ex["parity"]]
+    cands = _table(text, "| engine | median ms | vs ONNX Runtime fp32")
+    dp = res["deploy"]
+    assert [r[0] for r in cands] == [c["engine"] for c in dp["candidates"]]
+    for row, c in zip(cands, dp["candidates"]):
+        assert row[3].startswith(f"{c['top1']:.2f} [") and row[5] == ("pass" if c["gate"]["passed"] else "fail")
+        assert (row[6] == "**yes**") == (c["engine"] == dp["engine"])
     zoo = _table(text, "| model | architecture | predicted latency")
     for row in zoo[1:]:  # each reference's verdict is what its intervals allow
         ref = se["references"][row[0].replace(" (architecture)", "")]

@@ -12,7 +12,7 @@ import torch
 from nasdeploy.bench.timing import Stats, best_round, percentile, summarize
 from nasdeploy.evaluate import topk_correct
 from nasdeploy.latency.metrics import fit_linear, kendall_tau, loo_calibrated, mape, max_error
-from nasdeploy.search import Candidate, pareto_front
+from nasdeploy.pareto import Candidate, pareto_front
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -10,7 +10,8 @@ import pytest
 import nasdeploy
 from nasdeploy.errors import ArtifactError, UsageError
 from nasdeploy.latency import LatencyTable, Settings, measure_table
-from nasdeploy.search import SearchConfig, dominates, parse_latency
+from nasdeploy.pareto import dominates
+from nasdeploy.search import SearchConfig, parse_latency
 from nasdeploy.search_job import SearchInputs, search
 from nasdeploy.space import SMALL_INPUT_STRIDES
 
@@ -65,7 +66,7 @@ def test_search_meets_the_target_and_the_front_is_non_dominated(lut, tmp_path):
 def test_chosen_card_exports_and_runs(lut, tmp_path):
     import torch
 
-    from nasdeploy.bench.runners import OrtRunner
+    from nasdeploy.backends.onnxruntime import OrtRunner
     from nasdeploy.export.api import ExportOptions, export_model
 
     _proxy(lut, tmp_path / "s", None, pop=4, gen=1)

@@ -20,10 +20,27 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
+             "amx_int8", "amx_tile", "neon", "asimddp", "sve")
+
+
+@lru_cache(maxsize=1)
+def cpu_isa() -> list[str]:
+    """The vector and matrix extensions of this CPU that INT8/bf16 kernels use (from /proc/cpuinfo)."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith(("flags", "Features")):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in ISA_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    from ..export.onnx import usable_cores
+    from ..backends.base import usable_cores
 
     return f"{cpu_name()} ({usable_cores()} cores)"
 
@@ -55,6 +72,9 @@ def environment(device: str) -> dict:
         "onnxruntime": _version("onnxruntime") or _version("onnxruntime-gpu"),
         "onnx": _version("onnx"),
         "tensorrt": _version("tensorrt"),
+        "openvino": _version("openvino"),
+        "cpu": cpu_name(),
+        "cpu_isa": cpu_isa(),
         "python": platform.python_version(),
         "torch_threads": torch.get_num_threads(),
     }

@@ -9,13 +9,16 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from ..backends import (Runner, backend_names, check_device, device_context, dtype_reason, make_runner, parse_dtype,
+                        unavailable_reason)
+from ..backends.compile import CompileRunner
+from ..backends.torch_eager import TorchRunner
 from ..errors import DeviceError, NasDeployError, UsageError
 from ..fold import fold
 from ..progress import progress_bar
+from ..quantize import QuantOptions
 from ..zoo import input_size_of, load_any
 from .env import environment
-from .runners import (BACKENDS, CompileRunner, Runner, TorchRunner, check_device, device_context, dtype_reason,
-                      make_runner, parse_dtype, unavailable_reason)
 from .timing import Stats, best_round, time_cpu, time_runner
 
 log = logging.getLogger(__name__)
@@ -23,6 +26,8 @@ BASELINE = "torch-eager-fp32"
 # What users compare a deployment toolkit with on the GPU: the unfolded model under plain torch.compile
 # (default mode, channels_last), in the benchmarked dtype. Timed in the same run; every row gets its ratio.
 COMPILE_REFERENCE = "torch-compile-plain"
+# What a deployment toolkit must beat on the CPU: the folded model in plain ONNX Runtime fp32.
+ORT_REFERENCE = ("onnxruntime", "fp32")
 
 
 @dataclass
@@ -38,6 +43,9 @@ class BenchRow:
     note: str = ""
     vs_compile: float | None = None  # over plain torch.compile at the same batch and dtype (when timed)
     parity: dict | None = None  # this row's output on the timed input against the baseline's (max abs/rel error)
+    vs_onnxruntime: float | None = None  # over the folded model in ONNX Runtime fp32 at the same batch (when timed)
+    threads: int | None = None  # CPU threads the runtime ran with
+    accuracy: dict | None = None  # the accuracy gate on held-out images (when asked): see nasdeploy.gate
 
 
 @dataclass
@@ -46,9 +54,22 @@ class BenchResult:
     rows: list[BenchRow] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
 
+    def deployable(self) -> list[dict]:
+        """Per model and batch: the fastest row that passed the accuracy gate (rows without a gate are not
+        candidates), with its ratio over ONNX Runtime fp32."""
+        best: dict[tuple, BenchRow] = {}
+        for r in self.rows:
+            if r.accuracy and r.accuracy["passed"] and r.backend != BASELINE:
+                key = (r.model, r.batch)
+                if key not in best or r.throughput > best[key].throughput:
+                    best[key] = r
+        return [{"model": r.model, "batch": r.batch, "engine": f"{r.backend}:{r.dtype}", "throughput": r.throughput,
+                 "vs_onnxruntime": r.vs_onnxruntime, "accuracy": r.accuracy} for r in best.values()]
+
     def as_dict(self) -> dict:
         return {"environment": self.environment, "baseline": BASELINE, "compile_reference": COMPILE_REFERENCE,
-                "rows": [asdict(r) for r in self.rows], "skipped": self.skipped}
+                "onnxruntime_reference": ":".join(ORT_REFERENCE), "rows": [asdict(r) for r in self.rows],
+                "skipped": self.skipped, "deployable": self.deployable()}
 
 
 def _with_copies(runner: Runner, x_cpu: torch.Tensor, repeats: int) -> Stats:
@@ -74,11 +95,14 @@ class _Entry:
     runner: Runner | None
     rounds: list = field(default_factory=list)
     out: torch.Tensor | None = None  # its output on the timed input (parity against the baseline)
+    accuracy: dict | None = None
 
 
 def bench(models: list[str], device: str = "cpu", backends: list[str] | None = None, batches: list[int] | None = None,
           dtypes: list[str] | None = None, repeats: int | None = None, progress: bool = True,
-          compile_reference: bool | None = None, rounds: int = 3, tf32: bool = False) -> BenchResult:
+          compile_reference: bool | None = None, rounds: int = 3, tf32: bool = False, calib_data: str | None = None,
+          quant: QuantOptions | None = None, gate: "GateSpec | None" = None,
+          graphs: dict[str, str] | None = None) -> BenchResult:
     """Time every backend of every model at every batch and dtype against PyTorch eager fp32 in the same run.
 
     All runners of one model and batch are built first, then timed in ``rounds`` interleaved rounds (the
@@ -86,10 +110,16 @@ def bench(models: list[str], device: str = "cpu", backends: list[str] | None = N
     ``compile_reference`` (default: on CUDA) also times the unfolded model under plain ``torch.compile``.
     ``tf32``: let "fp32" convolutions and matmuls use TF32 on GPUs that have it (off by default, so fp32 rows
     are float32; the setting is recorded in the environment and in every fp32 row's note).
+    int8 rows quantize the folded model with ``quant`` on calibration images from ``calib_data`` (train split;
+    default: the built-in images). ``gate``: every row is also scored on held-out images against the folded
+    float32 model (nasdeploy.gate), and the result lists the fastest row that passed, per model and batch.
+    ``graphs`` (one model only): the ONNX graphs an export wrote ({"fp32": ..., "int8": ...}), timed as they are.
     """
+    if graphs and len(models) != 1:
+        raise UsageError("exported graphs belong to one model: bench one model with them")
     check_device(device)
     cuda = device.startswith("cuda")
-    backends = backends or list(BACKENDS)
+    backends = backends or backend_names()
     for b in backends:
         unavailable_reason(b, device)  # raises on an unknown backend
     batches = batches or ([1, 256] if cuda else [1, 16])
@@ -100,8 +130,20 @@ def bench(models: list[str], device: str = "cpu", backends: list[str] | None = N
     dtypes = dtypes or (["fp32", "fp16"] if cuda else ["fp32"])
     for d in dtypes:
         parse_dtype(d)
+    quant = (quant or QuantOptions()).check() if "int8" in dtypes else quant
     with _tf32(tf32):
-        return _bench(models, device, backends, batches, dtypes, repeats, progress, compile_reference, rounds, tf32)
+        return _bench(models, device, backends, batches, dtypes, repeats, progress, compile_reference, rounds, tf32,
+                      calib_data, quant, gate, graphs)
+
+
+@dataclass
+class GateSpec:
+    """Score every bench row on held-out labelled images: ``data`` (an ImageNet-layout folder, or None for the
+    built-in images), ``images`` of them, ``budget`` top-1 points."""
+
+    data: str | None = None
+    images: int = 1000
+    budget: float = 1.0
 
 
 class _tf32:
@@ -119,7 +161,7 @@ class _tf32:
 
 
 def _bench(models, device, backends, batches, dtypes, repeats, progress, compile_reference, rounds,
-           tf32) -> BenchResult:
+           tf32, calib_data, quant, gate, graphs) -> BenchResult:
     cuda = device.startswith("cuda")
     res = BenchResult(environment(device) | {"tf32": tf32 if cuda else None})
     for b in backends:
@@ -148,6 +190,14 @@ def _bench(models, device, backends, batches, dtypes, repeats, progress, compile
             size = input_size_of(spec, model)
             plain, _ = fold(model, input_size=min(size, 64))
             what = "already folded input" if getattr(model, "folded", False) else "unfolded"
+            small = model.stride_plan is not None
+            calib = None
+            if any(d == "int8" for _, d in pairs) and "int8" not in (graphs or {}):
+                from ..quantize import calibration_images
+
+                calib = calibration_images(size, small, calib_data, quant)
+            held = _held_out(gate, size, small, plain)
+            scored: dict[tuple[str, str], dict] = {}  # the gate does not depend on the batch: once per engine
             for n in batches:
                 x = torch.randn(n, 3, size, size)
                 # runners move their module to the device and dtype in place: each gets its own copy
@@ -158,7 +208,8 @@ def _bench(models, device, backends, batches, dtypes, repeats, progress, compile
                                lambda d=d: CompileRunner(copy.deepcopy(model), device, parse_dtype(d),
                                                          channels_last=True)) for d in dtypes]
                 build += [(b, d, "folded" + (", CUDA graph" if b == "torch" and cuda else ""),
-                           lambda b=b, d=d: make_runner(b, plain, (n, 3, size, size), device, d, tf32=tf32))
+                           lambda b=b, d=d: make_runner(b, plain, (n, 3, size, size), device, d, tf32=tf32,
+                                                        calibration=calib, graphs=graphs))
                           for b, d in pairs]
                 if cuda:
                     build = [(b, d, note + (f", TF32 {'on' if tf32 else 'off'}" if d == "fp32" else ""), make)
@@ -176,6 +227,11 @@ def _bench(models, device, backends, batches, dtypes, repeats, progress, compile
                             e.rounds.append(time_runner(e.runner, x, device, repeats=repeats))
                         if bar:
                             bar.update(task, advance=1, description=f"{spec} b{n}: round {r + 1}/{rounds}")
+                if held is not None:
+                    for e in entries:
+                        if e.runner is not None and (e.backend, e.dtype) not in scored:
+                            scored[(e.backend, e.dtype)] = _score(e.runner, held, n, gate.budget)
+                        e.accuracy = scored.get((e.backend, e.dtype))
                 _rows(entries, spec, n, x, device, repeats, res)
     finally:
         if bar:
@@ -207,14 +263,22 @@ def _rows(entries: list[_Entry], spec: str, n: int, x: torch.Tensor, device: str
         raise DeviceError(f"{spec}: the PyTorch eager baseline could not run at batch {n} (see 'skipped')")
     ref = {e.dtype: tput[id(e)] for e in timed if e.backend == COMPILE_REFERENCE}
     base_out = next(e.out for e in timed if e.backend == BASELINE)
+    ort = next((tput[id(e)] for e in timed if (e.backend, e.dtype) == ORT_REFERENCE), None)
     for e in timed:
         st = best[id(e)]
         if isinstance(e.runner, CompileRunner):  # proof that the row ran compiled code, not eager
             e.note += f", {e.runner.graphs} graph(s) compiled"
+        threads = getattr(e.runner, "threads", None)
+        if threads:
+            e.note += f", {threads} thread(s)"
+        precision = getattr(e.runner, "precision", None)
+        if precision:  # what the runtime says it runs (OpenVINO's inference precision)
+            e.note += f", runtime precision {precision}"
         cp = _with_copies(e.runner, x, repeats or 50) if device.startswith("cuda") else None
         res.rows.append(BenchRow(spec, e.backend, e.dtype, n, tput[id(e)], st.as_dict() | {"rounds": len(e.rounds)},
                                  cp.as_dict() if cp else None, tput[id(e)] / base, e.note,
-                                 tput[id(e)] / ref[e.dtype] if e.dtype in ref else None, _parity(base_out, e.out)))
+                                 tput[id(e)] / ref[e.dtype] if e.dtype in ref else None, _parity(base_out, e.out),
+                                 tput[id(e)] / ort if ort else None, threads, e.accuracy))
 
 
 def _parity(ref: torch.Tensor, out: torch.Tensor | None) -> dict | None:
@@ -225,3 +289,32 @@ def _parity(ref: torch.Tensor, out: torch.Tensor | None) -> dict | None:
     st = error_stats(ref, out)
     agree = float((ref.argmax(1) == out.argmax(1)).double().mean() * 100)
     return {"max_abs": st.max_abs, "max_rel": st.max_rel, "top1_agreement": agree, "images": len(ref)}
+
+
+def _held_out(gate: GateSpec | None, size: int, small: bool, plain: torch.nn.Module):
+    """(images, labels, data classes, float32 reference logits) for the gate, or None without one."""
+    if gate is None:
+        return None
+    from ..export.parity import labelled_batches
+
+    batches, classes = labelled_batches(size, small, gate.data, gate.images)
+    xs = [x for x, _ in batches]
+    ref_model = copy.deepcopy(plain).eval().float()
+    with torch.no_grad():
+        ref = torch.cat([ref_model(x) for x in xs])
+    return xs, torch.cat([y for _, y in batches]), classes, ref
+
+
+def _score(runner: Runner, held, n: int, budget: float) -> dict | None:
+    """The gate of one runner, fed in calls of exactly ``n`` images (the batch it was built for)."""
+    from ..export.parity import chunks
+    from ..gate import judge
+
+    xs, labels, classes, ref = held
+    try:
+        with torch.no_grad():
+            out = torch.cat([runner(part).float().cpu()[:keep] for part, keep in chunks(xs, n, n)])
+    except (NasDeployError, RuntimeError) as e:
+        log.warning("accuracy of %s not measured: %s", runner.name, str(e).splitlines()[0])
+        return None
+    return judge(ref, out, labels, classes, budget).as_dict()

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..io import write_json
+from .quant_args import add_gate_args, add_quant_args, quant_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,11 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "TensorRT is not exercised by nasdeploy's CI, which has no GPU.")
     p.add_argument("models", nargs="*", help="zoo names, cards or checkpoints (default: every zoo model)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--backends", default=None, help="comma list of torch,compile,aoti,onnxruntime,tensorrt "
+    p.add_argument("--backends", default=None, help="comma list of torch,compile,onnxruntime,openvino,aoti,tensorrt "
                                                     "(default: all; unavailable ones are listed as skipped)")
     p.add_argument("--batch", default=None, help="comma list (default: 1 and 256 on CUDA, 1 and 16 on the CPU)")
     p.add_argument("--dtype", default=None,
-                   help="comma list of fp32,fp16,bf16 (default fp32,fp16 on CUDA, fp32 on CPU)")
+                   help="comma list of fp32,fp16,bf16,int8 (default fp32,fp16 on CUDA, fp32 on CPU); each backend runs "
+                        "the ones it can, the rest are listed as skipped")
     p.add_argument("--tf32", action="store_true",
                    help="let fp32 rows use TF32 on GPUs that have it (off by default: fp32 means float32)")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per round (default 50 CPU, 100 CUDA)")
@@ -32,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", help="write the result as JSON")
     p.add_argument("--plot", help="write throughput vs batch per backend as PNG")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--accuracy", action="store_true",
+                   help="also score every row on held-out images (the accuracy gate) and name the fastest that passes")
+    p.add_argument("--data", default=None, help="ImageNet-layout folder for --accuracy (default: the built-in images)")
+    add_quant_args(p)
+    add_gate_args(p, force=False)
     p.set_defaults(func=cmd_bench)
 
     v = sub.add_parser("verify", help="top-1/top-5 on an ImageNet-layout folder, checked against the published numbers")
@@ -39,12 +46,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--weights", help="official or nasdeploy checkpoint")
     v.add_argument("--data", required=True, help="ImageNet-layout folder (DIR/val/CLASS/*.JPEG or DIR/CLASS/...)")
     v.add_argument("--device", default="cpu")
-    v.add_argument("--backend", default="torch", help="torch | compile | onnxruntime | aoti | tensorrt")
+    v.add_argument("--backend", default="torch", help="torch | compile | onnxruntime | openvino | aoti | tensorrt")
+    v.add_argument("--dtype", default="fp32", help="precision the backend runs: fp32 | fp16 | bf16 | int8")
     v.add_argument("--tolerance", type=float, default=0.1, help="allowed top-1 difference in points (default 0.1)")
     v.add_argument("--batch-size", type=int, default=50)
     v.add_argument("--limit", type=int, default=None, help="only the first N images")
     v.add_argument("--json", help="write the result as JSON")
     v.add_argument("--no-progress", action="store_true")
+    add_quant_args(v)
     v.set_defaults(func=cmd_verify)
 
 
@@ -53,7 +62,8 @@ def _csv(s: str | None, cast=str):
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from ..bench.run import bench
+    from ..bench.run import GateSpec, bench
+    from ..gate import parse_budget
     from ..zoo import list_models
 
     try:
@@ -65,11 +75,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     res = bench(args.models or list_models(), args.device, _csv(args.backends), batches, _csv(args.dtype),
                 args.repeats, progress=not args.no_progress,
                 compile_reference={"auto": None, "on": True, "off": False}[args.compile_reference],
-                rounds=args.rounds, tf32=args.tf32)
+                rounds=args.rounds, tf32=args.tf32, calib_data=args.calib_data or args.data, quant=quant_options(args),
+                gate=GateSpec(args.data, args.gate_images, parse_budget(args.budget)) if args.accuracy else None)
     t = Table(title=f"nasdeploy bench on {res.environment['device_name']} (speed-up over PyTorch eager fp32, same run)")
     vs_compile = any(r.vs_compile is not None for r in res.rows)
+    vs_ort = any(r.vs_onnxruntime is not None for r in res.rows)
+    gated = any(r.accuracy for r in res.rows)
     for col in ("model", "backend", "dtype", "batch", "images/s", "median ms", "p90", "p95", "p99", "with copies ms",
-                "speed-up") + (("vs torch.compile",) if vs_compile else ()) + ("max rel. error",):
+                "speed-up") + (("vs torch.compile",) if vs_compile else ()) + (("vs ORT fp32",) if vs_ort else ()) \
+            + ("max rel. error",) + (("top-1 / agreement", "gate") if gated else ()):
         t.add_column(col, justify="left" if col in ("model", "backend", "dtype") else "right")
     for r in res.rows:
         lat = r.latency
@@ -77,10 +91,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         t.add_row(r.model, r.backend, r.dtype, str(r.batch), f"{r.throughput:,.1f}", f"{lat['median']:.3f}",
                   f"{lat['p90']:.3f}", f"{lat['p95']:.3f}", f"{lat['p99']:.3f}", cp, f"{r.speedup:.2f}x",
                   *(["-" if r.vs_compile is None else f"{r.vs_compile:.2f}x"] if vs_compile else []),
-                  f"{r.parity['max_rel']:.1e}" if r.parity else "-")
+                  *(["-" if r.vs_onnxruntime is None else f"{r.vs_onnxruntime:.2f}x"] if vs_ort else []),
+                  f"{r.parity['max_rel']:.1e}" if r.parity else "-", *(_gate_cells(r.accuracy) if gated else []))
     Console(width=max(Console().width, 150)).print(t)
     for s in res.skipped:
         Console().print(f"[yellow]skipped[/] {s.get('backend')} {s.get('dtype', '')}: {s['reason']}")
+    for d in res.deployable():
+        ratio = f", {d['vs_onnxruntime']:.2f}x ONNX Runtime fp32" if d["vs_onnxruntime"] else ""
+        Console().print(f"[bold]fastest engine within the accuracy budget[/] for {d['model']} at batch {d['batch']}: "
+                        f"{d['engine']} ({d['throughput']:,.1f} images/s{ratio})")
     if args.json:
         write_json(args.json, res.as_dict())
     if args.plot:
@@ -93,12 +112,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gate_cells(acc: dict | None) -> list[str]:
+    if not acc:
+        return ["-", "-"]
+    what = f"{acc['top1']:.2f}%" if acc["basis"] == "labels" else f"{acc['agreement']:.2f}% agree"
+    return [what, "[green]pass[/]" if acc["passed"] else "[red]fail[/]"]
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from ..verify import verify
 
     r = verify(args.model, args.data, args.weights, args.device, args.backend, args.tolerance, args.batch_size,
-               limit=args.limit, progress=not args.no_progress)
-    t = Table(title=f"verify {r.model} ({r.backend}, {r.images} images)")
+               limit=args.limit, progress=not args.no_progress, dtype=args.dtype, calib_data=args.calib_data,
+               quant=quant_options(args))
+    t = Table(title=f"verify {r.model} ({r.backend} {r.dtype}, {r.images} images)")
     for col in ("", "measured", "reference", "difference"):
         t.add_column(col, justify="right")
     for k, ref in (("top-1", r.reference_top1), ("top-5", r.reference_top5)):

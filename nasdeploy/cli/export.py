@@ -1,4 +1,5 @@
-"""`nasdeploy export MODEL|CARD --onnx --trt --aoti --out DIR`: folded artefacts with a parity report."""
+"""`nasdeploy export MODEL|CARD --onnx --trt --aoti --engines ... --out DIR`: folded artefacts with a parity report
+and, for reduced precisions, the accuracy gate."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..export.api import ExportOptions, export_model, parse_batch
+from .quant_args import add_gate_args, add_quant_args, quant_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--onnx", action="store_true", help="ONNX + ONNX Runtime parity (the default)")
     p.add_argument("--trt", action="store_true", help="TensorRT engine (unverified here; needs TensorRT and CUDA)")
     p.add_argument("--aoti", action="store_true", help="AOTInductor package for --device")
+    p.add_argument("--engines", default=None,
+                   help="more engines as a comma list of BACKEND[:PRECISION], e.g. onnxruntime:int8,openvino:int8,"
+                        "openvino:bf16 (backends: torch, compile, onnxruntime, openvino, aoti, tensorrt)")
     p.add_argument("--device", default="auto",
                    help="where the AOTInductor package runs: auto (cuda if visible, else cpu), cpu, cuda, cuda:N")
     p.add_argument("--fp16", action="store_true", help="fp16 TensorRT / AOTInductor (GPU)")
@@ -28,24 +33,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-fold", action="store_true", help="export without folding (for comparison)")
     p.add_argument("--data", help="ImageNet-layout folder for the real-image parity (default: built-in images)")
     p.add_argument("--parity-images", type=int, default=256, help="real images for the parity check (default 256)")
+    add_quant_args(p)
+    add_gate_args(p, force=True)
     p.add_argument("--out", default=None, help="output folder (default: exports/MODEL)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from ..backends import parse_engines
+    from ..gate import parse_budget
+
     batch, dynamic = parse_batch(args.batch, args.dynamic_batch)
-    onnx = args.onnx or not (args.trt or args.aoti)
-    opt = ExportOptions(onnx=onnx, trt=args.trt, aoti=args.aoti, fp16=args.fp16, batch=batch, dynamic=dynamic,
-                        fold=not args.no_fold, force=args.force, data=args.data, parity_images=args.parity_images,
-                        device=args.device)
+    engines = parse_engines(args.engines) if args.engines else []
+    onnx = args.onnx or not (args.trt or args.aoti or engines)
+    opt = ExportOptions(onnx=onnx, trt=args.trt, aoti=args.aoti, fp16=args.fp16, engines=engines, batch=batch,
+                        dynamic=dynamic, fold=not args.no_fold, force=args.force, data=args.data,
+                        parity_images=args.parity_images, device=args.device, quant=quant_options(args),
+                        calib_data=args.calib_data, budget=parse_budget(args.budget), gate_images=args.gate_images,
+                        force_accuracy=args.force_accuracy)
     r = export_model(args.model, args.out, args.weights, opt)
     print_parity(r.parity, f"parity of {args.model} against PyTorch float32")
+    if r.gates:
+        print_gates(r.gates)
     if r.fold_report:
         f = r.fold_report
         Console().print(f"folded: {f['bn_folded']} BN, {f['stabilizers_folded']} stabilizers "
                         f"(max rel. error {f['max_rel_error_fp64']:.1e} fp64, {f['max_rel_error_fp32']:.1e} fp32)")
-    Console().print(f"artefacts in {r.out}: {', '.join(r.artefacts.values())}, parity.json")
+    Console().print(f"artefacts in {r.out}: {', '.join(dict.fromkeys(r.artefacts.values()))}, parity.json")
     return 0
 
 
@@ -58,4 +73,15 @@ def print_parity(parity, title: str) -> None:
         t.add_row(p.backend, p.dtype, f"{p.random.max_abs:.2e}", f"{p.random.max_rel:.2e}", f"{p.real.max_abs:.2e}",
                   f"{p.real.mean_abs:.2e}", f"{p.real.median_abs:.2e}", f"{p.real.max_rel:.2e}",
                   f"{p.top1_agreement:.2f}%", str(p.images))
+    Console(width=max(Console().width, 150)).print(t)
+
+
+def print_gates(gates: dict[str, dict]) -> None:
+    t = Table(title="accuracy gate on held-out images (against the folded float32 model)")
+    for col in ("engine", "images", "basis", "float32 top-1", "top-1", "agreement", "counted drop", "budget", "verdict"):
+        t.add_column(col, justify="left" if col in ("engine", "basis", "verdict") else "right")
+    for name, g in gates.items():
+        t.add_row(name, str(g["images"]), g["basis"], f"{g['top1_reference']:.2f}%", f"{g['top1']:.2f}%",
+                  f"{g['agreement']:.2f}%", f"{g['drop']:.2f}", f"{g['budget']:g}",
+                  "[green]pass[/]" if g["passed"] else "[red]fail (kept: --force-accuracy)[/]")
     Console(width=max(Console().width, 150)).print(t)

@@ -6,7 +6,8 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
-from ..search import SearchConfig, overlaps, parse_latency
+from ..pareto import overlaps
+from ..search import SearchConfig, parse_latency
 from ..search_job import SearchInputs, search
 
 

@@ -1,15 +1,14 @@
-"""ONNX export (named input/output, dynamic batch, checker) and ONNX Runtime sessions."""
+"""ONNX export (named input/output, dynamic batch, checker): the graph every ONNX-based backend starts from."""
 from __future__ import annotations
 
 import io
-import os
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import DeviceError, NasDeployError
+from ..errors import NasDeployError
 
 # Opset 17: HardSwish/HardSigmoid (h-swish, h-sigmoid) are native ops since 14; Clip carries ReLU6.
 OPSET = 17
@@ -52,30 +51,6 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, ...]
 
     data = to_onnx_bytes(model, input_shape, dynamic_batch, opset, dtype)
     return write_atomic(path, lambda p: p.write_bytes(data))
-
-
-def ort_session(model: bytes | str | Path, threads: int | None = None, device: str = "cpu"):
-    """An ONNX Runtime session with all graph optimisations; ``threads`` defaults to the usable cores."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads or usable_cores()
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    providers = ["CPUExecutionProvider"]
-    if device.startswith("cuda"):
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise DeviceError("this onnxruntime has no CUDA provider: pip install onnxruntime-gpu, or use --device cpu")
-        providers = ["CUDAExecutionProvider"]
-    src = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(src, opts, providers=providers)
-
-
-def usable_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def onnx_ops(model: bytes | str | Path) -> list[str]:

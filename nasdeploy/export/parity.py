@@ -42,26 +42,35 @@ def error_stats(ref: torch.Tensor, out: torch.Tensor) -> ErrorStats:
                       float(rel.mean()), float(rel.median()))
 
 
-def real_batches(input_size: int, small: bool, data: str | None = None, images: int = 256,
-                 batch: int = 64) -> list[torch.Tensor]:
-    """Real images preprocessed as the model expects: the user's folder, else the built-in Fashion-MNIST."""
+def labelled_batches(input_size: int, small: bool, data: str | None = None, images: int = 256, batch: int = 64,
+                     split: str = "val") -> tuple[list[tuple[torch.Tensor, torch.Tensor]], int]:
+    """Up to ``images`` real images with their labels, preprocessed as the model expects, from ``split`` of the
+    user's folder or of the built-in Fashion-MNIST; and the number of classes of that data."""
     from torch.utils.data import DataLoader, Subset
 
     from .. import data as D
 
-    if data:
-        ds = D.image_folder(D.resolve_split(data, "val"), D.official_eval_transform(input_size))
+    if data and data != D.BUILTIN:
+        ds = D.image_folder(D.resolve_split(data, split), D.official_eval_transform(input_size))
+        classes = len(ds.classes)
     elif small:
-        ds = D.fashion_mnist("val")
+        ds, classes = D.fashion_mnist(split), len(D.FASHION_CLASSES)
     else:
         from PIL import Image
 
-        raw, _ = D.fashion_mnist_images("val", images)
+        raw, labels = D.fashion_mnist_images(split, images)
         tf = D.official_eval_transform(input_size)
-        return [torch.stack([tf(Image.fromarray(im).convert("RGB")) for im in raw[i: i + batch]])
-                for i in range(0, len(raw), batch)]
+        return [(torch.stack([tf(Image.fromarray(im).convert("RGB")) for im in raw[i: i + batch]]),
+                 torch.from_numpy(labels[i: i + batch].astype("int64"))) for i in range(0, len(raw), batch)], \
+            len(D.FASHION_CLASSES)
     sub = Subset(ds, list(range(min(images, len(ds)))))
-    return [x for x, *_ in DataLoader(sub, batch_size=batch)]
+    return [(x, y) for x, y, *_ in DataLoader(sub, batch_size=batch)], classes
+
+
+def real_batches(input_size: int, small: bool, data: str | None = None, images: int = 256,
+                 batch: int = 64, split: str = "val") -> list[torch.Tensor]:
+    """Real images preprocessed as the model expects: the user's folder, else the built-in Fashion-MNIST."""
+    return [x for x, _ in labelled_batches(input_size, small, data, images, batch, split)[0]]
 
 
 def chunks(real: list[torch.Tensor], lo: int, hi: int | None) -> list[tuple[torch.Tensor, int]]:

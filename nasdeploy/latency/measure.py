@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from ..bench.env import environment
-from ..bench.runners import CompileRunner, check_device, make_runner, parse_dtype, unavailable_reason
+from ..backends import check_device, dtype_reason, get_backend, make_runner, unavailable_reason
+from ..backends.compile import CompileRunner
 from ..bench.timing import Stats, best_round, time_fn, time_runner
 from ..blocks import InvertedResidual, classifier, get_flavour, head, separable_conv, stem
 from ..errors import ArtifactError, DeviceError, UsageError
@@ -25,7 +26,6 @@ from .metrics import fit_linear, kendall_tau, loo_calibrated, mape, max_error
 from .table import LatencyTable
 
 log = logging.getLogger(__name__)
-TABLE_BACKENDS = ("onnxruntime", "torch", "compile")
 
 
 @dataclass
@@ -45,20 +45,16 @@ class Settings:
     def check(self) -> None:
         get_space(self.space)
         check_device(self.device)
-        if self.backend not in TABLE_BACKENDS:
-            raise UsageError(f"unknown latency backend '{self.backend}': choose one of {', '.join(TABLE_BACKENDS)}")
-        reason = unavailable_reason(self.backend, self.device)
+        get_backend(self.backend)
+        reason = unavailable_reason(self.backend, self.device) or dtype_reason(self.backend, self.dtype, self.device)
         if reason:
-            raise DeviceError(f"backend {self.backend} cannot run on {self.device} here: {reason}")
+            raise DeviceError(f"backend {self.backend} cannot run {self.dtype} on {self.device} here: {reason}")
         if self.batch <= 0:
             raise UsageError(f"--batch must be at least 1, got {self.batch}")
         if self.repeats <= 0:
             raise UsageError("--repeats must be at least 1")
         if self.rounds <= 0:
             raise UsageError(f"--rounds must be at least 1, got {self.rounds}")
-        parse_dtype(self.dtype)
-        if self.dtype != "fp32" and self.backend == "onnxruntime":
-            raise UsageError("the onnxruntime backend measures fp32 graphs: use --dtype fp32")
 
     def new_table(self) -> LatencyTable:
         return LatencyTable(self.space, self.device, self.backend, self.batch, self.dtype, self.input_size,
@@ -123,8 +119,19 @@ def choice_block(space: str, layer: int, choice: Choice, stride_plan: Sequence[i
                                          choice.expansion, choice.se, fl))
 
 
+def runner_for(module: nn.Module, shape: tuple[int, ...], s: Settings):
+    """The runner a table entry or a validation network is timed with. INT8 graphs are calibrated on random
+    inputs: the ranges change the values, not the work, and a table must not depend on a data set."""
+    calib = None
+    if s.dtype == "int8":
+        from ..quantize import random_calibration
+
+        calib = random_calibration(shape)
+    return make_runner(s.backend, module, shape, s.device, s.dtype, calibration=calib)
+
+
 def time_module(module: nn.Module, shape: tuple[int, ...], s: Settings) -> Stats:
-    runner = make_runner(s.backend, module, shape, s.device, s.dtype)
+    runner = runner_for(module, shape, s)
     x = torch.randn(*shape)
     stats = time_runner(runner, x, s.device, s.warmup, s.repeats, s.rounds)
     if isinstance(runner, CompileRunner) and runner.graphs < 1:  # pragma: no cover - would be a torch regression
@@ -274,7 +281,7 @@ def validate_table(table: LatencyTable, n: int, seed: int = 0, progress: bool = 
             bar.start()
         timers = []
         for a in archs:
-            runner = make_runner(s.backend, network_for(table, a), shape, s.device, s.dtype)
+            runner = runner_for(network_for(table, a), shape, s)
             timers.append((runner.timed(x), runner.stream, runner.clock))  # placed and bound once
             if bar:
                 bar.update(task, advance=1)

@@ -4,7 +4,9 @@ CUDA tensors.
 Not exercised by nasdeploy's continuous integration, which has no GPU: this module is written against the
 documented TensorRT 10 and 11 Python API and kept deliberately thin. Precision lives in the graph (strong
 typing: required by TensorRT 11, where the FP16/BF16 builder flags are gone, and accepted by 10.x): an fp16
-engine is built from an fp16 ONNX graph, an fp32 engine from an fp32 one with TF32 switched off unless asked.
+engine is built from an fp16 ONNX graph, an fp32 engine from an fp32 one with TF32 switched off unless asked, and an
+INT8 engine from the Q/DQ graph quantized with symmetric activations (explicit quantization: TensorRT takes
+signed INT8 with zero points of 0, no INT8 builder flag and no calibrator, which TensorRT 10 deprecates).
 """
 from __future__ import annotations
 
@@ -13,12 +15,12 @@ from pathlib import Path
 import torch
 
 from ..errors import DeviceError
+from ..export.onnx import INPUT, OUTPUT, ExportError
 from ..io import write_atomic
-from .onnx import INPUT, OUTPUT, ExportError
+from .base import Backend, Runner, Sources, Target
 
 INSTALL_HINT = ("TensorRT is not installed: pip install 'nasdeploy[tensorrt]' (wheels from NVIDIA's index, "
                 "pip install --extra-index-url https://pypi.nvidia.com tensorrt) or use NVIDIA's TensorRT container")
-TRT_DTYPES = ("fp32", "fp16")
 
 
 def _trt():
@@ -71,7 +73,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, batch: tuple[in
     return write_atomic(engine_path, lambda p: p.write_bytes(bytes(serialized)))
 
 
-class TrtRunner:
+class TrtRunner(Runner):
     """Runs a serialized engine on torch CUDA tensors (set_tensor_address / execute_async_v3; no pycuda).
 
     Work goes to a dedicated CUDA stream (``self.stream``, which the timer records its events on). ``timed(x)``
@@ -84,6 +86,7 @@ class TrtRunner:
     def __init__(self, engine_path: str | Path, device: str = "cuda") -> None:
         trt = _trt()
         self.trt = trt
+        self.threads = None
         self.device = torch.device(device)
         if self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
@@ -148,3 +151,25 @@ class TrtRunner:
 
         run.buffers = (x, y)  # type: ignore[attr-defined]  # the bound buffers live as long as the function
         return run
+
+
+class TensorRtBackend(Backend):
+    name = "tensorrt"
+    order = 60
+    description = "TensorRT engine (strongly typed; INT8 from the symmetric Q/DQ graph); not exercised by nasdeploy's CI"
+    package = "tensorrt"
+    install_hint = "pip install 'nasdeploy[tensorrt]'"
+    dtypes = {"cuda": ("fp32", "fp16", "int8")}
+
+    def build(self, src: Sources, target: Target) -> Path | None:
+        onnx = src.onnx(target.dtype, symmetric=True) if target.dtype == "int8" else src.onnx(target.dtype)
+        lo, hi = target.batch_range
+        opt = min(max(target.shape[0], lo), hi)
+        name = "model.engine" if target.dtype == "fp32" else f"model.{target.dtype}.engine"
+        return build_engine(onnx, src.work / name, (lo, opt, hi), target.chw, tf32=target.tf32)
+
+    def load(self, src: Sources | None, path: Path | None, target: Target) -> Runner:
+        return TrtRunner(path, target.device)
+
+
+BACKEND = TensorRtBackend()

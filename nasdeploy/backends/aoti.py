@@ -9,6 +9,7 @@ from torch import nn
 
 from ..errors import DeviceError, UsageError
 from ..io import atomic_path
+from .base import Backend, Runner, Sources, Target, check_batch, device_context, parse_dtype, quiet_cpu_compiler
 
 
 def example_batch(batch: int, lo: int, hi: int) -> int:
@@ -28,8 +29,6 @@ def export_aoti(model: nn.Module, path: str | Path, input_shape: tuple[int, ...]
                 dtype: str = "fp32", dynamic_batch: bool | tuple[int, int] = False) -> Path:
     """Compile a copy of ``model`` for ``device`` in ``dtype`` into a .pt2 package (the caller's module is left as
     it was). ``dynamic_batch``: (min, max) batch the package accepts; False: exactly ``input_shape[0]``."""
-    from ..bench.runners import device_context, parse_dtype, quiet_cpu_compiler
-
     check_aoti(device, dtype)
     quiet_cpu_compiler(device)
     tdtype = parse_dtype(dtype)
@@ -51,3 +50,42 @@ def export_aoti(model: nn.Module, path: str | Path, input_shape: tuple[int, ...]
             torch._inductor.aoti_compile_and_package(ep, package_path=str(pkg))
             pkg.replace(tmp)
     return Path(path)
+
+
+class AotiRunner(Runner):
+    """An AOTInductor package (``torch._inductor.aoti_load_package``)."""
+
+    name = "aoti"
+
+    def __init__(self, package: str, device: str, dtype: torch.dtype,
+                 batch_range: tuple[int, int | None] = (1, None)) -> None:
+        super().__init__(device, dtype)
+        with device_context(device):
+            self.fn = torch._inductor.aoti_load_package(str(package))
+        self.batch_range = batch_range
+        self.threads = None if device.startswith("cuda") else torch.get_num_threads()
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        lo, hi = self.batch_range
+        check_batch(x.shape[0], (lo, hi if hi is not None else x.shape[0]), "AOTInductor package")
+        with device_context(self.device):
+            return self.fn(x.to(self.device, self.dtype))
+
+
+class AotiBackend(Backend):
+    name = "aoti"
+    order = 50
+    description = "AOTInductor package (.pt2) compiled for the CPU or the GPU"
+    dtypes = {"cpu": ("fp32",), "cuda": ("fp32", "fp16", "bf16")}
+    artefact = "model.pt2"
+
+    def build(self, src: Sources, target: Target) -> Path | None:
+        return export_aoti(src.model, src.work / self.artefact, target.shape, target.device, target.dtype,
+                           target.batch_range if target.dynamic else False)
+
+    def load(self, src: Sources | None, path: Path | None, target: Target) -> Runner:
+        return AotiRunner(str(path), target.device, parse_dtype(target.dtype), target.batch_range)
+
+
+BACKEND = AotiBackend()

@@ -1,0 +1,120 @@
+"""The backend registry: the only place the rest of nasdeploy learns which backends exist.
+
+Every module of this package that defines ``BACKEND`` (a ``base.Backend``) is a backend; adding a backend is
+adding one file. ``export``, ``bench``, ``verify``, ``latency-table`` and ``pipeline`` take any of them, in any
+precision it runs, by name (``onnxruntime``, ``openvino:int8``, ...).
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import DeviceError, UsageError
+from .base import (DTYPES, Backend, Runner, Sources, Target, device_context, device_kind, parse_dtype,
+                   quiet_cpu_compiler)
+
+__all__ = ["DTYPES", "Backend", "Runner", "Sources", "Target", "backend_names", "check_device", "device_context",
+           "device_kind", "dtype_reason", "get_backend", "make_runner", "parse_dtype", "parse_engines",
+           "quiet_cpu_compiler", "unavailable_reason"]
+
+
+@lru_cache(maxsize=1)
+def _registry() -> dict[str, Backend]:
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name == "base":
+            continue
+        backend = getattr(importlib.import_module(f"{__name__}.{info.name}"), "BACKEND", None)
+        if isinstance(backend, Backend):
+            found.append(backend)
+    return {b.name: b for b in sorted(found, key=lambda b: (b.order, b.name))}
+
+
+def backend_names() -> list[str]:
+    return list(_registry())
+
+
+def get_backend(name: str) -> Backend:
+    try:
+        return _registry()[name]
+    except KeyError:
+        raise UsageError(f"unknown backend '{name}': choose from {', '.join(backend_names())}") from None
+
+
+def check_device(device: str) -> str:
+    if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
+        raise UsageError(f"unknown device '{device}': use cpu, cuda or cuda:N")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError(f"--device {device} but no CUDA device is visible here: use --device cpu")
+    if device.startswith("cuda:"):
+        idx = device.split(":", 1)[1]
+        if not idx.isdigit():
+            raise UsageError(f"unknown device '{device}': use cuda:N with N a GPU index")
+        if int(idx) >= torch.cuda.device_count():
+            raise DeviceError(f"--device {device} but only {torch.cuda.device_count()} CUDA device(s) are visible")
+    return device
+
+
+def unavailable_reason(backend: str, device: str) -> str | None:
+    """Why ``backend`` cannot run on ``device`` here (missing package, wrong device), or None if it can."""
+    return get_backend(backend).unavailable(device)
+
+
+def dtype_reason(backend: str, dtype: str, device: str) -> str | None:
+    """Why ``backend`` does not run ``dtype`` on ``device`` (or this CPU lacks it), or None if it does."""
+    return get_backend(backend).precision_reason(dtype, device)
+
+
+def parse_engines(text: str | list[str], default_dtype: str = "fp32") -> list[tuple[str, str]]:
+    """``"onnxruntime,openvino:int8"`` -> [("onnxruntime", "fp32"), ("openvino", "int8")], names checked."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        name, _, dtype = item.partition(":")
+        get_backend(name)
+        parse_dtype(dtype or default_dtype)
+        out.append((name, dtype or default_dtype))
+    if not out:
+        raise UsageError(f"no engine named in '{text}': give BACKEND[:PRECISION], e.g. onnxruntime:int8")
+    return out
+
+
+def require(backend: str, dtype: str, device: str) -> Backend:
+    """The backend, or a one-line refusal saying why it cannot run ``dtype`` on ``device`` here."""
+    b = get_backend(backend)
+    reason = b.unavailable(device) or b.precision_reason(dtype, device)
+    if reason:
+        raise DeviceError(f"backend {backend} cannot run {dtype} on {device} here: {reason}")
+    return b
+
+
+def make_runner(backend: str, model: nn.Module, input_shape: tuple[int, ...], device: str = "cpu",
+                dtype: str = "fp32", workdir: str | Path | None = None, dynamic_batch: bool = False,
+                tf32: bool = False, calibration=None, graphs: dict[str, Path] | None = None) -> Runner:
+    """Build ``backend``'s runner from a (folded) module; refuses with the reason where it cannot run.
+
+    The caller's module is never modified. ``dynamic_batch``: the runner takes any batch from 1 to
+    ``input_shape[0]`` (a ragged last batch); otherwise exactly ``input_shape[0]`` where the backend fixes it.
+    ``calibration`` (a ``nasdeploy.quantize.Calibration``) is needed for int8 unless ``graphs`` already holds the
+    INT8 graph: ONNX graphs to use as they are instead of making them ({"fp32": model.onnx, "int8": ...}, as an
+    export wrote them).
+    """
+    check_device(device)
+    b = require(backend, dtype, device)
+    n = input_shape[0]
+    target = Target(tuple(input_shape), (1, n) if dynamic_batch else (n, n), device, dtype, tf32)
+    made = {k: Path(v) for k, v in (graphs or {}).items()}
+    if workdir is not None:
+        src = Sources(model, Path(workdir), tuple(input_shape[1:]), calibration, made)
+        return b.load(src, b.build(src, target), target)
+    with tempfile.TemporaryDirectory(prefix="nasdeploy-") as tmp:  # every runtime holds what it loaded
+        src = Sources(model, Path(tmp), tuple(input_shape[1:]), calibration, made)
+        return b.load(src, b.build(src, target), target)

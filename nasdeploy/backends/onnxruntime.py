@@ -1,0 +1,78 @@
+"""ONNX Runtime on the exported graph: float32, or the INT8 Q/DQ graph (CPU); the CUDA provider where installed."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..errors import DeviceError
+from .base import Backend, Runner, Sources, Target, runtime_threads
+
+
+def ort_session(model: bytes | str | Path, threads: int | None = None, device: str = "cpu"):
+    """An ONNX Runtime session with all graph optimisations; ``threads`` defaults to the usable cores."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads or runtime_threads()
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    providers = ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise DeviceError("this onnxruntime has no CUDA provider: pip install onnxruntime-gpu, or use --device cpu")
+        providers = ["CUDAExecutionProvider"]
+    src = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(src, opts, providers=providers)
+
+
+class OrtRunner(Runner):
+    """ONNX Runtime on an exported graph (float32 in and out; an INT8 Q/DQ graph quantizes inside).
+
+    ``session.run`` returns host arrays, so it is timed by the host clock on every device (CUDA events
+    around it would time the wrong stream)."""
+
+    name = "onnxruntime"
+    clock = "wall"
+
+    def __init__(self, onnx_model: bytes | str | Path, device: str = "cpu", threads: int | None = None) -> None:
+        super().__init__(device, torch.float32)
+        self.session = ort_session(onnx_model, threads, device)
+        self.threads = threads or runtime_threads()
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, {self.input_name: x.detach().float().cpu().numpy()})[0])
+
+    def timed(self, x: torch.Tensor) -> Callable[[], object]:
+        feed = {self.input_name: x.detach().float().cpu().numpy()}
+        return lambda: self.session.run(None, feed)
+
+
+class OrtBackend(Backend):
+    name = "onnxruntime"
+    order = 30
+    description = "ONNX Runtime (CPU provider; CUDA provider with onnxruntime-gpu): fp32 or INT8 Q/DQ"
+    dtypes = {"cpu": ("fp32", "int8"), "cuda": ("fp32",)}
+
+    def unavailable(self, device: str) -> str | None:
+        if device.startswith("cuda"):
+            import onnxruntime as ort
+
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                return "onnxruntime has no CUDA provider here (onnxruntime-gpu); it runs on --device cpu"
+        return super().unavailable(device)
+
+    def export_device(self, requested: str) -> str:
+        return "cpu"  # the ONNX graph is checked on the CPU provider, which every onnxruntime has
+
+    def build(self, src: Sources, target: Target) -> Path | None:
+        return src.onnx(target.dtype)
+
+    def load(self, src: Sources | None, path: Path | None, target: Target) -> Runner:
+        return OrtRunner(str(path), target.device)
+
+
+BACKEND = OrtBackend()

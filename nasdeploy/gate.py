@@ -1,0 +1,74 @@
+"""The accuracy gate: may a reduced-precision engine replace the float32 model?
+
+It scores the engine and the float32 reference on the same held-out real images (never the calibration images).
+Where the labels say something about the model (the float32 top-1's 95% interval lies above chance on that
+data) the gate is on the top-1 drop in points. Where they do not (a 1000-class ImageNet model shown the built-in
+Fashion-MNIST, random weights) it is on top-1 disagreement with float32, which bounds any accuracy change from
+above: an image whose prediction did not change cannot change the accuracy.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+
+from .errors import UsageError
+from .evaluate import wilson
+
+DEFAULT_BUDGET = 1.0  # points of top-1
+
+
+def parse_budget(value: str | float) -> float:
+    try:
+        b = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"the accuracy budget must be a number of top-1 points (e.g. 0.5), got '{value}'") from None
+    if not 0 <= b <= 100 or b != b:
+        raise UsageError(f"the accuracy budget must be between 0 and 100 points, got {value}")
+    return b
+
+
+@dataclass
+class GateResult:
+    images: int
+    basis: str  # "labels": top-1 drop; "agreement": top-1 disagreement with float32 (an upper bound on the drop)
+    top1_reference: float
+    top1: float
+    agreement: float  # % of images with the float32 model's top-1
+    drop: float  # points counted against the budget
+    max_rel_error: float  # largest |logit difference| / largest |reference logit| per image
+    budget: float
+    passed: bool
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def reason(self, engine: str) -> str:
+        what = ("top-1 drops by" if self.basis == "labels" else "top-1 disagrees with float32 on")
+        return (f"{engine} loses too much accuracy: {what} {self.drop:.2f} points on {self.images} held-out images "
+                f"(budget {self.budget:g})")
+
+
+@torch.no_grad()
+def outputs(run: Callable[[torch.Tensor], torch.Tensor], batches: list[tuple[torch.Tensor, torch.Tensor]]
+            ) -> torch.Tensor:
+    return torch.cat([run(x).float().cpu() for x, _ in batches])
+
+
+def judge(reference: torch.Tensor, candidate: torch.Tensor, labels: torch.Tensor, data_classes: int,
+          budget: float) -> GateResult:
+    """The gate from the logits of float32 and of the candidate on the same labelled images."""
+    n = len(labels)
+    if n == 0:
+        raise UsageError("the accuracy gate needs held-out images and got none")
+    ref_pred, pred = reference.argmax(1), candidate.argmax(1)
+    hits_ref = int((ref_pred == labels).sum())
+    top1_ref, top1 = 100.0 * hits_ref / n, 100.0 * float((pred == labels).sum()) / n
+    agreement = 100.0 * float((ref_pred == pred).sum()) / n
+    informative = wilson(hits_ref, n)[0] > 100.0 / max(data_classes, 1)
+    drop = top1_ref - top1 if informative else 100.0 - agreement
+    scale = reference.abs().amax(1).clamp_min(1e-30)
+    rel = float(((candidate - reference).abs().amax(1) / scale).max())
+    return GateResult(n, "labels" if informative else "agreement", top1_ref, top1, agreement, drop, rel, budget,
+                      drop <= budget)

@@ -1,0 +1,39 @@
+"""Pareto fronts of search candidates, and when two estimates can be told apart."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+
+@dataclass
+class Candidate:
+    arch: str
+    accuracy: float
+    latency_ms: float
+    params: int
+    macs: int
+    feasible: bool
+    trial: int
+    ci95: tuple[float, float] | None = None  # 95% interval of the accuracy estimate (None for the proxy)
+
+    def objectives(self, names: tuple[str, ...]) -> tuple[float, ...]:
+        return tuple({"accuracy": -self.accuracy, "latency": self.latency_ms, "params": float(self.params)}[n]
+                     for n in names)
+
+
+def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    """a dominates b (all objectives minimised)."""
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
+def pareto_front(cands: list[Candidate], objectives: tuple[str, ...]) -> list[Candidate]:
+    """Non-dominated feasible candidates (one per architecture)."""
+    uniq = {c.arch: c for c in cands if c.feasible}
+    pts = list(uniq.values())
+    return sorted([c for c in pts if not any(dominates(o.objectives(objectives), c.objectives(objectives))
+                                             for o in pts if o is not c)], key=lambda c: c.latency_ms)
+
+
+def overlaps(a: Sequence[float] | None, b: Sequence[float] | None) -> bool:
+    """Two estimates whose 95% intervals overlap: their difference is not established."""
+    return a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]

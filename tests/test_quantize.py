@@ -1,0 +1,261 @@
+"""INT8 quantization and the accuracy gate: Q/DQ graphs that run on ONNX Runtime and OpenVINO, calibrated on real
+images, judged on held-out ones, refused when they lose too much, and bad input in one line."""
+from __future__ import annotations
+
+import json
+import random
+
+import onnx
+import pytest
+import torch
+
+from nasdeploy.backends import make_runner
+from nasdeploy.data import fashion_mnist, write_image_folder
+from nasdeploy.errors import NasDeployError, UsageError
+from nasdeploy.export.api import ExportOptions, export_model, load_exported
+from nasdeploy.finetune import FinetuneConfig, train_model
+from nasdeploy.gate import judge, parse_budget
+from nasdeploy.net import Network
+from nasdeploy.quantize import Calibration, QuantOptions, calibration_images, excluded_nodes, quantize_onnx
+from nasdeploy.space import SMALL_INPUT_STRIDES, get_space
+from nasdeploy.zoo import save_checkpoint
+
+from .helpers import randomize, spread
+
+HAS_OPENVINO = __import__("importlib").util.find_spec("openvino") is not None
+needs_openvino = pytest.mark.skipif(not HAS_OPENVINO, reason="OpenVINO is not installed")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small SCARLET network trained briefly on the built-in images: far above chance, so labels matter."""
+    arch = get_space("scarlet").sample(random.Random(11))
+    torch.manual_seed(0)
+    net = Network(arch, "scarlet", 10, SMALL_INPUT_STRIDES)
+    train_model(net, fashion_mnist("train", 4000), FinetuneConfig(steps=80, batch_size=32, lr=0.05, device="cpu"),
+                progress=False)
+    path = tmp_path_factory.mktemp("trained") / "net.pt"
+    save_checkpoint(net.eval(), path)
+    return path
+
+
+def _export(spec, out, **kw):
+    return export_model(str(spec), out, opt=ExportOptions(parity_images=32, gate_images=400,
+                                                          quant=QuantOptions(images=64), **kw))
+
+
+# ----------------------------------------------------------------- the gate, from known numbers
+
+def _logits(pred: list[int], classes: int = 10) -> torch.Tensor:
+    y = torch.zeros(len(pred), classes)
+    y[torch.arange(len(pred)), torch.tensor(pred)] = 1.0
+    return y
+
+
+def test_gate_counts_the_top1_drop_where_the_labels_say_something():
+    labels = torch.tensor([i % 10 for i in range(200)])
+    ref = _logits(labels.tolist())  # float32 right on every image
+    cand = labels.clone()
+    cand[:3] = (cand[:3] + 1) % 10  # 3 images now wrong: 1.5 points
+    g = judge(ref, _logits(cand.tolist()), labels, 10, budget=1.0)
+    assert g.basis == "labels" and g.top1_reference == 100.0 and g.top1 == 98.5
+    assert g.drop == pytest.approx(1.5) and not g.passed and g.agreement == 98.5
+    assert judge(ref, _logits(cand.tolist()), labels, 10, budget=1.5).passed
+
+
+def test_gate_falls_back_to_disagreement_where_the_labels_say_nothing():
+    """A model at chance on the data: the drop counted is the disagreement, an upper bound on any change."""
+    labels = torch.tensor([i % 10 for i in range(400)])
+    ref_pred = [(i * 7 + 3) % 10 for i in range(400)]  # unrelated to the labels: 10% top-1
+    cand = list(ref_pred)
+    for i in range(0, 400, 50):
+        cand[i] = (cand[i] + 1) % 10  # 8 changed predictions: 2 points of disagreement
+    g = judge(_logits(ref_pred), _logits(cand), labels, 10, budget=1.0)
+    assert g.basis == "agreement" and g.drop == pytest.approx(2.0) and not g.passed
+    assert g.top1 <= g.top1_reference + 2.0  # the bound holds
+
+
+def test_gate_reports_the_logit_error():
+    ref = torch.tensor([[2.0, 0.0], [0.0, 4.0]])
+    g = judge(ref, ref + torch.tensor([[0.2, 0.0], [0.0, -0.2]]), torch.tensor([0, 1]), 2, 1.0)
+    assert g.max_rel_error == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("value, ok", [("0.5", 0.5), (2, 2.0), ("abc", None), ("-1", None), ("nan", None),
+                                       ("101", None)])
+def test_budget_must_be_a_number_of_points(value, ok):
+    if ok is None:
+        with pytest.raises(UsageError, match="budget"):
+            parse_budget(value)
+    else:
+        assert parse_budget(value) == ok
+
+
+# ----------------------------------------------------------------- quantization itself
+
+def test_quantized_graph_is_qdq_deterministic_and_honours_exclusions(tmp_path):
+    from nasdeploy.export.onnx import export_onnx
+
+    net = randomize(Network(get_space("scarlet").sample(random.Random(2)), "scarlet", 10, SMALL_INPUT_STRIDES), 2)
+    src = export_onnx(net, tmp_path / "m.onnx", (1, 3, 28, 28))
+    calib = calibration_images(28, True, None, QuantOptions(images=32))
+    a = quantize_onnx(src, tmp_path / "a.onnx", calib)
+    quantize_onnx(src, tmp_path / "b.onnx", calib)
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+    convs = [n for n in onnx.load(str(src)).graph.node if n.op_type == "Conv"]
+    assert a["quantize_nodes"] > 0 and a["dequantize_nodes"] >= len(convs)  # every conv weight dequantized
+    dw = excluded_nodes(onnx.load(str(src)), ("depthwise",))
+    assert dw and len(dw) == sum(any(x.name == "group" and x.i > 1 for x in n.attribute) for n in convs)
+    ex = quantize_onnx(src, tmp_path / "x.onnx", Calibration(calib.batches, QuantOptions(exclude=("depthwise",)),
+                                                             calib.source))
+    assert ex["excluded_nodes"] == dw and ex["dequantize_nodes"] < a["dequantize_nodes"]
+    sym = quantize_onnx(src, tmp_path / "s.onnx", calib, symmetric=True)
+    zps = [i for i in onnx.load(str(tmp_path / "s.onnx")).graph.initializer if i.name.endswith("_zero_point")]
+    assert sym["activations"] == "int8 symmetric" and zps
+    assert all(not onnx.numpy_helper.to_array(z).any() for z in zps)  # TensorRT: zero points of 0
+
+
+def test_a_pattern_that_matches_nothing_is_refused(tmp_path):
+    from nasdeploy.export.onnx import export_onnx
+
+    src = export_onnx(Network(get_space("fairnas").sample(random.Random(0)), "fairnas", 10, SMALL_INPUT_STRIDES),
+                      tmp_path / "m.onnx", (1, 3, 28, 28))
+    with pytest.raises(UsageError, match="matches no layer"):
+        excluded_nodes(onnx.load(str(src)), ("/nothing/*",))
+
+
+@needs_openvino
+def test_onnxruntime_and_openvino_run_the_int8_graph_of_a_trained_model_faithfully(trained):
+    """On held-out real images, both runtimes' INT8 logits stay near float32 and keep its predictions."""
+    from nasdeploy.fold import fold
+    from nasdeploy.zoo import load_network
+
+    net, _ = fold(load_network(trained))
+    x = torch.cat(calibration_images(28, True, None, QuantOptions(images=32)).batches)
+    held = torch.cat([b for b, _ in __import__("nasdeploy.export.parity", fromlist=["x"]).labelled_batches(
+        28, True, None, 256)[0]])
+    calib = Calibration([x], QuantOptions(images=32), "test")
+    with torch.no_grad():
+        ref = net(held)
+    assert spread(ref) > 1e-2
+    scale = ref.abs().max()
+    for backend in ("onnxruntime", "openvino"):
+        y = make_runner(backend, net, (len(held), 3, 28, 28), dtype="int8", calibration=calib)(held)
+        per_image = (y - ref).abs().amax(1) / ref.abs().amax(1)
+        err, typical = float((y - ref).abs().max() / scale), float(per_image.median())
+        agree = float((y.argmax(1) == ref.argmax(1)).float().mean())
+        assert err > 1e-4 and typical < 0.1, (backend, err, typical)  # quantized for real, still this network
+        assert agree >= 0.9, (backend, agree)  # 80 training steps leave small margins: 0.945 measured
+
+
+# ----------------------------------------------------------------- export with the gate
+
+@needs_openvino
+def test_int8_export_passes_the_gate_on_a_trained_model_and_loads_back(trained, tmp_path):
+    r = _export(trained, tmp_path / "e", engines=[("onnxruntime", "int8"), ("openvino", "int8"),
+                                                  ("openvino", "bf16") if _bf16() else ("openvino", "fp32")])
+    meta = json.loads((tmp_path / "e" / "parity.json").read_text())
+    g = meta["accuracy_gate"]["onnxruntime:int8"]
+    assert g["basis"] == "labels" and g["top1_reference"] > 40  # trained: the labels decide
+    assert g["passed"] and abs(g["drop"]) <= 1.0 and g["images"] == 400
+    assert meta["quantization"]["int8"]["calibration"].endswith("(train split)")
+    assert r.artefacts["onnxruntime:int8"] == r.artefacts["openvino:int8"] == "model.int8.onnx"
+    x = torch.cat(calibration_images(28, True, None, QuantOptions(images=16)).batches)
+    for engine in meta["engines"]:
+        run = load_exported(tmp_path / "e", engine, "cpu", (1, 16))
+        y = run(x)
+        assert y.shape == (16, 10) and spread(y) > 1e-2, engine
+
+
+def _bf16() -> bool:
+    from nasdeploy.backends import dtype_reason
+
+    return dtype_reason("openvino", "bf16", "cpu") is None
+
+
+def test_an_engine_over_the_budget_is_refused_and_nothing_is_written(tmp_path):
+    """Budget 0 on a random network: the first export (forced) measures a non-zero drop, the second is refused."""
+    drops = []
+    for seed in (5, 6, 7):
+        net = randomize(Network(get_space("scarlet").sample(random.Random(seed)), "scarlet", 10,
+                                SMALL_INPUT_STRIDES), seed)
+        save_checkpoint(net, tmp_path / f"n{seed}.pt")
+        r = export_model(str(tmp_path / f"n{seed}.pt"), tmp_path / f"forced{seed}",
+                         opt=ExportOptions(parity_images=32, gate_images=1000, engines=[("onnxruntime", "int8")],
+                                           budget=0.0, force_accuracy=True,
+                                           quant=QuantOptions(per_channel=False, images=16)))
+        drops.append(r.gates["onnxruntime:int8"]["drop"])
+        if drops[-1] > 0:
+            break
+    assert drops[-1] > 0, drops  # else this test could not fail
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(NasDeployError, match="loses too much accuracy"):
+        export_model(str(tmp_path / f"n{seed}.pt"), tmp_path / "refused",
+                     opt=ExportOptions(parity_images=32, gate_images=1000, engines=[("onnxruntime", "int8")],
+                                       budget=0.0, quant=QuantOptions(per_channel=False, images=16)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no folder, no work folder
+
+
+# ----------------------------------------------------------------- bad input, from the command line
+
+@pytest.fixture(scope="module")
+def small_ckpt(tmp_path_factory):
+    p = tmp_path_factory.mktemp("ck") / "n.pt"
+    save_checkpoint(randomize(Network(get_space("fairnas").sample(random.Random(1)), "fairnas", 10,
+                                      SMALL_INPUT_STRIDES), 1), p)
+    return p
+
+
+def _few_images(tmp_path, per_class: int):
+    return write_image_folder(tmp_path / "few" / "train", "train", per_class=per_class, size=28).parent
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--engines", "onnxruntime:int8", "--calib-data", "__MISSING__"], "does not exist"),
+    (["--engines", "onnxruntime:int8", "--calib-data", "__FEW__"], "only 10 calibration images"),
+    (["--engines", "onnxruntime:int8", "--calib-images", "4"], "at least 16"),
+    (["--engines", "onnxruntime:int8", "--budget", "abc"], "must be a number"),
+    (["--engines", "onnxruntime:bf16"], "use fp32 or int8"),
+    (["--engines", "torch:int8"], "runs fp32 on cpu"),
+    (["--engines", "tvm:int8"], "unknown backend 'tvm'"),
+    (["--engines", "onnxruntime:int4"], "unknown precision 'int4'"),
+    (["--engines", "onnxruntime:int8", "--calib-method", "kl"], "invalid choice"),
+    (["--engines", "onnxruntime:int8", "--quant-exclude", "/nowhere/*"], "matches no layer"),
+])
+def test_bad_quantization_input_is_one_line_and_writes_nothing(tmp_path, small_ckpt, extra, fragment, capsys):
+    from nasdeploy.cli import main
+
+    extra = [str(tmp_path / "missing") if e == "__MISSING__" else str(_few_images(tmp_path, 1)) if e == "__FEW__"
+             else e for e in extra]
+    try:  # the command line in this process (argparse exits on its own errors)
+        rc = main(["export", str(small_ckpt), "--out", str(tmp_path / "out"), "--parity-images", "8", *extra])
+    except SystemExit as e:
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc == 2 and fragment in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_without_openvino_the_backend_says_how_to_install_it(tmp_path, small_ckpt):
+    """OpenVINO hidden from the interpreter (an import hook, as if it were not installed): one line, exit 2."""
+    hook = tmp_path / "hide" / "sitecustomize.py"
+    hook.parent.mkdir()
+    hook.write_text("import sys\nclass _Hide:\n    def find_spec(self, name, path=None, target=None):\n"
+                    "        if name == 'openvino' or name.startswith('openvino.'):\n"
+                    "            raise ModuleNotFoundError(name)\nsys.meta_path.insert(0, _Hide())\n")
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    env = dict(os.environ, PYTHONPATH=str(hook.parent))
+    r = subprocess.run([sys.executable, str(ROOT / "cli.py"), "export", str(small_ckpt), "--engines", "openvino:int8",
+                        "--out", str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2 and "pip install" in r.stderr and "openvino" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and not (tmp_path / "o").exists()
+    r = subprocess.run([sys.executable, str(ROOT / "cli.py"), "bench", str(small_ckpt), "--backends",
+                        "onnxruntime,openvino", "--batch", "1", "--rounds", "1", "--repeats", "3", "--no-progress"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and "skipped openvino" in r.stdout and "pip install" in r.stdout, r.stdout[-800:]
