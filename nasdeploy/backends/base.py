@@ -116,12 +116,15 @@ class Sources:
     made: dict[str, Path] = field(default_factory=dict)
     quant_reports: dict[str, dict] = field(default_factory=dict)
 
-    def onnx(self, dtype: str = "fp32", symmetric: bool = False) -> Path:
+    def onnx(self, dtype: str = "fp32", symmetric: bool = False, quantizer: str = "onnxruntime") -> Path:
         """The model as ONNX (dynamic batch): float32, float16 (strongly typed TensorRT), or an INT8 Q/DQ graph
-        (``symmetric``: signed activations without zero points, as TensorRT requires)."""
+        made by ``quantizer`` (onnxruntime; nncf for OpenVINO) (``symmetric``: signed activations without zero
+        points, as TensorRT requires)."""
         from ..export.onnx import export_onnx
 
-        key = f"int8{'-sym' if symmetric else ''}" if dtype == "int8" else dtype
+        key = dtype
+        if dtype == "int8":
+            key = "int8-nncf" if quantizer == "nncf" else ("int8-sym" if symmetric else "int8")
         if key in self.made:
             return self.made[key]
         shape = (1, *self.chw)
@@ -129,13 +132,17 @@ class Sources:
             path = self.made.get("fp32") or export_onnx(self.model, self.work / "model.onnx", shape)
             self.made["fp32"] = path
             if dtype == "int8":
-                from ..quantize import quantize_onnx
+                from ..quantize import quantize_onnx, quantize_onnx_nncf
 
                 if self.calibration is None:
                     raise UsageError("INT8 needs calibration images: give --calib-data DIR (or use the built-in "
                                      "images)")
                 out = self.work / f"model.{key}.onnx"
-                self.quant_reports[key] = quantize_onnx(path, out, self.calibration, symmetric=symmetric)
+                if quantizer == "nncf":
+                    self.quant_reports[key] = quantize_onnx_nncf(path, out, self.calibration,
+                                                                 bias_correction=not self.calibration.random)
+                else:
+                    self.quant_reports[key] = quantize_onnx(path, out, self.calibration, symmetric=symmetric)
                 self.made[key] = out
             return self.made[key]
         if dtype == "fp16":

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .base import Backend, Runner, Sources, Target, check_batch, runtime_threads
+from .base import Backend, Runner, Sources, Target, check_batch, installed, runtime_threads
 
 INSTALL_HINT = "pip install 'nasdeploy[openvino]', or pip install openvino"
 
@@ -78,10 +78,13 @@ class OpenVinoBackend(Backend):
         why = super().precision_reason(dtype, device)
         if why is None and dtype == "bf16" and self.unavailable(device) is None and "BF16" not in cpu_capabilities():
             return "this CPU has no bf16 instructions (OpenVINO lists " + ", ".join(cpu_capabilities()) + ")"
+        if why is None and dtype == "int8" and not installed("nncf"):
+            return "OpenVINO INT8 is quantized with NNCF, which is not installed (pip install 'nasdeploy[openvino]')"
         return why
 
     def build(self, src: Sources, target: Target) -> Path | None:
-        return src.onnx("int8" if target.dtype == "int8" else "fp32")
+        # NNCF places Q/DQ where OpenVINO's CPU plugin fuses them (see nasdeploy.quantize)
+        return src.onnx("int8", quantizer="nncf") if target.dtype == "int8" else src.onnx("fp32")
 
     def load(self, src: Sources | None, path: Path | None, target: Target) -> Runner:
         return OvRunner(path, target.dtype, target.batch_range, target.chw)

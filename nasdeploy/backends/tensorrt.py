@@ -160,6 +160,7 @@ class TensorRtBackend(Backend):
     package = "tensorrt"
     install_hint = "pip install 'nasdeploy[tensorrt]'"
     dtypes = {"cuda": ("fp32", "fp16", "int8")}
+    artefact = "model.engine"  # built for its optimisation profile: called only inside it
 
     def build(self, src: Sources, target: Target) -> Path | None:
         onnx = src.onnx(target.dtype, symmetric=True) if target.dtype == "int8" else src.onnx(target.dtype)

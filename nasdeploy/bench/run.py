@@ -192,7 +192,7 @@ def _bench(models, device, backends, batches, dtypes, repeats, progress, compile
             what = "already folded input" if getattr(model, "folded", False) else "unfolded"
             small = model.stride_plan is not None
             calib = None
-            if any(d == "int8" for _, d in pairs) and "int8" not in (graphs or {}):
+            if any(d == "int8" for _, d in pairs) and not {"int8", "int8-nncf"} <= set(graphs or {}):
                 from ..quantize import calibration_images
 
                 calib = calibration_images(size, small, calib_data, quant)

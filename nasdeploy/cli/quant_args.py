@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..quantize import EXCLUDE_GROUPS, METHODS, QuantOptions
+from ..quantize import EXCLUDE_GROUPS, METHODS, OP_SETS, QuantOptions
 
 
 def add_quant_args(p: argparse.ArgumentParser) -> None:
@@ -16,6 +16,8 @@ def add_quant_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quant-exclude", default="",
                    help=f"comma list of layers kept in float: {', '.join(EXCLUDE_GROUPS)} or ONNX node-name patterns")
     g.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default: per channel)")
+    g.add_argument("--quant-ops", default="all", choices=tuple(OP_SETS),
+                   help="operators given INT8 inputs: all that ONNX Runtime quantizes, or conv (Conv/Gemm only)")
 
 
 def add_gate_args(p: argparse.ArgumentParser, force: bool) -> None:
@@ -30,4 +32,4 @@ def add_gate_args(p: argparse.ArgumentParser, force: bool) -> None:
 
 def quant_options(args: argparse.Namespace) -> QuantOptions:
     exclude = tuple(v.strip() for v in args.quant_exclude.split(",") if v.strip())
-    return QuantOptions(args.calib_method, not args.per_tensor, exclude, args.calib_images)
+    return QuantOptions(args.calib_method, not args.per_tensor, exclude, args.calib_images, args.quant_ops)
