@@ -77,16 +77,20 @@ def write_report(out: Path, cfg, results: dict, prov: dict) -> Path:
     L += ["", f"## Deployment candidates (batch {dp.get('batch')}, same bench run; accuracy on "
           f"{acc.get('images')} held-out images)", "",
           f"Every exported engine with its speed and accuracy side by side; the reference is ONNX Runtime fp32. The "
-          f"gate allows a top-1 drop of {dp.get('budget')} points against the float32 model; the fastest engine that "
-          f"passes is deployed. The latency table the search used was measured on "
+          f"gate allows a top-1 drop of {dp.get('budget')} points against the float32 model (decided on the estimate; "
+          f"the paired 95% interval beside it says how precisely {acc.get('images')} images measure it); the fastest "
+          f"engine that passes is deployed. The latency table the search used was measured on "
           f"{dp.get('latency_table_engine')}.", "",
-          "| engine | median ms | vs ONNX Runtime fp32 | top-1 (%) [95% interval] | drop (points) | gate | deployed |",
+          "| engine | median ms | vs ONNX Runtime fp32 | top-1 (%) [95% interval] | drop (points) [95% interval] | gate | "
+          "deployed |",
           "| --- | ---: | ---: | ---: | ---: | --- | --- |"]
     for c in dp.get("candidates", []):
         ci = c["top1_ci95"]
+        g = c["gate"]
+        dci = g.get("drop_ci95") or (float("nan"), float("nan"))
         L.append(f"| {c['engine']} | {_f(c['median_ms'])} | {_f(c['vs_onnxruntime'], 2)}x | {c['top1']:.2f} "
-                 f"[{ci[0]:.1f}, {ci[1]:.1f}] | {c['gate']['drop']:.2f} | {'pass' if c['gate']['passed'] else 'fail'} "
-                 f"| {'**yes**' if c['engine'] == dp.get('engine') else ''} |")
+                 f"[{ci[0]:.1f}, {ci[1]:.1f}] | {g['drop']:.2f} [{dci[0]:.2f}, {dci[1]:.2f}] | "
+                 f"{'pass' if g['passed'] else 'fail'} | {'**yes**' if c['engine'] == dp.get('engine') else ''} |")
     for s in ex.get("skipped", []):
         L.append(f"\nnot a candidate here: {s['engine']}: {s['reason']}")
     L += ["", "## Speed (same run; speed-up over the unfolded model in PyTorch eager fp32)", "",

@@ -165,10 +165,13 @@ def _report_says_what_the_json_holds(text: str, rep: dict) -> None:
     parity = _table(text, "| backend | dtype | max abs | max rel")
     assert [(r[0], r[5]) for r in parity] == [(p["backend"], f"{p['top1_agreement']:.2f}%") for p in ex["parity"]]
     cands = _table(text, "| engine | median ms | vs ONNX Runtime fp32")
+    assert cands, "no deployment candidates in the report"
     dp = res["deploy"]
     assert [r[0] for r in cands] == [c["engine"] for c in dp["candidates"]]
     for row, c in zip(cands, dp["candidates"]):
         assert row[3].startswith(f"{c['top1']:.2f} [") and row[5] == ("pass" if c["gate"]["passed"] else "fail")
+        lo, hi = c["gate"]["drop_ci95"]
+        assert row[4] == f"{c['gate']['drop']:.2f} [{lo:.2f}, {hi:.2f}]"
         assert (row[6] == "**yes**") == (c["engine"] == dp["engine"])
     zoo = _table(text, "| model | architecture | predicted latency")
     for row in zoo[1:]:  # each reference's verdict is what its intervals allow

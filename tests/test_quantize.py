@@ -266,3 +266,18 @@ def test_without_openvino_the_backend_says_how_to_install_it(tmp_path, small_ckp
                         "onnxruntime,openvino", "--batch", "1", "--rounds", "1", "--repeats", "3", "--no-progress"],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0 and "skipped openvino" in r.stdout and "pip install" in r.stdout, r.stdout[-800:]
+
+
+def test_gate_interval_is_paired_and_shrinks_with_images():
+    for n in (200, 2000):
+        labels = torch.tensor([i % 10 for i in range(n)])
+        cand = labels.clone()
+        k = n // 50  # 2% of the images broken, 1% fixed: a drop of 1 point
+        cand[:k] = (cand[:k] + 1) % 10
+        ref = labels.clone()
+        ref[k: k + n // 100] = (ref[k: k + n // 100] + 1) % 10
+        g = judge(_logits(ref.tolist()), _logits(cand.tolist()), labels, 10, budget=2.0)
+        assert g.drop == pytest.approx(1.0) and g.drop_ci95[0] < 1.0 < g.drop_ci95[1]
+        # by hand: d = +1 on 2%, -1 on 1%; sd = sqrt(0.03 - 0.01^2) * sqrt(n / (n - 1))
+        sd = ((0.03 - 1e-4) * n / (n - 1)) ** 0.5
+        assert g.drop_ci95[1] - g.drop == pytest.approx(196.0 * sd / n ** 0.5, abs=2e-3)  # stored to 3 decimals
