@@ -57,6 +57,7 @@ class FinetuneStage:
     steps: int = 300
     batch_size: int = 64
     lr: float = 0.02
+    ckpt_every: int = 50  # steps between the atomic states a killed fine-tune resumes from
 
 
 @dataclass
@@ -278,7 +279,8 @@ class Pipeline:
 
         f = self.cfg.finetune
         card = finetune(str(self.out / "search" / "best.toml"), self.out / "finetune",
-                        FinetuneConfig(f.steps, f.batch_size, f.lr, seed=self.cfg.seed, device=self.device),
+                        FinetuneConfig(f.steps, f.batch_size, f.lr, ckpt_every=f.ckpt_every, seed=self.cfg.seed,
+                                       device=self.device),
                         self.cfg.data, progress=self.progress)
         return {"card": str(card), "steps": f.steps, "batch_size": f.batch_size, "lr": f.lr}
 

@@ -26,6 +26,9 @@ BASELINE = "torch-eager-fp32"
 # What users compare a deployment toolkit with on the GPU: the unfolded model under plain torch.compile
 # (default mode, channels_last), in the benchmarked dtype. Timed in the same run; every row gets its ratio.
 COMPILE_REFERENCE = "torch-compile-plain"
+# On the CPU, PyTorch's OpenMP threads and ONNX Runtime's pool spin for a while after their last work and would
+# take the cores from whichever row runs next: each row starts after this pause.
+SETTLE_S = 0.3
 # What a deployment toolkit must beat on the CPU: the folded model in plain ONNX Runtime fp32.
 ORT_REFERENCE = ("onnxruntime", "fp32")
 
@@ -224,6 +227,8 @@ def _bench(models, device, backends, batches, dtypes, repeats, progress, compile
                     random.Random(r).shuffle(order)  # no row always follows the same one (runtime threads may spin)
                     for e in order:
                         if e.runner is not None:
+                            if not cuda:
+                                time.sleep(SETTLE_S)  # the previous row's idle threads stop spinning first
                             e.rounds.append(time_runner(e.runner, x, device, repeats=repeats))
                         if bar:
                             bar.update(task, advance=1, description=f"{spec} b{n}: round {r + 1}/{rounds}")
