@@ -68,7 +68,9 @@ def judge(reference: torch.Tensor, candidate: torch.Tensor, labels: torch.Tensor
     n = len(labels)
     if n == 0:
         raise UsageError("the accuracy gate needs held-out images and got none")
-    ref_pred, pred = reference.argmax(1), candidate.argmax(1)
+    # the predicted class as top-1 accuracy counts it everywhere (nasdeploy.evaluate.topk_correct): INT8 logits
+    # are quantized, and ties between the two largest then happen, so one rule must break them
+    ref_pred, pred = reference.topk(1, dim=1).indices[:, 0], candidate.topk(1, dim=1).indices[:, 0]
     hits_ref = int((ref_pred == labels).sum())
     top1_ref, top1 = 100.0 * hits_ref / n, 100.0 * float((pred == labels).sum()) / n
     agreement = 100.0 * float((ref_pred == pred).sum()) / n

@@ -391,6 +391,7 @@ class Pipeline:
             r = speed.get(engine)
             table.append({"engine": engine, "top1": a["top1"], "top1_ci95": a["top1_ci95"], "gate": a["gate"],
                           "median_ms": r["latency"]["median"] if r else None,
+                          "round_medians": r["latency"].get("round_medians") if r else None,
                           "throughput": r["throughput"] if r else None,
                           "vs_onnxruntime": r.get("vs_onnxruntime") if r else None})
         passing = [c for c in table if c["gate"]["passed"] and c["throughput"] is not None]
@@ -398,10 +399,20 @@ class Pipeline:
             raise UsageError("no exported engine passed the accuracy gate and was timed: see the accuracy stage; "
                              "raise deploy.budget or add onnxruntime:fp32 to deploy.engines")
         best = max(passing, key=lambda c: c["throughput"])
+        ref = next((c for c in table if c["engine"] == "onnxruntime:fp32" and c["round_medians"]), None)
+        # a speed difference is established when the chosen engine was faster than the reference in every round
+        if ref is None or best["engine"] == ref["engine"] or not best["round_medians"]:
+            established = None
+        else:
+            established = max(best["round_medians"]) < min(ref["round_medians"])
+        fastest = best
+        if established is False:  # no speed to trade for the reduced precision: the reference ships
+            best = ref
         target = ":".join(self.target_engine())
         artefact = self.results["export"]["artefacts"].get(best["engine"], "model.pt")
         return {"engine": best["engine"], "artefact": str(self.out / "export" / artefact), "batch": batch,
                 "budget": self.cfg.deploy.budget, "vs_onnxruntime": best["vs_onnxruntime"],
+                "fastest": fastest["engine"], "faster_in_every_round": established,
                 "latency_table_engine": self.results["latency"].get("engine", target),
                 "candidates": table, "reference": "onnxruntime:fp32"}
 

@@ -49,7 +49,8 @@ def write_report(out: Path, cfg, results: dict, prov: dict) -> Path:
         "bench": ", ".join(f"{r['backend']} {r['dtype']} b{r['batch']}: {r['throughput']:,.0f} img/s "
                            f"({r['speedup']:.2f}x)" for r in be.get("rows", [])),
         "deploy": f"{dp.get('engine')} at batch {dp.get('batch')}: "
-                  f"{_f(dp.get('vs_onnxruntime'), 2)}x ONNX Runtime fp32, within the {dp.get('budget')}-point budget",
+                  f"{_f(dp.get('vs_onnxruntime'), 2)}x ONNX Runtime fp32{_established(dp)}, within the "
+                  f"{dp.get('budget')}-point budget",
     }
     for k, text in rows.items():
         r = results.get(k, {})
@@ -109,6 +110,16 @@ def write_report(out: Path, cfg, results: dict, prov: dict) -> Path:
           f"- bench: `{be.get('bench_json')}`, `bench.png`", ""]
     write_json(out / "report.json", {"config": asdict(cfg), "provenance": prov, "stages": results})
     return write_text(out / "report.md", "\n".join(L) + "\n")
+
+
+def _established(dp: dict) -> str:
+    e = dp.get("faster_in_every_round")
+    if e is None:
+        return ""
+    if e:
+        return " (faster in every bench round)"
+    return (f"; {dp.get('fastest')} measured faster, but not in every bench round: not established, so the "
+            "reference ships")
 
 
 def _acc(c: dict) -> str:

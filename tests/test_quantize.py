@@ -281,3 +281,17 @@ def test_gate_interval_is_paired_and_shrinks_with_images():
         # by hand: d = +1 on 2%, -1 on 1%; sd = sqrt(0.03 - 0.01^2) * sqrt(n / (n - 1))
         sd = ((0.03 - 1e-4) * n / (n - 1)) ** 0.5
         assert g.drop_ci95[1] - g.drop == pytest.approx(196.0 * sd / n ** 0.5, abs=2e-3)  # stored to 3 decimals
+
+
+def test_gate_breaks_ties_as_top1_accuracy_does():
+    """Quantized logits tie; the gate's top-1 must be the one the accuracy figures count."""
+    from nasdeploy.evaluate import topk_correct
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (500,), generator=g)
+    ref = torch.randn(500, 10, generator=g)
+    cand = torch.round(ref * 2) / 2  # coarse steps: many ties between the top two
+    assert (cand.topk(2, dim=1).values[:, 0] == cand.topk(2, dim=1).values[:, 1]).any()
+    res = judge(ref, cand, labels, 10, budget=100.0)
+    assert res.top1 == pytest.approx(100.0 * topk_correct(cand, labels, (1,))[0] / 500)
+    assert res.top1_reference == pytest.approx(100.0 * topk_correct(ref, labels, (1,))[0] / 500)

@@ -280,7 +280,8 @@ def _rows(entries: list[_Entry], spec: str, n: int, x: torch.Tensor, device: str
         if precision:  # what the runtime says it runs (OpenVINO's inference precision)
             e.note += f", runtime precision {precision}"
         cp = _with_copies(e.runner, x, repeats or 50) if device.startswith("cuda") else None
-        res.rows.append(BenchRow(spec, e.backend, e.dtype, n, tput[id(e)], st.as_dict() | {"rounds": len(e.rounds)},
+        res.rows.append(BenchRow(spec, e.backend, e.dtype, n, tput[id(e)], st.as_dict() | {"rounds": len(e.rounds),
+                                                                "round_medians": [round(r.median, 6) for r in e.rounds]},
                                  cp.as_dict() if cp else None, tput[id(e)] / base, e.note,
                                  tput[id(e)] / ref[e.dtype] if e.dtype in ref else None, _parity(base_out, e.out),
                                  tput[id(e)] / ort if ort else None, threads, e.accuracy))

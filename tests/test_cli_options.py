@@ -1,0 +1,134 @@
+"""Options that had no test (tests/README.md, "Not covered"), each run from the command line with its effect checked."""
+from __future__ import annotations
+
+import json
+import pytest
+import torch
+
+from nasdeploy.data import write_image_folder
+from nasdeploy.space import SMALL_INPUT_STRIDES
+from nasdeploy.train import load_checkpoint
+from nasdeploy.zoo import load_network, save_checkpoint
+
+from .conftest import run_cli
+from .helpers import spread
+
+
+def test_zoo_and_info_as_json_and_tables():
+    r = run_cli("zoo", "--json")
+    assert r.returncode == 0, r.stderr
+    zoo = json.loads(r.stdout)
+    assert len(zoo) == 18 and {z["name"] for z in zoo} >= {"fairnas_a", "scarlet_b", "fairnas_c_se_0.5_transfer"}
+    r = run_cli("zoo")
+    assert r.returncode == 0 and "326.85" in r.stdout  # the SCARLET-B note: its definition counts 326.85M MACs
+    r = run_cli("info", "fairnas_a", "--json")
+    info = json.loads(r.stdout)
+    assert r.returncode == 0 and info["params"] == 4651352 and info["macs"] == 388122848
+    assert run_cli("info", "scarlet_c").returncode == 0
+
+
+@pytest.fixture()
+def stabilized(tmp_path):
+    """A SCARLET subnet with stabilizers on its skips, some pushed through residual blocks (so folding inverts
+    them), and input-dependent outputs."""
+    from .test_fold import ARCH_PUSH, stabilized as make
+
+    net = make(ARCH_PUSH, seed=3)
+    save_checkpoint(net, tmp_path / "sub.pt")
+    return net, tmp_path / "sub.pt"
+
+
+def test_fold_command_writes_the_same_function_and_honours_max_condition(stabilized, tmp_path):
+    net, path = stabilized
+    r = run_cli("fold", str(path), str(tmp_path / "plain.pt"))
+    assert r.returncode == 0, r.stderr
+    plain = load_network(tmp_path / "plain.pt")
+    x = torch.randn(4, 3, 28, 28)
+    with torch.no_grad():
+        ref, out = net(x), plain(x)
+    assert spread(ref) > 1e-3 and float((out - ref).abs().max() / ref.abs().max()) < 1e-4
+    assert getattr(plain, "folded", False)
+    r = run_cli("fold", str(path), str(tmp_path / "refused.pt"), "--max-condition", "1.0000001")
+    assert r.returncode == 2 and "condition" in r.stderr and not (tmp_path / "refused.pt").exists(), r.stderr
+
+
+def test_fold_weights_option_loads_them_into_the_zoo_model(tmp_path, official_ckpt):
+    r = run_cli("fold", "fairnas_a", str(tmp_path / "a.pt"), "--weights", str(official_ckpt("fairnas_a", 1)))
+    assert r.returncode == 0, r.stderr
+    import nasdeploy
+
+    ref = nasdeploy.create_model("fairnas_a", weights=official_ckpt("fairnas_a", 1))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert float((load_network(tmp_path / "a.pt")(x) - ref(x)).abs().max() / ref(x).abs().max()) < 1e-3
+
+
+def test_export_no_fold_and_data(stabilized, tmp_path):
+    import onnx
+
+    _, path = stabilized
+    images = write_image_folder(tmp_path / "imgs" / "val", "val", per_class=2, size=28).parent
+    r = run_cli("export", str(path), "--no-fold", "--data", str(images), "--parity-images", "12",
+                "--out", str(tmp_path / "raw"))
+    assert r.returncode == 0, r.stderr
+    assert run_cli("export", str(path), "--parity-images", "12", "--out", str(tmp_path / "fold")).returncode == 0
+    raw = json.loads((tmp_path / "raw" / "parity.json").read_text())
+    assert raw["folded"] is False and raw["fold"] is None
+    assert raw["parity"][0]["images"] == 12  # 2 per class of the folder, 10 classes, capped at 12
+
+    def convs(d):
+        return [n.op_type for n in onnx.load(str(tmp_path / d / "model.onnx")).graph.node].count("Conv")
+    assert convs("raw") > convs("fold")  # the stabilizers' 1x1 convolutions are still there
+
+
+def test_verify_limit_json_and_tolerance(tmp_path):
+    folder = write_image_folder(tmp_path / "val", "val", per_class=3, size=64)
+    r = run_cli("verify", "fairnas_a_se_transfer", "--data", str(folder), "--limit", "7", "--json", str(tmp_path / "v.json"),
+                "--tolerance", "100", "--no-progress")
+    out = json.loads((tmp_path / "v.json").read_text())
+    assert out["images"] == 7 and out["tolerance"] == 100.0
+    assert r.returncode == (0 if out["passed"] in (True, None) else 1), r.stderr
+    if out["reference_top1"] is not None:
+        assert out["passed"]  # any top-1 is within 100 points
+
+
+def test_train_supernet_options_reach_the_run(tmp_path):
+    out = tmp_path / "run"
+    r = run_cli("train-supernet", "--space", "scarlet", "--steps", "2", "--batch-size", "4", "--lr", "0.02",
+                "--weight-decay", "0.0001", "--label-smoothing", "0.05", "--sampler", "uniform",
+                "--path-batches", "separate", "--grad-mode", "sum", "--no-zero-init-residual", "--grad-clip", "2",
+                "--stabilizer-bn", "--warm-start", "0", "--seed", "5", "--no-progress", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    ck = load_checkpoint(out / "supernet.pt")
+    tc = ck["train_config"]
+    assert (tc["lr"], tc["weight_decay"], tc["label_smoothing"], tc["sampler"], tc["path_batches"], tc["grad_mode"],
+            tc["zero_init_residual"], tc["grad_clip"], tc["stabilizer_bn"], tc["seed"]) == \
+        (0.02, 0.0001, 0.05, "uniform", "separate", "sum", False, 2.0, True, 5)
+    assert ck["step"] == 2 and len(ck["history"]) == 2
+    assert any("stabilizer" in k and ".bn." in k for k in ck["model"]), "no BN after the stabilizers"
+
+
+def test_latency_validate_seed_chooses_the_architectures(tmp_path):
+    from nasdeploy.latency import Settings, measure_table
+
+    lut = tmp_path / "lut.json"
+    measure_table(Settings("fairnas", "cpu", "onnxruntime", 1, "fp32", 28, list(SMALL_INPUT_STRIDES), 10, warmup=1,
+                           repeats=2, rounds=1), lut, progress=False)
+    archs = []
+    for seed in ("1", "2"):
+        r = run_cli("latency-table", "validate", str(lut), "--archs", "3", "--seed", seed, "--rounds", "1",
+                    "--no-progress")
+        assert r.returncode == 0, r.stderr
+        archs.append(json.loads((tmp_path / "lut.validation.json").read_text())["archs"][:3])
+    assert archs[0] != archs[1]
+
+
+def test_pipeline_out_option_overrides_the_config(tmp_path):
+    from .test_pipeline import tiny
+
+    cfg = tiny(tmp_path, "cfg")
+    r = run_cli("pipeline", "--config", str(cfg), "--out", str(tmp_path / "elsewhere"), "--stop-after", "supernet",
+                "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "elsewhere" / "stage_supernet.json").exists() and not (tmp_path / "cfg").exists()
+    assert not (tmp_path / "elsewhere" / "stage_latency.json").exists()  # --stop-after
