@@ -55,7 +55,7 @@ class FoldReport:
 
 def _conv_with_bias(conv: nn.Conv2d) -> nn.Conv2d:
     if conv.bias is None:
-        conv.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype, device=conv.weight.device))
+        conv.bias = nn.Parameter(conv.weight.new_zeros(conv.out_channels))
     return conv
 
 
@@ -66,8 +66,8 @@ def _fold_bn_into(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     b = (b - bn.running_mean.double()) * scale + bn.bias.double()
     _conv_with_bias(conv)
     with torch.no_grad():
-        conv.weight.copy_(w.to(conv.weight.dtype))
-        conv.bias.copy_(b.to(conv.bias.dtype))
+        conv.weight.copy_(w)  # copy_ casts to the parameter's dtype
+        conv.bias.copy_(b)
 
 
 def _conv_bn_pairs(model: Network) -> list[tuple[nn.Module, str, str]]:
@@ -109,14 +109,13 @@ def _matrix(conv: nn.Conv2d) -> torch.Tensor:
 def _set_1x1(conv: nn.Conv2d, w: torch.Tensor, b: torch.Tensor) -> None:
     _conv_with_bias(conv)
     with torch.no_grad():
-        conv.weight.copy_(w.view_as(conv.weight).to(conv.weight.dtype))
-        conv.bias.copy_(b.to(conv.bias.dtype))
+        conv.weight.copy_(w.view_as(conv.weight))  # copy_ casts to the parameter's dtype
+        conv.bias.copy_(b)
 
 
 def _absorb_right(conv: nn.Conv2d, a: torch.Tensor, c: torch.Tensor) -> None:
     """conv(A x + c) as one 1x1 conv."""
-    w = _matrix(conv)
-    b = conv.bias.double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
+    w, b = _matrix(conv), _conv_with_bias(conv).bias.double()
     _set_1x1(conv, w @ a, w @ c + b)
 
 

@@ -31,7 +31,6 @@ class Sampler(Protocol):
 
 class _Seeded:
     def __init__(self, space: SearchSpace, seed: int) -> None:
-        self.space = space
         self.rng = random.Random(seed)
         self.counts = [len(space.choices_at(i)) for i in range(space.num_layers)]
 

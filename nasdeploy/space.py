@@ -124,9 +124,6 @@ class Arch:
     def __iter__(self):
         return iter(self.choices)
 
-    def with_se(self, se: bool = True) -> "Arch":
-        return Arch(tuple(c if c.skip else Choice(c.kernel, c.expansion, se) for c in self.choices))
-
 
 @dataclass(frozen=True)
 class SearchSpace:

@@ -20,33 +20,61 @@ def folder(tmp_path_factory):
     return write_image_folder(tmp_path_factory.mktemp("imgs") / "val", per_class=3, size=40)
 
 
-def test_verify_top1_equals_an_independent_official_evaluation(folder, official_ckpt):
+def _official_predictions(model, files) -> list[int]:
+    """Independent of nasdeploy's evaluation: the official preprocessing and model, image by image."""
     from torchvision import transforms
 
-    ck = official_ckpt(MODEL, 3)
-    r = verify(MODEL, str(folder), str(ck), progress=False, workers=0)
-    # independent: the official preprocessing and model, image by image
     tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
                              transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
-    m = nasdeploy.create_model(MODEL, weights=ck)
-    classes = sorted(p.name for p in folder.iterdir())
-    hits = n = 0
     with torch.no_grad():
-        for label, c in enumerate(classes):
-            for f in sorted((folder / c).iterdir()):
-                x = tf(Image.open(f).convert("RGB")).unsqueeze(0)
-                hits += int(m(x).argmax(1).item() == label)
-                n += 1
-    assert r.images == n == 30
-    assert r.top1 == pytest.approx(100.0 * hits / n)
+        return [int(model(tf(Image.open(f).convert("RGB")).unsqueeze(0)).argmax(1)) for f in files]
+
+
+@pytest.fixture(scope="module")
+def oracle(folder, official_ckpt, tmp_path_factory):
+    """The 30 images filed under the class the stand-in model predicts for each (one image moved into each class
+    it never predicts, a miss): top-1 then follows the predictions image by image, so an evaluation that scored
+    other inputs (a blank, a stale batch, another order) cannot reach it by the chance that random weights have
+    of matching real labels. Returns (folder, checkpoint, expected top-1, largest share of one class)."""
+    import shutil
+
+    ck = official_ckpt(MODEL, 0)
+    model = nasdeploy.create_model(MODEL, weights=ck).eval()
+    classes = sorted(p.name for p in folder.iterdir())
+    files = sorted(folder.rglob("*.png"))
+    preds = _official_predictions(model, files)
+    assert len(set(preds)) >= 2, "the stand-in weights must give predictions that depend on the image"
+    by_class: dict[int, list] = {c: [] for c in range(len(classes))}
+    for f, p in zip(files, preds):
+        by_class[p].append(f)
+    for c in by_class:
+        if not by_class[c]:
+            by_class[c].append(by_class[max(by_class, key=lambda k: len(by_class[k]))].pop())
+    root = tmp_path_factory.mktemp("oracle") / "val"
+    for c, fs in by_class.items():
+        (root / classes[c]).mkdir(parents=True)
+        for f in fs:
+            shutil.copy(f, root / classes[c] / f"{f.parent.name}_{f.name}")
+    ordered = sorted(root.rglob("*.png"))
+    labels = [classes.index(f.parent.name) for f in ordered]
+    hits = sum(p == y for p, y in zip(_official_predictions(model, ordered), labels))
+    share = max(labels.count(c) for c in set(labels)) / len(labels)
+    return root, ck, 100.0 * hits / len(labels), 100.0 * share
+
+
+def test_verify_top1_equals_an_independent_official_evaluation(oracle):
+    root, ck, expected, share = oracle
+    assert expected > share + 10  # far above what one constant prediction would score on this folder
+    r = verify(MODEL, str(root), str(ck), progress=False, workers=0)
+    assert r.images == 30 and r.top1 == pytest.approx(expected)
     assert r.reference_top1 == 98.08 and r.passed is False  # random stand-in weights are not the published model
 
 
-def test_verify_through_onnxruntime_matches_torch(folder, official_ckpt):
-    ck = official_ckpt(MODEL, 0)
-    a = verify(MODEL, str(folder), str(ck), progress=False, workers=0)
-    b = verify(MODEL, str(folder), str(ck), backend="onnxruntime", progress=False, workers=0, batch_size=8)
-    assert a.top1 == b.top1 and a.top5 == b.top5
+def test_verify_through_onnxruntime_matches_torch(oracle):
+    root, ck, expected, _ = oracle
+    a = verify(MODEL, str(root), str(ck), progress=False, workers=0)
+    b = verify(MODEL, str(root), str(ck), backend="onnxruntime", progress=False, workers=0, batch_size=8)
+    assert a.top1 == b.top1 == pytest.approx(expected) and a.top5 == b.top5
 
 
 def test_verify_refuses_mismatched_classes_and_bad_folders(folder, tmp_path):
@@ -92,9 +120,9 @@ def test_bench_bad_input(args, fragment):
     assert r.returncode == 2 and fragment in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
-def test_verify_through_an_aoti_package_on_the_cpu_matches_torch(folder, official_ckpt):
+def test_verify_through_an_aoti_package_on_the_cpu_matches_torch(oracle):
     """30 images in batches of 8: the package takes the ragged last batch of 6 (dynamic batch 1..8)."""
-    ck = official_ckpt(MODEL, 1)
-    a = verify(MODEL, str(folder), str(ck), progress=False, workers=0)
-    b = verify(MODEL, str(folder), str(ck), backend="aoti", progress=False, workers=0, batch_size=8)
-    assert b.images == a.images == 30 and b.top1 == a.top1 and b.top5 == a.top5
+    root, ck, expected, _ = oracle
+    a = verify(MODEL, str(root), str(ck), progress=False, workers=0)
+    b = verify(MODEL, str(root), str(ck), backend="aoti", progress=False, workers=0, batch_size=8)
+    assert b.images == a.images == 30 and b.top1 == a.top1 == pytest.approx(expected) and b.top5 == a.top5

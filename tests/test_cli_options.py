@@ -96,14 +96,14 @@ def test_train_supernet_options_reach_the_run(tmp_path):
     out = tmp_path / "run"
     r = run_cli("train-supernet", "--space", "scarlet", "--steps", "2", "--batch-size", "4", "--lr", "0.02",
                 "--weight-decay", "0.0001", "--label-smoothing", "0.05", "--sampler", "uniform",
-                "--path-batches", "separate", "--grad-mode", "sum", "--no-zero-init-residual", "--grad-clip", "2",
+                "--path-batches", "separate", "--grad-mode", "visits", "--no-zero-init-residual", "--grad-clip", "2",
                 "--stabilizer-bn", "--warm-start", "0", "--seed", "5", "--no-progress", "--out", str(out))
     assert r.returncode == 0, r.stderr
     ck = load_checkpoint(out / "supernet.pt")
     tc = ck["train_config"]
     assert (tc["lr"], tc["weight_decay"], tc["label_smoothing"], tc["sampler"], tc["path_batches"], tc["grad_mode"],
             tc["zero_init_residual"], tc["grad_clip"], tc["stabilizer_bn"], tc["seed"]) == \
-        (0.02, 0.0001, 0.05, "uniform", "separate", "sum", False, 2.0, True, 5)
+        (0.02, 0.0001, 0.05, "uniform", "separate", "visits", False, 2.0, True, 5)
     assert ck["step"] == 2 and len(ck["history"]) == 2
     assert any("stabilizer" in k and ".bn." in k for k in ck["model"]), "no BN after the stabilizers"
 

@@ -140,3 +140,111 @@ def test_a_float32_only_folding_bug_is_still_refused(seed):
     assert chk.rel64 <= 1e-10 and chk.refusal(1e-10, 8.0, 1e-4) is not None
     good = check_fold(net, plain64, copy.deepcopy(plain64).float(), 28)
     assert good.refusal(1e-10, 8.0, 1e-4) is None
+
+
+# ------------------------------------------------ fold() itself: its refusal, its report, its edges
+
+def test_fold_refuses_a_float64_error_with_its_default_limits(monkeypatch):
+    """A fold wrong by one part in a million (a scaled bias) is refused by fold() as called by every command."""
+    import nasdeploy.fold as F
+
+    real = F._fold_bn_into
+
+    def off(conv, bn):
+        real(conv, bn)
+        with torch.no_grad():
+            conv.bias.mul_(1 + 1e-6)
+
+    monkeypatch.setattr(F, "_fold_bn_into", off)
+    with pytest.raises(FoldError, match=r"^folded network differs from its input: relative error .* in float64 "
+                                        r"\(limit 1e-10\).*please report this"):
+        fold(stabilized(ARCH_PUSH).eval())
+
+
+def test_fold_limits_are_inclusive_at_known_numbers():
+    from nasdeploy.fold import FoldCheck
+
+    assert FoldCheck(0.0, 1e-10, 0.0, 1e-4, 0.0).refusal(1e-10, 16.0, 1e-4) is None  # both at their limit
+    assert FoldCheck(0.0, 0.0, 0.0, 4.0, 0.25).refusal(1e-10, 16.0, 1e-4) is None  # exactly 16x float32's own
+    assert FoldCheck(0.0, 2e-10, 0.0, 0.0, 0.0).refusal(1e-10, 16.0, 1e-4) is not None
+    assert FoldCheck(0.0, 0.0, 0.0, 4.5, 0.25).refusal(1e-10, 16.0, 1e-4) is not None
+
+
+def test_fold_errors_are_relative_to_the_largest_reference_value():
+    from nasdeploy.fold import _errors
+
+    assert _errors(torch.tensor([[2.0, -4.0]]), torch.tensor([[2.5, -4.0]])) == (0.5, 0.125)
+    assert _errors(torch.tensor([[0.5]]), torch.tensor([[0.25]])) == (0.25, 0.5)  # a reference below 1 too
+
+
+def test_fold_check_is_deterministic_and_its_seed_matters():
+    import copy
+
+    from nasdeploy.fold import _fold_stabilizers, check_fold, fold_bn
+
+    net = stabilized(ARCH_PUSH).eval()
+    plain64 = copy.deepcopy(net).double()
+    fold_bn(plain64)
+    _fold_stabilizers(plain64, 1e4)
+    plain = copy.deepcopy(plain64).float()
+    a, b = check_fold(net, plain64, plain, 28), check_fold(net, plain64, plain, 28)
+    assert a == b and check_fold(net, plain64, plain, 28, seed=1) != a
+
+
+def test_fold_report_counts_and_the_unchecked_fold(caplog):
+    net = stabilized(ARCH_PUSH).eval()
+    with caplog.at_level("DEBUG", logger="nasdeploy.fold"):
+        plain, rep = fold(net)
+    assert "fold: FoldReport(" in caplog.text
+    assert rep.params_before == count_params(net) and rep.params_after == count_params(plain)
+    assert rep.params_after < rep.params_before and 1.0 <= rep.max_condition < 1e4
+    plain2, unchecked = fold(net, check=False)
+    assert [getattr(unchecked, k) for k in ("bn_folded", "stabilizers_folded", "pushed_through_residual")] == \
+        [rep.bn_folded, rep.stabilizers_folded, rep.pushed_through_residual]
+    errs = [unchecked.max_abs_error_fp64, unchecked.max_rel_error_fp64, unchecked.max_abs_error_fp32,
+            unchecked.max_rel_error_fp32, unchecked.max_rel_error_fp32_unfolded]
+    assert all(e != e for e in errs)  # not measured: NaN, never a made-up 0
+    assert all(torch.equal(p, q) for p, q in zip(plain.state_dict().values(), plain2.state_dict().values()))
+
+
+def test_a_biased_convolution_before_its_bn_folds_exactly():
+    """The check compares with the biased network: a fold that dropped the bias would be refused."""
+    from nasdeploy.fold import _conv_bn_pairs
+
+    net = stabilized(ARCH_PUSH).eval()
+    for parent, conv_name, _ in _conv_bn_pairs(net)[::7]:
+        conv = getattr(parent, conv_name)
+        conv.bias = nn.Parameter(torch.randn(conv.out_channels))
+    _, rep = fold(net)
+    assert rep.max_rel_error_fp64 <= 1e-10
+
+
+def test_training_mode_names_the_layer():
+    net = stabilized(ARCH_RUNS).eval()
+    net.mb_module[3].train()
+    with pytest.raises(FoldError, match=r"^layer mb_module\.3 is in training mode: call model\.eval\(\)"):
+        fold(net)
+    with pytest.raises(FoldError, match=r"^layer model is in training mode"):
+        fold(net.train())
+
+
+@pytest.mark.parametrize("rel32, unfolded32, refused", [
+    (5e-4, 1e-6, True), (5e-5, 1e-6, False),  # the 1e-4 floor where float32 itself is accurate
+    (1.65e-4, 1e-5, True), (1.55e-4, 1e-5, False),  # 16x float32's own error above the floor
+])
+def test_fold_float32_limits_by_default(monkeypatch, rel32, unfolded32, refused):
+    """fold() as every command calls it, with the float32 figures of its (real) check replaced by known ones:
+    the default limits are a 1e-4 floor and 16x the unfolded network's own float32 error."""
+    import dataclasses
+
+    import nasdeploy.fold as F
+
+    real = F.check_fold
+    monkeypatch.setattr(F, "check_fold", lambda *a, **k: dataclasses.replace(real(*a, **k), rel32=rel32,
+                                                                              rel32_unfolded=unfolded32))
+    net = stabilized(ARCH_PUSH).eval()
+    if refused:
+        with pytest.raises(FoldError, match="in float32"):
+            fold(net)
+    else:
+        assert fold(net)[1].max_rel_error_fp32 == rel32

@@ -76,6 +76,36 @@ def test_make_sampler_by_name():
         make_sampler("x", sp, 0)
 
 
+@pytest.mark.parametrize("seed", [0, 5])
+def test_strict_fairness_on_equal_counts_is_one_shuffle_per_layer(seed):
+    """FairNAS (6 choices everywhere): each step is one shuffle of every layer's choices and nothing else, so
+    a run's paths follow from its seed alone (the documented algorithm, written out independently)."""
+    sp = get_space("fairnas")
+    s = StrictFairSampler(sp, seed)
+    rng = random.Random(seed)
+    for _ in range(3):
+        columns = []
+        for _layer in range(sp.num_layers):
+            order = list(range(6))
+            rng.shuffle(order)
+            columns.append(order)
+        assert s.paths() == [[col[k] for col in columns] for k in range(6)]
+
+
+@pytest.mark.parametrize("name", ["fair", "uniform"])
+def test_make_sampler_uses_the_seed(name):
+    sp = get_space("scarlet")
+    first = make_sampler(name, sp, 3).paths()
+    assert make_sampler(name, sp, 3).paths() == first  # same seed, same paths
+    assert make_sampler(name, sp, 4).paths() != first  # another seed, other paths
+
+
+def test_space_sizes_are_the_papers():
+    assert get_space("fairnas").size() == 6**19  # FairNAS: 6 choices in each of 19 layers
+    # SCARLET: 12 choices where a skip is not allowed (each of the 6 stage-opening layers), 13 elsewhere
+    assert get_space("scarlet").size() == 12**6 * 13**13
+
+
 # ----------------------------------------------------------------- atomic writes and provenance
 
 def test_atomic_writes_land_whole_and_leave_no_temp(tmp_path):
@@ -89,6 +119,17 @@ def test_atomic_writes_land_whole_and_leave_no_temp(tmp_path):
     assert not (tmp_path / "b.bin").exists()
     assert sorted(q.name for q in tmp_path.iterdir()) == ["sub", "t.txt"]
     assert [q.name for q in (tmp_path / "sub").iterdir()] == ["a.json"]
+
+
+def test_json_is_indented_in_insertion_order(tmp_path):
+    """Reports and tables are read by people: two-space indent, keys in the order the code wrote them."""
+    p = write_json(tmp_path / "a.json", {"z": 1, "a": [1]})
+    assert p.read_text() == '{\n  "z": 1,\n  "a": [\n    1\n  ]\n}\n'
+
+
+def test_provenance_default_command_is_the_command_line(monkeypatch):
+    monkeypatch.setattr("sys.argv", ["/usr/local/bin/nasdeploy", "export", "fairnas_a", "--trt"])
+    assert provenance()["command"] == "nasdeploy export fairnas_a --trt"
 
 
 def test_provenance_says_who_wrote_it():
@@ -108,6 +149,27 @@ def test_metrics_are_percentages_of_the_measured_value():
     assert mape([1.0, 1.0, 1.0, 4.0], [1.0, 1.0, 1.0, 2.0]) == pytest.approx(25.0)  # mean over all points
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_kendall_tau_b_matches_scipy_with_ties(seed):
+    """Against an independent implementation, on data with ties in x, in y and in both at once (the three
+    tie counts are what separates tau-b from tau-a)."""
+    from scipy.stats import kendalltau
+
+    rng = random.Random(seed)
+    n = rng.randrange(6, 30)
+    x = [rng.randrange(5) for _ in range(n)]
+    y = [xi + rng.randrange(-2, 3) if rng.random() < 0.7 else rng.randrange(5) for xi in x]
+    assert kendall_tau(x, y) == pytest.approx(kendalltau(x, y).statistic, abs=1e-12)
+
+
+def test_kendall_tau_known_numbers():
+    # 15 pairs: 10 concordant, 1 discordant, 2 tied in x only, 2 tied in y only ->
+    # (10 - 1) / sqrt((10 + 1 + 2) * (10 + 1 + 2)) = 9 / 13
+    x, y = [1, 1, 2, 3, 3, 4], [2, 1, 1, 3, 5, 5]
+    assert kendall_tau(x, y) == pytest.approx(9 / 13)
+    assert kendall_tau([1, 1, 2, 2, 3], [1, 1, 2, 2, 3]) == pytest.approx(1.0)  # joint ties then more pairs
+
+
 def test_kendall_tau_edges():
     assert kendall_tau([1, 1, 1], [1, 2, 3]) != kendall_tau([1, 1, 1], [1, 2, 3])  # nan: no ranking
     assert kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
@@ -122,6 +184,11 @@ def test_fit_linear_edges():
     assert a > 0 and b == 0.0
     assert fit_linear([0.0, 0.0], [1.0, 2.0]) == (1.0, 0.0)
     assert loo_calibrated([1.0, 2.0, 3.0], [2.0, 4.0, 6.0]) == pytest.approx([2.0, 4.0, 6.0])
+    # sub-millisecond predictions (spread below 1) and a slope below 1 are ordinary calibrations
+    assert fit_linear([0.1, 0.2, 0.4], [0.15, 0.2, 0.3]) == pytest.approx((0.5, 0.1))
+    assert fit_linear([1.0, 2.0, 3.0], [1.5, 2.0, 2.5]) == pytest.approx((0.5, 1.0))
+    # a flat measurement (slope 0) does not follow the prediction: through the origin, not y = mean
+    assert fit_linear([1.0, 2.0, 3.0], [5.0, 5.0, 5.0]) == pytest.approx((30 / 14, 0.0))
 
 
 # ----------------------------------------------------------------- Pareto
@@ -146,7 +213,8 @@ def test_objectives_and_front_with_params():
 
 
 def test_overlapping_intervals():
-    assert overlaps((1, 2), (2, 3)) and overlaps((1, 4), (2, 3)) and overlaps((2, 3), (1, 4))
+    assert overlaps((1, 2), (2, 3)) and overlaps((2, 3), (1, 2))  # touching intervals overlap, either order
+    assert overlaps((1, 4), (2, 3)) and overlaps((2, 3), (1, 4))
     assert not overlaps((1, 2), (2.5, 3)) and not overlaps((2.5, 3), (1, 2))
     assert not overlaps(None, (1, 2)) and not overlaps((1, 2), None)
 
@@ -161,3 +229,67 @@ def test_random_candidates_front_is_mutually_non_dominated():
     assert all(not dominates(a, b) for a in objs for b in objs)
     lat = [f.latency_ms for f in front]
     assert lat == sorted(lat)
+
+
+# ----------------------------------------------------------------- search spaces and their messages
+
+@pytest.mark.parametrize("name", ["fairnas", "scarlet"])
+def test_another_stride_plan_keeps_the_choices_and_moves_the_strides(name):
+    from nasdeploy.space import SMALL_INPUT_STRIDES
+
+    sp = get_space(name)
+    small = sp.with_strides(SMALL_INPUT_STRIDES)
+    assert [small.choices_at(i) for i in range(19)] == [sp.choices_at(i) for i in range(19)]  # skips included
+    assert small.allow_skip is sp.allow_skip and small.name == name
+    firsts = [l.stride for l in small.layers if l.stride != 1]
+    assert firsts == [s for s in SMALL_INPUT_STRIDES if s != 1]  # the plan's strides, not the default ones
+    assert [l.stride for l in small.layers] != [l.stride for l in sp.layers]
+
+
+def test_space_errors_list_the_choices():
+    from nasdeploy.errors import ArchError
+
+    with pytest.raises(ArchError, match=r"unknown search space 'mobilenet': choose one of fairnas, scarlet$"):
+        get_space("mobilenet")
+    with pytest.raises(ArchError, match=r"'skip' is not allowed in the fairnas space; choose one of k3e3, k3e6, "):
+        get_space("fairnas").validate("-".join(["skip"] + ["k3e3"] * 18))
+
+
+# ----------------------------------------------------------------- fold: refusals and the folded flag
+
+def test_fold_refuses_what_is_not_a_network_by_its_type():
+    from torch import nn
+
+    from nasdeploy.errors import FoldError
+    from nasdeploy.fold import fold
+
+    with pytest.raises(FoldError, match="can only fold a nasdeploy Network, got Sequential"):
+        fold(nn.Sequential(nn.Conv2d(3, 3, 1)))
+
+
+def test_a_folded_network_stays_folded_through_its_checkpoint(tmp_path):
+    from nasdeploy.fold import fold, is_folded
+    from nasdeploy.net import Network
+    from nasdeploy.zoo import create_model, load_network, save_checkpoint
+
+    plain, _ = fold(create_model("scarlet_c").eval(), input_size=32)
+    assert plain.folded is True and plain.config()["folded"] is True
+    back = load_network(save_checkpoint(plain, tmp_path / "a.pt"))
+    assert back.folded is True and is_folded(back)
+    again = load_network(save_checkpoint(back, tmp_path / "b.pt"))  # folded twice over: still the plain form
+    assert again.config() == plain.config() and isinstance(again, Network)
+
+
+def test_architecture_tokens_and_their_errors():
+    from nasdeploy.errors import ArchError
+    from nasdeploy.space import Arch, Choice, layer_plan
+
+    assert Choice.parse("id") == Choice.parse("identity") == Choice.parse("skip") and Choice.parse("skip").skip
+    a = Arch.parse("k3e3-k5e6se")
+    assert Arch.parse(["k3e3", "k5e6se"]) == a == Arch.parse("k3e3, k5e6se")  # a list of tokens, other separators
+    with pytest.raises(ArchError, match=r"^'k3x3' is not a layer token: use kKeE \(e\.g\. k7e3\), kKeEse"):
+        Choice.parse("k3x3")
+    with pytest.raises(ArchError, match=r"^empty architecture string: give one token per layer"):
+        Arch.parse("  ")
+    with pytest.raises(ArchError, match=r"^a stride plan needs 6 entries, got 2$"):
+        layer_plan([2, 2])

@@ -31,6 +31,7 @@ def test_every_zoo_model_runs_int8_on_both_runtimes(name, images, tmp_path):
     import onnx
 
     calib, held = images
+    torch.manual_seed(len(name))  # the convolutions' random init: the same network whatever ran before
     model = randomize(create_model(name), seed=len(name), size=SIZE)  # weights whose outputs depend on the input
     recalibrate_bn(model, model, [(calib,)])  # BN statistics of real images, as a trained network has
     model.eval()
@@ -52,8 +53,8 @@ def test_every_zoo_model_runs_int8_on_both_runtimes(name, images, tmp_path):
         assert y.shape == ref.shape and torch.isfinite(y).all(), b
         assert err > 1e-5 and spread(y) > 1e-3, (b, err)  # quantized for real, and depends on the input
         # still this network: random weights carry much INT8 noise (0.4-0.96 of the largest logit here, measured;
-        # trained ones far less, see benchmarks/README), but the logits follow float32's (correlation 0.53-0.91
-        # measured over the 18 models; an unrelated network's is near 0)
+        # trained ones far less, see benchmarks/README), but the logits follow float32's (correlation 0.37-0.84
+        # measured over the 18 models and both runtimes with these seeds; an unrelated network's is near 0)
         assert _correlation(y, ref) > 0.3, (b, _correlation(y, ref), err)
 
 

@@ -137,3 +137,37 @@ def test_lut_for_another_input_size_than_the_supernet(lut, tmp_path):
 
     with pytest.raises(ArtifactError, match="28px"):
         check_lut_matches(LatencyTable.load(lut), "fairnas", None, 1000, 224)
+
+
+def test_search_on_a_real_supernet_writes_the_subnet_it_scored(lut, tmp_path):
+    """best.pt is the recalibrated subnet whose accuracy the search reported: scored here with an independent
+    loop over the same held-out images, its top-1 is the search's, image for image."""
+    import torch
+
+    from nasdeploy.search import load_eval_data
+    from nasdeploy.train import TrainConfig, train_supernet
+    from nasdeploy.zoo import Card, load_any
+
+    sn = train_supernet(TrainConfig(space="fairnas", steps=6, batch_size=16, ckpt_every=100, device="cpu"),
+                        tmp_path / "sn", progress=False).path
+    t = LatencyTable.load(lut)
+    cfg = SearchConfig(2.0 * t.fastest()[1], population=4, generations=1, calib_batches=1, calib_batch_size=32,
+                       eval_images=300)
+    r = search(SearchInputs(supernet=str(sn), lut=str(lut)), cfg, tmp_path / "s", progress=False)
+    assert r.best is not None and r.accuracy_label == "supernet top-1 (%)"
+    card = Card.read(tmp_path / "s" / "best.toml")
+    assert str(card.arch) == r.best.arch and card.checkpoint["file"] == "best.pt"
+    net = load_any(tmp_path / "s" / "best.toml").eval()
+    assert str(net.arch) == r.best.arch
+
+    _, val = load_eval_data("fashion-mnist", 1, 32, 300, 28)
+    correct = images = 0
+    spread = []
+    with torch.no_grad():
+        for x, y in val:
+            logits = net(x)
+            spread.append(float((logits - logits.mean(0)).abs().max()))
+            correct += sum(int(p == q) for p, q in zip(logits.argmax(1).tolist(), y.tolist()))
+            images += len(y)
+    assert images == 300 and max(spread) > 1e-3  # the subnet's outputs depend on its input
+    assert 100.0 * correct / images == pytest.approx(r.best.accuracy, abs=1e-9)

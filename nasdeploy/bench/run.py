@@ -56,6 +56,7 @@ class BenchResult:
     environment: dict
     rows: list[BenchRow] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
+    quantization: dict[str, dict] = field(default_factory=dict)  # per model: how its int8 rows were calibrated
 
     def deployable(self) -> list[dict]:
         """Per model and batch: the fastest row that passed the accuracy gate (rows without a gate are not
@@ -72,7 +73,7 @@ class BenchResult:
     def as_dict(self) -> dict:
         return {"environment": self.environment, "baseline": BASELINE, "compile_reference": COMPILE_REFERENCE,
                 "onnxruntime_reference": ":".join(ORT_REFERENCE), "rows": [asdict(r) for r in self.rows],
-                "skipped": self.skipped, "deployable": self.deployable()}
+                "skipped": self.skipped, "deployable": self.deployable(), "quantization": self.quantization}
 
 
 def _with_copies(runner: Runner, x_cpu: torch.Tensor, repeats: int) -> Stats:
@@ -199,6 +200,8 @@ def _bench(models, device, backends, batches, dtypes, repeats, progress, compile
                 from ..quantize import calibration_images
 
                 calib = calibration_images(size, small, calib_data, quant)
+                res.quantization[spec] = {**asdict(quant), "exclude": list(quant.exclude),
+                                          "calibration": calib.source, "calibration_images": calib.images}
             held = _held_out(gate, size, small, plain)
             scored: dict[tuple[str, str], dict] = {}  # the gate does not depend on the batch: once per engine
             for n in batches:

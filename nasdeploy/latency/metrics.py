@@ -38,8 +38,9 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 def fit_linear(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
-    """Least squares y = a x + b with b >= 0: a fixed overhead cannot be negative, and a negative intercept
-    would predict negative latencies for architectures faster than the ones measured."""
+    """Least squares y = a x + b with b >= 0 and a > 0: a fixed overhead cannot be negative (a negative
+    intercept would predict negative latencies for architectures faster than the ones measured), and a
+    measurement that does not grow with the prediction calibrates nothing. Otherwise y = a x."""
     n = len(x)
     mx, my = sum(x) / n, sum(y) / n
     sxx = sum((xi - mx) ** 2 for xi in x)
