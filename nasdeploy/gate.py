@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from .errors import UsageError
 from .evaluate import wilson
+
+if TYPE_CHECKING:
+    from .export.parity import HeldOut
 
 DEFAULT_BUDGET = 1.0  # points of top-1
 
@@ -56,12 +59,6 @@ class GateResult:
                 f"(budget {self.budget:g})")
 
 
-@torch.no_grad()
-def outputs(run: Callable[[torch.Tensor], torch.Tensor], batches: list[tuple[torch.Tensor, torch.Tensor]]
-            ) -> torch.Tensor:
-    return torch.cat([run(x).float().cpu() for x, _ in batches])
-
-
 def judge(reference: torch.Tensor, candidate: torch.Tensor, labels: torch.Tensor, data_classes: int,
           budget: float) -> GateResult:
     """The gate from the logits of float32 and of the candidate on the same labelled images."""
@@ -89,3 +86,11 @@ def judge(reference: torch.Tensor, candidate: torch.Tensor, labels: torch.Tensor
     rel = float(((candidate - reference).abs().amax(1) / scale).max())
     return GateResult(n, "labels" if informative else "agreement", top1_ref, top1, agreement, drop, rel, budget,
                       drop <= budget, (round(ci[0], 3), round(ci[1], 3)))
+
+
+def gate_of(run: Callable[[torch.Tensor], torch.Tensor], held: "HeldOut", batch_range: tuple[int, int | None],
+            budget: float) -> GateResult:
+    """The gate of an engine on the held-out images, fed in calls inside its ``batch_range``."""
+    from .export.parity import chunked
+
+    return judge(held.reference, chunked(run, held.images, *batch_range), held.labels, held.classes, budget)

@@ -315,7 +315,7 @@ class Pipeline:
         from . import data as D
         from .evaluate import Accuracy, topk_correct
         from .export.api import load_exported
-        from .export.parity import chunks
+        from .export.parity import chunked
         from .gate import judge
         from .zoo import load_network
 
@@ -343,8 +343,7 @@ class Pipeline:
             runner = load_exported(export, engine, self._engine_device(engine), (1, 200))
             lo, hi = getattr(runner, "batch_range", (1, 200))
             with torch.no_grad():
-                logits = torch.cat([runner(part).float().cpu()[:keep]
-                                    for x, _ in batches for part, keep in chunks([x], lo, hi or 200)])
+                logits = torch.cat([chunked(runner, [x], lo, hi or 200) for x, _ in batches])
             gate = judge(ref, logits, labels, classes, self.cfg.deploy.budget)
             out["engines"][engine] = scored(logits) | {"gate": gate.as_dict()}
         return out

@@ -1,14 +1,12 @@
 """The backend registry: every backend is one module, found by the registry, and every stage takes it by name."""
 from __future__ import annotations
 
-import importlib
 import pkgutil
 import random
 import sys
 import textwrap
 
 import pytest
-import torch
 
 import nasdeploy.backends as B
 from nasdeploy.backends import DTYPES, backend_names, get_backend, parse_engines

@@ -202,7 +202,11 @@ def _bench(models, device, backends, batches, dtypes, repeats, progress, compile
                 calib = calibration_images(size, small, calib_data, quant)
                 res.quantization[spec] = {**asdict(quant), "exclude": list(quant.exclude),
                                           "calibration": calib.source, "calibration_images": calib.images}
-            held = _held_out(gate, size, small, plain)
+            held = None
+            if gate is not None:
+                from ..export.parity import held_out
+
+                held = held_out(plain, size, small, gate.data, gate.images)
             scored: dict[tuple[str, str], dict] = {}  # the gate does not depend on the batch: once per engine
             for n in batches:
                 x = torch.randn(n, 3, size, size)
@@ -300,30 +304,14 @@ def _parity(ref: torch.Tensor, out: torch.Tensor | None) -> dict | None:
     return {"max_abs": st.max_abs, "max_rel": st.max_rel, "top1_agreement": agree, "images": len(ref)}
 
 
-def _held_out(gate: GateSpec | None, size: int, small: bool, plain: torch.nn.Module):
-    """(images, labels, data classes, float32 reference logits) for the gate, or None without one."""
-    if gate is None:
-        return None
-    from ..export.parity import labelled_batches
-
-    batches, classes = labelled_batches(size, small, gate.data, gate.images)
-    xs = [x for x, _ in batches]
-    ref_model = copy.deepcopy(plain).eval().float()
-    with torch.no_grad():
-        ref = torch.cat([ref_model(x) for x in xs])
-    return xs, torch.cat([y for _, y in batches]), classes, ref
-
-
 def _score(runner: Runner, held, n: int, budget: float) -> dict | None:
     """The gate of one runner, fed in calls of exactly ``n`` images (the batch it was built for)."""
-    from ..export.parity import chunks
+    from ..export.parity import chunked
     from ..gate import judge
 
-    xs, labels, classes, ref = held
     try:
-        with torch.no_grad():
-            out = torch.cat([runner(part).float().cpu()[:keep] for part, keep in chunks(xs, n, n)])
+        out = chunked(runner, held.images, n, n)
     except (NasDeployError, RuntimeError) as e:
         log.warning("accuracy of %s not measured: %s", runner.name, str(e).splitlines()[0])
         return None
-    return judge(ref, out, labels, classes, budget).as_dict()
+    return judge(held.reference, out, held.labels, held.classes, budget).as_dict()

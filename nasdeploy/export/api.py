@@ -16,7 +16,7 @@ from ..io import provenance, write_json
 from ..quantize import QuantOptions
 from ..zoo import find_card, input_size_of, load_any, save_checkpoint
 from .onnx import ExportError
-from .parity import Parity, check_parity, labelled_batches, real_batches
+from .parity import Parity, check_parity, held_out, real_batches
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +162,8 @@ def export_model(spec: str, out: str | Path | None = None, weights: str | None =
             result.parity.append(check_parity(model, runner, backend, dtype, size, real, max_batch=rng[1],
                                               min_batch=rng[0]))
             if dtype != "fp32":
-                held = held or labelled_batches(size, small, opt.data, opt.gate_images)
-                result.gates[name] = _gate(plain, runner, held, rng, opt, name)
+                held = held or held_out(plain, size, small, opt.data, opt.gate_images)
+                result.gates[name] = _gate(runner, held, rng, opt, name)
         result.quantization = dict(src.quant_reports)
         write_json(work / "parity.json", {"model": str(spec), "folded": opt.fold, "fold": result.fold_report,
                                           "batch": list(opt.batch), "dynamic_batch": opt.dynamic,
@@ -183,18 +183,11 @@ def export_model(spec: str, out: str | Path | None = None, weights: str | None =
     return result
 
 
-def _gate(plain, runner, held, rng: tuple[int, int], opt: ExportOptions, name: str) -> dict:
+def _gate(runner, held, rng: tuple[int, int], opt: ExportOptions, name: str) -> dict:
     """The accuracy gate of one engine on the held-out images; refuses it (nothing written) unless forced."""
-    from ..gate import judge
-    from .parity import chunks
+    from ..gate import gate_of
 
-    batches, classes = held
-    xs, labels = [x for x, _ in batches], torch.cat([y for _, y in batches])
-    reference = copy_float(plain)
-    with torch.no_grad():
-        ref = torch.cat([reference(x) for x in xs])
-        out = torch.cat([runner(part).float().cpu()[:keep] for part, keep in chunks(xs, rng[0], rng[1])])
-    g = judge(ref, out, labels, classes, opt.budget)
+    g = gate_of(runner, held, rng, opt.budget)
     if not g.passed and not opt.force_accuracy:
         raise ExportError(g.reason(name) + ": nothing written; try --calib-method entropy, --quant-exclude "
                           "depthwise, a larger --budget, or --force-accuracy to keep it anyway")
@@ -206,7 +199,7 @@ def load_exported(folder: str | Path, engine: str, device: str = "cpu", batch_ra
     will be called with (artefacts built for a fixed batch keep their own)."""
     import json
 
-    from ..backends import Sources, Target, get_backend, require
+    from ..backends import Sources, Target, require
     from ..errors import ArtifactError
     from ..zoo import load_network
 
@@ -227,12 +220,6 @@ def load_exported(folder: str | Path, engine: str, device: str = "cpu", batch_ra
     target = Target((batch_range[1], 3, size, size), batch_range, device, dtype)
     src = Sources(load_network(folder / "model.pt"), folder, (3, size, size))
     return be.load(src, folder / rel if rel else None, target)
-
-
-def copy_float(model: torch.nn.Module) -> torch.nn.Module:
-    import copy
-
-    return copy.deepcopy(model).eval().float().cpu()
 
 
 def _copy_card(spec: str, work: Path) -> None:

@@ -94,6 +94,31 @@ def chunks(real: list[torch.Tensor], lo: int, hi: int | None) -> list[tuple[torc
 
 
 @torch.no_grad()
+def chunked(run: Callable[[torch.Tensor], torch.Tensor], real: list[torch.Tensor], lo: int,
+            hi: int | None) -> torch.Tensor:
+    """``run``'s outputs (float32, CPU) on the real images, every call with ``lo..hi`` images (``chunks``)."""
+    return torch.cat([run(part).float().cpu()[:keep] for part, keep in chunks(real, lo, hi)])
+
+
+@dataclass
+class HeldOut:
+    """Labelled held-out images for the accuracy gate, with the float32 model's logits on them."""
+
+    images: list[torch.Tensor]
+    labels: torch.Tensor
+    classes: int  # classes of the data (the gate's chance level)
+    reference: torch.Tensor
+
+
+@torch.no_grad()
+def held_out(plain: nn.Module, input_size: int, small: bool, data: str | None, images: int) -> HeldOut:
+    batches, classes = labelled_batches(input_size, small, data, images)
+    xs = [x for x, _ in batches]
+    reference = copy.deepcopy(plain).eval().float().cpu()
+    return HeldOut(xs, torch.cat([y for _, y in batches]), classes, torch.cat([reference(x) for x in xs]))
+
+
+@torch.no_grad()
 def check_parity(reference: nn.Module, run: Callable[[torch.Tensor], torch.Tensor], backend: str, dtype: str,
                  input_size: int, real: list[torch.Tensor], max_batch: int | None = None, seed: int = 0,
                  min_batch: int = 1) -> Parity:
@@ -104,10 +129,6 @@ def check_parity(reference: nn.Module, run: Callable[[torch.Tensor], torch.Tenso
     n = max(min_batch, min(4, max_batch or 4))
     x = torch.randn(n, 3, input_size, input_size, generator=g)
     rnd = error_stats(reference(x), run(x).float().cpu())
-    refs, outs = [], []
-    for part, keep in chunks(real, min_batch, max_batch):
-        refs.append(reference(part)[:keep])
-        outs.append(run(part).float().cpu()[:keep])
-    r, o = torch.cat(refs), torch.cat(outs)
+    r, o = chunked(reference, real, min_batch, max_batch), chunked(run, real, min_batch, max_batch)
     agree = float((r.argmax(1) == o.argmax(1)).double().mean() * 100)
     return Parity(backend, dtype, rnd, error_stats(r, o), agree, len(r))
