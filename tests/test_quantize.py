@@ -40,7 +40,9 @@ def trained(tmp_path_factory):
 
 
 def _export(spec, out, **kw):
-    return export_model(str(spec), out, opt=ExportOptions(parity_images=32, gate_images=400,
+    # the gate on 1,000 images with a 2.5-point budget: the measured drops of such networks lie within -1.3..+1.5
+    # points (see the test above), and 400 images resolve a drop only to about +-1.2 points
+    return export_model(str(spec), out, opt=ExportOptions(parity_images=32, gate_images=1000, budget=2.5,
                                                           quant=QuantOptions(images=64), **kw))
 
 
@@ -126,27 +128,37 @@ def test_a_pattern_that_matches_nothing_is_refused(tmp_path):
 
 @needs_openvino
 def test_onnxruntime_and_openvino_run_the_int8_graph_of_a_trained_model_faithfully(trained):
-    """On held-out real images, both runtimes' INT8 logits stay near float32 and keep its predictions."""
+    """On 1,000 held-out real images, both runtimes' INT8 graphs (quantized by this CPU's rule) keep float32's
+    top-1 and most of its predictions.
+
+    Bounds from benchmarks/results/int8_isa_avx2.json (AVX2, no VNNI, 2026-12-02; four networks trained like this
+    one, seeds 0-3, both runtimes, this CPU's rule): top-1 drop -1.3 to +0.9 points, agreement 0.83 to 0.965,
+    typical per-image error 0.05 to 0.30; the fixture's own network (trained with one thread under xdist, two
+    otherwise) gave drops up to 1.5 points on 400 images. The AVX-512 VNNI machine gave agreement 0.895 to 0.945
+    (2026-12-01). Each bound below has a margin over all of them; an unrelated network agrees on ~10% of the
+    images with a typical error near 1. Whether the rule itself is applied is checked in tests/test_isa.py."""
+    from nasdeploy.data import fashion_mnist
     from nasdeploy.fold import fold
     from nasdeploy.zoo import load_network
 
     net, _ = fold(load_network(trained))
-    x = torch.cat(calibration_images(28, True, None, QuantOptions(images=32)).batches)
-    held = torch.cat([b for b, _ in __import__("nasdeploy.export.parity", fromlist=["x"]).labelled_batches(
-        28, True, None, 256)[0]])
-    calib = Calibration([x], QuantOptions(images=32), "test")
+    x = torch.cat(calibration_images(28, True, None, QuantOptions(images=64)).batches)
+    held, labels = fashion_mnist("val", 1000).tensors
+    calib = Calibration([x], QuantOptions(images=64), "test")
     with torch.no_grad():
         ref = net(held)
     assert spread(ref) > 1e-2
+    top1_ref = float((ref.argmax(1) == labels).float().mean())
+    assert top1_ref > 0.4  # trained: the labels decide
     scale = ref.abs().max()
     for backend in ("onnxruntime", "openvino"):
         y = make_runner(backend, net, (len(held), 3, 28, 28), dtype="int8", calibration=calib)(held)
         per_image = (y - ref).abs().amax(1) / ref.abs().amax(1)
         err, typical = float((y - ref).abs().max() / scale), float(per_image.median())
         agree = float((y.argmax(1) == ref.argmax(1)).float().mean())
-        assert err > 1e-4 and typical < 0.1, (backend, err, typical)  # quantized for real, still this network
-        # 80 training steps leave small margins: 0.945 (ONNX Runtime) and 0.895 (OpenVINO, NNCF's graph) measured
-        assert agree >= 0.85, (backend, agree)
+        drop = 100 * (top1_ref - float((y.argmax(1) == labels).float().mean()))
+        assert err > 1e-4 and typical < 0.4, (backend, err, typical)  # quantized for real, still this network
+        assert agree >= 0.75 and drop <= 2.5, (backend, agree, drop)
 
 
 def test_bench_accuracy_scores_every_row_and_names_the_fastest_that_passes(trained, tmp_path):
@@ -207,13 +219,13 @@ def test_int8_export_passes_the_gate_on_a_trained_model_and_loads_back(trained, 
     meta = json.loads((tmp_path / "e" / "parity.json").read_text())
     g = meta["accuracy_gate"]["onnxruntime:int8"]
     assert g["basis"] == "labels" and g["top1_reference"] > 40  # trained: the labels decide
-    assert g["passed"] and abs(g["drop"]) <= 1.0 and g["images"] == 400
+    assert g["passed"] and abs(g["drop"]) <= 2.5 and g["images"] == 1000
     assert meta["quantization"]["int8"]["calibration"].endswith("(train split)")
     # each runtime gets the Q/DQ graph of the quantizer that knows it (nasdeploy.quantize)
     assert r.artefacts["onnxruntime:int8"] == "model.int8.onnx"
     assert r.artefacts["openvino:int8"] == "model.int8-nncf.onnx" and meta["quantization"]["int8-nncf"]["library"]
     og = meta["accuracy_gate"]["openvino:int8"]
-    assert og["passed"] and og["basis"] == "labels" and abs(og["drop"]) <= 1.0
+    assert og["passed"] and og["basis"] == "labels" and abs(og["drop"]) <= 2.5
     x = torch.cat(calibration_images(28, True, None, QuantOptions(images=16)).batches)
     for engine in meta["engines"]:
         run = load_exported(tmp_path / "e", engine, "cpu", (1, 16))

@@ -9,6 +9,8 @@ from functools import lru_cache
 
 import torch
 
+from ..isa import this_cpu
+
 
 def cpu_name() -> str:
     try:
@@ -20,21 +22,9 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
-             "amx_int8", "amx_tile", "neon", "asimddp", "sve")
-
-
-@lru_cache(maxsize=1)
 def cpu_isa() -> list[str]:
     """The vector and matrix extensions of this CPU that INT8/bf16 kernels use (from /proc/cpuinfo)."""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith(("flags", "Features")):
-                have = set(line.split(":", 1)[1].split())
-                return [f for f in ISA_FLAGS if f in have]
-    except OSError:
-        pass
-    return []
+    return list(this_cpu().flags)
 
 
 def device_name(device: str) -> str:
@@ -75,6 +65,7 @@ def environment(device: str) -> dict:
         "openvino": _version("openvino"),
         "cpu": cpu_name(),
         "cpu_isa": cpu_isa(),
+        "int8_class": this_cpu().int8_class,  # vnni | no-vnni (16-bit saturating INT8 products) | arm | other
         "python": platform.python_version(),
         "torch_threads": torch.get_num_threads(),
     }

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..isa import REQUESTS, this_cpu
 from ..quantize import EXCLUDE_GROUPS, METHODS, OP_SETS, QuantOptions
 
 
@@ -18,6 +19,10 @@ def add_quant_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default: per channel)")
     g.add_argument("--quant-ops", default="all", choices=tuple(OP_SETS),
                    help="operators given INT8 inputs: all that ONNX Runtime quantizes, or conv (Conv/Gemm only)")
+    g.add_argument("--int8-isa", default="native", choices=REQUESTS,
+                   help="CPU instruction set the INT8 graph is quantized for: native (this CPU: "
+                        f"{this_cpu().int8_class}), portable (7-bit weights, right on any x86-64), vnni (full 8-bit "
+                        "weights, for CPUs with VNNI or AMX), no-vnni (as portable)")
 
 
 def add_gate_args(p: argparse.ArgumentParser, force: bool) -> None:
@@ -32,4 +37,5 @@ def add_gate_args(p: argparse.ArgumentParser, force: bool) -> None:
 
 def quant_options(args: argparse.Namespace) -> QuantOptions:
     exclude = tuple(v.strip() for v in args.quant_exclude.split(",") if v.strip())
-    return QuantOptions(args.calib_method, not args.per_tensor, exclude, args.calib_images, args.quant_ops)
+    return QuantOptions(args.calib_method, not args.per_tensor, exclude, args.calib_images, args.quant_ops,
+                        args.int8_isa)
