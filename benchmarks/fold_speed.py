@@ -27,7 +27,7 @@ from nasdeploy.bench.env import environment  # noqa: E402
 from nasdeploy.backends.onnxruntime import OrtRunner  # noqa: E402
 from nasdeploy.bench.timing import time_fn  # noqa: E402
 from nasdeploy.evaluate import recalibrate_bn  # noqa: E402
-from nasdeploy.export.onnx import onnx_ops, to_onnx_bytes  # noqa: E402
+from nasdeploy.onnxgraph import onnx_ops, to_onnx_bytes  # noqa: E402
 from nasdeploy.fold import fold  # noqa: E402
 from nasdeploy.io import provenance  # noqa: E402
 from nasdeploy.supernet import Supernet  # noqa: E402

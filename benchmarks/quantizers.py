@@ -28,7 +28,7 @@ from nasdeploy.backends.onnxruntime import OrtRunner  # noqa: E402
 from nasdeploy.backends.openvino import OvRunner  # noqa: E402
 from nasdeploy.bench.env import environment  # noqa: E402
 from nasdeploy.bench.timing import best_round, time_fn  # noqa: E402
-from nasdeploy.export.onnx import export_onnx  # noqa: E402
+from nasdeploy.onnxgraph import export_onnx  # noqa: E402
 from nasdeploy.export.parity import labelled_batches  # noqa: E402
 from nasdeploy.fold import fold  # noqa: E402
 from nasdeploy.gate import judge  # noqa: E402

@@ -36,3 +36,7 @@ class FoldError(NasDeployError):
 
 class UsageError(NasDeployError):
     """A bad command-line value (a latency target without units, a batch of 0, ...)."""
+
+
+class ExportError(NasDeployError):
+    """An export that failed or an artefact that does not match its PyTorch source."""

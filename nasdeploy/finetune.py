@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader, Dataset
 from .errors import UsageError
 from .io import torch_save
 from .progress import progress_bar
-from .train import StepBatches, TrainConfig, _device, open_train_data, warmup_cosine
-from .zoo import get_card, load_any, save_checkpoint
+from .train import StepBatches, _device, warmup_cosine
+from .zoo import get_card, resolve, save_checkpoint
 
 STATE = "finetune_state.pt"
 
@@ -82,17 +82,21 @@ def train_model(model: nn.Module, dataset: Dataset, cfg: FinetuneConfig, state_p
 
 def finetune(spec: str, out: str | Path, cfg: FinetuneConfig, data: str = "fashion-mnist",
              progress: bool = True) -> Path:
-    """Train ``spec`` (a card with its weights, or a checkpoint) on ``data``; returns the card of the result."""
+    """Train ``spec`` (a card with its weights, or a checkpoint) on the train split of ``data``, with the input
+    setting it records; returns the card (or checkpoint) of the result."""
+    from . import data as D
+
     if cfg.steps <= 0 or cfg.batch_size <= 0:
         raise UsageError("--steps and --batch-size must be positive")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model = load_any(spec)
-    dataset, classes, _, _ = open_train_data(TrainConfig(data=data))
-    if classes != model.num_classes:
-        raise UsageError(f"{spec} predicts {model.num_classes} classes, {data} has {classes}")
-    model = train_model(model, dataset, cfg, out / STATE, progress, f"fine-tune {model.arch}")
-    save_checkpoint(model.eval().cpu(), out / "model.pt")
+    model = resolve(spec)
+    classes = D.num_classes(data)
+    if classes != model.setting.num_classes:
+        raise UsageError(f"{spec} predicts {model.setting.num_classes} classes, {data} has {classes}")
+    dataset = D.dataset(data, "train", model.setting, augment=True)
+    net = train_model(model.net, dataset, cfg, out / STATE, progress, f"fine-tune {model.net.arch}")
+    save_checkpoint(net.eval().cpu(), out / "model.pt", setting=model.setting)
     card = get_card(spec) if str(spec).endswith(".toml") else None
     if card is not None:
         card.checkpoint = {"file": "model.pt", "layout": "nasdeploy",

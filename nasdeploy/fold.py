@@ -23,7 +23,7 @@ from torch import nn
 
 from .blocks import InvertedResidual, SkipLayer, SqueezeExcite, Stabilizer
 from .errors import FoldError
-from .net import Network
+from .net import Network, conv_bn_pairs, conv_with_bias
 
 log = logging.getLogger(__name__)
 
@@ -53,44 +53,22 @@ class FoldReport:
 
 # ---------------------------------------------------------------- BN folding
 
-def _conv_with_bias(conv: nn.Conv2d) -> nn.Conv2d:
-    if conv.bias is None:
-        conv.bias = nn.Parameter(conv.weight.new_zeros(conv.out_channels))
-    return conv
-
-
 def _fold_bn_into(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
     w = conv.weight.double() * scale.view(-1, 1, 1, 1)
     b = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
     b = (b - bn.running_mean.double()) * scale + bn.bias.double()
-    _conv_with_bias(conv)
+    conv_with_bias(conv)
     with torch.no_grad():
         conv.weight.copy_(w)  # copy_ casts to the parameter's dtype
         conv.bias.copy_(b)
-
-
-def _conv_bn_pairs(model: Network) -> list[tuple[nn.Module, str, str]]:
-    """(parent, conv attribute, bn attribute) for every conv followed directly by a BN."""
-    pairs: list[tuple[nn.Module, str, str]] = []
-    for mod in model.modules():
-        if isinstance(mod, nn.Sequential):
-            names = list(mod._modules)
-            for a, b in zip(names, names[1:]):
-                if isinstance(mod._modules[a], nn.Conv2d) and isinstance(mod._modules[b], nn.BatchNorm2d):
-                    pairs.append((mod, a, b))
-        elif isinstance(mod, InvertedResidual):
-            pairs += [(mod, "conv1", "bn1"), (mod, "conv2", "bn2"), (mod, "conv3", "bn3")]
-        elif isinstance(mod, Stabilizer) and mod.bn is not None:
-            pairs.append((mod, "conv", "bn"))
-    return pairs
 
 
 @torch.no_grad()
 def fold_bn(model: Network) -> int:
     """Fold every BN into its convolution in place (depthwise, grouped, biased convs included)."""
     n = 0
-    for parent, conv_name, bn_name in _conv_bn_pairs(model):
+    for parent, conv_name, bn_name in conv_bn_pairs(model):
         bn = getattr(parent, bn_name)
         if not isinstance(bn, nn.BatchNorm2d):
             continue
@@ -107,7 +85,7 @@ def _matrix(conv: nn.Conv2d) -> torch.Tensor:
 
 
 def _set_1x1(conv: nn.Conv2d, w: torch.Tensor, b: torch.Tensor) -> None:
-    _conv_with_bias(conv)
+    conv_with_bias(conv)
     with torch.no_grad():
         conv.weight.copy_(w.view_as(conv.weight))  # copy_ casts to the parameter's dtype
         conv.bias.copy_(b)
@@ -115,7 +93,7 @@ def _set_1x1(conv: nn.Conv2d, w: torch.Tensor, b: torch.Tensor) -> None:
 
 def _absorb_right(conv: nn.Conv2d, a: torch.Tensor, c: torch.Tensor) -> None:
     """conv(A x + c) as one 1x1 conv."""
-    w, b = _matrix(conv), _conv_with_bias(conv).bias.double()
+    w, b = _matrix(conv), conv_with_bias(conv).bias.double()
     _set_1x1(conv, w @ a, w @ c + b)
 
 
@@ -260,16 +238,3 @@ def fold(model: Network, *, check: bool = True, input_size: int | None = None,
 
 def is_folded(model: nn.Module) -> bool:
     return not any(isinstance(m, (nn.BatchNorm2d, Stabilizer)) for m in model.modules())
-
-
-def make_plain_structure(model: Network) -> Network:
-    """Turn a freshly built network into the folded structure (BN -> Identity, biased convs) to load weights into."""
-    for parent, conv_name, bn_name in _conv_bn_pairs(model):
-        if isinstance(getattr(parent, bn_name), nn.BatchNorm2d):
-            _conv_with_bias(getattr(parent, conv_name))
-            setattr(parent, bn_name, nn.Identity())
-    for layer in model.mb_module:
-        if isinstance(layer, SkipLayer):
-            layer.stabilizer = None
-    model.folded = True
-    return model

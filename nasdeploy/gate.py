@@ -12,17 +12,16 @@ finer than that needs more --gate-images.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
+from torch import nn
 
 from .errors import UsageError
 from .evaluate import wilson
-
-if TYPE_CHECKING:
-    from .export.parity import HeldOut
 
 DEFAULT_BUDGET = 1.0  # points of top-1
 
@@ -67,7 +66,7 @@ def judge(reference: torch.Tensor, candidate: torch.Tensor, labels: torch.Tensor
         raise UsageError("the accuracy gate needs held-out images and got none")
     # the predicted class as top-1 accuracy counts it everywhere (nasdeploy.evaluate.topk_correct): INT8 logits
     # are quantized, and ties between the two largest then happen, so one rule must break them
-    ref_pred, pred = reference.topk(1, dim=1).indices[:, 0], candidate.topk(1, dim=1).indices[:, 0]
+    ref_pred, pred = top1_class(reference), top1_class(candidate)
     hits_ref = int((ref_pred == labels).sum())
     top1_ref, top1 = 100.0 * hits_ref / n, 100.0 * float((pred == labels).sum()) / n
     agreement = 100.0 * float((ref_pred == pred).sum()) / n
@@ -91,6 +90,86 @@ def judge(reference: torch.Tensor, candidate: torch.Tensor, labels: torch.Tensor
 def gate_of(run: Callable[[torch.Tensor], torch.Tensor], held: "HeldOut", batch_range: tuple[int, int | None],
             budget: float) -> GateResult:
     """The gate of an engine on the held-out images, fed in calls inside its ``batch_range``."""
-    from .export.parity import chunked
-
     return judge(held.reference, chunked(run, held.images, *batch_range), held.labels, held.classes, budget)
+
+
+# ------------------------------------------------------------------ comparing an engine's outputs with float32
+
+def top1_class(logits: torch.Tensor) -> torch.Tensor:
+    """The predicted class as top-1 accuracy counts it everywhere (``evaluate.topk_correct``): INT8 logits are
+    quantized and ties between the two largest happen, so one rule breaks them."""
+    return logits.topk(1, dim=1).indices[:, 0]
+
+
+def agreement(reference: torch.Tensor, candidate: torch.Tensor) -> float:
+    """Percent of images with the same top-1."""
+    return 100.0 * float((top1_class(reference) == top1_class(candidate)).double().mean())
+
+
+@dataclass
+class ErrorStats:
+    max_abs: float
+    mean_abs: float
+    median_abs: float
+    max_rel: float
+    mean_rel: float
+    median_rel: float
+
+
+def error_stats(ref: torch.Tensor, out: torch.Tensor) -> ErrorStats:
+    """Absolute errors, and errors relative to each sample's largest |reference logit|."""
+    ref, out = ref.double().cpu(), out.double().cpu()
+    diff = (out - ref).abs()
+    scale = ref.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)
+    rel = diff / scale
+    return ErrorStats(float(diff.max()), float(diff.mean()), float(diff.median()), float(rel.max()),
+                      float(rel.mean()), float(rel.median()))
+
+
+def chunks(real: list[torch.Tensor], lo: int, hi: int | None) -> list[tuple[torch.Tensor, int]]:
+    """The real images regrouped into calls of ``lo..hi`` images: (batch, images that count).
+
+    A runtime with a fixed batch (a static AOTInductor package or TensorRT profile) must never see another
+    size; a short last batch is padded by repeating its own images, and the padding is not scored.
+    """
+    if not real:
+        return []
+    x = torch.cat(real)
+    step = hi or len(x)
+    out = []
+    for i in range(0, len(x), step):
+        part = x[i: i + step]
+        n = len(part)
+        if n < lo:
+            part = part[torch.arange(lo) % n]
+        out.append((part, n))
+    return out
+
+
+@torch.no_grad()
+def chunked(run: Callable[[torch.Tensor], torch.Tensor], real: list[torch.Tensor], lo: int,
+            hi: int | None) -> torch.Tensor:
+    """``run``'s outputs (float32, CPU) on the real images, every call with ``lo..hi`` images (``chunks``)."""
+    return torch.cat([run(part).float().cpu()[:keep] for part, keep in chunks(real, lo, hi)])
+
+
+@dataclass
+class HeldOut:
+    """Labelled images of the test split for the accuracy gate, with the float32 model's logits on them."""
+
+    images: list[torch.Tensor]
+    labels: torch.Tensor
+    classes: int  # classes of the data (the gate's chance level)
+    reference: torch.Tensor
+
+
+@torch.no_grad()
+def held_out(plain: nn.Module, setting, data: str | None, images: int) -> HeldOut:
+    """``images`` images of the test split of ``data`` (None: the built-in set) preprocessed for ``setting``, and
+    the float32 logits of ``plain`` on them."""
+    from .data import labelled_batches
+
+    batches, classes = labelled_batches(data, "test", setting, images)
+    xs = [x for x, _ in batches]
+    reference = copy.deepcopy(plain).eval().float().cpu()
+    return HeldOut(xs, torch.cat([y for _, y in batches]), classes, torch.cat([reference(x) for x in xs]))

@@ -7,7 +7,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .blocks import Flavour, InvertedResidual, SkipLayer, classifier, get_flavour, head, separable_conv, stem
+from .blocks import (Flavour, InvertedResidual, SkipLayer, Stabilizer, classifier, get_flavour, head, separable_conv,
+                     stem)
 from .errors import ArchError
 from .space import HEAD_CHANNELS, SEPARABLE_CHANNELS, STEM_CHANNELS, Arch, layer_plan
 
@@ -69,8 +70,6 @@ class Network(nn.Module):
         net = cls(cfg["arch"], cfg["flavour"], cfg["num_classes"], cfg.get("stride_plan"),
                   cfg.get("stabilizers", ()), cfg.get("stabilizer_bn", False))
         if cfg.get("folded"):
-            from .fold import make_plain_structure
-
             make_plain_structure(net)
         return net
 
@@ -99,3 +98,40 @@ def count_macs(model: nn.Module, input_size: int = 224) -> int:
         dtype = next(shadow.parameters()).dtype
         shadow(torch.empty(1, 3, input_size, input_size, device="meta", dtype=dtype))
     return total
+
+
+# ------------------------------------------------ the folded structure (BN folded away, biased convolutions)
+
+def conv_with_bias(conv: nn.Conv2d) -> nn.Conv2d:
+    if conv.bias is None:
+        conv.bias = nn.Parameter(conv.weight.new_zeros(conv.out_channels))
+    return conv
+
+
+def conv_bn_pairs(model: Network) -> list[tuple[nn.Module, str, str]]:
+    """(parent, conv attribute, bn attribute) for every conv followed directly by a BN."""
+    pairs: list[tuple[nn.Module, str, str]] = []
+    for mod in model.modules():
+        if isinstance(mod, nn.Sequential):
+            names = list(mod._modules)
+            for a, b in zip(names, names[1:]):
+                if isinstance(mod._modules[a], nn.Conv2d) and isinstance(mod._modules[b], nn.BatchNorm2d):
+                    pairs.append((mod, a, b))
+        elif isinstance(mod, InvertedResidual):
+            pairs += [(mod, "conv1", "bn1"), (mod, "conv2", "bn2"), (mod, "conv3", "bn3")]
+        elif isinstance(mod, Stabilizer) and mod.bn is not None:
+            pairs.append((mod, "conv", "bn"))
+    return pairs
+
+
+def make_plain_structure(model: Network) -> Network:
+    """Turn a freshly built network into the folded structure (BN -> Identity, biased convs) to load weights into."""
+    for parent, conv_name, bn_name in conv_bn_pairs(model):
+        if isinstance(getattr(parent, bn_name), nn.BatchNorm2d):
+            conv_with_bias(getattr(parent, conv_name))
+            setattr(parent, bn_name, nn.Identity())
+    for layer in model.mb_module:
+        if isinstance(layer, SkipLayer):
+            layer.stabilizer = None
+    model.folded = True
+    return model

@@ -15,10 +15,13 @@ class Candidate:
     feasible: bool
     trial: int
     ci95: tuple[float, float] | None = None  # 95% interval of the accuracy estimate (None for the proxy)
+    score: float | None = None  # what the search maximised (top-1, or minus the loss); None: accuracy
+    engine: str = ""  # the engine predicted fastest for it
+    loss: float | None = None
 
     def objectives(self, names: tuple[str, ...]) -> tuple[float, ...]:
-        return tuple({"accuracy": -self.accuracy, "latency": self.latency_ms, "params": float(self.params)}[n]
-                     for n in names)
+        acc = self.accuracy if self.score is None else self.score
+        return tuple({"accuracy": -acc, "latency": self.latency_ms, "params": float(self.params)}[n] for n in names)
 
 
 def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:

@@ -1,46 +1,48 @@
-"""The end-to-end pipeline: supernet -> latency table -> search -> fold + export -> accuracy -> bench -> report.
+"""The end-to-end pipeline: supernet -> latency tables -> search -> fine-tune -> export -> accuracy -> bench -> deploy.
 
-Each stage writes ``stage_<name>.json`` (atomically) when it completes; a rerun skips stages
-whose marker is there, and the long stages (supernet training, latency table, search) resume
-from their own state when killed mid-way.
+Each stage writes ``stage_<name>.json`` (atomically) when it completes; a rerun skips stages whose marker is there,
+and the long stages (supernet training, latency tables, search, fine-tuning) resume from their own state when
+killed mid-way. The whole configuration (types, engines, data) is checked before the first stage runs.
+
+What ships is what was measured: the search predicts latency from a table per candidate engine, the export folder
+lists every engine's files with their hashes, the accuracy and bench stages score and time exactly those files,
+and the deploy stage copies the chosen engine's files (the same hashes) into ``deployed/``.
 """
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
+import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from .errors import UsageError
+from .errors import NasDeployError, UsageError
+from .finetune import FinetuneConfig
 from .io import provenance, write_json
+from .train import TrainConfig
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class SupernetStage:
-    steps: int = 120
-    batch_size: int = 32
-    lr: float = 0.1
-    sampler: str = "fair"
-    warm_start: int = -1  # the train-supernet recipe (nasdeploy.recipe): a third of the steps on the parent path
-    grad_mode: str = "sum"
-    zero_init_residual: bool = True
-    ckpt_every: int = 25
+def _supernet_defaults() -> TrainConfig:
+    # the recipe (nasdeploy.recipe): strict fairness, a third of the steps on the largest path, then inheritance
+    return TrainConfig(steps=120, batch_size=32, lr=0.1, ckpt_every=25)
 
 
 @dataclass
 class LatencyStage:
-    backend: str = "auto"  # auto: the backend of deploy.target
     batch: int = 1
-    dtype: str = "auto"  # auto: the precision of deploy.target
     repeats: int = 30
     warmup: int = 5
-    validate_archs: int = 12
+    validate_archs: int = 12  # random architectures timed end to end per table (plus the fastest and slowest)
+    # tables measured before on this machine (any engines; each must match the run's setting): a candidate engine
+    # that has one is not measured again
+    tables: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -49,43 +51,25 @@ class SearchStage:
     population: int = 10
     generations: int = 3
     calib_batches: int = 4
-    eval_images: int = 2000  # 95% interval about +-2 points at 60% top-1
-
-
-@dataclass
-class FinetuneStage:
-    steps: int = 300
-    batch_size: int = 64
-    lr: float = 0.02
-    ckpt_every: int = 50  # steps between the atomic states a killed fine-tune resumes from
+    eval_images: int = 2000  # of the search-validation split
 
 
 @dataclass
 class ExportStage:
-    onnx: bool = True
-    aoti: bool = False  # enabled automatically on a GPU
     parity_images: int = 256
-
-
-CPU_CANDIDATES = ["onnxruntime:fp32", "onnxruntime:int8", "openvino:fp32", "openvino:int8", "openvino:bf16"]
-GPU_CANDIDATES = ["onnxruntime:fp32", "torch:fp16", "aoti:fp16", "tensorrt:fp16", "tensorrt:int8"]
 
 
 @dataclass
 class DeployStage:
-    """Which engines compete for deployment, and the accuracy gate they must pass."""
+    """Which engines compete for deployment (``auto``: the registry's candidates for the device), and the gate."""
 
-    engines: list[str] | str = "auto"  # auto: CPU_CANDIDATES on the CPU, GPU_CANDIDATES on the GPU
-    # the engine the latency table is measured on, so that the search targets what will ship;
-    # auto: onnxruntime:int8 on the CPU, torch:fp16 on the GPU
-    target: str = "auto"
-    budget: float = 0.5  # top-1 points an engine may lose against the float32 model on the held-out images
+    engines: list[str] | str = "auto"
+    budget: float = 0.5  # top-1 points an engine may lose against the float32 model on the test split
     calib_images: int = 256
 
 
 @dataclass
 class BenchStage:
-    backends: list[str] = field(default_factory=lambda: ["torch", "onnxruntime"])
     batches: list[int] = field(default_factory=lambda: [1, 16])
     repeats: int = 50
     rounds: int = 5  # interleaved rounds: the deploy stage compares engines round by round
@@ -98,11 +82,11 @@ class PipelineConfig:
     data: str = "fashion-mnist"
     device: str = "auto"
     seed: int = 0
-    accuracy_images: int = 4000
-    supernet: SupernetStage = field(default_factory=SupernetStage)
+    accuracy_images: int = 4000  # of the test split
+    supernet: TrainConfig = field(default_factory=_supernet_defaults)
     latency: LatencyStage = field(default_factory=LatencyStage)
     search: SearchStage = field(default_factory=SearchStage)
-    finetune: FinetuneStage = field(default_factory=FinetuneStage)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     export: ExportStage = field(default_factory=ExportStage)
     bench: BenchStage = field(default_factory=BenchStage)
     deploy: DeployStage = field(default_factory=DeployStage)
@@ -113,10 +97,8 @@ class PipelineConfig:
 
     @classmethod
     def read(cls, path: str | Path) -> "PipelineConfig":
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # pragma: no cover
-            import tomli as tomllib  # type: ignore[no-redef]
+        import tomllib
+
         p = Path(path)
         if not p.is_file():
             raise UsageError(f"pipeline config {p} does not exist")
@@ -127,23 +109,49 @@ class PipelineConfig:
 
 
 def _build(cls, d: dict, where: str):
+    """A config dataclass from a TOML table: unknown keys and values of the wrong type refused in one line."""
+    if not isinstance(d, dict):
+        raise UsageError(f"{where} must be a table of settings, got {d!r}")
     known = {f.name: f for f in fields(cls)}
     unknown = set(d) - set(known)
     if unknown:
         raise UsageError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}")
+    hints = typing.get_type_hints(cls)
     kw = {}
     for k, v in d.items():
         factory = known[k].default_factory
-        nested = isinstance(factory, type) and is_dataclass(factory)
-        kw[k] = _build(factory, v, f"{where}.{k}") if nested and isinstance(v, dict) else v
+        default = factory() if callable(factory) else known[k].default
+        if is_dataclass(default):
+            kw[k] = _build(type(default), v, f"{where}.{k}")
+        else:
+            kw[k] = _typed(v, hints[k], f"{where}.{k}")
     return cls(**kw)
+
+
+def _typed(v, hint, where: str):
+    """``v`` if it is of the (simple) type ``hint``, else a one-line refusal."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType) \
+        else (hint,)
+    for t in options:
+        base = typing.get_origin(t) or t
+        if t is type(None) and v is None:
+            return v
+        if base is float and isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+        if base is int and isinstance(v, int) and not isinstance(v, bool):
+            return v
+        if base in (str, bool, dict) and isinstance(v, base):
+            return v
+        if base is list and isinstance(v, list):
+            inner = typing.get_args(t)
+            return [_typed(x, inner[0], f"{where}[]") for x in v] if inner else v
+    names = " or ".join(getattr(typing.get_origin(t) or t, "__name__", str(t)) for t in options)
+    raise UsageError(f"{where} must be {names}, got {v!r}")
 
 
 # ------------------------------------------------------------------ stages
 
 class Pipeline:
-    STAGES = ("supernet", "latency", "search", "finetune", "export", "accuracy", "bench", "deploy")
-
     def __init__(self, cfg: PipelineConfig, progress: bool = True, echo: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg
         self.out = Path(cfg.out)
@@ -151,14 +159,44 @@ class Pipeline:
         self.echo = echo or (lambda s: log.info(s))
         self.device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
         self.results: dict[str, dict] = {}
+        # the stage table: name -> what runs it, in order
+        self.stages: dict[str, Callable[[], dict]] = {
+            "supernet": self.stage_supernet, "latency": self.stage_latency, "search": self.stage_search,
+            "finetune": self.stage_finetune, "export": self.stage_export, "accuracy": self.stage_accuracy,
+            "bench": self.stage_bench, "deploy": self.stage_deploy}
+
+    STAGES = ("supernet", "latency", "search", "finetune", "export", "accuracy", "bench", "deploy")
 
     def marker(self, stage: str) -> Path:
         return self.out / f"stage_{stage}.json"
 
+    def validate(self) -> None:
+        """Everything that can be refused is refused before the first stage: device, data, space, engines."""
+        from .backends import check_device
+        from .data import BUILTIN, check_image_folder, resolve_split
+        from .space import get_space
+
+        check_device(self.device)
+        get_space(self.cfg.space)
+        if self.cfg.data != BUILTIN:
+            for split in ("train", "test"):
+                check_image_folder(resolve_split(self.cfg.data, split))
+        if not self.candidates()[0]:
+            raise UsageError("none of deploy.engines can run here: see the reasons with `nasdeploy bench`")
+        if self.cfg.search.latency_target != "auto":
+            from .search import parse_latency
+
+            parse_latency(self.cfg.search.latency_target)
+        for name, value in (("accuracy_images", self.cfg.accuracy_images), ("search.eval_images",
+                                                                             self.cfg.search.eval_images)):
+            if value < 1:
+                raise UsageError(f"{name} must be at least 1, got {value}")
+
     def run(self, stop_after: str | None = None) -> dict:
+        self.validate()
         self.out.mkdir(parents=True, exist_ok=True)
         write_json(self.out / "config.json", asdict(self.cfg))
-        for stage in self.STAGES:
+        for stage, run in self.stages.items():
             m = self.marker(stage)
             if m.exists():
                 try:
@@ -169,70 +207,23 @@ class Pipeline:
                     pass  # a marker is written atomically; an unreadable one is simply redone
             self.echo(f"[{stage}] running")
             t0 = time.perf_counter()
-            figures = getattr(self, f"stage_{stage}")()
-            figures = {"seconds": round(time.perf_counter() - t0, 1), **figures}
+            figures = {"seconds": 0.0, **run()}
+            figures["seconds"] = round(time.perf_counter() - t0, 1)
             write_json(m, figures)
             self.results[stage] = figures | {"status": "ran"}
             if stage == stop_after:
                 break
         return self.results
 
-    # -- supernet
-    def stage_supernet(self) -> dict:
-        from .train import TrainConfig, train_supernet
-
-        s = self.cfg.supernet
-        tc = TrainConfig(space=self.cfg.space, data=self.cfg.data, steps=s.steps, batch_size=s.batch_size, lr=s.lr,
-                         sampler=s.sampler, ckpt_every=s.ckpt_every, seed=self.cfg.seed, device=self.device,
-                         warm_start=s.warm_start, grad_mode=s.grad_mode, zero_init_residual=s.zero_init_residual)
-        r = train_supernet(tc, self.out / "supernet", resume=True, progress=self.progress)
-        first, last = r.loss_summary()
-        return {"supernet": str(r.path), "steps": len(r.history), "loss_first": first, "loss_last": last,
-                "space": self.cfg.space, "sampler": s.sampler}
-
-    def _small(self) -> bool:
-        return self.cfg.data == "fashion-mnist"
-
-    # -- latency
-    def stage_latency(self) -> dict:
-        from .latency import LatencyTable, Settings, measure_table, validate_table
-        from .space import SMALL_INPUT_STRIDES
-
-        l = self.cfg.latency
-        t_backend, t_dtype = self.target_engine()
-        backend = l.backend if l.backend != "auto" else t_backend
-        dtype = l.dtype if l.dtype != "auto" else t_dtype
-        size, classes = (28, 10) if self._small() else (224, 1000)
-        st = Settings(self.cfg.space, self.device, backend, l.batch, dtype, size,
-                      list(SMALL_INPUT_STRIDES) if self._small() else None, classes, l.warmup, l.repeats)
-        path = self.out / "lut.json"
-        table = measure_table(st, path, progress=self.progress)
-        v = validate_table(LatencyTable.load(path), l.validate_archs, self.cfg.seed, self.progress, l.repeats)
-        m = v.metrics()
-        from .plots import latency_scatter
-
-        latency_scatter(self.out / "lut_validation.png", v.measured, v.raw, v.calibrated_loo,
-                        f"{table.describe()}: {m['n']} random archs")
-        return {"lut": str(path), "setting": table.describe(), "engine": f"{backend}:{dtype}",
-                "entries": table.entries(), "validation": m}
-
-    # -- which engines compete, and which one the search targets
-    def target_engine(self) -> tuple[str, str]:
-        from .backends import parse_engines
-
-        t = self.cfg.deploy.target
-        if t != "auto":
-            return parse_engines(t)[0]
-        return ("torch", "fp16") if self.device.startswith("cuda") else ("onnxruntime", "int8")
-
+    # -- which engines compete
     def candidates(self) -> tuple[list[tuple[str, str]], list[dict]]:
-        """The deployment candidates that can run here, and the others with the reason."""
-        from .backends import dtype_reason, get_backend, parse_engines, unavailable_reason
+        """The deployment candidates that can run here, and the others with the reason (unknown names refused)."""
+        from .backends import default_engines, dtype_reason, get_backend, parse_engines, unavailable_reason
 
         e = self.cfg.deploy.engines
-        names = (GPU_CANDIDATES if self.device.startswith("cuda") else CPU_CANDIDATES) if e == "auto" else e
+        pairs = default_engines(self.device) if e == "auto" else parse_engines(e)
         live, skipped = [], []
-        for backend, dtype in parse_engines(names):
+        for backend, dtype in pairs:
             dev = get_backend(backend).export_device(self.device)
             why = unavailable_reason(backend, dev) or dtype_reason(backend, dtype, dev)
             if why:
@@ -241,93 +232,132 @@ class Pipeline:
                 live.append((backend, dtype))
         return live, skipped
 
+    def _engine_device(self, engine: str) -> str:
+        from .backends import get_backend
+
+        return get_backend(engine.split(":")[0]).export_device(self.device)
+
+    # -- supernet
+    def stage_supernet(self) -> dict:
+        from .data import split_record
+        from .train import train_supernet
+
+        tc = TrainConfig(**{**asdict(self.cfg.supernet), "space": self.cfg.space, "data": self.cfg.data,
+                            "seed": self.cfg.seed, "device": self.device})
+        r = train_supernet(tc, self.out / "supernet", resume=True, progress=self.progress)
+        first, last = r.loss_summary()
+        return {"supernet": str(r.path), "steps": len(r.history), "loss_first": first, "loss_last": last,
+                "space": self.cfg.space, "sampler": tc.sampler, "splits": split_record(self.cfg.data)}
+
+    def _setting(self):
+        from .train import load_checkpoint, supernet_setting
+
+        return supernet_setting(load_checkpoint(self.out / "supernet" / "supernet.pt"))
+
+    # -- latency: one table per candidate engine
+    def lut_path(self, engine: str) -> Path:
+        return self.out / f"lut_{engine.replace(':', '_')}.json"
+
+    def stage_latency(self) -> dict:
+        from .latency import LatencyTable, Settings, measure_table, validate_table
+        from .plots import latency_scatter
+
+        lat, setting = self.cfg.latency, self._setting()
+        given = {t.engine: t for t in (LatencyTable.load(p, space=self.cfg.space) for p in lat.tables)}
+        tables = {}
+        for backend, dtype in self.candidates()[0]:
+            engine = f"{backend}:{dtype}"
+            st = Settings.for_input(self.cfg.space, self._engine_device(engine), backend, lat.batch, dtype, setting,
+                                    lat.warmup, lat.repeats)
+            path = self.lut_path(engine)
+            if engine in given and not path.exists():
+                _check_given(given[engine], st)
+                given[engine].save(path)
+            table = measure_table(st, path, progress=self.progress)
+            if table.calibration and engine in given:  # validated when it was measured
+                tables[engine] = {"lut": str(path), "setting": table.describe(), "entries": table.entries(),
+                                  "validation": {"n": table.calibration.get("n"), "given": str(given[engine].path)}}
+                continue
+            v = validate_table(LatencyTable.load(path), lat.validate_archs, self.cfg.seed, self.progress, lat.repeats)
+            m = v.metrics()
+            latency_scatter(path.with_suffix(".validation.png"), v.measured, v.raw, v.calibrated_loo,
+                            f"{table.describe()}: {m['n']} random archs")
+            tables[engine] = {"lut": str(path), "setting": table.describe(), "entries": table.entries(),
+                              "validation": m}
+        return {"tables": tables, "input": setting.as_dict()}
+
+    def _tables(self):
+        from .latency.table import EngineTables
+
+        return EngineTables.load([t["lut"] for t in self.results["latency"]["tables"].values()])
+
     # -- search
     def _target(self) -> float:
-        from .latency import LatencyTable
-        from .search import parse_latency
-        from .space import get_space
+        from .search import auto_target, parse_latency
 
         t = self.cfg.search.latency_target
-        if t != "auto":
-            return parse_latency(t)
-        import random
-
-        table = LatencyTable.load(self.out / "lut.json")
-        rng = random.Random(self.cfg.seed)
-        lats = sorted(table.predict(get_space(self.cfg.space).sample(rng)) for _ in range(200))
-        return round(max(0.85 * lats[len(lats) // 2], 1.05 * table.fastest()[1]), 3)
+        return parse_latency(t) if t != "auto" else auto_target(self._tables(), self.cfg.space, self.cfg.seed)
 
     def stage_search(self) -> dict:
         from .search import SearchConfig
-        from .search_job import SearchInputs, search
+        from .search import SearchInputs, search
 
         s = self.cfg.search
         target = self._target()
         cfg = SearchConfig(target, ("accuracy", "latency"), s.population, s.generations, self.cfg.seed,
                            s.calib_batches, 64, s.eval_images, device=self.device)
-        inp = SearchInputs(self.cfg.space, str(self.out / "supernet" / "supernet.pt"), str(self.out / "lut.json"),
-                           self.cfg.data, self.device)
+        inp = SearchInputs(self.cfg.space, str(self.out / "supernet" / "supernet.pt"),
+                           [t["lut"] for t in self.results["latency"]["tables"].values()], self.cfg.data,
+                           self.device)
         r = search(inp, cfg, self.out / "search", progress=self.progress)
         if r.best is None:
             raise UsageError(f"no architecture met {target} ms: raise search.generations or the target")
         return {"target_ms": target, "fastest_ms": r.fastest_ms, "trials": len(r.candidates),
                 "front": [asdict(c) for c in r.front], "best": asdict(r.best), "references": r.references,
+                "fronts_by_engine": r.fronts_by_engine, "spread": r.spread, "choice": r.choice,
+                "splits": r.splits, "evaluation": r.evaluation,
                 "card": str(self.out / "search" / "best.toml"), "pareto_png": str(self.out / "search" / "pareto.png")}
 
     # -- fine-tune the chosen architecture from its inherited weights
     def stage_finetune(self) -> dict:
-        from .finetune import FinetuneConfig, finetune
+        from .finetune import finetune
 
-        f = self.cfg.finetune
-        card = finetune(str(self.out / "search" / "best.toml"), self.out / "finetune",
-                        FinetuneConfig(f.steps, f.batch_size, f.lr, ckpt_every=f.ckpt_every, seed=self.cfg.seed,
-                                       device=self.device),
-                        self.cfg.data, progress=self.progress)
+        f = FinetuneConfig(**{**asdict(self.cfg.finetune), "seed": self.cfg.seed, "device": self.device})
+        card = finetune(str(self.out / "search" / "best.toml"), self.out / "finetune", f, self.cfg.data,
+                        progress=self.progress)
         return {"card": str(card), "steps": f.steps, "batch_size": f.batch_size, "lr": f.lr}
-
-    # -- export
-    def stage_export(self) -> dict:
-        from .export.api import ExportOptions, export_model
-
-        from .quantize import QuantOptions
-
-        e = self.cfg.export
-        aoti = e.aoti or self.device == "cuda"
-        live, skipped = self.candidates()
-        # the gate that decides deployment is the accuracy stage's, on all held-out images: here it is recorded
-        opt = ExportOptions(onnx=e.onnx, aoti=aoti, fp16=aoti, engines=live, force=True, parity_images=e.parity_images,
-                            data=None if self._small() else self.cfg.data, budget=self.cfg.deploy.budget,
-                            quant=QuantOptions(images=self.cfg.deploy.calib_images), force_accuracy=True,
-                            gate_images=min(1000, self.cfg.accuracy_images))
-        r = export_model(str(self._deployed_card()), self.out / "export", opt=opt)
-        return {"out": str(r.out), "artefacts": r.artefacts, "engines": [f"{b}:{d}" for b, d in opt.all_engines()],
-                "skipped": skipped, "fold": r.fold_report, "parity": [p.as_dict() for p in r.parity],
-                "quantization": r.quantization}
 
     def _deployed_card(self) -> Path:
         src = self.out / "finetune" / "model.toml"
         return src if src.exists() else self.out / "search" / "best.toml"
 
-    # -- accuracy of every exported engine on the held-out split, and its accuracy gate
+    # -- export every candidate engine into one folder (the gate is the accuracy stage's, on the test split)
+    def stage_export(self) -> dict:
+        from .data import BUILTIN
+        from .export.api import ExportOptions, export_model
+        from .quantize import QuantOptions
+
+        live, skipped = self.candidates()
+        data = None if self.cfg.data == BUILTIN else self.cfg.data
+        opt = ExportOptions(engines=live, force=True, parity_images=self.cfg.export.parity_images, data=data,
+                            budget=self.cfg.deploy.budget, quant=QuantOptions(images=self.cfg.deploy.calib_images),
+                            force_accuracy=True, gate_images=min(1000, self.cfg.accuracy_images))
+        r = export_model(str(self._deployed_card()), self.out / "export", opt=opt)
+        return {"out": str(r.out), "artefacts": r.artefacts, "engines": list(r.manifest["engines"]),
+                "skipped": skipped, "fold": r.fold_report, "parity": [p.as_dict() for p in r.parity],
+                "quantization": r.quantization}
+
+    # -- accuracy of every exported engine on the test split, and its accuracy gate
     def stage_accuracy(self) -> dict:
-        from torch.utils.data import DataLoader, Subset
-
-        from . import data as D
+        from .data import BUILTIN, labelled_batches
         from .evaluate import Accuracy, topk_correct
-        from .export.api import load_exported
-        from .export.parity import chunked
-        from .gate import judge
-        from .zoo import load_network
+        from .export.manifest import ExportFolder
+        from .gate import chunked, judge
 
-        export = self.out / "export"
-        plain = load_network(export / "model.pt")
-        if self._small():
-            ds = D.fashion_mnist("val")
-        else:
-            ds = D.image_folder(D.resolve_split(self.cfg.data, "val"), D.official_eval_transform(224))
-        classes = len(ds.classes) if hasattr(ds, "classes") else len(D.FASHION_CLASSES)
-        ds = Subset(ds, list(range(min(self.cfg.accuracy_images, len(ds)))))
-        batches = list(DataLoader(ds, batch_size=200))
+        export = ExportFolder.open(self.out / "export")
+        plain = export.plain()
+        data = None if self.cfg.data == BUILTIN else self.cfg.data
+        batches, classes = labelled_batches(data, "test", export.setting, self.cfg.accuracy_images, batch=200)
         labels = torch.cat([y for _, y in batches])
         with torch.no_grad():
             ref = torch.cat([plain(x) for x, _ in batches])
@@ -337,42 +367,25 @@ class Pipeline:
             n = len(labels)
             return Accuracy(100.0 * c1 / n, 100.0 * c5 / n, n).as_dict()
 
-        out = {"images": len(labels), "reference": "torch:fp32 (the folded model in PyTorch)",
+        out = {"images": len(labels), "split": "test", "reference": "torch:fp32 (the folded model in PyTorch)",
                "torch_folded": scored(ref), "engines": {}}
-        for engine in self.results["export"]["engines"]:
-            runner = load_exported(export, engine, self._engine_device(engine), (1, 200))
-            lo, hi = getattr(runner, "batch_range", (1, 200))
-            with torch.no_grad():
-                logits = torch.cat([chunked(runner, [x], lo, hi or 200) for x, _ in batches])
+        for engine in export.engines:
+            runner = export.runner(engine, self._engine_device(engine), (1, 200))
+            lo, hi = runner.batch_range
+            logits = chunked(runner, [x for x, _ in batches], lo, hi or 200)
             gate = judge(ref, logits, labels, classes, self.cfg.deploy.budget)
-            out["engines"][engine] = scored(logits) | {"gate": gate.as_dict()}
+            out["engines"][engine] = scored(logits) | {"gate": gate.as_dict(), "files": runner.files}
         return out
 
-    def _engine_device(self, engine: str) -> str:
-        from .backends import get_backend
-
-        return get_backend(engine.split(":")[0]).export_device(self.device)
-
-    # -- bench
+    # -- bench: exactly the exported files
     def stage_bench(self) -> dict:
-        from .bench.run import bench
+        from .bench.run import BenchOptions, bench
         from .plots import throughput_plot
 
         b = self.cfg.bench
-        engines = [e.split(":") for e in self.results["export"]["engines"]]
-        backends = list(dict.fromkeys(b.backends + (["compile", "aoti"] if self.device == "cuda" else [])
-                                      + [be for be, _ in engines]))
-        dtypes = list(dict.fromkeys((["fp32"] if self.device == "cpu" else ["fp32", "fp16"]) + [d for _, d in engines]))
         batches = b.batches if self.device == "cpu" else sorted(set(b.batches) | {256})
-        # the unfolded model (with BN and stabilizers), so the baseline is what the official verify.py runs
-        # and every other backend runs the folded form bench builds from it; the ONNX graphs are the exported ones
-        export = self.out / "export"
-        graphs = {k: str(export / f"model.{k}.onnx") for k in ("int8", "int8-nncf")
-                  if (export / f"model.{k}.onnx").exists()}
-        if (export / "model.onnx").exists():
-            graphs["fp32"] = str(export / "model.onnx")
-        res = bench([str(self._deployed_card())], self.device, backends, batches, dtypes, b.repeats,
-                    progress=self.progress, rounds=b.rounds, graphs=graphs)
+        res = bench([self.out / "export"], BenchOptions(self.device, batches=batches, repeats=b.repeats,
+                                                       rounds=b.rounds, progress=self.progress))
         write_json(self.out / "bench.json", res.as_dict())
         series: dict[str, list] = {}
         for r in res.rows:
@@ -381,11 +394,15 @@ class Pipeline:
         return {"bench_json": str(self.out / "bench.json"), "environment": res.environment,
                 "rows": [asdict(r) for r in res.rows], "skipped": res.skipped}
 
-    # -- deploy: the fastest engine that passes the accuracy gate and whose lead over the reference is established
+    # -- deploy: the one rule (nasdeploy.deploy), then the chosen engine's files, byte for byte
     def stage_deploy(self) -> dict:
+        from .backends import reference_engine
+        from .deploy import choose_engine
+        from .export.manifest import ExportFolder, sha256
+
         acc, rows = self.results["accuracy"], self.results["bench"]["rows"]
         batch = self.cfg.latency.batch if self.cfg.latency.batch in {r["batch"] for r in rows} else rows[0]["batch"]
-        speed = {f"{r['backend']}:{r['dtype']}": r for r in rows if r["batch"] == batch}
+        speed = {f"{r['backend']}:{r['dtype']}": r for r in rows if r["batch"] == batch and r.get("files")}
         table = []
         for engine, a in acc["engines"].items():
             r = speed.get(engine)
@@ -393,37 +410,52 @@ class Pipeline:
                           "median_ms": r["latency"]["median"] if r else None,
                           "round_medians": r["latency"].get("round_medians") if r else None,
                           "throughput": r["throughput"] if r else None,
-                          "vs_onnxruntime": r.get("vs_onnxruntime") if r else None})
-        passing = [c for c in table if c["gate"]["passed"] and c["throughput"] is not None]
-        if not passing:
+                          "vs_reference": r.get("vs_reference") if r else None,
+                          "files": r["files"] if r else None, "gated_files": a["files"]})
+        reference = ":".join(reference_engine(self.device))
+        chosen = choose_engine(table, reference)
+        if chosen is None:
             raise UsageError("no exported engine passed the accuracy gate and was timed: see the accuracy stage; "
-                             "raise deploy.budget or add onnxruntime:fp32 to deploy.engines")
-        ranked = sorted(passing, key=lambda c: -c["throughput"])
-        ref = next((c for c in table if c["engine"] == REFERENCE and c["round_medians"]), None)
-        verdicts = {c["engine"]: faster_every_round(c, ref) for c in ranked}
-        # the fastest engine whose lead over the reference is established ships; none established: the reference
-        best = next((c for c in ranked if c is ref or verdicts[c["engine"]] is not False), ref or ranked[0])
-        fastest = ranked[0]
-        established = verdicts[best["engine"]] if best is not ref else (False if fastest is not ref else None)
-        target = ":".join(self.target_engine())
-        artefact = self.results["export"]["artefacts"].get(best["engine"], "model.pt")
-        return {"engine": best["engine"], "artefact": str(self.out / "export" / artefact), "batch": batch,
-                "budget": self.cfg.deploy.budget, "vs_onnxruntime": best["vs_onnxruntime"],
-                "fastest": fastest["engine"], "faster_in_every_round": established,
-                "faster_in_every_round_by_engine": verdicts,
-                "latency_table_engine": self.results["latency"].get("engine", target),
-                "candidates": table, "reference": REFERENCE}
+                             "raise deploy.budget or add the reference engine to deploy.engines")
+        best = next(c for c in table if c["engine"] == chosen["engine"])
+        export = ExportFolder.open(self.out / "export")
+        shipped = self._ship(export, chosen["engine"])
+        searched = self.results["search"].get("best", {}).get("engine")
+        return {**chosen, "batch": batch, "budget": self.cfg.deploy.budget, "vs_reference": best["vs_reference"],
+                "deployed": str(self.out / "deployed"), "shipped_files": shipped,
+                "timed_files": best["files"], "gated_files": best["gated_files"],
+                "same_files": shipped == best["files"] == best["gated_files"],
+                "searched_engine": searched, "search_targeted_it": searched == chosen["engine"],
+                "latency_tables": {e: t["lut"] for e, t in self.results["latency"]["tables"].items()},
+                "candidates": table}
+
+    def _ship(self, export, engine: str) -> dict[str, str]:
+        """Copy the chosen engine's files (and a manifest of it alone) into OUT/deployed; their hashes."""
+        from .export.manifest import MANIFEST, sha256
+
+        dst = self.out / "deployed"
+        tmp = self.out / ".deployed.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        files = export.check_files(engine)
+        keep = set(files) | {export.manifest["pytorch"]["file"]}
+        for name in keep:
+            shutil.copy2(export.path / name, tmp / name)
+        m = dict(export.manifest, engines={engine: export.entry(engine)})
+        write_json(tmp / MANIFEST, m)
+        shutil.rmtree(dst, ignore_errors=True)
+        tmp.rename(dst)
+        return {name: sha256(dst / name) for name in files}
 
 
-REFERENCE = "onnxruntime:fp32"
-
-
-def faster_every_round(c: dict, ref: dict | None) -> bool | None:
-    """Whether engine ``c`` was faster than the reference in every bench round, round by round (the rounds are
-    interleaved, so a machine's slow spell slows both rows of a round); None where there is nothing to compare."""
-    if ref is None or c is ref or not c["round_medians"] or len(c["round_medians"]) != len(ref["round_medians"]):
-        return None
-    return all(a < b for a, b in zip(c["round_medians"], ref["round_medians"]))
+def _check_given(table, st) -> None:
+    """A table given in latency.tables must be for the run's own setting."""
+    want = st.new_table().setting()
+    diff = {k: (v, want[k]) for k, v in table.setting().items() if k != "device" and v != want[k]}
+    if diff:
+        raise UsageError(f"latency table {table.path} was measured for other settings than this run "
+                         f"({', '.join(f'{k}: {a} vs {b}' for k, (a, b) in diff.items())}): remove it from "
+                         "latency.tables")
 
 
 def run_pipeline(cfg: PipelineConfig, progress: bool = True, echo: Callable[[str], None] | None = None,
@@ -436,3 +468,6 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True, echo: Callable[[str
         return results, None
     return results, write_report(p.out, cfg, results, provenance())
 
+
+__all__ = ["BenchStage", "DeployStage", "ExportStage", "LatencyStage", "NasDeployError", "Pipeline",
+           "PipelineConfig", "SearchStage", "run_pipeline"]

@@ -75,28 +75,26 @@ class Calibration:
         return sum(len(b) for b in self.batches)
 
 
-def calibration_images(input_size: int, small: bool, data: str | None = None,
-                       options: QuantOptions | None = None) -> Calibration:
-    """``options.images`` real images from the train split of ``data`` (an ImageNet-layout folder) or of the
-    built-in set, preprocessed as the model expects. Refused when there are fewer than asked for."""
-    from .export.parity import real_batches
+def calibration_images(setting, data: str | None = None, options: QuantOptions | None = None) -> Calibration:
+    """``options.images`` real training images of ``data`` (an ImageNet-layout folder's train/, or the built-in
+    set's, search-validation part included: calibration chooses nothing the test split reports), preprocessed for
+    ``setting`` (a ``data.InputSetting``). Refused when there are fewer."""
+    from .data import BUILTIN, real_batches, resolve_split
 
     options = (options or QuantOptions()).check()
-    if data and data != "fashion-mnist":
-        from .data import resolve_split
-
+    if data and data != BUILTIN:
         try:
             train = resolve_split(data, "train")
         except DataError as e:
             raise DataError(f"{e}: INT8 calibration takes train images; give --calib-data DIR") from None
         try:
-            same = train == resolve_split(data, "val")
+            same = train == resolve_split(data, "test")
         except DataError:  # a calibration-only folder
             same = False
         if same:
             log.warning("%s has no train/ and val/ subfolders: INT8 is calibrated on the images the accuracy gate "
                         "scores; give --calib-data with other images for an unbiased gate", data)
-    batches = real_batches(input_size, small, data, options.images, split="train")
+    batches = real_batches(data, "train_all", setting, options.images)
     n = sum(len(b) for b in batches)
     if n < options.images:
         where = data or "the built-in images"

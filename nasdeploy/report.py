@@ -1,14 +1,21 @@
 """The pipeline's final report: Markdown and JSON, with the Pareto and bench plots beside it."""
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 
 from .io import write_json, write_text
 
+RANKING_STUDY = Path(__file__).resolve().parent / "assets" / "ranking_study.json"
+
 
 def _f(v, nd=3) -> str:
     return "-" if v is None else (f"{v:,.{nd}f}" if isinstance(v, float) else str(v))
+
+
+def _ci(ci) -> str:
+    return f"[{ci[0]:.1f}, {ci[1]:.1f}]" if ci else ""
 
 
 def write_report(out: Path, cfg, results: dict, prov: dict) -> Path:
@@ -20,82 +27,66 @@ def write_report(out: Path, cfg, results: dict, prov: dict) -> Path:
         f"- date: {prov['written']}", f"- machine: {env.get('device_name', prov.get('cpu'))}",
         f"- command: `{prov['command']}`", f"- nasdeploy {prov['nasdeploy']}, torch {prov['torch']}, "
         f"onnxruntime {env.get('onnxruntime')}, openvino {env.get('openvino')}",
-        f"- CPU extensions: {', '.join(env.get('cpu_isa') or []) or '-'}",
+        f"- CPU extensions: {', '.join(env.get('cpu_isa') or []) or '-'} (INT8 class: {env.get('int8_class', '-')})",
         f"- space: {cfg.space}, data: {cfg.data}, device: {env.get('device')}",
         "", "## Stages", "", "| stage | status | seconds | figures |", "| --- | --- | ---: | --- |",
     ]
-    val = lat.get("validation", {})
-    best = se.get("best", {})
-    par = (ex.get("parity") or [{}])[0]
+    best = se.get("best") or {}
+    tables = lat.get("tables", {})
     rows = {
-        "supernet": f"{sn.get('steps')} steps ({sn.get('sampler')}), loss {_f(sn.get('loss_first'))} -> "
-                    f"{_f(sn.get('loss_last'))}",
-        "latency": f"{lat.get('entries')} entries ({lat.get('setting')}); validation on {val.get('n')} archs: MAPE "
-                   f"{_f(val.get('raw', {}).get('mape_pct'), 1)}% raw / "
-                   f"{_f(val.get('calibrated', {}).get('mape_pct'), 1)}% calibrated, "
-                   f"tau {_f(val.get('raw', {}).get('kendall_tau'), 2)}",
+        "supernet": f"{sn.get('steps')} steps ({sn.get('sampler')}) on the train split, loss "
+                    f"{_f(sn.get('loss_first'))} -> {_f(sn.get('loss_last'))}",
+        "latency": "; ".join(f"{e}: {t['entries']} entries, " + _validation(t["validation"])
+                             for e, t in tables.items()),
         "search": f"target {se.get('target_ms')} ms (fastest possible {_f(se.get('fastest_ms'))} ms), "
-                  f"{se.get('trials')} trials, chosen {_f(best.get('latency_ms'))} ms at "
-                  f"{_acc(best)}% supernet top-1",
+                  f"{se.get('trials')} trials, front spread {_pct(se.get('spread'))} of [fastest, target]; chosen "
+                  f"{_f(best.get('latency_ms'))} ms on {best.get('engine')} at {_acc(best)}% (search-validation)",
         "finetune": f"the chosen architecture alone, {ft.get('steps')} steps of {ft.get('batch_size')} from its "
                     "inherited weights",
-        "export": f"folded ({(ex.get('fold') or {}).get('stabilizers_folded')} stabilizers, "
-                  f"{(ex.get('fold') or {}).get('bn_folded')} BN); {par.get('backend')} parity: max rel. error "
-                  f"{(par.get('real') or {}).get('max_rel', float('nan')):.1e}, top-1 agreement {_f(par.get('top1_agreement'), 2)}%",
-        "accuracy": f"top-1 on {acc.get('images')} held-out images: PyTorch float32 "
+        "export": f"{len(ex.get('engines', []))} engines, folded ({(ex.get('fold') or {}).get('stabilizers_folded')} "
+                  f"stabilizers, {(ex.get('fold') or {}).get('bn_folded')} BN)",
+        "accuracy": f"top-1 on {acc.get('images')} test images: PyTorch float32 "
                     f"{_f(acc.get('torch_folded', {}).get('top1'), 2)}%, "
-                    + ", ".join(f"{k} {_f(v['top1'], 2)}%" for k, v in (acc.get("engines") or {}).items())
-                    + f" (supernet estimate before fine-tuning: {_acc(best)}%, chance 10%)",
-        "bench": ", ".join(f"{r['backend']} {r['dtype']} b{r['batch']}: {r['throughput']:,.0f} img/s "
-                           f"({r['speedup']:.2f}x)" for r in be.get("rows", [])),
-        "deploy": f"{dp.get('engine')} at batch {dp.get('batch')}: "
-                  f"{_f(dp.get('vs_onnxruntime'), 2)}x ONNX Runtime fp32{_established(dp)}, within the "
-                  f"{dp.get('budget')}-point budget",
+                    + ", ".join(f"{k} {_f(v['top1'], 2)}%" for k, v in (acc.get("engines") or {}).items()),
+        "bench": ", ".join(f"{r['backend']} {r['dtype']} b{r['batch']}: {r['throughput']:,.0f} img/s"
+                           for r in be.get("rows", [])),
+        "deploy": f"{dp.get('engine')} at batch {dp.get('batch')}: {_f(dp.get('vs_reference'), 2)}x "
+                  f"{dp.get('reference')}{_established(dp)}, within the {dp.get('budget')}-point budget",
     }
     for k, text in rows.items():
         r = results.get(k, {})
         L.append(f"| {k} | {r.get('status', '-')} | {_f(r.get('seconds'), 1)} | {text} |")
+    L += _backing(se, acc, best)
     L += ["", "## Searched architecture against the zoo at the same latency", "",
-          f"Latency predicted by the calibrated table of this machine; accuracy is the supernet's estimate "
-          f"(BN recalibrated, {cfg.search.eval_images} held-out images) with its 95% interval, the same estimate for "
-          "every row. A difference whose intervals overlap is not established, and is called so.", "",
-          "| model | architecture | predicted latency (ms) | supernet top-1 (%) [95% interval] | searched vs this |",
-          "| --- | --- | ---: | ---: | --- |",
-          f"| **searched** | `{best.get('arch')}` | {_f(best.get('latency_ms'))} | {_acc(best)} | |"]
+          "Latency predicted by the calibrated tables of this machine (the fastest candidate engine); accuracy is the "
+          f"supernet's estimate on {se.get('evaluation', {}).get('eval_images')} search-validation images with its 95% "
+          "interval; the last column is the paired difference (zoo minus searched, same images) and its 95% "
+          "interval, which decides whether a difference is established.", "",
+          "| model | architecture | engine | predicted latency (ms) | supernet top-1 (%) [95% interval] | "
+          "paired difference [95%] |", "| --- | --- | --- | ---: | ---: | --- |",
+          f"| **searched** | `{best.get('arch')}` | {best.get('engine')} | {_f(best.get('latency_ms'))} | "
+          f"{_acc(best)} | |"]
     for name, ref in (se.get("references") or {}).items():
-        L.append(f"| {name} (architecture) | `{ref['arch']}` | {_f(ref['latency_ms'])} | {_acc(ref)} | "
-                 f"{verdict(best, ref)} |")
-    L += ["", "## Pareto front", "", "| architecture | predicted latency (ms) | supernet top-1 (%) [95% interval] | "
-          "params |", "| --- | ---: | ---: | ---: |"]
+        L.append(f"| {name} (architecture) | `{ref['arch']}` | {ref.get('engine')} | {_f(ref['latency_ms'])} | "
+                 f"{_acc(ref)} | {_paired(ref.get('paired_vs_best'))} |")
+    L += ["", "## Pareto fronts, one per candidate engine", "",
+          "The same evaluated architectures placed in each engine's latency table (the searched front uses, per "
+          "architecture, its fastest engine).", ""]
+    for engine, front in (se.get("fronts_by_engine") or {}).items():
+        pts = ", ".join(f"{c['latency_ms']:.3f} ms / {c['accuracy']:.1f}%" for c in front)
+        L.append(f"- **{engine}** ({len(front)} points): {pts or 'no architecture meets the target on it'}")
+    L += ["", "| architecture | engine | predicted latency (ms) | supernet top-1 (%) [95% interval] | params |",
+          "| --- | --- | ---: | ---: | ---: |"]
     for c in se.get("front", []):
-        L.append(f"| `{c['arch']}` | {_f(c['latency_ms'])} | {_acc(c)} | {c['params']:,} |")
+        L.append(f"| `{c['arch']}` | {c.get('engine')} | {_f(c['latency_ms'])} | {_acc(c)} | {c['params']:,} |")
     L += ["", "![Pareto front](search/pareto.png)", "", "## Parity of the exported artefacts (vs PyTorch float32)", "",
           "| backend | dtype | max abs | max rel | median abs | top-1 agreement | images |",
           "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for p in ex.get("parity", []):
         L.append(f"| {p['backend']} | {p['dtype']} | {p['real']['max_abs']:.2e} | {p['real']['max_rel']:.2e} | "
                  f"{p['real']['median_abs']:.2e} | {p['top1_agreement']:.2f}% | {p['images']} |")
-    L += ["", f"## Deployment candidates (batch {dp.get('batch')}, same bench run; accuracy on "
-          f"{acc.get('images')} held-out images)", "",
-          f"Every exported engine with its speed and accuracy side by side; the reference is ONNX Runtime fp32. The "
-          f"gate allows a top-1 drop of {dp.get('budget')} points against the float32 model (decided on the estimate; "
-          f"the paired 95% interval beside it says how precisely {acc.get('images')} images measure it); the fastest "
-          f"engine that passes and was faster than the reference in every bench round (round by round) is deployed, "
-          f"else the reference. The latency table the search used was measured on "
-          f"{dp.get('latency_table_engine')}.", "",
-          "| engine | median ms | vs ONNX Runtime fp32 | top-1 (%) [95% interval] | drop (points) [95% interval] | gate | "
-          "deployed |",
-          "| --- | ---: | ---: | ---: | ---: | --- | --- |"]
-    for c in dp.get("candidates", []):
-        ci = c["top1_ci95"]
-        g = c["gate"]
-        dci = g.get("drop_ci95") or (float("nan"), float("nan"))
-        L.append(f"| {c['engine']} | {_f(c['median_ms'])} | {_f(c['vs_onnxruntime'], 2)}x | {c['top1']:.2f} "
-                 f"[{ci[0]:.1f}, {ci[1]:.1f}] | {g['drop']:.2f} [{dci[0]:.2f}, {dci[1]:.2f}] | "
-                 f"{'pass' if g['passed'] else 'fail'} | {'**yes**' if c['engine'] == dp.get('engine') else ''} |")
-    for s in ex.get("skipped", []):
-        L.append(f"\nnot a candidate here: {s['engine']}: {s['reason']}")
-    L += ["", "## Speed (same run; speed-up over the unfolded model in PyTorch eager fp32)", "",
+    L += _deploy(dp, acc)
+    L += ["", "## Speed (same run; speed-up over PyTorch eager fp32 of the export's folded model)", "",
           "| backend | dtype | batch | images/s | median ms | p99 ms | speed-up |",
           "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in be.get("rows", []):
@@ -104,13 +95,82 @@ def write_report(out: Path, cfg, results: dict, prov: dict) -> Path:
     for s in be.get("skipped", []):
         L.append(f"\nskipped {s.get('backend')}: {s['reason']}")
     L += ["", "![throughput](bench.png)", "", "## Artefacts", "",
-          f"- supernet: `{sn.get('supernet')}`", f"- latency table: `{lat.get('lut')}` (validation plot "
-          "`lut_validation.png`)", f"- search: `{out / 'search'}` (pareto.json, pareto.png, best.toml, best.pt, "
-          "search.db)", f"- export: `{ex.get('out')}` ({', '.join(dict.fromkeys((ex.get('artefacts') or {}).values()))}, "
-          "parity.json, card.toml)", f"- deployed engine: {dp.get('engine')} (`{dp.get('artefact')}`)",
+          f"- supernet: `{sn.get('supernet')}`",
+          "- latency tables: " + ", ".join(f"`{t['lut']}`" for t in tables.values()) + " (validation plots beside them)",
+          f"- search: `{out / 'search'}` (pareto.json, pareto.png, best.toml, best.pt, search.db)",
+          f"- export: `{ex.get('out')}` (manifest.json with every engine's files and hashes, parity.json, card.toml)",
+          f"- deployed: `{dp.get('deployed')}` ({dp.get('engine')}: "
+          f"{', '.join(f'`{k}`' for k in (dp.get('shipped_files') or {}))})",
           f"- bench: `{be.get('bench_json')}`, `bench.png`", ""]
     write_json(out / "report.json", {"config": asdict(cfg), "provenance": prov, "stages": results})
     return write_text(out / "report.md", "\n".join(L) + "\n")
+
+
+def _validation(v: dict) -> str:
+    if "calibrated" in v:
+        return f"calibrated MAPE {_f(v['calibrated']['mape_pct'], 1)}% on {v['n']} archs"
+    return f"given ({v.get('given')}, calibrated on {v.get('n')} archs when measured)"
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.0f}%"
+
+
+def _backing(se: dict, acc: dict, best: dict) -> list[str]:
+    """What backs the search: the splits, the evaluation, the ranking study, and the chosen architecture's
+    search-validation estimate beside its test-split figure."""
+    sp, ev = se.get("splits") or {}, se.get("evaluation") or {}
+    L = ["", "## What backs the search", "",
+         f"- splits: {sp.get('train')} training images, {sp.get('search_val')} search-validation images "
+         f"({sp.get('search_val_source')}, seed {sp.get('seed')}, indices hash {sp.get('search_val_hash')}), "
+         f"{sp.get('test')} test images. BN recalibration, every estimate and every choice use the "
+         "search-validation split; every figure below from the test split was never seen by the search.",
+         f"- estimates: BN recalibrated on {ev.get('calib_batches')} x {ev.get('calib_batch_size')} images, scored on "
+         f"{ev.get('eval_images')} images by {ev.get('criterion')}, compared paired on the same images",
+         f"- choice: {(se.get('choice') or {}).get('rule', '-')}"]
+    study = _ranking_study()
+    if study:
+        L.append(f"- ranking study ({study['date']}, {study['machine']}): {study['summary']}")
+    else:
+        L.append("- ranking study: none shipped with this nasdeploy")
+    test = (acc.get("torch_folded") or {}).get("top1")
+    L.append(f"- the chosen architecture: {_acc(best)}% on search-validation (supernet, before fine-tuning); "
+             f"{_f(test, 2)}% on the test split after fine-tuning (PyTorch float32)")
+    return L
+
+
+def _ranking_study() -> dict | None:
+    try:
+        return json.loads(RANKING_STUDY.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _deploy(dp: dict, acc: dict) -> list[str]:
+    L = ["", f"## Deployment candidates (batch {dp.get('batch')}, same bench run; accuracy on "
+         f"{acc.get('images')} test images)", "",
+         f"Every exported engine with its speed and accuracy side by side; the reference is {dp.get('reference')}. "
+         f"The gate allows a top-1 drop of {dp.get('budget')} points against the float32 model (decided on the "
+         f"estimate; the paired 95% interval beside it says how precisely {acc.get('images')} images measure it); "
+         "the fastest engine that passes and was faster than the reference in every bench round (round by round) "
+         "is deployed, else the reference.", "",
+         "| engine | median ms | vs reference | top-1 (%) [95% interval] | drop (points) [95% interval] | gate | "
+         "deployed |", "| --- | ---: | ---: | ---: | ---: | --- | --- |"]
+    for c in dp.get("candidates", []):
+        g = c["gate"]
+        dci = g.get("drop_ci95") or (float("nan"), float("nan"))
+        L.append(f"| {c['engine']} | {_f(c['median_ms'])} | {_f(c['vs_reference'], 2)}x | {c['top1']:.2f} "
+                 f"{_ci(c['top1_ci95'])} | {g['drop']:.2f} [{dci[0]:.2f}, {dci[1]:.2f}] | "
+                 f"{'pass' if g['passed'] else 'fail'} | {'**yes**' if c['engine'] == dp.get('engine') else ''} |")
+    shipped = dp.get("shipped_files") or {}
+    L += ["", f"Shipped `{dp.get('deployed')}`: " + ", ".join(f"`{k}` sha256 {v[:16]}" for k, v in shipped.items())
+          + (" (the same files the bench timed and the gate scored)" if dp.get("same_files") else
+             " (**differs from the files timed or gated**)"),
+          f"The search predicted latency from the tables of {', '.join(dp.get('latency_tables') or {})}; it targeted "
+          f"{dp.get('searched_engine')} for the chosen architecture, and {dp.get('engine')} shipped"
+          + (" (they agree)." if dp.get("search_targeted_it") else
+             " (the bench measured another engine faster, or the targeted one failed the gate).")]
+    return L
 
 
 def _established(dp: dict) -> str:
@@ -133,13 +193,9 @@ def _acc(c: dict) -> str:
     return f"{text} [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else text
 
 
-def verdict(searched: dict, ref: dict) -> str:
-    """How the searched architecture's estimate compares with a reference's, in words the intervals allow."""
-    a, b = searched.get("ci95"), ref.get("ci95")
-    if a is None or b is None or searched.get("accuracy") is None or ref.get("accuracy") is None:
-        return "no interval: not compared"
-    if a[0] > b[1]:
-        return "higher (intervals disjoint)"
-    if a[1] < b[0]:
-        return "lower (intervals disjoint)"
-    return "not distinguishable (intervals overlap)"
+def _paired(p) -> str:
+    if not p:
+        return "-"
+    mean, lo, hi = p
+    verdict = "higher" if lo > 0 else "lower" if hi < 0 else "not distinguishable"
+    return f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}]: {verdict}"

@@ -100,4 +100,5 @@ class Supernet(nn.Module):
                 if type(src) is not type(dst):
                     raise ArchError(f"layer {i}: supernet candidate and subnet block differ")  # pragma: no cover
                 dst.load_state_dict(src.state_dict())
+        net.input_setting = getattr(self, "input_setting", None)
         return net.train(self.training)

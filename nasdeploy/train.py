@@ -30,7 +30,7 @@ from .progress import progress_bar
 from .recipe import GRAD_MODES, average_by_visits, inherit_from_parent, parent_path, warm_start_steps, \
     zero_init_residuals
 from .sampling import make_sampler
-from .space import SMALL_INPUT_STRIDES, get_space
+from .space import get_space
 from .supernet import Supernet
 
 log = logging.getLogger(__name__)
@@ -74,13 +74,18 @@ class TrainConfig:
 
 # ------------------------------------------------------------------ data
 
-def open_train_data(cfg: TrainConfig) -> tuple[Dataset, int, tuple[int, ...] | None, int]:
-    """(dataset, num_classes, stride plan, input size) for ``cfg.data``."""
+def train_setting(cfg: TrainConfig) -> data_mod.InputSetting:
+    """The input setting a run trains for: the built-in images' own, or ``cfg.input_size`` px images of the folder
+    (the small-input rule of ``data.InputSetting.for_images`` applies to both)."""
     if cfg.data == data_mod.BUILTIN:
-        return data_mod.fashion_mnist("train"), 10, SMALL_INPUT_STRIDES, 28
-    root = data_mod.resolve_split(cfg.data, "train")
-    ds = data_mod.image_folder(root, data_mod.train_transform(cfg.input_size))
-    return ds, len(ds.classes), None, cfg.input_size
+        return data_mod.BUILTIN_SETTING
+    return data_mod.InputSetting.for_images(cfg.input_size, data_mod.num_classes(cfg.data))
+
+
+def open_train_data(cfg: TrainConfig) -> tuple[Dataset, data_mod.InputSetting]:
+    """The train split of ``cfg.data`` (the search-validation part held out) and its input setting."""
+    setting = train_setting(cfg)
+    return data_mod.dataset(cfg.data, "train", setting, augment=True), setting
 
 
 class StepBatches:
@@ -128,18 +133,31 @@ def load_supernet(path: str | Path, device: str | torch.device = "cpu") -> Super
 
 
 def supernet_from(obj: dict, path: str | Path, device: str | torch.device = "cpu") -> Supernet:
-    """The supernet held by a checkpoint already read with ``load_checkpoint``."""
+    """The supernet held by a checkpoint already read with ``load_checkpoint``, with its input setting."""
     net = Supernet.from_config(obj["config"])
     try:
         net.load_state_dict(obj["model"])
     except RuntimeError as e:
         raise ArtifactError(f"{path}: weights do not fit the supernet they claim ({str(e).splitlines()[0]})") from None
+    net.input_setting = supernet_setting(obj)
     return net.to(device).eval()
 
 
-def _save(path: Path, net: Supernet, cfg: TrainConfig, step: int, opt, sched, sampler, history: list) -> None:
+def supernet_setting(obj: dict) -> data_mod.InputSetting:
+    """The input setting a supernet checkpoint records (earlier versions: the built-in images', or 224 px)."""
+    if isinstance(obj.get("input"), dict):
+        return data_mod.InputSetting.from_dict(obj["input"])
+    cfg = obj["config"]
+    if cfg.get("stride_plan"):
+        return data_mod.BUILTIN_SETTING
+    return data_mod.InputSetting(obj.get("train_config", {}).get("input_size", 224), cfg["num_classes"])
+
+
+def _save(path: Path, net: Supernet, cfg: TrainConfig, step: int, opt, sched, sampler, history: list,
+          setting: data_mod.InputSetting) -> None:
     torch_save(path, {
         "format": FORMAT, "format_version": FORMAT_VERSION, "config": net.config(), "train_config": asdict(cfg),
+        "input": setting.as_dict(), "splits": data_mod.split_record(cfg.data),
         "step": step, "model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
         "sampler": sampler.state_dict(), "torch_rng": torch.get_rng_state(), "history": history,
         "provenance": {k: str(v) for k, v in provenance().items()},
@@ -250,6 +268,11 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
         raise UsageError("--steps and --batch-size must be positive")
     if cfg.grad_mode not in GRAD_MODES:
         raise UsageError(f"--grad-mode must be one of {', '.join(GRAD_MODES)}, not '{cfg.grad_mode}'")
+    if cfg.warm_start > cfg.steps:
+        raise UsageError(f"--warm-start {cfg.warm_start} is longer than the run (--steps {cfg.steps}): give at most "
+                         f"{cfg.steps}, 0 for none, or -1 for a third of the steps")
+    if cfg.ckpt_every <= 0:
+        raise UsageError(f"--ckpt-every must be at least 1, got {cfg.ckpt_every}")
     ckpt_path = out / CHECKPOINT
     state = None
     if ckpt_path.exists():
@@ -263,9 +286,10 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
     rank, world = _dist(device)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
-    dataset, num_classes, strides, _ = open_train_data(cfg)
+    dataset, setting = open_train_data(cfg)
+    num_classes = setting.num_classes
     torch.manual_seed(cfg.seed)
-    net = Supernet(space, num_classes, strides, cfg.stabilizer_bn)
+    net = Supernet(space, num_classes, setting.stride_plan, cfg.stabilizer_bn)
     if cfg.zero_init_residual:
         zero_init_residuals(net)
     net = net.to(device, memory_format=torch.channels_last)  # 1.5x faster training on the CPU, faster on GPUs
@@ -323,7 +347,7 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
             if not math.isfinite(mean):
                 raise UsageError(f"loss became {mean} at step {step}: lower --lr")
             if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps):
-                _save(ckpt_path, net, cfg, step, opt, sched, sampler, history)
+                _save(ckpt_path, net, cfg, step, opt, sched, sampler, history, setting)
             if bar:
                 ips = seen / max(time.perf_counter() - t0, 1e-9)
                 bar.update(task, completed=step, loss=f"{mean:.3f}", ips=f"{ips:,.0f}")
@@ -332,5 +356,5 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
             bar.stop()
     final = out / FINAL
     if rank == 0:
-        _save(final, net, cfg, step, opt, sched, sampler, history)
+        _save(final, net, cfg, step, opt, sched, sampler, history, setting)
     return TrainResult(final, history)

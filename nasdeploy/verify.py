@@ -1,18 +1,37 @@
-"""`verify`: top-1/top-5 with the official preprocessing on an ImageNet-layout folder, against the card's numbers."""
+"""`verify`: top-1/top-5 on the test split of a folder, with the model's own preprocessing, against the card's
+published numbers; for an export folder, exactly the files of one of its engines."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch.utils.data import DataLoader
 
 from . import data as D
-from .backends import check_device, make_runner
+from .backends import check_device, make_runner, require
 from .errors import DataError
 from .evaluate import check_reference, evaluate
-from .fold import fold
+from .export.manifest import ExportFolder, is_export
 from .progress import progress_bar
-from .zoo import find_card, input_size_of, load_any
+from .quantize import QuantOptions
+from .zoo import resolve
+
+
+@dataclass
+class VerifyOptions:
+    weights: str | None = None
+    device: str = "cpu"
+    backend: str = "torch"  # for a model; an export folder: the engine (--engine) instead
+    dtype: str = "fp32"
+    engine: str | None = None  # BACKEND:PRECISION of an export folder (default: its first engine)
+    tolerance: float = 0.1
+    batch_size: int = 50
+    workers: int = 2
+    limit: int | None = None
+    calib_data: str | None = None
+    quant: QuantOptions = field(default_factory=QuantOptions)
+    budget: float = 1.0  # the accuracy gate re-run for an INT8 engine gated on another instruction set
+    progress: bool = True
 
 
 @dataclass
@@ -29,54 +48,97 @@ class VerifyResult:
     tolerance: float
     passed: bool | None
     reference_source: str
+    preprocessing: dict | None = None  # the input setting the images were prepared for
+    files: dict | None = None  # an export's files that were scored, with their sha256
+    isa_note: str | None = None  # an INT8 engine gated on another instruction set: why it was gated again
+    gate: dict | None = None  # that gate, on these images
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def verify(spec: str, data: str, weights: str | None = None, device: str = "cpu", backend: str = "torch",
-           tolerance: float = 0.1, batch_size: int = 50, workers: int = 2, limit: int | None = None,
-           progress: bool = True, dtype: str = "fp32", calib_data: str | None = None, quant=None) -> VerifyResult:
-    """Top-1/top-5 of ``spec`` on ``data`` run by ``backend`` in ``dtype`` (int8: quantized on calibration images
-    from the train split of ``calib_data``, default ``data``'s), checked against the card's published numbers."""
-    check_device(device)
-    if backend != "torch" or dtype != "fp32":
-        from .backends import require
-
-        require(backend, dtype, device)
-    model = load_any(spec, weights).eval()
-    card = find_card(spec)
-    size = input_size_of(spec, model)
-    reference = card.reference if card is not None else {}
-    root = D.resolve_split(data, "val")
-    ds = D.image_folder(root, D.official_eval_transform(size))
-    if len(ds.classes) != model.num_classes:
-        raise DataError(f"{root} has {len(ds.classes)} class folders but {spec} predicts {model.num_classes} "
+def verify(spec: str, data: str, opt: VerifyOptions | None = None) -> VerifyResult:
+    """Top-1/top-5 of ``spec`` (a model, or an export folder) on the test split of ``data`` (``val/``), with the
+    preprocessing the model records, checked against its card's published numbers."""
+    opt = opt or VerifyOptions()
+    check_device(opt.device)
+    export = ExportFolder.open(spec) if is_export(spec) else None
+    if export is not None:
+        engine = opt.engine or next(iter(export.engines))
+        setting, reference, net = export.setting, {}, None
+        run = export.runner(engine, opt.device, (1, opt.batch_size))
+        backend, dtype = engine.split(":")
+    else:
+        if opt.backend != "torch" or opt.dtype != "fp32":
+            require(opt.backend, opt.dtype, opt.device)
+        model = resolve(spec, opt.weights)
+        setting, net = model.setting, model.net
+        reference = model.card.reference if model.card is not None else {}
+        backend, dtype = opt.backend, opt.dtype
+        run = _runner(model, opt, data)
+    root = D.resolve_split(data, "test")
+    ds = D.image_folder(root, setting.eval_transform())
+    if len(ds.classes) != setting.num_classes:
+        raise DataError(f"{root} has {len(ds.classes)} class folders but {spec} predicts {setting.num_classes} "
                         "classes: give the matching validation folder")
-    if limit:
-        ds = torch.utils.data.Subset(ds, list(range(min(limit, len(ds)))))
-    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers)
-    if backend == "torch" and dtype == "fp32":
-        run = model.to(device)
-    else:  # an artefact of the folded model, verified the same way
-        plain, _ = fold(model, input_size=min(size, 64))
-        calib = None
-        if dtype == "int8":
-            from .quantize import calibration_images
-
-            calib = calibration_images(size, model.stride_plan is not None, calib_data or data, quant)
-        run = make_runner(backend, plain, (batch_size, 3, size, size), device, dtype, dynamic_batch=True,
-                          calibration=calib)
-    bar = progress_bar(progress)
+    if opt.limit:
+        ds = torch.utils.data.Subset(ds, list(range(min(opt.limit, len(ds)))))
+    loader = DataLoader(ds, batch_size=opt.batch_size, num_workers=opt.workers)
+    lo, hi = run.batch_range if export is not None else (1, None)
+    on_device = backend == "torch" and dtype == "fp32" and export is None
+    bar = progress_bar(opt.progress)
     if bar:
-        task = bar.add_task(f"verify {spec} ({backend})", total=len(ds))
+        task = bar.add_task(f"verify {spec} ({backend} {dtype})", total=len(ds))
         bar.start()
     try:
-        acc = evaluate(run, loader, device if backend == "torch" and dtype == "fp32" else "cpu",
+        forward = run if lo <= 1 and hi is None else _padded(run, lo, hi)
+        acc = evaluate(forward, loader, opt.device if on_device else "cpu",
                        progress=(lambda n: bar.update(task, advance=n)) if bar else None)
     finally:
         if bar:
             bar.stop()
-    chk = check_reference(acc.top1, reference, tolerance)
-    return VerifyResult(str(spec), backend, dtype, device, acc.images, acc.top1, acc.top5, chk.reference_top1,
-                        reference.get("top5"), tolerance, chk.passed, reference.get("source", ""))
+    result = VerifyResult(str(spec), backend, dtype, opt.device, acc.images, acc.top1, acc.top5, None,
+                          reference.get("top5"), opt.tolerance, None, reference.get("source", ""),
+                          setting.as_dict(), getattr(run, "files", None))
+    chk = check_reference(acc.top1, reference, opt.tolerance)
+    result.reference_top1, result.passed = chk.reference_top1, chk.passed
+    if export is not None:
+        why = export.isa_mismatch(f"{backend}:{dtype}")
+        if why:
+            result.isa_note = f"{backend}:{dtype} {why}: its accuracy gate was run again here, on these images"
+            result.gate = _regate(export, run, loader, opt.budget, lo, hi)
+    return result
+
+
+def _runner(model, opt: VerifyOptions, data: str):
+    if opt.backend == "torch" and opt.dtype == "fp32":
+        return model.net.to(opt.device)
+    plain, _ = model.folded()  # an artefact of the folded model, verified the same way
+    calib = None
+    if opt.dtype == "int8":
+        from .quantize import calibration_images
+
+        calib = calibration_images(model.setting, opt.calib_data or data, opt.quant)
+    return make_runner(opt.backend, plain, model.shape(opt.batch_size), opt.device, opt.dtype, dynamic_batch=True,
+                       calibration=calib)
+
+
+def _padded(run, lo: int, hi: int | None):
+    from .gate import chunked
+
+    return lambda x: chunked(run, [x], lo, hi)
+
+
+def _regate(export: ExportFolder, run, loader, budget: float, lo: int, hi: int | None) -> dict:
+    """The accuracy gate of an engine against the export's float32 model on the same (labelled) images."""
+    from .gate import chunked, judge
+
+    plain = export.plain().eval()
+    xs, ys = [], []
+    for x, y in loader:
+        xs.append(x)
+        ys.append(y)
+    with torch.no_grad():
+        ref = torch.cat([plain(x) for x in xs])
+    out = chunked(run, xs, lo, hi)
+    return judge(ref, out, torch.cat(ys), export.setting.num_classes, budget).as_dict()

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from . import checkpoint as ckpt
+from .data import BUILTIN_SETTING, InputSetting
 from .errors import ArtifactError, CheckpointError, ModelNotFoundError, NasDeployError
-from .net import Network, count_macs, count_params
+from .net import Network, count_macs, count_params, make_plain_structure
 from .space import Arch, get_space
 
 try:  # Python 3.11+
@@ -38,6 +39,7 @@ class Card:
     counts: dict[str, Any] = field(default_factory=dict)
     reference: dict[str, Any] = field(default_factory=dict)
     search: dict[str, Any] = field(default_factory=dict)
+    preprocess: dict[str, Any] = field(default_factory=dict)  # mean, std, crop_pct (default: ImageNet's official)
     path: Path | None = None
 
     @classmethod
@@ -54,7 +56,8 @@ class Card:
                    dropout=float(d.get("dropout", 0.0)), stride_plan=d.get("stride_plan"),
                    stabilizers=list(d.get("stabilizers", [])), description=d.get("description", ""),
                    checkpoint=dict(d.get("checkpoint", {})), counts=dict(d.get("counts", {})),
-                   reference=dict(d.get("reference", {})), search=dict(d.get("search", {})), path=path)
+                   reference=dict(d.get("reference", {})), search=dict(d.get("search", {})),
+                   preprocess=dict(d.get("preprocess", {})), path=path)
 
     @classmethod
     def read(cls, path: str | Path) -> "Card":
@@ -77,7 +80,7 @@ class Card:
             d["stabilizers"] = list(self.stabilizers)
         if self.description:
             d["description"] = self.description
-        for section in ("checkpoint", "counts", "reference", "search"):
+        for section in ("preprocess", "checkpoint", "counts", "reference", "search"):
             if getattr(self, section):
                 d[section] = getattr(self, section)
         return d
@@ -97,8 +100,27 @@ class Card:
         return None
 
     def build(self, num_classes: int | None = None) -> Network:
-        return Network(self.arch, self.flavour, num_classes or self.num_classes, self.stride_plan,
-                       self.stabilizers, dropout=self.dropout)
+        net = Network(self.arch, self.flavour, num_classes or self.num_classes, self.stride_plan,
+                      self.stabilizers, dropout=self.dropout)
+        net.input_setting = self.setting(num_classes)
+        return net
+
+    def setting(self, num_classes: int | None = None) -> InputSetting:
+        """The input setting the card declares (preprocessing: ImageNet's official one unless it says otherwise)."""
+        p = self.preprocess
+        base = InputSetting()
+        return InputSetting(self.input_size, num_classes or self.num_classes,
+                            tuple(self.stride_plan) if self.stride_plan else None,
+                            tuple(p.get("mean", base.mean)), tuple(p.get("std", base.std)),
+                            float(p.get("crop_pct", base.crop_pct)))
+
+    @classmethod
+    def for_setting(cls, setting: InputSetting, **kw) -> "Card":
+        """A card whose input fields and preprocessing are ``setting``'s."""
+        return cls(num_classes=setting.num_classes, input_size=setting.size,
+                   stride_plan=list(setting.stride_plan) if setting.stride_plan else None,
+                   preprocess={"mean": list(setting.mean), "std": list(setting.std), "crop_pct": setting.crop_pct},
+                   **kw)
 
 
 def _zoo_order(path: Path) -> tuple:
@@ -148,14 +170,6 @@ def find_card(spec: str | Path) -> Card | None:
         return None
 
 
-def input_size_of(spec: str | Path, model: Network) -> int:
-    """The image size a model is meant for: its card's, else 28 for the small-input stride plan, else 224."""
-    card = find_card(spec)
-    if card is not None:
-        return card.input_size
-    return 28 if model.stride_plan else 224
-
-
 def load_weights(model: Network, weights: str | Path, card: Card | None = None) -> Network:
     obj = ckpt.read_file(weights)
     state, config = ckpt.unwrap(obj, weights)
@@ -164,8 +178,6 @@ def load_weights(model: Network, weights: str | Path, card: Card | None = None) 
         if config.get("arch") != str(model.arch):
             raise CheckpointError(f"{weights} was saved for architecture {config.get('arch')}, not {model.arch}")
         if config.get("folded") and not getattr(model, "folded", False):
-            from .fold import make_plain_structure
-
             make_plain_structure(model)
     else:
         layout = "timm" if "conv_stem.weight" in state else "official"
@@ -183,24 +195,42 @@ def create_model(name: str | Path, weights: str | Path | None = None, num_classe
     return model.eval()
 
 
-def save_checkpoint(model: Network, path: str | Path, extra: dict | None = None) -> Path:
+def save_checkpoint(model: Network, path: str | Path, extra: dict | None = None,
+                    setting: InputSetting | None = None) -> Path:
+    """A nasdeploy checkpoint: structure, weights, input setting (``setting``, else the network's own) and provenance."""
     from .io import provenance, torch_save
 
+    setting = setting or getattr(model, "input_setting", None)
     obj = {"format": ckpt.FORMAT, "format_version": ckpt.FORMAT_VERSION, "config": model.config(),
            "state_dict": model.state_dict(), "provenance": {k: str(v) for k, v in provenance().items()}}
+    if setting is not None:
+        obj["input"] = setting.as_dict()
     if extra:
         obj.update(extra)
     return torch_save(path, obj)
 
 
 def load_network(path: str | Path) -> Network:
-    """A network saved by ``save_checkpoint`` (its structure comes with it)."""
-    state, config = ckpt.unwrap(ckpt.read_file(path), path)
+    """A network saved by ``save_checkpoint`` (its structure and input setting come with it)."""
+    obj = ckpt.read_file(path)
+    state, config = ckpt.unwrap(obj, path)
     if config is None:
         raise CheckpointError(f"{path} is not a nasdeploy checkpoint: give a model name or card with --weights")
     model = Network.from_config(config)
     ckpt.load_state(model, state, "nasdeploy", source=str(path))
+    model.input_setting = _recorded_setting(obj, model)
     return model.eval()
+
+
+def _recorded_setting(obj: dict, model: Network) -> InputSetting:
+    """The input setting a checkpoint records; checkpoints of earlier versions record none: the built-in images for
+    the small-input stride plan, the official ImageNet preprocessing otherwise."""
+    if isinstance(obj.get("input"), dict):
+        return InputSetting.from_dict(obj["input"])
+    if model.stride_plan:
+        return InputSetting(BUILTIN_SETTING.size, model.num_classes, tuple(model.stride_plan), BUILTIN_SETTING.mean,
+                            BUILTIN_SETTING.std, BUILTIN_SETTING.crop_pct)
+    return InputSetting(num_classes=model.num_classes)
 
 
 def model_info(name: str | Path) -> dict[str, Any]:
@@ -221,11 +251,54 @@ def model_info(name: str | Path) -> dict[str, Any]:
     }
 
 
-def load_any(spec: str | Path, weights: str | Path | None = None) -> Network:
+@dataclass
+class Resolved:
+    """A model resolved once: what was asked for, its network (eval mode, weights loaded), its input setting and
+    card, and its folded form (made on first use). Export, bench, verify and the pipeline all start from it."""
+
+    spec: str
+    net: Network
+    setting: InputSetting
+    card: Card | None = None
+    _folded: tuple[Network, Any] | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        if self.card is not None and self.card.path is None:
+            return self.card.name
+        name = Path(self.spec).name
+        for suffix in (".pth.tar", ".toml", ".pt", ".pth", ".tar"):
+            if name.endswith(suffix):
+                return name[: -len(suffix)] or "model"
+        return name or "model"
+
+    def folded(self):
+        """(the plain network, the fold report): BN and stabilizers folded, checked numerically."""
+        if self._folded is None:
+            from .fold import fold
+
+            plain, rep = fold(self.net, input_size=min(self.setting.size, 64))
+            plain.input_setting = self.setting
+            self._folded = (plain, rep)
+        return self._folded
+
+    def shape(self, batch: int) -> tuple[int, int, int, int]:
+        return (batch, 3, self.setting.size, self.setting.size)
+
+
+def resolve(spec: str | Path, weights: str | Path | None = None) -> Resolved:
     """A zoo name or card (with optional ``weights``), or a nasdeploy checkpoint file holding its own structure."""
     s = str(spec)
     if s not in cards() and not s.endswith(".toml") and Path(s).is_file():
         if weights is not None:
             raise CheckpointError(f"{s} is a checkpoint already: drop --weights, or give a model name or card")
-        return load_network(s)
-    return create_model(s, weights=weights)
+        net = load_network(s)
+        return Resolved(s, net, net.input_setting)
+    card = get_card(s)
+    net = create_model(s, weights=weights)
+    return Resolved(s, net, card.setting(), card)
+
+
+def load_any(spec: str | Path, weights: str | Path | None = None) -> Network:
+    """The network of ``resolve(spec, weights)``."""
+    return resolve(spec, weights).net

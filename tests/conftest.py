@@ -90,3 +90,23 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     finally:
         os.chdir(here)
     return subprocess.CompletedProcess(list(args), rc, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(scope="session")
+def tiny_tables(tmp_path_factory):
+    """Calibrated latency tables of the tiny pipelines' two candidate engines (SCARLET, built-in setting, ONNX
+    Runtime fp32 and INT8), measured once per worker with few repeats."""
+    from nasdeploy.backends import dtype_reason
+    from nasdeploy.data import BUILTIN_SETTING
+    from nasdeploy.latency import LatencyTable, Settings, measure_table, validate_table
+
+    d = tmp_path_factory.mktemp("tiny_tables")
+    out = []
+    for dtype in ("fp32", "int8"):
+        assert dtype_reason("onnxruntime", dtype, "cpu") is None
+        p = d / f"lut_{dtype}.json"
+        measure_table(Settings.for_input("scarlet", "cpu", "onnxruntime", 1, dtype, BUILTIN_SETTING, warmup=1,
+                                         repeats=3, rounds=1), p, progress=False)
+        validate_table(LatencyTable.load(p), 3, progress=False, repeats=3, rounds=1)
+        out.append(p)
+    return out

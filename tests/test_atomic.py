@@ -53,7 +53,7 @@ def test_export_failing_after_its_artefacts_are_written_leaves_nothing(tmp_path,
     if existing:
         out.mkdir()
         (out / "model.onnx").write_text("the previous export")
-    monkeypatch.setattr(export_api, "_copy_card", _boom)  # after model.pt, model.onnx, parity.json
+    monkeypatch.setattr(export_api, "_write_manifest", _boom)  # after model.pt, model.onnx, parity.json
     with pytest.raises(Injected):
         export_model(str(tmp_path / "m.pt"), out, opt=ExportOptions(parity_images=8, force=existing))
     assert _leftovers(tmp_path, "out") == []

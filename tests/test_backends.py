@@ -86,17 +86,17 @@ def plugin(tmp_path, monkeypatch):
 
 
 def test_adding_a_backend_is_adding_one_file(plugin, tmp_path):
-    from nasdeploy.bench.run import bench
+    from nasdeploy.bench.run import BenchOptions, bench
     from nasdeploy.export.api import ExportOptions, export_model
 
     assert plugin in backend_names()
     net = randomize(Network(get_space("scarlet").sample(random.Random(8)), "scarlet", 10, SMALL_INPUT_STRIDES), 8)
     save_checkpoint(net, tmp_path / "n.pt")
-    res = bench([str(tmp_path / "n.pt")], "cpu", [plugin], [1], repeats=3, rounds=1, progress=False)
+    res = bench([str(tmp_path / "n.pt")], BenchOptions("cpu", [plugin], [1], repeats=3, rounds=1, progress=False))
     row = next(r for r in res.rows if r.backend == plugin)
     assert row.throughput > 0 and row.parity["max_rel"] < 1e-4  # against the float32 baseline
     r = export_model(str(tmp_path / "n.pt"), tmp_path / "e",
-                     opt=ExportOptions(onnx=False, engines=[(plugin, "fp32")], parity_images=16))
+                     opt=ExportOptions(engines=[(plugin, "fp32")], parity_images=16))
     assert r.parity[0].backend == plugin and r.parity[0].real.max_rel < 1e-4  # float32 against float64
     from nasdeploy.latency import Settings
 

@@ -5,10 +5,10 @@ import torch
 from PIL import Image
 
 import nasdeploy
-from nasdeploy.bench.run import BASELINE, bench
+from nasdeploy.bench.run import BASELINE, BenchOptions, bench
 from nasdeploy.data import write_image_folder
 from nasdeploy.errors import DataError
-from nasdeploy.verify import verify
+from nasdeploy.verify import VerifyOptions, verify
 
 from .conftest import HAS_CUDA, run_cli
 
@@ -65,21 +65,21 @@ def oracle(folder, official_ckpt, tmp_path_factory):
 def test_verify_top1_equals_an_independent_official_evaluation(oracle):
     root, ck, expected, share = oracle
     assert expected > share + 10  # far above what one constant prediction would score on this folder
-    r = verify(MODEL, str(root), str(ck), progress=False, workers=0)
+    r = verify(MODEL, str(root), VerifyOptions(str(ck), progress=False, workers=0))
     assert r.images == 30 and r.top1 == pytest.approx(expected)
     assert r.reference_top1 == 98.08 and r.passed is False  # random stand-in weights are not the published model
 
 
 def test_verify_through_onnxruntime_matches_torch(oracle):
     root, ck, expected, _ = oracle
-    a = verify(MODEL, str(root), str(ck), progress=False, workers=0)
-    b = verify(MODEL, str(root), str(ck), backend="onnxruntime", progress=False, workers=0, batch_size=8)
+    a = verify(MODEL, str(root), VerifyOptions(str(ck), progress=False, workers=0))
+    b = verify(MODEL, str(root), VerifyOptions(str(ck), backend="onnxruntime", progress=False, workers=0, batch_size=8))
     assert a.top1 == b.top1 == pytest.approx(expected) and a.top5 == b.top5
 
 
 def test_verify_refuses_mismatched_classes_and_bad_folders(folder, tmp_path):
     with pytest.raises(DataError, match="10 class folders but fairnas_a predicts 1000"):
-        verify("fairnas_a", str(folder), progress=False)
+        verify("fairnas_a", str(folder), VerifyOptions(progress=False))
     flat = tmp_path / "flat"
     flat.mkdir()
     Image.new("RGB", (8, 8)).save(flat / "x.png")
@@ -88,7 +88,7 @@ def test_verify_refuses_mismatched_classes_and_bad_folders(folder, tmp_path):
 
 
 def test_cpu_bench_reports_baseline_and_speedups(tmp_path):
-    res = bench(["fairnas_a"], "cpu", ["torch", "onnxruntime", "tensorrt"], [1], None, repeats=5, progress=False)
+    res = bench(["fairnas_a"], BenchOptions("cpu", ["torch", "onnxruntime", "tensorrt"], [1], repeats=5, progress=False))
     backends = [r.backend for r in res.rows]
     assert backends == [BASELINE, "torch", "onnxruntime"]
     base = res.rows[0]
@@ -123,6 +123,6 @@ def test_bench_bad_input(args, fragment):
 def test_verify_through_an_aoti_package_on_the_cpu_matches_torch(oracle):
     """30 images in batches of 8: the package takes the ragged last batch of 6 (dynamic batch 1..8)."""
     root, ck, expected, _ = oracle
-    a = verify(MODEL, str(root), str(ck), progress=False, workers=0)
-    b = verify(MODEL, str(root), str(ck), backend="aoti", progress=False, workers=0, batch_size=8)
+    a = verify(MODEL, str(root), VerifyOptions(str(ck), progress=False, workers=0))
+    b = verify(MODEL, str(root), VerifyOptions(str(ck), backend="aoti", progress=False, workers=0, batch_size=8))
     assert b.images == a.images == 30 and b.top1 == a.top1 == pytest.approx(expected) and b.top5 == a.top5

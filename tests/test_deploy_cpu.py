@@ -14,8 +14,9 @@ from nasdeploy.backends.onnxruntime import OrtRunner
 from nasdeploy.errors import NasDeployError
 from nasdeploy.backends.aoti import example_batch, export_aoti
 from nasdeploy.export.api import ExportOptions, default_out, export_model
-from nasdeploy.export.onnx import to_onnx_bytes
-from nasdeploy.export.parity import check_parity, chunks
+from nasdeploy.onnxgraph import to_onnx_bytes
+from nasdeploy.export.parity import check_parity
+from nasdeploy.gate import chunks
 from nasdeploy.net import Network
 from nasdeploy.space import SMALL_INPUT_STRIDES, get_space
 from nasdeploy.zoo import save_checkpoint
@@ -139,13 +140,13 @@ def test_compiled_runners_each_compile_across_many_models_and_batches():
 
 
 def test_bench_compile_rows_ran_compiled_code(tmp_path):
-    from nasdeploy.bench.run import bench
+    from nasdeploy.bench.run import BenchOptions, bench
 
     specs = []
     for seed, space in ((6, "fairnas"), (7, "scarlet")):
         save_checkpoint(small_net(seed, space), tmp_path / f"m{seed}.pt")
         specs.append(str(tmp_path / f"m{seed}.pt"))
-    res = bench(specs, "cpu", ["compile"], [1, 2], repeats=3, rounds=1, progress=False)
+    res = bench(specs, BenchOptions("cpu", ["compile"], [1, 2], repeats=3, rounds=1, progress=False))
     rows = [r for r in res.rows if r.backend == "compile"]
     assert len(rows) == 4, res.skipped
     assert all("graph(s) compiled" in r.note and not r.note.startswith(", 0") for r in rows)
@@ -173,7 +174,7 @@ def test_precision_rules_are_one_table():
 
 
 def test_export_refuses_before_writing_when_aoti_cannot_build(tmp_path):
-    opt = ExportOptions(onnx=False, aoti=True, fp16=True, device="cpu")
+    opt = ExportOptions(engines=[("aoti", "fp16")], device="cpu")
     with pytest.raises(NasDeployError, match="fp32"):
         export_model("fairnas_a", tmp_path / "o", opt=opt)
     assert list(tmp_path.iterdir()) == []

@@ -8,7 +8,7 @@ import torch
 import nasdeploy
 from nasdeploy.backends.onnxruntime import OrtRunner
 from nasdeploy.export.api import ExportOptions, export_model
-from nasdeploy.export.onnx import onnx_ops, to_onnx_bytes
+from nasdeploy.onnxgraph import onnx_ops, to_onnx_bytes
 from nasdeploy.fold import fold
 from nasdeploy.net import Network
 from nasdeploy.space import SMALL_INPUT_STRIDES
@@ -115,14 +115,14 @@ def test_existing_output_needs_force(tmp_path):
 
 @needs_cuda
 def test_aoti_fp16_agrees_with_pytorch(tmp_path):
-    r = export_model("fairnas_a", tmp_path / "a", opt=ExportOptions(onnx=False, aoti=True, fp16=True,
+    r = export_model("fairnas_a", tmp_path / "a", opt=ExportOptions(engines=[("aoti", "fp16")],
                                                                     batch=(8, 8, 8), parity_images=64))
     assert r.parity[0].top1_agreement >= 99.0
 
 
 @pytest.mark.skipif(not (HAS_TRT and HAS_CUDA), reason="needs TensorRT and CUDA")
 def test_tensorrt_engine_parity(tmp_path):
-    r = export_model("fairnas_a", tmp_path / "t", opt=ExportOptions(trt=True, batch=(1, 4, 8), dynamic=True,
+    r = export_model("fairnas_a", tmp_path / "t", opt=ExportOptions(engines=[("onnxruntime", "fp32"), ("tensorrt", "fp32")], batch=(1, 4, 8), dynamic=True,
                                                                     parity_images=64))
     trt = [p for p in r.parity if p.backend == "tensorrt"][0]
     assert trt.real.max_rel < 1e-3 and (tmp_path / "t" / "model.timing-cache").exists()

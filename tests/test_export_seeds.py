@@ -4,7 +4,7 @@ import torch
 
 import nasdeploy
 from nasdeploy.backends.onnxruntime import OrtRunner
-from nasdeploy.export.onnx import to_onnx_bytes
+from nasdeploy.onnxgraph import to_onnx_bytes
 from nasdeploy.fold import fold
 
 from .conftest import needs_shared

@@ -4,7 +4,8 @@ from torch import nn
 
 from nasdeploy.blocks import Stabilizer
 from nasdeploy.errors import FoldError
-from nasdeploy.fold import compare, fold, is_folded, make_plain_structure
+from nasdeploy.fold import compare, fold, is_folded
+from nasdeploy.net import make_plain_structure
 from nasdeploy.net import Network, count_params
 from nasdeploy.space import SCARLET, SMALL_INPUT_STRIDES
 
@@ -209,10 +210,10 @@ def test_fold_report_counts_and_the_unchecked_fold(caplog):
 
 def test_a_biased_convolution_before_its_bn_folds_exactly():
     """The check compares with the biased network: a fold that dropped the bias would be refused."""
-    from nasdeploy.fold import _conv_bn_pairs
+    from nasdeploy.net import conv_bn_pairs
 
     net = stabilized(ARCH_PUSH).eval()
-    for parent, conv_name, _ in _conv_bn_pairs(net)[::7]:
+    for parent, conv_name, _ in conv_bn_pairs(net)[::7]:
         conv = getattr(parent, conv_name)
         conv.bias = nn.Parameter(torch.randn(conv.out_channels))
     _, rep = fold(net)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from nasdeploy.bench.run import BASELINE, COMPILE_REFERENCE, bench
+from nasdeploy.bench.run import BASELINE, COMPILE_REFERENCE, BenchOptions, bench
 from nasdeploy.backends.torch_eager import TorchRunner
 from nasdeploy.fold import fold
 from nasdeploy.latency import Settings, measure_table, validate_table
@@ -34,7 +34,7 @@ def test_cuda_graph_fp16_runner_agrees_with_eager_fp32():
 
 
 def test_bench_cuda_reports_events_copies_and_compile_ratio():
-    res = bench(["fairnas_c"], "cuda", ["torch", "compile"], [1, 8], ["fp16"], repeats=20, progress=False)
+    res = bench(["fairnas_c"], BenchOptions("cuda", ["torch", "compile"], [1, 8], ["fp16"], repeats=20, progress=False))
     by = {(r.backend, r.batch): r for r in res.rows}
     assert {b for b, _ in by} == {BASELINE, COMPILE_REFERENCE, "torch", "compile"}
     for (backend, n), r in by.items():
@@ -118,7 +118,7 @@ def test_event_timing_agrees_with_wall_time():
 
 
 def test_bench_records_tf32_and_runs_on_a_named_device():
-    res = bench(["fairnas_c"], "cuda:0", ["torch"], [2], ["fp32"], repeats=5, rounds=1, progress=False)
+    res = bench(["fairnas_c"], BenchOptions("cuda:0", ["torch"], [2], ["fp32"], repeats=5, rounds=1, progress=False))
     assert res.environment["tf32"] is False
     assert all("TF32 off" in r.note for r in res.rows if r.dtype == "fp32")
 
@@ -152,6 +152,6 @@ def test_tensorrt_profile_covers_a_ragged_last_batch(tmp_path, fp16):
 
     save_checkpoint(_small(3), tmp_path / "m.pt")
     export_model(str(tmp_path / "m.pt"), tmp_path / "e", opt=ExportOptions(
-        trt=True, fp16=fp16, batch=(1, 4, 8), dynamic=True, parity_images=13))
+        engines=[("tensorrt", "fp16" if fp16 else "fp32")], batch=(1, 4, 8), dynamic=True, parity_images=13))
     par = {p["backend"]: p for p in json.loads((tmp_path / "e" / "parity.json").read_text())["parity"]}
     assert par["tensorrt"]["images"] == 13 and par["tensorrt"]["top1_agreement"] >= 99.0

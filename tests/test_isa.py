@@ -68,8 +68,9 @@ def _int8_weights(path) -> list[int]:
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
-    from nasdeploy.export.onnx import export_onnx
+    from nasdeploy.onnxgraph import export_onnx
     from nasdeploy.net import Network
+    from nasdeploy.data import BUILTIN_SETTING
     from nasdeploy.quantize import QuantOptions, calibration_images
     from nasdeploy.space import SMALL_INPUT_STRIDES, get_space
 
@@ -77,7 +78,7 @@ def graph(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("isa")
     net = randomize(Network(get_space("scarlet").sample(random.Random(4)), "scarlet", 10, SMALL_INPUT_STRIDES), 4)
-    return d, export_onnx(net, d / "m.onnx", (1, 3, 28, 28)), calibration_images(28, True, None, QuantOptions(images=16))
+    return d, export_onnx(net, d / "m.onnx", (1, 3, 28, 28)), calibration_images(BUILTIN_SETTING, None, QuantOptions(images=16))
 
 
 @pytest.mark.parametrize("quantizer", ["onnxruntime", "nncf"])

@@ -27,6 +27,7 @@ ckpt_every = 1
 repeats = 3
 warmup = 1
 validate_archs = 3
+tables = {tables}
 
 [search]
 population = 4
@@ -45,26 +46,22 @@ parity_images = 32
 batches = [1]
 repeats = 5
 rounds = 2
+
+[deploy]
+engines = ["onnxruntime:fp32", "onnxruntime:int8"]
 """
 
 
-def tiny(tmp_path, name="run", steps=2, extra=""):
+def tiny(tmp_path, tables, name="run", steps=2, extra=""):
+    """A tiny pipeline config; its latency tables are the session's (``tiny_tables``: measuring them is the latency
+    stage's slow part, tested in tests/test_latency.py), so only what differs between runs is run."""
     p = tmp_path / f"{name}.toml"
-    p.write_text(TINY.format(out=tmp_path / name, steps=steps) + extra)
+    p.write_text(TINY.format(out=tmp_path / name, steps=steps, tables=json.dumps([str(t) for t in tables])) + extra)
     return p
 
 
-# A float32 table keeps these runs short (INT8 tables quantize every block: tests/test_latency.py covers them);
-# the deployment candidates still include INT8 engines, so the gate and the choice are exercised.
-FP32_TARGET = """
-[deploy]
-target = "onnxruntime:fp32"
-engines = ["onnxruntime:fp32", "onnxruntime:int8", "openvino:int8"]
-"""
-
-
-def test_tiny_pipeline_end_to_end(tmp_path):
-    cfg = PipelineConfig.read(tiny(tmp_path, extra=FP32_TARGET))
+def test_tiny_pipeline_end_to_end(tmp_path, tiny_tables):
+    cfg = PipelineConfig.read(tiny(tmp_path, tiny_tables))
     results, report = run_pipeline(cfg, progress=False)
     out = tmp_path / "run"
     assert all(results[s]["status"] == "ran"
@@ -73,22 +70,23 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     for section in ("## Stages", "Pareto front", "Parity of the exported artefacts", "## Deployment candidates",
                     "## Speed", "## Artefacts"):
         assert section in text
-    for f in ("report.json", "search/pareto.png", "search/best.toml", "export/model.onnx", "bench.png",
-              "lut_validation.png"):
+    for f in ("report.json", "search/pareto.png", "search/best.toml", "export/model.onnx", "export/manifest.json",
+              "bench.png", "lut_onnxruntime_int8.json", "deployed/manifest.json"):
         assert (out / f).exists(), f
     par = results["export"]["parity"][0]
     assert par["backend"] == "onnxruntime" and par["top1_agreement"] == 100.0
     best = results["search"]["best"]
     assert best["latency_ms"] <= results["search"]["target_ms"]
     _deployed_is_the_fastest_engine_that_passed(results)
+    _shipped_is_what_was_timed_and_gated(results, out)
     _report_says_what_the_json_holds(text, json.loads((out / "report.json").read_text()))
     # a rerun skips everything
     again, _ = run_pipeline(cfg, progress=False)
     assert all(r["status"] == "cached" for r in again.values())
 
 
-def test_killed_pipeline_resumes_without_redoing_stages(tmp_path):
-    cfg = tiny(tmp_path, "cut", steps=3, extra=FP32_TARGET)
+def test_killed_pipeline_resumes_without_redoing_stages(tmp_path, tiny_tables):
+    cfg = tiny(tmp_path, tiny_tables, "cut", steps=3)
     cmd = [sys.executable, str(ROOT / "cli.py"), "pipeline", "--config", str(cfg), "--no-progress"]
     out = tmp_path / "cut"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -107,11 +105,43 @@ def test_killed_pipeline_resumes_without_redoing_stages(tmp_path):
     assert json.loads((out / "stage_bench.json").read_text())["rows"]
 
 
-def test_bad_config_is_one_line(tmp_path):
+@pytest.mark.parametrize("text, fragment", [
+    ("[supernet]\nstepz = 3\n", "unknown setting.*stepz"),
+    ('[supernet]\nsteps = "many"\n', "config.supernet.steps must be int, got 'many'"),
+    ("accuracy_images = 1.5\n", "config.accuracy_images must be int"),
+    ('[deploy]\nengines = ["nosuch:int8"]\n', "unknown backend 'nosuch'"),
+    ('[deploy]\nengines = ["onnxruntime:int4"]\n', "unknown precision 'int4'"),
+    ('[search]\nlatency_target = "2"\n', "needs a unit"),
+    ('data = "/nowhere/at/all"\n', "does not exist"),
+    ("[bench]\nbatches = [1, \"x\"]\n", "must be int"),
+    ("seed = true\n", "config.seed must be int"),
+])
+def test_bad_config_is_refused_before_the_first_stage(tmp_path, text, fragment):
+    """Types, engines, data and target are checked before anything runs: nothing is written."""
     p = tmp_path / "bad.toml"
-    p.write_text("[supernet]\nstepz = 3\n")
-    with pytest.raises(UsageError, match="unknown setting.*stepz"):
-        PipelineConfig.read(p)
+    p.write_text(f'out = "{tmp_path / "out"}"\n' + text)
+    with pytest.raises(UsageError, match=fragment) if "data" not in text else pytest.raises(Exception, match=fragment):
+        run_pipeline(PipelineConfig.read(p), progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def _shipped_is_what_was_timed_and_gated(results: dict, out) -> None:
+    """The deployed files are byte for byte the ones bench timed and the accuracy stage scored (their hashes, read
+    here from the bench JSON and the accuracy stage, and computed from the files in deployed/)."""
+    from nasdeploy.export.manifest import sha256
+
+    dp = results["deploy"]
+    timed = next(r["files"] for r in json.loads((out / "bench.json").read_text())["rows"]
+                 if f"{r['backend']}:{r['dtype']}" == dp["engine"] and r["batch"] == dp["batch"])
+    gated = results["accuracy"]["engines"][dp["engine"]]["files"]
+    shipped = {name: sha256(out / "deployed" / name) for name in timed}
+    assert timed and timed == gated == shipped == dp["shipped_files"], (timed, gated, shipped)
+    assert dp["same_files"] is True
+    manifest = json.loads((out / "export" / "manifest.json").read_text())
+    assert manifest["engines"][dp["engine"]]["files"] == timed
+    # the latency tables the search used are the candidates', and the report names the one shipped
+    assert set(dp["latency_tables"]) == set(results["export"]["engines"])
+    assert results["search"]["best"]["engine"] in dp["latency_tables"]
 
 
 def _deployed_is_the_fastest_engine_that_passed(results: dict) -> None:
@@ -142,7 +172,7 @@ def _deployed_is_the_fastest_engine_that_passed(results: dict) -> None:
                    if e == "onnxruntime:fp32" or all(a < b for a, b in zip(rounds[e], ref_rounds)))
     assert dp["engine"] == shipped
     ort = speed["onnxruntime:fp32"]
-    assert abs(dp["vs_onnxruntime"] - speed[dp["engine"]] / ort) < 1e-9
+    assert abs(dp["vs_reference"] - speed[dp["engine"]] / ort) < 1e-9
 
 
 def _table(text: str, header_start: str) -> list[list[str]]:
@@ -161,11 +191,11 @@ def _report_says_what_the_json_holds(text: str, rep: dict) -> None:
     """Every figure of the report's tables read back from the Markdown equals report.json's, rounded as shown."""
     res = rep["stages"]
     se, be, ex = res["search"], res["bench"], res["export"]
-    front = _table(text, "| architecture | predicted latency (ms) | supernet top-1")
+    front = _table(text, "| architecture | engine | predicted latency (ms) | supernet top-1")
     assert [r[0].strip("`") for r in front] == [c["arch"] for c in se["front"]]
     for row, c in zip(front, se["front"]):
-        assert row[1] == f"{c['latency_ms']:,.3f}"
-        acc, ci = row[2].split(" [")
+        assert row[1] == c["engine"] and row[2] == f"{c['latency_ms']:,.3f}"
+        acc, ci = row[3].split(" [")
         assert acc == f"{c['accuracy']:,.2f}" and ci == f"{c['ci95'][0]:.1f}, {c['ci95'][1]:.1f}]"
     speed = _table(text, "| backend | dtype | batch | images/s")
     assert len(speed) == len(be["rows"])
@@ -173,7 +203,7 @@ def _report_says_what_the_json_holds(text: str, rep: dict) -> None:
         assert row[:3] == [r["backend"], r["dtype"], str(r["batch"])] and row[6] == f"{r['speedup']:.2f}x"
     parity = _table(text, "| backend | dtype | max abs | max rel")
     assert [(r[0], r[5]) for r in parity] == [(p["backend"], f"{p['top1_agreement']:.2f}%") for p in ex["parity"]]
-    cands = _table(text, "| engine | median ms | vs ONNX Runtime fp32")
+    cands = _table(text, "| engine | median ms | vs reference")
     assert cands, "no deployment candidates in the report"
     dp = res["deploy"]
     assert [r[0] for r in cands] == [c["engine"] for c in dp["candidates"]]
@@ -182,9 +212,8 @@ def _report_says_what_the_json_holds(text: str, rep: dict) -> None:
         lo, hi = c["gate"]["drop_ci95"]
         assert row[4] == f"{c['gate']['drop']:.2f} [{lo:.2f}, {hi:.2f}]"
         assert (row[6] == "**yes**") == (c["engine"] == dp["engine"])
-    zoo = _table(text, "| model | architecture | predicted latency")
-    for row in zoo[1:]:  # each reference's verdict is what its intervals allow
-        ref = se["references"][row[0].replace(" (architecture)", "")]
-        a, b = se["best"]["ci95"], ref["ci95"]
-        expected = ("higher" if a[0] > b[1] else "lower" if a[1] < b[0] else "not distinguishable")
-        assert row[4].startswith(expected), (row, a, b)
+    zoo = _table(text, "| model | architecture | engine | predicted latency")
+    for row in zoo[1:]:  # each reference's verdict is what its paired interval allows
+        mean, lo, hi = se["references"][row[0].replace(" (architecture)", "")]["paired_vs_best"]
+        expected = ("higher" if lo > 0 else "lower" if hi < 0 else "not distinguishable")
+        assert row[5] == f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}]: {expected}", row

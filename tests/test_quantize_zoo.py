@@ -20,9 +20,9 @@ SIZE = 64
 
 @pytest.fixture(scope="module")
 def images():
-    from nasdeploy.export.parity import real_batches
+    from nasdeploy.data import InputSetting, real_batches
 
-    x = torch.cat(real_batches(SIZE, False, None, 48, split="train"))
+    x = torch.cat(real_batches(None, "train", InputSetting(SIZE), 48))
     return x[:16], x[16:]
 
 

@@ -9,6 +9,7 @@ from nasdeploy.blocks import InvertedResidual, get_flavour
 from nasdeploy.evaluate import evaluate_subnet, wilson
 from nasdeploy.recipe import average_by_visits, inherit_block, parent_path, warm_start_steps
 from nasdeploy.sampling import StrictFairSampler
+from nasdeploy.data import BUILTIN_SETTING
 from nasdeploy.search import load_eval_data
 from nasdeploy.space import SMALL_INPUT_STRIDES
 from nasdeploy.supernet import Supernet
@@ -124,7 +125,7 @@ def test_a_short_strict_fairness_run_learns_every_reference_subnet(tmp_path):
     first, last = res.loss_summary()
     assert last < first - 0.3, (first, last)
     sn = T.load_supernet(res.path)
-    calib, val = load_eval_data("fashion-mnist", 4, 64, 1000)
+    calib, val = load_eval_data("fashion-mnist", 4, 64, 1000, BUILTIN_SETTING)
     for v in "abc":
         acc = evaluate_subnet(sn, get_card(f"fairnas_{v}").arch, calib, val)
         assert acc.top1_ci[0] > 30.0, (v, acc.top1)

@@ -16,7 +16,7 @@ from nasdeploy.train import load_checkpoint
 
 from .conftest import ROOT
 from .helpers import assert_same_training
-from .test_pipeline import FP32_TARGET, TINY
+from .test_pipeline import tiny
 
 FINETUNE = """
 import sys, torch
@@ -73,11 +73,9 @@ def test_finetune_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path):
     _same_weights(tmp_path / "ref" / "model.pt", tmp_path / "cut" / "model.pt")
 
 
-def _config(tmp_path: Path, name: str, extra: str = "") -> Path:
-    p = tmp_path / f"{name}.toml"
-    text = TINY.format(out=tmp_path / name, steps=6).replace("[finetune]\nsteps = 5", "[finetune]\nsteps = 12\n"
-                                                                                    "ckpt_every = 1")
-    p.write_text(text + FP32_TARGET + extra)
+def _config(tmp_path: Path, name: str, tables) -> Path:
+    p = tiny(tmp_path, tables, name, steps=6)
+    p.write_text(p.read_text().replace("[finetune]\nsteps = 5", "[finetune]\nsteps = 12\nckpt_every = 1"))
     return p
 
 
@@ -86,9 +84,10 @@ def _pipeline(cfg: Path, stop_after: str) -> list[str]:
             "--stop-after", stop_after]
 
 
-def test_pipeline_killed_in_the_supernet_stage_resumes_to_the_same_supernet(tmp_path):
-    subprocess.run(_pipeline(_config(tmp_path, "ref"), "supernet"), check=True, capture_output=True, timeout=600)
-    cfg = _config(tmp_path, "cut")
+def test_pipeline_killed_in_the_supernet_stage_resumes_to_the_same_supernet(tmp_path, tiny_tables):
+    subprocess.run(_pipeline(_config(tmp_path, "ref", tiny_tables), "supernet"), check=True, capture_output=True,
+                   timeout=600)
+    cfg = _config(tmp_path, "cut", tiny_tables)
     proc = subprocess.Popen(_pipeline(cfg, "supernet"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ck = tmp_path / "cut" / "supernet" / "checkpoint.pt"
     _kill_when(proc, lambda: ck.exists() and _ckpt_step(ck) >= 2, "supernet step 2")
@@ -105,13 +104,16 @@ def _ckpt_step(path: Path) -> int:
         return -1
 
 
-def test_pipeline_killed_in_fine_tuning_resumes_to_the_same_model(tmp_path):
-    """The stages before fine-tuning are copied from the uninterrupted run (its latency table is a measurement,
-    so a second one would choose another architecture); the cut run then starts in fine-tuning and is killed."""
-    subprocess.run(_pipeline(_config(tmp_path, "ref"), "finetune"), check=True, capture_output=True, timeout=600)
+def test_pipeline_killed_in_fine_tuning_resumes_to_the_same_model(tmp_path, tiny_tables):
+    """The stages before fine-tuning are copied from the uninterrupted run; the cut run then starts in fine-tuning
+    and is killed."""
+    subprocess.run(_pipeline(_config(tmp_path, "ref", tiny_tables), "finetune"), check=True, capture_output=True,
+                   timeout=600)
     ref, cut = tmp_path / "ref", tmp_path / "cut"
     shutil.copytree(ref, cut, ignore=shutil.ignore_patterns("finetune", "stage_finetune.json"))
-    cfg = _config(tmp_path, "cut")
+    for f in cut.glob("stage_*.json"):  # the copied markers name the reference run's paths
+        f.write_text(f.read_text().replace(str(ref), str(cut)))
+    cfg = _config(tmp_path, "cut", tiny_tables)
     proc = subprocess.Popen(_pipeline(cfg, "finetune"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = cut / "finetune" / "finetune_state.pt"
     _kill_when(proc, lambda: _state_step(state) >= 3, "fine-tune step 3")

@@ -11,8 +11,7 @@ import nasdeploy
 from nasdeploy.errors import ArtifactError, UsageError
 from nasdeploy.latency import LatencyTable, Settings, measure_table
 from nasdeploy.pareto import dominates
-from nasdeploy.search import SearchConfig, parse_latency
-from nasdeploy.search_job import SearchInputs, search
+from nasdeploy.search import SearchConfig, SearchInputs, parse_latency, search
 from nasdeploy.space import SMALL_INPUT_STRIDES
 
 from .conftest import ROOT, run_cli
@@ -133,10 +132,12 @@ def test_lut_of_another_space_than_the_search(lut, tmp_path):
 
 
 def test_lut_for_another_input_size_than_the_supernet(lut, tmp_path):
+    from nasdeploy.data import InputSetting
+    from nasdeploy.latency import EngineTables
     from nasdeploy.search import check_lut_matches
 
     with pytest.raises(ArtifactError, match="28px"):
-        check_lut_matches(LatencyTable.load(lut), "fairnas", None, 1000, 224)
+        check_lut_matches(EngineTables.load(lut), "fairnas", InputSetting())
 
 
 def test_search_on_a_real_supernet_writes_the_subnet_it_scored(lut, tmp_path):
@@ -144,6 +145,7 @@ def test_search_on_a_real_supernet_writes_the_subnet_it_scored(lut, tmp_path):
     loop over the same held-out images, its top-1 is the search's, image for image."""
     import torch
 
+    from nasdeploy.data import BUILTIN_SETTING
     from nasdeploy.search import load_eval_data
     from nasdeploy.train import TrainConfig, train_supernet
     from nasdeploy.zoo import Card, load_any
@@ -160,7 +162,7 @@ def test_search_on_a_real_supernet_writes_the_subnet_it_scored(lut, tmp_path):
     net = load_any(tmp_path / "s" / "best.toml").eval()
     assert str(net.arch) == r.best.arch
 
-    _, val = load_eval_data("fashion-mnist", 1, 32, 300, 28)
+    _, val = load_eval_data("fashion-mnist", 1, 32, 300, BUILTIN_SETTING)
     correct = images = 0
     spread = []
     with torch.no_grad():

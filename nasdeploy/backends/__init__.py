@@ -19,9 +19,10 @@ from ..errors import DeviceError, UsageError
 from .base import (DTYPES, Backend, Runner, Sources, Target, device_context, device_kind, parse_dtype,
                    quiet_cpu_compiler)
 
-__all__ = ["DTYPES", "Backend", "Runner", "Sources", "Target", "backend_names", "check_device", "device_context",
-           "device_kind", "dtype_reason", "get_backend", "make_runner", "parse_dtype", "parse_engines",
-           "quiet_cpu_compiler", "unavailable_reason"]
+__all__ = ["DTYPES", "Backend", "Runner", "Sources", "Target", "backend_names", "check_device", "default_engines",
+           "device_context", "device_kind", "dtype_reason", "engine_help", "get_backend", "make_runner", "parse_dtype",
+           "parse_engines", "quiet_cpu_compiler", "reference_engine", "require", "table_backend",
+           "unavailable_reason"]
 
 
 @lru_cache(maxsize=1)
@@ -45,6 +46,33 @@ def get_backend(name: str) -> Backend:
         return _registry()[name]
     except KeyError:
         raise UsageError(f"unknown backend '{name}': choose from {', '.join(backend_names())}") from None
+
+
+def default_engines(device: str) -> list[tuple[str, str]]:
+    """The deployment candidates on ``device``: every backend's ``candidates`` there, in registry order."""
+    kind = device_kind(device)
+    return [(b.name, d) for b in _registry().values() for d in b.candidates.get(kind, ())]
+
+
+def reference_engine(device: str) -> tuple[str, str]:
+    """The engine every other must beat on ``device``, shipped when none is established faster."""
+    kind = device_kind(device)
+    for b in _registry().values():
+        if kind in b.reference:
+            return b.name, b.reference[kind]
+    raise UsageError(f"no reference engine is registered for {kind}")  # pragma: no cover - registry bug
+
+
+def table_backend(device: str) -> str:
+    """The backend latency tables are measured with on ``device`` unless another is asked for."""
+    kind = device_kind(device)
+    return next(b.name for b in _registry().values() if kind in b.table_default)
+
+
+def engine_help() -> str:
+    """The registered backends and the precisions each runs, for --help texts."""
+    return "; ".join(f"{b.name} ({', '.join(f'{k}: {chr(47).join(v)}' for k, v in b.dtypes.items())})"
+                     for b in _registry().values())
 
 
 def check_device(device: str) -> str:

@@ -76,10 +76,16 @@ class Target:
 
 
 class Runner:
+    """What every runner declares (no caller probes for attributes): its device and input dtype, the CUDA stream
+    and clock it is timed with, the CPU threads it uses, the batches a call may have, and the precision the
+    runtime reports where it reports one."""
+
     name = "runner"
     stream: torch.cuda.Stream | None = None
     clock = "auto"  # CUDA events on CUDA devices, the host clock on the CPU
     threads: int | None = None  # CPU threads the runtime uses (stated in bench rows)
+    batch_range: tuple[int, int | None] = (1, None)  # every call has lo..hi images (hi None: any number)
+    precision: str | None = None  # what the runtime says it runs (OpenVINO's inference precision)
 
     def __init__(self, device: str, dtype: torch.dtype) -> None:
         self.device, self.dtype = device, dtype
@@ -92,11 +98,19 @@ class Runner:
         x = x.to(self.device, self.dtype)
         return lambda: self(x)
 
+    def notes(self) -> list[str]:
+        """Facts a bench row states about how this runner ran (threads, precision, compiled graphs, ...)."""
+        out = [f"{self.threads} thread(s)"] if self.threads else []
+        return out + ([f"runtime precision {self.precision}"] if self.precision else [])
+
+    def check_ran(self) -> None:
+        """Raise where the runner did not run what it is labelled as (a compiled runner that compiled nothing)."""
+
 
 def check_batch(n: int, batch_range: tuple[int, int], what: str) -> None:
     lo, hi = batch_range
     if not lo <= n <= hi:
-        from ..export.onnx import ExportError
+        from ..errors import ExportError
 
         raise ExportError(f"batch {n} is outside this {what}'s batch range ({lo}..{hi}): export it with "
                           "--dynamic-batch covering it")
@@ -109,7 +123,7 @@ class Sources:
     ``calibration``: a ``nasdeploy.quantize.Calibration`` (images and options) for INT8 graphs.
     """
 
-    model: nn.Module
+    model: nn.Module | None  # None: loading an export's artefacts, which need no module
     work: Path
     chw: tuple[int, ...]  # the input of one image (3, H, W); a latency-table block's own
     calibration: object | None = None
@@ -120,7 +134,7 @@ class Sources:
         """The model as ONNX (dynamic batch): float32, float16 (strongly typed TensorRT), or an INT8 Q/DQ graph
         made by ``quantizer`` (onnxruntime; nncf for OpenVINO) (``symmetric``: signed activations without zero
         points, as TensorRT requires)."""
-        from ..export.onnx import export_onnx
+        from ..onnxgraph import export_onnx
 
         key = dtype
         if dtype == "int8":
@@ -152,7 +166,12 @@ class Sources:
 
 
 class Backend:
-    """One backend: override the class attributes and ``build``/``load``."""
+    """One backend: override the class attributes and ``build``/``load``.
+
+    Policy lives here too, so that no caller keeps a list of backends: ``candidates`` (the precisions offered as
+    deployment candidates per device kind), ``table_default`` (the device kinds whose latency tables it measures
+    by default) and ``reference`` (per device kind, the precision in which it is the engine every other must beat
+    and the one shipped when none does)."""
 
     name = "backend"
     order = 100  # where it is listed
@@ -161,6 +180,14 @@ class Backend:
     install_hint = ""
     dtypes: dict[str, tuple[str, ...]] = {"cpu": ("fp32",)}  # device kind -> precisions it runs there
     artefact: str | None = None  # file name its build writes into the work folder (None: shares model.pt/ONNX)
+    candidates: dict[str, tuple[str, ...]] = {}
+    table_default: tuple[str, ...] = ()
+    reference: dict[str, str] = {}
+
+    @property
+    def fixed_batch(self) -> bool:
+        """Whether its artefact is built for a batch range (and must only ever be called inside it)."""
+        return self.artefact is not None
 
     def unavailable(self, device: str) -> str | None:
         """Why this backend cannot run on ``device`` here, or None."""
@@ -186,6 +213,11 @@ class Backend:
     def export_device(self, requested: str) -> str:
         """Where an export builds and checks this backend's artefact when the user asked for ``requested``."""
         return requested if device_kind(requested) in self.dtypes else next(iter(self.dtypes))
+
+    def files(self, path: Path | None) -> list[str]:
+        """The files of an export folder an engine built at ``path`` runs from (model.pt when it runs the folded
+        PyTorch model itself)."""
+        return [Path(path).name] if path is not None else ["model.pt"]
 
     def build(self, src: Sources, target: Target) -> Path | None:
         """Write this backend's artefact for ``target`` (or reuse a shared one); return its path."""

@@ -57,6 +57,15 @@ class CompileRunner(TorchRunner):
         self.graphs += counters["stats"]["unique_graphs"] - before
         return y
 
+    def notes(self) -> list[str]:
+        return [f"{self.graphs} graph(s) compiled", *super().notes()]  # proof that it ran compiled code
+
+    def check_ran(self) -> None:
+        if self.graphs < 1:  # pragma: no cover - would be a torch regression
+            from ..errors import DeviceError
+
+            raise DeviceError("torch.compile ran without compiling: not recording an eager time as compiled")
+
     def timed(self, x: torch.Tensor) -> Callable[[], object]:
         self(x)  # compiled for this shape here, so the timed calls only replay it
         x = self._prep(x)
@@ -74,6 +83,8 @@ class CompileBackend(Backend):
     order = 20
     description = "torch.compile (inductor, default mode, one graph) on the folded model"
     dtypes = {"cpu": ("fp32",), "cuda": ("fp32", "fp16", "bf16")}
+    candidates = {"cuda": ("fp32",)}
+    reference = {"cuda": "fp32"}  # what GPU users compare with: torch.compile
 
     def build(self, src: Sources, target: Target) -> Path | None:
         return None

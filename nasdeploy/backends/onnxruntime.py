@@ -56,6 +56,9 @@ class OrtBackend(Backend):
     order = 30
     description = "ONNX Runtime (CPU provider; CUDA provider with onnxruntime-gpu): fp32 or INT8 Q/DQ"
     dtypes = {"cpu": ("fp32", "int8"), "cuda": ("fp32",)}
+    candidates = {"cpu": ("fp32", "int8"), "cuda": ("fp32",)}
+    table_default = ("cpu",)
+    reference = {"cpu": "fp32"}  # what CPU users compare with: the model in plain ONNX Runtime
 
     def unavailable(self, device: str) -> str | None:
         if device.startswith("cuda"):

@@ -73,6 +73,7 @@ class OpenVinoBackend(Backend):
     package = "openvino"
     install_hint = INSTALL_HINT
     dtypes = {"cpu": ("fp32", "bf16", "int8")}
+    candidates = {"cpu": ("fp32", "int8", "bf16")}
 
     def precision_reason(self, dtype: str, device: str) -> str | None:
         why = super().precision_reason(dtype, device)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DeviceError
-from ..export.onnx import INPUT, OUTPUT, ExportError
+from ..onnxgraph import INPUT, OUTPUT, ExportError
 from ..io import write_atomic
 from .base import Backend, Runner, Sources, Target
 
@@ -161,6 +161,15 @@ class TensorRtBackend(Backend):
     install_hint = "pip install 'nasdeploy[tensorrt]'"
     dtypes = {"cuda": ("fp32", "fp16", "int8")}
     artefact = "model.engine"  # built for its optimisation profile: called only inside it
+    candidates = {"cuda": ("fp16", "int8")}
+
+    def unavailable(self, device: str) -> str | None:
+        why = super().unavailable(device)
+        if why and self.package in why:
+            return INSTALL_HINT
+        if why is None and not torch.cuda.is_available():
+            return "TensorRT needs a CUDA device and none is visible here"
+        return why
 
     def build(self, src: Sources, target: Target) -> Path | None:
         onnx = src.onnx(target.dtype, symmetric=True) if target.dtype == "int8" else src.onnx(target.dtype)

@@ -74,6 +74,8 @@ class TorchBackend(Backend):
     order = 10
     description = "PyTorch eager on the folded model (CUDA graphs on the GPU)"
     dtypes = {"cpu": ("fp32",), "cuda": ("fp32", "fp16", "bf16")}
+    candidates = {"cuda": ("fp16",)}
+    table_default = ("cuda",)  # CUDA graphs and CUDA events: the GPU tables
 
     def build(self, src: Sources, target: Target) -> Path | None:
         return None  # runs the folded model itself (model.pt in an export)

@@ -1,4 +1,7 @@
-"""`bench`: throughput and latency per backend / batch / dtype, against PyTorch eager fp32 in the same run."""
+"""`bench`: throughput and latency per engine and batch, against PyTorch eager fp32 in the same run.
+
+A model is either resolved (zoo name, card, checkpoint: every engine is built for this run from its folded form)
+or an export folder (every engine is the folder's own files, hashes checked: what ships is what is timed)."""
 from __future__ import annotations
 
 import copy
@@ -6,31 +9,74 @@ import logging
 import random
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import torch
 
 from ..backends import (Runner, backend_names, check_device, device_context, dtype_reason, make_runner, parse_dtype,
-                        unavailable_reason)
+                        reference_engine, unavailable_reason)
 from ..backends.compile import CompileRunner
 from ..backends.torch_eager import TorchRunner
 from ..errors import DeviceError, NasDeployError, UsageError
-from ..fold import fold
+from ..export.manifest import ExportFolder, is_export
 from ..progress import progress_bar
 from ..quantize import QuantOptions
-from ..zoo import input_size_of, load_any
+from ..zoo import Resolved, resolve
 from .env import environment
 from .timing import Stats, best_round, time_cpu, time_runner
 
 log = logging.getLogger(__name__)
 BASELINE = "torch-eager-fp32"
 # What users compare a deployment toolkit with on the GPU: the unfolded model under plain torch.compile
-# (default mode, channels_last), in the benchmarked dtype. Timed in the same run; every row gets its ratio.
+# (default mode, channels_last), in the benchmarked float precision. Timed in the same run.
 COMPILE_REFERENCE = "torch-compile-plain"
 # On the CPU, PyTorch's OpenMP threads and ONNX Runtime's pool spin for a while after their last work and would
 # take the cores from whichever row runs next: each row starts after this pause.
 SETTLE_S = 0.3
-# What a deployment toolkit must beat on the CPU: the folded model in plain ONNX Runtime fp32.
-ORT_REFERENCE = ("onnxruntime", "fp32")
+FLOAT_DTYPES = ("fp32", "fp16", "bf16")
+
+
+@dataclass
+class GateSpec:
+    """Score every bench row on the test split: ``data`` (an ImageNet-layout folder, or None for the built-in
+    images), ``images`` of them, ``budget`` top-1 points."""
+
+    data: str | None = None
+    images: int = 1000
+    budget: float = 1.0
+
+
+@dataclass
+class BenchOptions:
+    device: str = "cpu"
+    backends: list[str] | None = None  # None: every registered backend (or, for an export, its engines)
+    batches: list[int] | None = None  # None: 1 and 16 on the CPU, 1 and 256 on CUDA
+    dtypes: list[str] | None = None  # None: fp32 on the CPU, fp32 and fp16 on CUDA (an export: its own)
+    repeats: int | None = None
+    rounds: int = 3  # interleaved rounds over all rows of a model and batch; the fastest round counts
+    compile_reference: bool | None = None  # plain torch.compile rows (default: on CUDA)
+    tf32: bool = False
+    calib_data: str | None = None  # INT8 rows built for this run: calibration images (train split)
+    quant: QuantOptions | None = None
+    gate: GateSpec | None = None  # score every row on held-out images and name the engine to ship
+    progress: bool = True
+
+    def check(self, exports: bool) -> "BenchOptions":
+        check_device(self.device)
+        for b in self.backends or []:
+            unavailable_reason(b, self.device)  # raises on an unknown backend
+        if any(b < 1 for b in self.batches or []):
+            raise UsageError(f"--batch values must be at least 1, got {self.batches}")
+        if self.rounds < 1:
+            raise UsageError(f"--rounds must be at least 1, got {self.rounds}")
+        if self.repeats is not None and self.repeats < 1:
+            raise UsageError(f"--repeats must be at least 1, got {self.repeats}")
+        for d in self.dtypes or []:
+            parse_dtype(d)
+        if "int8" in (self.dtypes or []) and not exports:
+            self.quant = (self.quant or QuantOptions()).check()
+        return self
 
 
 @dataclass
@@ -44,11 +90,17 @@ class BenchRow:
     latency_with_copies: dict | None = None  # CUDA: host->device input, run, device->host output (wall)
     speedup: float | None = None  # over the baseline at the same batch
     note: str = ""
-    vs_compile: float | None = None  # over plain torch.compile at the same batch and dtype (when timed)
+    vs_compile: float | None = None  # over plain torch.compile at the same batch (vs_compile_dtype)
     parity: dict | None = None  # this row's output on the timed input against the baseline's (max abs/rel error)
-    vs_onnxruntime: float | None = None  # over the folded model in ONNX Runtime fp32 at the same batch (when timed)
+    vs_reference: float | None = None  # over the reference engine (ONNX Runtime fp32 on the CPU) at the same batch
     threads: int | None = None  # CPU threads the runtime ran with
     accuracy: dict | None = None  # the accuracy gate on held-out images (when asked): see nasdeploy.gate
+    files: dict | None = None  # the export's files this row ran, with their sha256 (None: built for this run)
+    vs_compile_dtype: str | None = None
+
+    @property
+    def engine(self) -> str:
+        return f"{self.backend}:{self.dtype}"
 
 
 @dataclass
@@ -57,23 +109,36 @@ class BenchResult:
     rows: list[BenchRow] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     quantization: dict[str, dict] = field(default_factory=dict)  # per model: how its int8 rows were calibrated
+    isa_notes: list[str] = field(default_factory=list)  # INT8 engines gated on another instruction set
 
     def deployable(self) -> list[dict]:
-        """Per model and batch: the fastest row that passed the accuracy gate (rows without a gate are not
-        candidates), with its ratio over ONNX Runtime fp32."""
-        best: dict[tuple, BenchRow] = {}
-        for r in self.rows:
-            if r.accuracy and r.accuracy["passed"] and r.backend != BASELINE:
-                key = (r.model, r.batch)
-                if key not in best or r.throughput > best[key].throughput:
-                    best[key] = r
-        return [{"model": r.model, "batch": r.batch, "engine": f"{r.backend}:{r.dtype}", "throughput": r.throughput,
-                 "vs_onnxruntime": r.vs_onnxruntime, "accuracy": r.accuracy} for r in best.values()]
+        """Per model and batch, the engine the deploy rule (``nasdeploy.deploy``) ships among the rows scored by
+        the accuracy gate."""
+        from ..deploy import choose_engine
+
+        ref = ":".join(reference_engine(self.environment["device"]))
+        out = []
+        for key in dict.fromkeys((r.model, r.batch) for r in self.rows):
+            cands = [candidate(r) for r in self.rows if (r.model, r.batch) == key and r.backend != BASELINE
+                     and r.backend != COMPILE_REFERENCE and r.accuracy]
+            chosen = choose_engine(cands, ref)
+            if chosen:
+                row = next(r for r in self.rows if (r.model, r.batch) == key and r.engine == chosen["engine"])
+                out.append({"model": key[0], "batch": key[1], **chosen, "vs_reference": row.vs_reference,
+                            "accuracy": row.accuracy})
+        return out
 
     def as_dict(self) -> dict:
         return {"environment": self.environment, "baseline": BASELINE, "compile_reference": COMPILE_REFERENCE,
-                "onnxruntime_reference": ":".join(ORT_REFERENCE), "rows": [asdict(r) for r in self.rows],
-                "skipped": self.skipped, "deployable": self.deployable(), "quantization": self.quantization}
+                "reference_engine": ":".join(reference_engine(self.environment["device"])),
+                "rows": [asdict(r) for r in self.rows], "skipped": self.skipped, "deployable": self.deployable(),
+                "quantization": self.quantization, "isa_notes": self.isa_notes}
+
+
+def candidate(row: BenchRow) -> dict:
+    """A bench row as the deploy rule reads it."""
+    return {"engine": row.engine, "throughput": row.throughput, "round_medians": row.latency.get("round_medians"),
+            "gate": row.accuracy, "files": row.files}
 
 
 def _with_copies(runner: Runner, x_cpu: torch.Tensor, repeats: int) -> Stats:
@@ -90,64 +155,115 @@ def _with_copies(runner: Runner, x_cpu: torch.Tensor, repeats: int) -> Stats:
 
 
 @dataclass
-class _Entry:
-    """One row to time: its runner (None once it failed to build) and what the row will say."""
+class _Row:
+    """One row to time: how to build its runner, what it says; its runner once built (None: it failed)."""
 
     backend: str
     dtype: str
     note: str
-    runner: Runner | None
+    make: Callable[[], Runner]
+    files: dict | None = None
+    runner: Runner | None = None
     rounds: list = field(default_factory=list)
     out: torch.Tensor | None = None  # its output on the timed input (parity against the baseline)
     accuracy: dict | None = None
 
 
-def bench(models: list[str], device: str = "cpu", backends: list[str] | None = None, batches: list[int] | None = None,
-          dtypes: list[str] | None = None, repeats: int | None = None, progress: bool = True,
-          compile_reference: bool | None = None, rounds: int = 3, tf32: bool = False, calib_data: str | None = None,
-          quant: QuantOptions | None = None, gate: "GateSpec | None" = None,
-          graphs: dict[str, str] | None = None) -> BenchResult:
-    """Time every backend of every model at every batch and dtype against PyTorch eager fp32 in the same run.
+class _Source:
+    """A model to bench: its input shape, baseline, reference graph and the rows of each batch."""
 
-    All runners of one model and batch are built first, then timed in ``rounds`` interleaved rounds (the
-    round with the lowest median counts), so a slow spell of the machine touches every row alike.
-    ``compile_reference`` (default: on CUDA) also times the unfolded model under plain ``torch.compile``.
-    ``tf32``: let "fp32" convolutions and matmuls use TF32 on GPUs that have it (off by default, so fp32 rows
-    are float32; the setting is recorded in the environment and in every fp32 row's note).
-    int8 rows quantize the folded model with ``quant`` on calibration images from ``calib_data`` (train split;
-    default: the built-in images). ``gate``: every row is also scored on held-out images against the folded
-    float32 model (nasdeploy.gate), and the result lists the fastest row that passed, per model and batch.
-    ``graphs`` (one model only): the ONNX graphs an export wrote ({"fp32": ..., "int8": ...}), timed as they are.
+    def __init__(self, spec, opt: BenchOptions, res: BenchResult) -> None:
+        self.opt = opt
+        self.export = spec if isinstance(spec, ExportFolder) else (
+            ExportFolder.open(spec) if not isinstance(spec, Resolved) and is_export(spec) else None)
+        if self.export is not None:
+            self.name = str(self.export.path)
+            self.setting = self.export.setting
+            self.plain = self.export.plain()
+            self.baseline_model, self.what = self.plain, "the export's folded model.pt"
+        else:
+            model = spec if isinstance(spec, Resolved) else resolve(spec)
+            self.name = model.spec
+            self.setting = model.setting
+            self.plain = model.folded()[0]
+            self.baseline_model = model.net
+            self.what = "already folded input" if getattr(model.net, "folded", False) else "unfolded"
+        self.pairs = self._pairs(res)
+        self.calib = self._calibration(res)
+
+    def _pairs(self, res: BenchResult) -> list[tuple[str, str]]:
+        opt = self.opt
+        if self.export is not None:
+            pairs = [(e["backend"], e["precision"]) for e in self.export.engines.values()]
+            pairs = [(b, d) for b, d in pairs if (opt.backends is None or b in opt.backends)
+                     and (opt.dtypes is None or d in opt.dtypes)]
+        else:
+            cuda = opt.device.startswith("cuda")
+            dtypes = opt.dtypes or (["fp32", "fp16"] if cuda else ["fp32"])
+            pairs = [(b, d) for b in (opt.backends or backend_names()) for d in dtypes]
+        live = []
+        for b, d in pairs:
+            why = unavailable_reason(b, opt.device) or dtype_reason(b, d, opt.device)
+            if why:
+                res.skipped.append({"model": self.name, "backend": b, "dtype": d, "reason": why})
+            else:
+                live.append((b, d))
+        return live
+
+    def _calibration(self, res: BenchResult):
+        if self.export is not None or not any(d == "int8" for _, d in self.pairs):
+            return None
+        from ..quantize import calibration_images
+
+        quant = self.opt.quant or QuantOptions()
+        calib = calibration_images(self.setting, self.opt.calib_data, quant)
+        res.quantization[self.name] = {**asdict(quant), "exclude": list(quant.exclude), "calibration": calib.source,
+                                       "calibration_images": calib.images}
+        return calib
+
+    def rows(self, n: int) -> list[_Row]:
+        opt, cuda = self.opt, self.opt.device.startswith("cuda")
+        shape = (n, 3, self.setting.size, self.setting.size)
+        base, dev = self.baseline_model, opt.device
+        # runners move their module to the device and dtype in place: each gets its own copy
+        rows = [_Row(BASELINE, "fp32", f"{self.what}, eager, no CUDA graph",
+                     lambda: TorchRunner(copy.deepcopy(base), dev, torch.float32, cuda_graph=False))]
+        if opt.compile_reference if opt.compile_reference is not None else cuda:
+            floats = [d for d in dict.fromkeys(d for _, d in self.pairs) if d in FLOAT_DTYPES] or ["fp32"]
+            rows += [_Row(COMPILE_REFERENCE, d, "unfolded, torch.compile default mode, channels_last",
+                          lambda d=d: CompileRunner(copy.deepcopy(base), dev, parse_dtype(d), channels_last=True))
+                     for d in floats]
+        ref = reference_engine(dev)
+        for b, d in self.pairs:
+            if self.export is not None:
+                engine = f"{b}:{d}"
+                rows.append(_Row(b, d, "the export's files", lambda e=engine: self.export.runner(e, dev, (n, n)),
+                                 self.export.entry(engine)["files"]))
+            else:
+                rows.append(_Row(b, d, "folded" + (", CUDA graph" if b == "torch" and cuda else ""),
+                                 lambda b=b, d=d: make_runner(b, self.plain, shape, dev, d, tf32=opt.tf32,
+                                                              calibration=self.calib)))
+        if self.export is not None and ref not in self.pairs and not unavailable_reason(ref[0], dev):
+            rows.append(_Row(*ref, "the reference, built for this run from the export's model.pt",
+                             lambda: make_runner(ref[0], self.plain, shape, dev, ref[1])))
+        if cuda:
+            rows = [_Row(r.backend, r.dtype, r.note + (f", TF32 {'on' if opt.tf32 else 'off'}" if r.dtype == "fp32"
+                                                       else ""), r.make, r.files) for r in rows]
+        return rows
+
+
+def bench(models: list, opt: BenchOptions | None = None) -> BenchResult:
+    """Time every engine of every model at every batch against PyTorch eager fp32 in the same run.
+
+    All rows of one model and batch are built first, then timed in ``opt.rounds`` interleaved rounds in a new
+    order each round (the round with the lowest median counts), so a slow spell of the machine touches every row
+    alike. A row that fails to build or while it is timed is listed as skipped; the others are kept.
     """
-    if graphs and len(models) != 1:
-        raise UsageError("exported graphs belong to one model: bench one model with them")
-    check_device(device)
-    cuda = device.startswith("cuda")
-    backends = backends or backend_names()
-    for b in backends:
-        unavailable_reason(b, device)  # raises on an unknown backend
-    batches = batches or ([1, 256] if cuda else [1, 16])
-    if any(b < 1 for b in batches):
-        raise UsageError(f"--batch values must be at least 1, got {batches}")
-    if rounds < 1:
-        raise UsageError(f"--rounds must be at least 1, got {rounds}")
-    dtypes = dtypes or (["fp32", "fp16"] if cuda else ["fp32"])
-    for d in dtypes:
-        parse_dtype(d)
-    quant = (quant or QuantOptions()).check() if "int8" in dtypes else quant
-    with _tf32(tf32):
-        return _bench(models, device, backends, batches, dtypes, repeats, progress, compile_reference, rounds, tf32,
-                      calib_data, quant, gate, graphs)
-
-
-@dataclass
-class GateSpec:
-    """Score every bench row on held-out labelled images: ``data`` (an ImageNet-layout folder, or None for the
-    built-in images), ``images`` of them, ``budget`` top-1 points."""
-
-    data: str | None = None
-    images: int = 1000
-    budget: float = 1.0
+    opt = opt or BenchOptions()
+    exports = any(isinstance(m, ExportFolder) or (not isinstance(m, Resolved) and is_export(m)) for m in models)
+    opt.check(exports)
+    with _tf32(opt.tf32):
+        return _bench(models, opt)
 
 
 class _tf32:
@@ -164,150 +280,137 @@ class _tf32:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.saved
 
 
-def _bench(models, device, backends, batches, dtypes, repeats, progress, compile_reference, rounds,
-           tf32, calib_data, quant, gate, graphs) -> BenchResult:
-    cuda = device.startswith("cuda")
-    res = BenchResult(environment(device) | {"tf32": tf32 if cuda else None})
-    for b in backends:
-        reason = unavailable_reason(b, device)
+def _bench(models: list, opt: BenchOptions) -> BenchResult:
+    cuda = opt.device.startswith("cuda")
+    res = BenchResult(environment(opt.device) | {"tf32": opt.tf32 if cuda else None})
+    batches = opt.batches or ([1, 256] if cuda else [1, 16])
+    for b in opt.backends or []:
+        reason = unavailable_reason(b, opt.device)
         if reason:
             res.skipped.append({"backend": b, "reason": reason})
-    live = [b for b in backends if not unavailable_reason(b, device)]
-    pairs = []
-    for b in live:
-        for d in dtypes:
-            why = dtype_reason(b, d, device)
-            if why:
-                res.skipped += [{"model": spec, "backend": b, "dtype": d, "reason": why} for spec in models]
-            else:
-                pairs.append((b, d))
-    if compile_reference is None:
-        compile_reference = cuda
-    per_batch = 1 + (len(dtypes) if compile_reference else 0) + len(pairs)
-    bar = progress_bar(progress, elapsed=True)
-    task = bar.add_task("bench", total=len(models) * len(batches) * per_batch * (1 + rounds)) if bar else None
+    sources = [_Source(m, opt, res) for m in models]
+    bar = progress_bar(opt.progress, elapsed=True)
+    total = sum(len(s.rows(1)) for s in sources) * len(batches) * (1 + opt.rounds)
+    task = bar.add_task("bench", total=total) if bar else None
     try:
         if bar:
             bar.start()
-        for spec in models:
-            model = load_any(spec).eval()
-            size = input_size_of(spec, model)
-            plain, _ = fold(model, input_size=min(size, 64))
-            what = "already folded input" if getattr(model, "folded", False) else "unfolded"
-            small = model.stride_plan is not None
-            calib = None
-            if any(d == "int8" for _, d in pairs) and not {"int8", "int8-nncf"} <= set(graphs or {}):
-                from ..quantize import calibration_images
-
-                calib = calibration_images(size, small, calib_data, quant)
-                res.quantization[spec] = {**asdict(quant), "exclude": list(quant.exclude),
-                                          "calibration": calib.source, "calibration_images": calib.images}
-            held = None
-            if gate is not None:
-                from ..export.parity import held_out
-
-                held = held_out(plain, size, small, gate.data, gate.images)
-            scored: dict[tuple[str, str], dict] = {}  # the gate does not depend on the batch: once per engine
+        for src in sources:
+            gate = _gate_for(src, opt, res)
+            scored: dict[str, dict | None] = {}  # the gate does not depend on the batch: once per engine
             for n in batches:
-                x = torch.randn(n, 3, size, size)
-                # runners move their module to the device and dtype in place: each gets its own copy
-                build = [(BASELINE, "fp32", f"{what}, eager, no CUDA graph",
-                          lambda: TorchRunner(copy.deepcopy(model), device, torch.float32, cuda_graph=False))]
-                if compile_reference:
-                    build += [(COMPILE_REFERENCE, d, "unfolded, torch.compile default mode, channels_last",
-                               lambda d=d: CompileRunner(copy.deepcopy(model), device, parse_dtype(d),
-                                                         channels_last=True)) for d in dtypes]
-                build += [(b, d, "folded" + (", CUDA graph" if b == "torch" and cuda else ""),
-                           lambda b=b, d=d: make_runner(b, plain, (n, 3, size, size), device, d, tf32=tf32,
-                                                        calibration=calib, graphs=graphs))
-                          for b, d in pairs]
-                if cuda:
-                    build = [(b, d, note + (f", TF32 {'on' if tf32 else 'off'}" if d == "fp32" else ""), make)
-                             for b, d, note, make in build]
-                entries = []
-                for backend, dtype, note, make in build:
+                x = torch.randn(n, 3, src.setting.size, src.setting.size)
+                rows = src.rows(n)
+                for r in rows:
                     if bar:
-                        bar.update(task, advance=1, description=f"{spec} b{n}: build {backend} {dtype}")
-                    entries.append(_build(make, backend, dtype, note, x, res, spec, n))
-                order = list(entries)
-                for r in range(rounds):
-                    random.Random(r).shuffle(order)  # no row always follows the same one (runtime threads may spin)
-                    for e in order:
-                        if e.runner is not None:
+                        bar.update(task, advance=1, description=f"{src.name} b{n}: build {r.backend} {r.dtype}")
+                    _build(r, x, res, src.name, n)
+                order = list(rows)
+                for k in range(opt.rounds):
+                    random.Random(k).shuffle(order)  # no row always follows the same one (runtime threads may spin)
+                    for r in order:
+                        if r.runner is not None:
                             if not cuda:
                                 time.sleep(SETTLE_S)  # the previous row's idle threads stop spinning first
-                            e.rounds.append(time_runner(e.runner, x, device, repeats=repeats))
+                            _time(r, x, opt, res, src.name, n)
                         if bar:
-                            bar.update(task, advance=1, description=f"{spec} b{n}: round {r + 1}/{rounds}")
-                if held is not None:
-                    for e in entries:
-                        if e.runner is not None and (e.backend, e.dtype) not in scored:
-                            scored[(e.backend, e.dtype)] = _score(e.runner, held, n, gate.budget)
-                        e.accuracy = scored.get((e.backend, e.dtype))
-                _rows(entries, spec, n, x, device, repeats, res)
+                            bar.update(task, advance=1, description=f"{src.name} b{n}: round {k + 1}/{opt.rounds}")
+                if gate is not None:
+                    held, budget = gate
+                    for r in rows:
+                        key = f"{r.backend}:{r.dtype}"
+                        if r.runner is not None and key not in scored:
+                            scored[key] = _score(r.runner, held, n, budget)
+                        r.accuracy = scored.get(key)
+                _rows(rows, src.name, n, x, opt, res)
     finally:
         if bar:
             bar.stop()
     return res
 
 
-def _build(make, backend: str, dtype: str, note: str, x: torch.Tensor, res: BenchResult, spec: str, n: int) -> _Entry:
-    """Build a runner and run it once (compile, capture, load); a failure becomes a 'skipped' line."""
+def _gate_for(src: _Source, opt: BenchOptions, res: BenchResult):
+    """(held-out images, budget) where rows are to be scored: asked for, or an export's INT8 engine gated on a CPU
+    of another instruction-set class (its figures were measured elsewhere: scored again here)."""
+    spec = opt.gate
+    if src.export is not None:
+        for b, d in src.pairs:
+            why = src.export.isa_mismatch(f"{b}:{d}")
+            if why:
+                note = f"{src.name} {b}:{d}: {why}: its accuracy gate is run again on this CPU"
+                log.warning(note)
+                res.isa_notes.append(note)
+                spec = spec or GateSpec(budget=(src.export.entry(f"{b}:{d}").get("gate") or {}).get("budget", 1.0))
+    if spec is None:
+        return None
+    from ..gate import held_out
+
+    return held_out(src.plain, src.setting, spec.data, spec.images), spec.budget
+
+
+def _build(r: _Row, x: torch.Tensor, res: BenchResult, spec: str, n: int) -> None:
+    """Build a row's runner and run it once (compile, capture, load); a failure becomes a 'skipped' line."""
     try:
-        runner = make()
+        runner = r.make()
         t0 = time.perf_counter()
-        out = runner(x).detach().float().cpu()
-        log.debug("%s %s first call %.1fs", backend, dtype, time.perf_counter() - t0)
-        return _Entry(backend, dtype, note, runner, out=out)
+        r.out = runner(x).detach().float().cpu()
+        log.debug("%s %s first call %.1fs", r.backend, r.dtype, time.perf_counter() - t0)
+        r.runner = runner
     except (NasDeployError, RuntimeError) as e:  # one row that cannot run never ends the whole run
-        res.skipped.append({"model": spec, "backend": backend, "dtype": dtype, "batch": n,
-                            "reason": str(e).splitlines()[0][:200]})
-        return _Entry(backend, dtype, note, None)
+        _skip(r, res, spec, n, e)
 
 
-def _rows(entries: list[_Entry], spec: str, n: int, x: torch.Tensor, device: str, repeats: int | None,
-          res: BenchResult) -> None:
-    timed = [e for e in entries if e.runner is not None]
-    best = {id(e): best_round(e.rounds) for e in timed}
-    tput = {id(e): n / (best[id(e)].median / 1e3) for e in timed}
-    base = next((tput[id(e)] for e in timed if e.backend == BASELINE), None)
+def _time(r: _Row, x: torch.Tensor, opt: BenchOptions, res: BenchResult, spec: str, n: int) -> None:
+    try:
+        r.rounds.append(time_runner(r.runner, x, opt.device, repeats=opt.repeats))
+        r.runner.check_ran()
+    except (NasDeployError, RuntimeError) as e:  # a row failing while timed is dropped, the run goes on
+        _skip(r, res, spec, n, e)
+
+
+def _skip(r: _Row, res: BenchResult, spec: str, n: int, e: Exception) -> None:
+    res.skipped.append({"model": spec, "backend": r.backend, "dtype": r.dtype, "batch": n,
+                        "reason": str(e).splitlines()[0][:200] if str(e) else type(e).__name__})
+    r.runner, r.rounds = None, []
+
+
+def _rows(rows: list[_Row], spec: str, n: int, x: torch.Tensor, opt: BenchOptions, res: BenchResult) -> None:
+    timed = [r for r in rows if r.runner is not None and r.rounds]
+    best = {id(r): best_round(r.rounds) for r in timed}
+    tput = {id(r): n / (best[id(r)].median / 1e3) for r in timed}
+    base = next((r for r in timed if r.backend == BASELINE), None)
     if base is None:
         raise DeviceError(f"{spec}: the PyTorch eager baseline could not run at batch {n} (see 'skipped')")
-    ref = {e.dtype: tput[id(e)] for e in timed if e.backend == COMPILE_REFERENCE}
-    base_out = next(e.out for e in timed if e.backend == BASELINE)
-    ort = next((tput[id(e)] for e in timed if (e.backend, e.dtype) == ORT_REFERENCE), None)
-    for e in timed:
-        st = best[id(e)]
-        if isinstance(e.runner, CompileRunner):  # proof that the row ran compiled code, not eager
-            e.note += f", {e.runner.graphs} graph(s) compiled"
-        threads = getattr(e.runner, "threads", None)
-        if threads:
-            e.note += f", {threads} thread(s)"
-        precision = getattr(e.runner, "precision", None)
-        if precision:  # what the runtime says it runs (OpenVINO's inference precision)
-            e.note += f", runtime precision {precision}"
-        cp = _with_copies(e.runner, x, repeats or 50) if device.startswith("cuda") else None
-        res.rows.append(BenchRow(spec, e.backend, e.dtype, n, tput[id(e)], st.as_dict() | {"rounds": len(e.rounds),
-                                                                "round_medians": [round(r.median, 6) for r in e.rounds]},
-                                 cp.as_dict() if cp else None, tput[id(e)] / base, e.note,
-                                 tput[id(e)] / ref[e.dtype] if e.dtype in ref else None, _parity(base_out, e.out),
-                                 tput[id(e)] / ort if ort else None, threads, e.accuracy))
+    compiled = {r.dtype: tput[id(r)] for r in timed if r.backend == COMPILE_REFERENCE}
+    lowest_float = next((d for d in ("fp16", "bf16", "fp32") if d in compiled), None)
+    ref_engine = reference_engine(opt.device)
+    ref = next((tput[id(r)] for r in timed if (r.backend, r.dtype) == ref_engine), None)
+    for r in timed:
+        st = best[id(r)]
+        cp = _with_copies(r.runner, x, opt.repeats or 50) if opt.device.startswith("cuda") else None
+        vs_dtype = r.dtype if r.dtype in compiled else (lowest_float if r.dtype == "int8" else None)
+        note = ", ".join([r.note, *r.runner.notes()])
+        res.rows.append(BenchRow(
+            spec, r.backend, r.dtype, n, tput[id(r)],
+            st.as_dict() | {"rounds": len(r.rounds), "round_medians": [round(k.median, 6) for k in r.rounds]},
+            cp.as_dict() if cp else None, tput[id(r)] / tput[id(base)], note,
+            tput[id(r)] / compiled[vs_dtype] if vs_dtype else None, _parity(base.out, r.out),
+            tput[id(r)] / ref if ref else None, r.runner.threads, r.accuracy, r.files,
+            vs_dtype))
 
 
 def _parity(ref: torch.Tensor, out: torch.Tensor | None) -> dict | None:
     if out is None:
         return None
-    from ..export.parity import error_stats
+    from ..gate import agreement, error_stats
 
     st = error_stats(ref, out)
-    agree = float((ref.argmax(1) == out.argmax(1)).double().mean() * 100)
-    return {"max_abs": st.max_abs, "max_rel": st.max_rel, "top1_agreement": agree, "images": len(ref)}
+    return {"max_abs": st.max_abs, "max_rel": st.max_rel, "top1_agreement": agreement(ref, out), "images": len(ref)}
 
 
 def _score(runner: Runner, held, n: int, budget: float) -> dict | None:
     """The gate of one runner, fed in calls of exactly ``n`` images (the batch it was built for)."""
-    from ..export.parity import chunked
-    from ..gate import judge
+    from ..gate import chunked, judge
 
     try:
         out = chunked(runner, held.images, n, n)
@@ -315,3 +418,17 @@ def _score(runner: Runner, held, n: int, budget: float) -> dict | None:
         log.warning("accuracy of %s not measured: %s", runner.name, str(e).splitlines()[0])
         return None
     return judge(held.reference, out, held.labels, held.classes, budget).as_dict()
+
+
+def default_models(device: str) -> list[str]:
+    """`bench` without models: on the CPU every zoo model; on CUDA one representative per family (minutes, not
+    hours; `--all` for every model)."""
+    from ..zoo import list_models
+
+    if not device.startswith("cuda"):
+        return list_models()
+    return [m for m in ("fairnas_a", "scarlet_a", "fairnas_a_se") if m in list_models()]
+
+
+def model_spec(m) -> str:
+    return str(m.path) if isinstance(m, ExportFolder) else (m.spec if isinstance(m, Resolved) else str(Path(m)))

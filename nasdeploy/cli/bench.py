@@ -6,23 +6,29 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
+from ..backends import engine_help
 from ..io import write_json
 from .quant_args import add_gate_args, add_quant_args, quant_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="throughput and latency per backend, batch and dtype against PyTorch eager fp32",
-                       description="Every backend runs the same folded model; the baseline is the unfolded model in "
-                                   "PyTorch eager fp32 (what the official verify.py runs), measured in the same run. "
-                                   "TensorRT is not exercised by nasdeploy's CI, which has no GPU.")
-    p.add_argument("models", nargs="*", help="zoo names, cards or checkpoints (default: every zoo model)")
+    p = sub.add_parser("bench", help="throughput and latency per engine and batch against PyTorch eager fp32",
+                       description="A model (zoo name, card, checkpoint): every backend runs the same folded model, "
+                                   "built for this run. An export folder: its own engines, exactly its files (hashes "
+                                   "checked), which is what ships. The baseline is the model in PyTorch eager fp32, "
+                                   "measured in the same run. TensorRT is not exercised by nasdeploy's CI, which has "
+                                   "no GPU.")
+    p.add_argument("models", nargs="*",
+                   help="zoo names, cards, checkpoints or export folders (default: every zoo model on the CPU; "
+                        "FairNAS-A, SCARLET-A and FairNAS-A-SE on CUDA, --all for every model)")
+    p.add_argument("--all", action="store_true", help="without models: every zoo model (hours on CUDA)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--backends", default=None, help="comma list of torch,compile,onnxruntime,openvino,aoti,tensorrt "
-                                                    "(default: all; unavailable ones are listed as skipped)")
+    p.add_argument("--backends", default=None,
+                   help=f"comma list (default: all; unavailable ones are listed as skipped): {engine_help()}")
     p.add_argument("--batch", default=None, help="comma list (default: 1 and 256 on CUDA, 1 and 16 on the CPU)")
     p.add_argument("--dtype", default=None,
-                   help="comma list of fp32,fp16,bf16,int8 (default fp32,fp16 on CUDA, fp32 on CPU); each backend runs "
-                        "the ones it can, the rest are listed as skipped")
+                   help="comma list of fp32,fp16,bf16,int8 (default fp32,fp16 on CUDA, fp32 on CPU; an export folder: "
+                        "its own engines); each backend runs the ones it can, the rest are listed as skipped")
     p.add_argument("--tf32", action="store_true",
                    help="let fp32 rows use TF32 on GPUs that have it (off by default: fp32 means float32)")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per round (default 50 CPU, 100 CUDA)")
@@ -36,18 +42,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--accuracy", action="store_true",
                    help="also score every row on held-out images (the accuracy gate) and name the fastest that passes")
-    p.add_argument("--data", default=None, help="ImageNet-layout folder for --accuracy (default: the built-in images)")
+    p.add_argument("--data", default=None,
+                   help="ImageNet-layout folder whose val/ (the test split) --accuracy scores (default: the built-in "
+                        "images)")
     add_quant_args(p)
     add_gate_args(p, force=False)
     p.set_defaults(func=cmd_bench)
 
-    v = sub.add_parser("verify", help="top-1/top-5 on an ImageNet-layout folder, checked against the published numbers")
-    v.add_argument("model")
+    v = sub.add_parser("verify", help="top-1/top-5 on an ImageNet-layout folder, checked against the published numbers",
+                       description="Scores the test split (DIR/val) with the preprocessing the model records (its "
+                                   "card, checkpoint or export). An export folder: exactly the files of --engine; an "
+                                   "INT8 engine gated on a CPU of another instruction-set class is gated again here.")
+    v.add_argument("model", help="zoo name, card, checkpoint or export folder")
     v.add_argument("--weights", help="official or nasdeploy checkpoint")
     v.add_argument("--data", required=True, help="ImageNet-layout folder (DIR/val/CLASS/*.JPEG or DIR/CLASS/...)")
     v.add_argument("--device", default="cpu")
-    v.add_argument("--backend", default="torch", help="torch | compile | onnxruntime | openvino | aoti | tensorrt")
-    v.add_argument("--dtype", default="fp32", help="precision the backend runs: fp32 | fp16 | bf16 | int8")
+    v.add_argument("--backend", default="torch", help=f"for a model: the backend to run it with ({engine_help()})")
+    v.add_argument("--dtype", default="fp32", help="for a model: the precision the backend runs")
+    v.add_argument("--engine", default=None, help="for an export folder: BACKEND:PRECISION (default: its first)")
+    v.add_argument("--budget", default="1.0", help="the accuracy gate run again for an INT8 engine gated on another "
+                                                   "instruction set: top-1 points (default 1.0)")
     v.add_argument("--tolerance", type=float, default=0.1, help="allowed top-1 difference in points (default 0.1)")
     v.add_argument("--batch-size", type=int, default=50)
     v.add_argument("--limit", type=int, default=None, help="only the first N images")
@@ -62,7 +76,7 @@ def _csv(s: str | None, cast=str):
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from ..bench.run import GateSpec, bench
+    from ..bench.run import BenchOptions, GateSpec, bench, default_models
     from ..gate import parse_budget
     from ..zoo import list_models
 
@@ -72,17 +86,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from ..errors import UsageError
 
         raise UsageError(f"--batch takes a comma list of integers, got '{args.batch}'") from None
-    res = bench(args.models or list_models(), args.device, _csv(args.backends), batches, _csv(args.dtype),
-                args.repeats, progress=not args.no_progress,
-                compile_reference={"auto": None, "on": True, "off": False}[args.compile_reference],
-                rounds=args.rounds, tf32=args.tf32, calib_data=args.calib_data or args.data, quant=quant_options(args),
-                gate=GateSpec(args.data, args.gate_images, parse_budget(args.budget)) if args.accuracy else None)
+    models = args.models or (list_models() if args.all else default_models(args.device))
+    opt = BenchOptions(args.device, _csv(args.backends), batches, _csv(args.dtype), args.repeats, args.rounds,
+                       {"auto": None, "on": True, "off": False}[args.compile_reference], args.tf32,
+                       args.calib_data or args.data, quant_options(args),
+                       GateSpec(args.data, args.gate_images, parse_budget(args.budget)) if args.accuracy else None,
+                       not args.no_progress)
+    res = bench(models, opt)
     t = Table(title=f"nasdeploy bench on {res.environment['device_name']} (speed-up over PyTorch eager fp32, same run)")
     vs_compile = any(r.vs_compile is not None for r in res.rows)
-    vs_ort = any(r.vs_onnxruntime is not None for r in res.rows)
+    vs_ref = any(r.vs_reference is not None for r in res.rows)
+    ref = res.as_dict()["reference_engine"]
     gated = any(r.accuracy for r in res.rows)
     for col in ("model", "backend", "dtype", "batch", "images/s", "median ms", "p90", "p95", "p99", "with copies ms",
-                "speed-up") + (("vs torch.compile",) if vs_compile else ()) + (("vs ORT fp32",) if vs_ort else ()) \
+                "speed-up") + (("vs torch.compile",) if vs_compile else ()) + ((f"vs {ref}",) if vs_ref else ()) \
             + ("max rel. error",) + (("top-1 / agreement", "gate") if gated else ()):
         t.add_column(col, justify="left" if col in ("model", "backend", "dtype") else "right")
     for r in res.rows:
@@ -91,15 +108,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
         t.add_row(r.model, r.backend, r.dtype, str(r.batch), f"{r.throughput:,.1f}", f"{lat['median']:.3f}",
                   f"{lat['p90']:.3f}", f"{lat['p95']:.3f}", f"{lat['p99']:.3f}", cp, f"{r.speedup:.2f}x",
                   *(["-" if r.vs_compile is None else f"{r.vs_compile:.2f}x"] if vs_compile else []),
-                  *(["-" if r.vs_onnxruntime is None else f"{r.vs_onnxruntime:.2f}x"] if vs_ort else []),
+                  *(["-" if r.vs_reference is None else f"{r.vs_reference:.2f}x"] if vs_ref else []),
                   f"{r.parity['max_rel']:.1e}" if r.parity else "-", *(_gate_cells(r.accuracy) if gated else []))
     Console(width=max(Console().width, 150)).print(t)
     for s in res.skipped:
         Console().print(f"[yellow]skipped[/] {s.get('backend')} {s.get('dtype', '')}: {s['reason']}")
+    for note in res.isa_notes:
+        Console().print(f"[yellow]{note}[/]")
     for d in res.deployable():
-        ratio = f", {d['vs_onnxruntime']:.2f}x ONNX Runtime fp32" if d["vs_onnxruntime"] else ""
-        Console().print(f"[bold]fastest engine within the accuracy budget[/] for {d['model']} at batch {d['batch']}: "
-                        f"{d['engine']} ({d['throughput']:,.1f} images/s{ratio})")
+        ratio = f", {d['vs_reference']:.2f}x {ref}" if d["vs_reference"] else ""
+        why = {True: "faster than the reference in every round", False: "no engine was faster than the reference "
+               "in every round", None: "nothing to compare it with"}[d["faster_in_every_round"]]
+        Console().print(f"[bold]engine to ship[/] (within the accuracy budget; {why}) for {d['model']} at batch "
+                        f"{d['batch']}: {d['engine']} ({d['throughput']:,.1f} images/s{ratio})")
     if args.json:
         write_json(args.json, res.as_dict())
     if args.plot:
@@ -120,11 +141,18 @@ def _gate_cells(acc: dict | None) -> list[str]:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ..verify import verify
+    from ..gate import parse_budget
+    from ..verify import VerifyOptions, verify
 
-    r = verify(args.model, args.data, args.weights, args.device, args.backend, args.tolerance, args.batch_size,
-               limit=args.limit, progress=not args.no_progress, dtype=args.dtype, calib_data=args.calib_data,
-               quant=quant_options(args))
+    r = verify(args.model, args.data, VerifyOptions(args.weights, args.device, args.backend, args.dtype, args.engine,
+                                                    args.tolerance, args.batch_size, limit=args.limit,
+                                                    calib_data=args.calib_data, quant=quant_options(args),
+                                                    budget=parse_budget(args.budget), progress=not args.no_progress))
+    if r.isa_note:
+        g = r.gate
+        Console().print(f"[yellow]{r.isa_note}[/]: {'pass' if g['passed'] else 'FAIL'}, drop {g['drop']:.2f} points "
+                        f"[{g['drop_ci95'][0]:.2f}, {g['drop_ci95'][1]:.2f}] on {g['images']} images "
+                        f"(budget {g['budget']:g})")
     t = Table(title=f"verify {r.model} ({r.backend} {r.dtype}, {r.images} images)")
     for col in ("", "measured", "reference", "difference"):
         t.add_column(col, justify="right")

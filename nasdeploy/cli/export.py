@@ -7,7 +7,8 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
-from ..export.api import ExportOptions, export_model, parse_batch
+from ..backends import engine_help
+from ..export.api import ExportOptions, export_model, legacy_engines, parse_batch
 from .quant_args import add_gate_args, add_quant_args, quant_options
 
 
@@ -19,15 +20,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "API and is not exercised by nasdeploy's CI, which has no GPU.")
     p.add_argument("model", help="zoo name, card file (e.g. a search's best.toml) or nasdeploy checkpoint")
     p.add_argument("--weights", help="official or nasdeploy checkpoint for a zoo name or card")
-    p.add_argument("--onnx", action="store_true", help="ONNX + ONNX Runtime parity (the default)")
-    p.add_argument("--trt", action="store_true", help="TensorRT engine (unverified here; needs TensorRT and CUDA)")
-    p.add_argument("--aoti", action="store_true", help="AOTInductor package for --device")
     p.add_argument("--engines", default=None,
-                   help="more engines as a comma list of BACKEND[:PRECISION], e.g. onnxruntime:int8,openvino:int8,"
-                        "openvino:bf16 (backends: torch, compile, onnxruntime, openvino, aoti, tensorrt)")
+                   help="engines as a comma list of BACKEND[:PRECISION], e.g. onnxruntime:int8,openvino:int8 "
+                        f"(default onnxruntime:fp32). Backends and precisions: {engine_help()}")
+    p.add_argument("--onnx", action="store_true", help="= --engines onnxruntime:fp32")
+    p.add_argument("--trt", action="store_true", help="= --engines tensorrt:fp32 (tensorrt:fp16 with --fp16)")
+    p.add_argument("--aoti", action="store_true", help="= --engines aoti:fp32 (aoti:fp16 with --fp16), for --device")
     p.add_argument("--device", default="auto",
                    help="where the AOTInductor package runs: auto (cuda if visible, else cpu), cpu, cuda, cuda:N")
-    p.add_argument("--fp16", action="store_true", help="fp16 TensorRT / AOTInductor (GPU)")
+    p.add_argument("--fp16", action="store_true", help="with --trt / --aoti: fp16 (GPU)")
     p.add_argument("--batch", type=int, default=None, help="static batch (default 1)")
     p.add_argument("--dynamic-batch", help="MIN:OPT:MAX batch range (TensorRT profile, AOTI dynamic dim)")
     p.add_argument("--no-fold", action="store_true", help="export without folding (for comparison)")
@@ -45,9 +46,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..gate import parse_budget
 
     batch, dynamic = parse_batch(args.batch, args.dynamic_batch)
-    engines = parse_engines(args.engines) if args.engines else []
-    onnx = args.onnx or not (args.trt or args.aoti or engines)
-    opt = ExportOptions(onnx=onnx, trt=args.trt, aoti=args.aoti, fp16=args.fp16, engines=engines, batch=batch,
+    engines = legacy_engines(args.onnx, args.trt, args.aoti, args.fp16)
+    engines += parse_engines(args.engines) if args.engines else []
+    opt = ExportOptions(engines=engines or [("onnxruntime", "fp32")], batch=batch,
                         dynamic=dynamic, fold=not args.no_fold, force=args.force, data=args.data,
                         parity_images=args.parity_images, device=args.device, quant=quant_options(args),
                         calib_data=args.calib_data, budget=parse_budget(args.budget), gate_images=args.gate_images,
@@ -60,7 +61,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         f = r.fold_report
         Console().print(f"folded: {f['bn_folded']} BN, {f['stabilizers_folded']} stabilizers "
                         f"(max rel. error {f['max_rel_error_fp64']:.1e} fp64, {f['max_rel_error_fp32']:.1e} fp32)")
-    Console().print(f"artefacts in {r.out}: {', '.join(dict.fromkeys(r.artefacts.values()))}, parity.json")
+    Console().print(f"artefacts in {r.out}: {', '.join(dict.fromkeys(r.artefacts.values()))}, parity.json, "
+                    "manifest.json (every engine's files and hashes: `nasdeploy bench` and `verify` take the folder)")
     return 0
 
 

@@ -10,7 +10,8 @@ from rich.table import Table
 from ..errors import UsageError
 from ..io import write_json
 from ..latency import LatencyTable, Settings, measure_table, validate_table
-from ..space import SMALL_INPUT_STRIDES
+from ..backends import DTYPES, engine_help, table_backend
+from ..data import InputSetting
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,11 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("what", nargs="*", help="nothing (measure) or: validate LUT.json")
     p.add_argument("--space", default="scarlet")
     p.add_argument("--device", default="cpu", help="cpu | cuda")
-    p.add_argument("--backend", default=None, help="onnxruntime (CPU default) | torch (CUDA default: CUDA graphs) "
-                                                  "| compile")
+    p.add_argument("--backend", default=None,
+                   help=f"default: {table_backend('cpu')} on the CPU, {table_backend('cuda')} on CUDA (CUDA graphs). "
+                        f"Any of: {engine_help()}")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--dtype", default="fp32", help="fp32 | fp16 | bf16")
-    p.add_argument("--input-size", type=int, default=224, help="image size (28 for the built-in data set)")
+    p.add_argument("--dtype", default="fp32", help=f"{' | '.join(DTYPES)} (what the backend runs on --device)")
+    p.add_argument("--input-size", type=int, default=224,
+                   help="image size (28 for the built-in data set; under 64 px the small-input stride plan, as "
+                        "train-supernet uses for such images)")
     p.add_argument("--num-classes", type=int, default=None, help="classifier width (default 1000, 10 at 28 px)")
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--warmup", type=int, default=10)
@@ -41,12 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    backend = args.backend or ("torch" if args.device.startswith("cuda") else "onnxruntime")
-    small = args.input_size < 64
-    return Settings(args.space, args.device, backend, args.batch, args.dtype, args.input_size,
-                    list(SMALL_INPUT_STRIDES) if small else None,
-                    args.num_classes or (10 if small else 1000), args.warmup, args.repeats,
-                    3 if args.rounds is None else args.rounds)
+    backend = args.backend or table_backend(args.device)
+    setting = InputSetting.for_images(args.input_size, args.num_classes or (10 if args.input_size < 64 else 1000))
+    return Settings.for_input(args.space, args.device, backend, args.batch, args.dtype, setting, args.warmup,
+                              args.repeats, 3 if args.rounds is None else args.rounds)
 
 
 def cmd_latency(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""`nasdeploy search --latency-target 1.2ms ...`: NSGA-II over the supernet and a latency table."""
+"""`nasdeploy search --latency-target 1.2ms ...` (NSGA-II over the supernet and the latency tables of the candidate
+engines), `nasdeploy search-worker` (one more worker on a shared study) and `search --report`."""
 from __future__ import annotations
 
 import argparse
@@ -6,51 +7,99 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
-from ..pareto import overlaps
-from ..search import SearchConfig, parse_latency
-from ..search_job import SearchInputs, search
+from ..search import CRITERIA, SearchConfig, SearchInputs, parse_latency, report, search, search_worker
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="latency-constrained multi-objective architecture search (NSGA-II, Optuna)",
-                       description="Searches architectures most accurate within a latency target. Killed and rerun "
-                                   "with the same command, it continues from the trials stored in OUT/search.db.")
-    p.add_argument("--latency-target", required=True, help="with units: 1.2ms, 850us")
+                       description="Searches the architectures most accurate within a latency target, evaluating "
+                                   "only ones that meet it; estimates come from the search-validation split, never "
+                                   "the test split. Killed and rerun with the same command, it continues from the "
+                                   "trials in its storage (OUT/search.db, or --storage, which several "
+                                   "`nasdeploy search-worker` processes can share).")
+    p.add_argument("--latency-target", help="with units: 1.2ms, 850us (not needed with --report)")
     p.add_argument("--space", default=None, help="fairnas | scarlet (default: the supernet's)")
     p.add_argument("--supernet", help="supernet checkpoint from train-supernet")
-    p.add_argument("--lut", help="latency table; without it one is measured for --device/--batch/--dtype")
-    p.add_argument("--data", help="evaluation data (default: the supernet's training data)")
+    p.add_argument("--lut", action="append",
+                   help="latency table; give one per candidate engine (repeat the option) to search them all: an "
+                        "architecture's latency is that of its fastest engine. Without it one is measured for "
+                        "--device/--backend/--batch/--dtype")
+    p.add_argument("--data", help="data whose search-validation split scores subnets (default: the supernet's)")
     p.add_argument("--device", default="cpu", help="latency device when measuring a table, and evaluation device")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--dtype", default="fp32")
     p.add_argument("--backend", default=None)
     p.add_argument("--input-size", type=int, default=None, help="with --accuracy-proxy: image size (default 224)")
     p.add_argument("--objectives", default="accuracy,latency", help="accuracy,latency[,params]")
+    p.add_argument("--criterion", default="top1", choices=CRITERIA,
+                   help="what estimates are compared by, paired on the same images: top-1 or cross-entropy loss")
     p.add_argument("--population", type=int, default=16)
     p.add_argument("--generations", type=int, default=4)
     p.add_argument("--calib-batches", type=int, default=4, help="BN recalibration batches per subnet")
     p.add_argument("--eval-images", type=int, default=2000,
-                   help="held-out images per subnet evaluation (default 2000: a 95%% interval of about +-2 points)")
+                   help="search-validation images per subnet evaluation (default 2000)")
     p.add_argument("--accuracy-proxy", action="store_true",
                    help="no supernet: rank by a MACs proxy instead of accuracy (clearly labelled; for quick runs)")
-    p.add_argument("--storage", help="Optuna storage URL shared by several workers (default: OUT/search.db)")
-    p.add_argument("--study-name")
+    _storage_args(p)
+    p.add_argument("--report", action="store_true",
+                   help="write the outputs of the study in --storage as it stands (no trials run)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/search", help="output folder (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_search)
 
+    w = sub.add_parser("search-worker", help="one more worker on a study made by `nasdeploy search --storage URL`",
+                       description="Works on the study (its settings are stored in it: supernet, tables, data, target) "
+                                   "until its trial budget is complete; start as many as there are devices. A worker "
+                                   "killed mid-trial loses nothing: another takes its trial up after two heartbeats.")
+    _storage_args(w, required=True)
+    w.add_argument("--device", default="cpu", help="where this worker evaluates subnets: cpu, cuda, cuda:N")
+    w.add_argument("--no-progress", action="store_true")
+    w.set_defaults(func=cmd_worker)
+
+
+def _storage_args(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--storage", required=required,
+                   help="Optuna storage URL shared by the workers, e.g. postgresql://user@host:5432/db "
+                        "(default: OUT/search.db)")
+    p.add_argument("--study-name", help="the study in --storage (default: derived from the settings; with "
+                                        "search-worker and --report: the storage's only study)")
+    p.add_argument("--heartbeat", type=int, default=30,
+                   help="seconds between a worker's heartbeats; a trial silent for two is run again (default 30)")
+
 
 def cmd_search(args: argparse.Namespace) -> int:
+    if args.report:
+        if not args.storage:
+            from ..errors import UsageError
+
+            raise UsageError("--report reads a study: give --storage URL (and --study-name if it holds several)")
+        r = report(args.storage, args.study_name, args.out, "cuda" if args.device.startswith("cuda") else "cpu")
+        return _print(r, args.out)
+    if not args.latency_target:
+        from ..errors import UsageError
+
+        raise UsageError("give --latency-target with units (e.g. 1.2ms), or --report with --storage")
     cfg = SearchConfig(parse_latency(args.latency_target), tuple(o.strip() for o in args.objectives.split(",")),
                        args.population, args.generations, args.seed, args.calib_batches, 64, args.eval_images,
                        args.accuracy_proxy, "cuda" if args.device.startswith("cuda") else "cpu", args.storage,
-                       args.study_name)
+                       args.study_name, args.criterion, args.heartbeat)
     inp = SearchInputs(args.space, args.supernet, args.lut, args.data, args.device, args.batch, args.dtype,
                        args.backend, args.input_size)
-    r = search(inp, cfg, args.out, progress=not args.no_progress)
-    t = Table(title=f"Pareto front under {cfg.target_ms:g} ms ({r.accuracy_label}; {len(r.candidates)} trials)")
-    for col in ("", "architecture", "accuracy", "95% interval", "latency (ms)", "params", "MACs (M)"):
+    return _print(search(inp, cfg, args.out, progress=not args.no_progress), args.out)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    s = search_worker(args.storage, args.study_name, args.device, args.heartbeat, progress=not args.no_progress)
+    Console().print(f"worker done: {s['trials']} trials, {s['evaluated']} architectures evaluated, "
+                    f"{s['reused']} reused from the study, in {s['seconds']:.0f} s")
+    return 0
+
+
+def _print(r, out: str) -> int:
+    t = Table(title=f"Pareto front ({r.accuracy_label}; {len(r.candidates)} trials, spread {r.spread:.0%} of "
+                    "[fastest possible, target])")
+    for col in ("", "architecture", "engine", "top-1", "95% interval", "latency (ms)", "params", "MACs (M)"):
         t.add_column(col)
 
     def ci(v) -> str:
@@ -58,25 +107,23 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     for c in r.front:
         mark = "*" if r.best and c.arch == r.best.arch else ""
-        t.add_row(mark, c.arch, f"{c.accuracy:.2f}", ci(c.ci95), f"{c.latency_ms:.3f}", f"{c.params:,}",
+        t.add_row(mark, c.arch, c.engine, f"{c.accuracy:.2f}", ci(c.ci95), f"{c.latency_ms:.3f}", f"{c.params:,}",
                   f"{c.macs / 1e6:.1f}")
     for name, ref in r.references.items():
         acc = f"{ref['accuracy']:.2f}" if ref["accuracy"] is not None else "-"
-        t.add_row("ref", name, acc, ci(ref.get("ci95")), f"{ref['latency_ms']:.3f}", "", "")
+        t.add_row("ref", name, ref.get("engine", ""), acc, ci(ref.get("ci95")), f"{ref['latency_ms']:.3f}", "", "")
     Console(width=200).print(t)
     sp = r.throughput
     if sp.get("evaluated_per_minute"):
-        Console().print(f"{sp['trials']} trials, {sp['evaluated']} architectures evaluated in {sp['seconds']:.0f} s: "
-                        f"{sp['evaluated_per_minute']:.1f} per minute (BN recalibration on {cfg.calib_batches} x "
-                        f"{cfg.calib_batch_size} images, top-1 on {cfg.eval_images})")
+        Console().print(f"this worker: {sp['trials']} trials, {sp['evaluated']} architectures evaluated in "
+                        f"{sp['seconds']:.0f} s ({sp['evaluated_per_minute']:.1f} per minute)")
     if r.best is None:
-        Console().print(f"[red]no trial met {cfg.target_ms:g} ms[/]: raise --generations or the target")
+        Console().print("[red]no trial met the target[/]: raise --generations or the target")
         return 1
-    if r.best.ci95:
-        tied = [c for c in r.front if c.arch != r.best.arch and overlaps(c.ci95, r.best.ci95)]
-        if tied:
-            Console().print(f"{len(tied)} other front architecture(s) lie within the chosen one's 95% interval: "
-                            "their accuracy differences are not established at this evaluation size")
-    Console().print(f"chosen: {r.best.arch} ({r.best.accuracy:.2f}, {r.best.latency_ms:.3f} ms) -> "
-                    f"{args.out}/best.toml; front: {args.out}/pareto.json, {args.out}/pareto.png")
+    tied = r.choice.get("tied_with_best") or []
+    if tied:
+        Console().print(f"{len(tied)} architecture(s) within the best estimate's paired 95% interval: chosen among "
+                        "them by multiply-adds (the estimates cannot tell them apart)")
+    Console().print(f"chosen: {r.best.arch} ({r.best.accuracy:.2f}, {r.best.latency_ms:.3f} ms on {r.best.engine}) -> "
+                    f"{out}/best.toml; fronts: {out}/pareto.json, {out}/pareto.png")
     return 0

@@ -1,5 +1,6 @@
 """`export`: fold, then build each asked engine (backend + precision) through the backend registry, in one folder,
-each with a parity check; reduced-precision engines also pass the accuracy gate or are refused."""
+each with a parity check; reduced-precision engines also pass the accuracy gate or are refused. The folder is the
+deployable unit: its manifest (``export.manifest``) lists every engine's files with their hashes."""
 from __future__ import annotations
 
 import logging
@@ -10,24 +11,19 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UsageError
-from ..fold import fold
+from ..errors import ExportError, UsageError
 from ..io import provenance, write_json
 from ..quantize import QuantOptions
-from ..zoo import find_card, input_size_of, load_any, save_checkpoint
-from .onnx import ExportError
-from .parity import Parity, check_parity, held_out, real_batches
+from ..zoo import Resolved, resolve, save_checkpoint
+from .manifest import FORMAT, FORMAT_VERSION, MANIFEST, sha256
+from .parity import Parity, check_parity
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class ExportOptions:
-    onnx: bool = True
-    trt: bool = False
-    aoti: bool = False
-    fp16: bool = False
-    engines: list[tuple[str, str]] = field(default_factory=list)  # more (backend, precision) pairs
+    engines: list[tuple[str, str]] = field(default_factory=lambda: [("onnxruntime", "fp32")])  # (backend, precision)
     batch: tuple[int, int, int] = (1, 1, 1)  # min, opt, max
     dynamic: bool = False
     fold: bool = True
@@ -47,13 +43,15 @@ class ExportOptions:
         return self.device
 
     def all_engines(self) -> list[tuple[str, str]]:
-        """The flags as (backend, precision) pairs, in build order, without repeats."""
-        dt = "fp16" if self.fp16 else "fp32"
-        pairs = [("onnxruntime", "fp32")] if self.onnx else []
-        pairs += [("tensorrt", dt)] if self.trt else []
-        pairs += [("aoti", dt)] if self.aoti else []
-        pairs += list(self.engines)
-        return list(dict.fromkeys(pairs))
+        """The engines in build order, without repeats."""
+        return list(dict.fromkeys(self.engines))
+
+
+def legacy_engines(onnx: bool, trt: bool, aoti: bool, fp16: bool) -> list[tuple[str, str]]:
+    """The engines the old flags name: --onnx (ONNX Runtime fp32), --trt and --aoti (fp32, or fp16 with --fp16)."""
+    dt = "fp16" if fp16 else "fp32"
+    return ([("onnxruntime", "fp32")] if onnx else []) + ([("tensorrt", dt)] if trt else []) + \
+        ([("aoti", dt)] if aoti else [])
 
 
 @dataclass
@@ -64,6 +62,7 @@ class ExportResult:
     fold_report: dict | None = None
     gates: dict[str, dict] = field(default_factory=dict)
     quantization: dict[str, dict] = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
 
 
 def parse_batch(batch: int | None, dynamic: str | None) -> tuple[tuple[int, int, int], bool]:
@@ -104,13 +103,9 @@ def _preflight(out: Path, opt: ExportOptions) -> list[tuple[str, str, str]]:
     device = check_device(opt.resolved_device())
     engines = opt.all_engines()
     if not engines:
-        raise UsageError("nothing to export: give --onnx, --trt, --aoti and/or --engines")
+        raise UsageError("nothing to export: give --engines (or --onnx, --trt, --aoti)")
     planned = []
     for backend, dtype in engines:
-        if backend == "tensorrt":
-            from ..backends.tensorrt import _trt
-
-            _trt()  # the install hint, in one line
         dev = get_backend(backend).export_device(device)
         require(backend, dtype, dev)
         planned.append((backend, dtype, dev))
@@ -123,57 +118,73 @@ def _preflight(out: Path, opt: ExportOptions) -> list[tuple[str, str, str]]:
     return planned
 
 
-def export_model(spec: str, out: str | Path | None = None, weights: str | None = None,
+def export_model(spec: str | Resolved, out: str | Path | None = None, weights: str | None = None,
                  opt: ExportOptions | None = None) -> ExportResult:
     from ..backends import Sources, Target, get_backend
+    from ..data import real_batches
 
     opt = opt or ExportOptions()
-    out = Path(out) if out is not None else default_out(spec)
+    out = Path(out) if out is not None else default_out(spec.spec if isinstance(spec, Resolved) else spec)
     planned = _preflight(out, opt)
-    model = load_any(spec, weights).eval()
-    size = input_size_of(spec, model)
-    small = model.stride_plan is not None
-    plain, rep = fold(model, input_size=min(size, 64)) if opt.fold else (model, None)
+    model = spec if isinstance(spec, Resolved) else resolve(spec, weights)
+    setting = model.setting
+    plain, rep = model.folded() if opt.fold else (model.net, None)
     calib = None
     if any(d == "int8" for _, d, _ in planned):
         from ..quantize import calibration_images
 
-        calib = calibration_images(size, small, opt.calib_data or opt.data, opt.quant)
+        calib = calibration_images(setting, opt.calib_data or opt.data, opt.quant)
     out.parent.mkdir(parents=True, exist_ok=True)  # the work folder sits beside OUT: renamed into place at the end
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     result = ExportResult(out, fold_report=rep.as_dict() if rep else None)
     try:
-        save_checkpoint(plain, work / "model.pt")
+        save_checkpoint(plain, work / "model.pt", setting=setting)
         result.artefacts["pytorch"] = "model.pt"
-        real = real_batches(size, small, opt.data, opt.parity_images)
-        src = Sources(plain, work, (3, size, size), calib)
+        real = real_batches(opt.data, "test", setting, opt.parity_images)
+        src = Sources(plain, work, (3, setting.size, setting.size), calib)
         lo, opt_b, hi = opt.batch
         held = None
+        engines: dict[str, dict] = {}
         for backend, dtype, device in planned:
             be = get_backend(backend)
             # every call an artefact gets stays inside its batch range
-            target = Target((opt_b, 3, size, size), (lo, hi) if opt.dynamic else (opt_b, opt_b), device, dtype)
+            target = Target(model.shape(opt_b), (lo, hi) if opt.dynamic else (opt_b, opt_b), device, dtype)
             path = be.build(src, target)
             runner = be.load(src, path, target)
             name = engine_name(backend, dtype)
             if path is not None:
                 result.artefacts[name] = str(Path(path).relative_to(work))
             rng = target.batch_range
-            result.parity.append(check_parity(model, runner, backend, dtype, size, real, max_batch=rng[1],
-                                              min_batch=rng[0]))
+            parity = check_parity(model.net, runner, backend, dtype, setting.size, real, max_batch=rng[1],
+                                  min_batch=rng[0])
+            result.parity.append(parity)
+            entry = {"backend": backend, "precision": dtype, "device": device,
+                     "files": {f: sha256(work / f) for f in be.files(path)},
+                     "batch_range": list(rng) if be.fixed_batch else [1, None], "parity": parity.as_dict()}
             if dtype != "fp32":
-                held = held or held_out(plain, size, small, opt.data, opt.gate_images)
+                from ..gate import held_out
+
+                held = held or held_out(plain, setting, opt.data, opt.gate_images)
                 result.gates[name] = _gate(runner, held, rng, opt, name)
+                entry["gate"] = result.gates[name]
+            engines[name] = entry
         result.quantization = dict(src.quant_reports)
-        write_json(work / "parity.json", {"model": str(spec), "folded": opt.fold, "fold": result.fold_report,
+        _record_isa(engines, result.quantization)
+        prov = provenance()
+        write_json(work / "parity.json", {"model": str(model.spec), "folded": opt.fold, "fold": result.fold_report,
                                           "batch": list(opt.batch), "dynamic_batch": opt.dynamic,
-                                          "input_size": size, "engines": [engine_name(b, d) for b, d, _ in planned],
-                                          "device": opt.resolved_device(),
-                                          "artefacts": result.artefacts,
+                                          "input_size": setting.size, "engines": list(engines),
+                                          "device": opt.resolved_device(), "artefacts": result.artefacts,
                                           "parity": [p.as_dict() for p in result.parity],
                                           "accuracy_gate": result.gates, "quantization": result.quantization,
-                                          "provenance": provenance()})
-        _copy_card(spec, work)
+                                          "provenance": prov})
+        if model.card is not None:
+            _copy_card(model, work)
+        result.manifest = _write_manifest(work, {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "model": str(model.spec), "name": model.name,
+            "input": setting.as_dict(), "folded": opt.fold,
+            "pytorch": {"file": "model.pt", "sha256": sha256(work / "model.pt")}, "engines": engines,
+            "provenance": prov})
         if out.exists():
             shutil.rmtree(out)
         work.rename(out)
@@ -181,6 +192,25 @@ def export_model(spec: str, out: str | Path | None = None, weights: str | None =
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def _write_manifest(work: Path, manifest: dict) -> dict:
+    """The manifest, written last: a folder holding one is a complete export."""
+    write_json(work / MANIFEST, manifest)
+    return manifest
+
+
+def _record_isa(engines: dict[str, dict], quantization: dict[str, dict]) -> None:
+    """Every CPU INT8 engine: the instruction set its graph was quantized for, calibrated and gated on."""
+    from ..isa import this_cpu
+
+    graphs = {"onnxruntime:int8": "int8", "openvino:int8": "int8-nncf"}
+    for name, e in engines.items():
+        q = quantization.get(graphs.get(name, ""))
+        if e["precision"] == "int8" and e["device"] == "cpu" and q:
+            e["quantization"] = q
+            e["isa"] = {"quantized_for": q["isa_rule"], "calibrated_on": q["calibrated_on"],
+                        "gated_on": this_cpu().as_dict()}
 
 
 def _gate(runner, held, rng: tuple[int, int], opt: ExportOptions, name: str) -> dict:
@@ -194,38 +224,18 @@ def _gate(runner, held, rng: tuple[int, int], opt: ExportOptions, name: str) -> 
     return g.as_dict()
 
 
-def load_exported(folder: str | Path, engine: str, device: str = "cpu", batch_range: tuple[int, int] = (1, 1)):
-    """A runner for one engine of an export folder, on its artefact as written. ``batch_range``: the batches it
-    will be called with (artefacts built for a fixed batch keep their own)."""
-    import json
+def load_exported(folder: str | Path, engine: str, device: str | None = None,
+                  batch_range: tuple[int, int | None] = (1, None)):
+    """A runner for one engine of an export folder, on exactly its files (hashes checked)."""
+    from .manifest import ExportFolder
 
-    from ..backends import Sources, Target, require
-    from ..errors import ArtifactError
-    from ..zoo import load_network
-
-    folder = Path(folder)
-    try:
-        meta = json.loads((folder / "parity.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        raise ArtifactError(f"{folder} is not a nasdeploy export (no readable parity.json): export it again") from None
-    if engine not in meta.get("engines", []):
-        raise ArtifactError(f"{folder} holds no {engine} engine (it has {', '.join(meta.get('engines', []))})")
-    backend, dtype = engine.split(":")
-    be = require(backend, dtype, device)
-    rel = meta["artefacts"].get(engine)
-    if be.artefact is not None:  # built for its batch range: called only inside it
-        lo, _, hi = meta["batch"]
-        batch_range = (lo, hi) if meta["dynamic_batch"] else (meta["batch"][1],) * 2
-    size = meta["input_size"]
-    target = Target((batch_range[1], 3, size, size), batch_range, device, dtype)
-    src = Sources(load_network(folder / "model.pt"), folder, (3, size, size))
-    return be.load(src, folder / rel if rel else None, target)
+    return ExportFolder.open(folder).runner(engine, device, batch_range)
 
 
-def _copy_card(spec: str, work: Path) -> None:
-    card = find_card(spec)
-    if card is None:
-        return
+def _copy_card(model: Resolved, work: Path) -> None:
+    import copy
+
+    card = copy.deepcopy(model.card)
     card.checkpoint = {"file": "model.pt", "layout": "nasdeploy", "note": "folded by nasdeploy export"}
     card.stabilizers = []
     card.write(work / "card.toml")

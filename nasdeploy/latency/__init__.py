@@ -1,5 +1,5 @@
 """Per-block latency tables: measure, store, predict, validate."""
 from .measure import Settings, measure_table, time_network, validate_table
-from .table import LatencyTable
+from .table import EngineTables, LatencyTable
 
-__all__ = ["LatencyTable", "Settings", "measure_table", "time_network", "validate_table"]
+__all__ = ["EngineTables", "LatencyTable", "Settings", "measure_table", "time_network", "validate_table"]

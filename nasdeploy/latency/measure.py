@@ -11,11 +11,10 @@ import torch
 from torch import nn
 
 from ..bench.env import environment
-from ..backends import check_device, dtype_reason, get_backend, make_runner, unavailable_reason
-from ..backends.compile import CompileRunner
+from ..backends import check_device, make_runner, require
 from ..bench.timing import Stats, best_round, time_fn, time_runner
 from ..blocks import InvertedResidual, classifier, get_flavour, head, separable_conv, stem
-from ..errors import ArtifactError, DeviceError, UsageError
+from ..errors import ArtifactError, UsageError
 from ..fold import fold, fold_bn
 from ..io import provenance
 from ..net import Network
@@ -42,13 +41,18 @@ class Settings:
     repeats: int = 50
     rounds: int = 3  # CPU: the fastest of several rounds (see bench.timing.time_fn)
 
+    @classmethod
+    def for_input(cls, space: str, device: str, backend: str, batch: int, dtype: str, setting, warmup: int = 10,
+                  repeats: int = 50, rounds: int = 3) -> "Settings":
+        """The settings of a table for a model's input setting (size, stride plan, classes)."""
+        return cls(space, device, backend, batch, dtype, setting.size,
+                   list(setting.stride_plan) if setting.stride_plan else None, setting.num_classes, warmup, repeats,
+                   rounds)
+
     def check(self) -> None:
         get_space(self.space)
         check_device(self.device)
-        get_backend(self.backend)
-        reason = unavailable_reason(self.backend, self.device) or dtype_reason(self.backend, self.dtype, self.device)
-        if reason:
-            raise DeviceError(f"backend {self.backend} cannot run {self.dtype} on {self.device} here: {reason}")
+        require(self.backend, self.dtype, self.device)
         if self.batch <= 0:
             raise UsageError(f"--batch must be at least 1, got {self.batch}")
         if self.repeats <= 0:
@@ -134,8 +138,7 @@ def time_module(module: nn.Module, shape: tuple[int, ...], s: Settings) -> Stats
     runner = runner_for(module, shape, s)
     x = torch.randn(*shape)
     stats = time_runner(runner, x, s.device, s.warmup, s.repeats, s.rounds)
-    if isinstance(runner, CompileRunner) and runner.graphs < 1:  # pragma: no cover - would be a torch regression
-        raise DeviceError("torch.compile ran this block without compiling it: not recording an eager time as compiled")
+    runner.check_ran()
     return stats
 
 

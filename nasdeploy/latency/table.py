@@ -122,3 +122,67 @@ class LatencyTable:
     def describe(self) -> str:
         return (f"{self.space} / {self.device_name or self.device} / {self.backend} / batch {self.batch} / "
                 f"{self.dtype} / {self.input_size}px")
+
+    @property
+    def engine(self) -> str:
+        return f"{self.backend}:{self.dtype}"
+
+
+class EngineTables:
+    """The latency tables of the candidate engines for one space and input setting: an architecture's latency is
+    that of its fastest engine, and which engine that is travels with it (the search considers every engine)."""
+
+    def __init__(self, tables: dict[str, LatencyTable]) -> None:
+        if not tables:
+            raise ArtifactError("no latency table given: measure one with `nasdeploy latency-table`")
+        first = next(iter(tables.values()))
+        for t in tables.values():
+            diff = {k for k in ("space", "input_size", "stride_plan", "num_classes", "batch")
+                    if getattr(t, k) != getattr(first, k)}
+            if diff:
+                raise ArtifactError(f"latency tables {first.path} and {t.path} were measured for different "
+                                    f"settings ({', '.join(sorted(diff))}): measure them for the same model setting")
+            if not t.complete:
+                raise ArtifactError(f"latency table {t.path} is incomplete: rerun `nasdeploy latency-table` to "
+                                    "finish it")
+        self.tables = tables
+
+    @classmethod
+    def load(cls, paths, space: str | None = None) -> "EngineTables":
+        tables = [LatencyTable.load(p, space=space) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+        out: dict[str, LatencyTable] = {}
+        for t in tables:
+            if t.engine in out:
+                raise ArtifactError(f"two latency tables for {t.engine} ({out[t.engine].path}, {t.path}): give one")
+            out[t.engine] = t
+        return cls(out)
+
+    @property
+    def first(self) -> LatencyTable:
+        return next(iter(self.tables.values()))
+
+    @property
+    def space(self) -> str:
+        return self.first.space
+
+    def by_engine(self, arch: Arch | str) -> dict[str, float]:
+        return {e: t.predict(arch) for e, t in self.tables.items()}
+
+    def best(self, arch: Arch | str) -> tuple[str, float]:
+        """(the engine predicted fastest for ``arch``, its latency)."""
+        return min(self.by_engine(arch).items(), key=lambda kv: kv[1])
+
+    def predict(self, arch: Arch | str) -> float:
+        return self.best(arch)[1]
+
+    def layer_cost(self, index: int, token: str) -> float:
+        """A choice's own cost, for ordering choices (the smallest median over the engines)."""
+        return min(t.layers[index][token]["median"] for t in self.tables.values())
+
+    def fastest(self) -> tuple[Arch, float]:
+        return min((t.fastest() for t in self.tables.values()), key=lambda am: am[1])
+
+    def describe(self) -> str:
+        f = self.first
+        engines = ", ".join(self.tables)
+        return f"{f.space} / {f.device_name or f.device} / {engines} / batch {f.batch} / {f.input_size}px"

@@ -8,15 +8,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import NasDeployError
+from .errors import ExportError
 
 # Opset 17: HardSwish/HardSigmoid (h-swish, h-sigmoid) are native ops since 14; Clip carries ReLU6.
 OPSET = 17
 INPUT, OUTPUT = "input", "logits"
-
-
-class ExportError(NasDeployError):
-    """An export that failed or does not match its PyTorch source."""
 
 
 def to_onnx_bytes(model: nn.Module, input_shape: tuple[int, ...], dynamic_batch: bool = True,
@@ -47,7 +43,7 @@ def to_onnx_bytes(model: nn.Module, input_shape: tuple[int, ...], dynamic_batch:
 
 def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, ...], dynamic_batch: bool = True,
                 opset: int = OPSET, dtype: torch.dtype = torch.float32) -> Path:
-    from ..io import write_atomic
+    from .io import write_atomic
 
     data = to_onnx_bytes(model, input_shape, dynamic_batch, opset, dtype)
     return write_atomic(path, lambda p: p.write_bytes(data))

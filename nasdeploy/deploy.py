@@ -1,0 +1,40 @@
+"""The one rule that chooses the engine to ship, used by `bench --accuracy` and by the pipeline's deploy stage.
+
+Among the engines that passed the accuracy gate and were timed, the fastest whose lead over the reference engine
+(plain ONNX Runtime fp32 on the CPU, torch.compile on CUDA: ``backends.reference_engine``) is established ships:
+established means faster in every interleaved bench round, compared round by round, so that a slow spell of the
+machine, which touches both rows of a round, cannot make the difference. Where no engine's lead is established, the
+reference ships.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+
+def faster_every_round(rounds: Sequence[float] | None, ref_rounds: Sequence[float] | None) -> bool | None:
+    """Whether an engine was faster than the reference in every round (None: nothing to compare)."""
+    if not rounds or not ref_rounds or len(rounds) != len(ref_rounds):
+        return None
+    return all(a < b for a, b in zip(rounds, ref_rounds))
+
+
+def choose_engine(candidates: list[dict], reference: str) -> dict | None:
+    """``candidates``: one dict per engine with ``engine``, ``throughput``, ``round_medians`` (ms per round) and
+    ``gate`` (``passed``); returns what ships and why, or None when no engine passed the gate and was timed."""
+    passing = [c for c in candidates if (c.get("gate") or {}).get("passed") and c.get("throughput")]
+    if not passing:
+        return None
+    ranked = sorted(passing, key=lambda c: -c["throughput"])
+    ref = next((c for c in candidates if c["engine"] == reference and c.get("round_medians")), None)
+    verdicts = {c["engine"]: (None if c is ref else faster_every_round(c.get("round_medians"),
+                                                                       ref["round_medians"] if ref else None))
+                for c in ranked}
+    best = next((c for c in ranked if c is ref or verdicts[c["engine"]] is not False), ref or ranked[0])
+    fastest = ranked[0]
+    if best is ref:
+        established = False if fastest is not ref else None
+    else:
+        established = verdicts[best["engine"]]
+    return {"engine": best["engine"], "fastest": fastest["engine"], "reference": reference,
+            "faster_in_every_round": established, "faster_in_every_round_by_engine": verdicts,
+            "throughput": best["throughput"], "files": best.get("files")}

@@ -1,0 +1,14 @@
+"""Latency-constrained multi-objective search over a supernet and the latency tables of the candidate engines.
+
+Optuna supplies NSGA-II (kept to the feasible region: ``sampler``) and the storage (SQLite by default, PostgreSQL
+for several workers: ``study``); nasdeploy writes the problem (``problem``), the estimates compared paired on the
+same search-validation images (``estimate``) and the job with its outputs (``job``).
+"""
+from .estimate import CRITERIA, Estimate, choose, paired
+from .job import (OBJECTIVES, ProxyEvaluator, SearchConfig, SearchInputs, SearchResult, SupernetEvaluator,
+                  check_lut_matches, load_eval_data, report, search, search_worker)
+from .problem import Problem, auto_target, check_target, parse_latency, space_problem
+
+__all__ = ["CRITERIA", "OBJECTIVES", "Estimate", "Problem", "ProxyEvaluator", "SearchConfig", "SearchInputs",
+           "SearchResult", "SupernetEvaluator", "auto_target", "check_lut_matches", "check_target", "choose",
+           "load_eval_data", "paired", "parse_latency", "report", "search", "search_worker", "space_problem"]

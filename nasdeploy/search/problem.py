@@ -1,0 +1,122 @@
+"""What a constrained search works on: one choice (a token) per layer, a cost per architecture (predicted
+latency, or any additive cost such as FLOPs) and a target the cost must meet."""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from ..errors import UsageError
+
+_UNITS = {"ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1e3}
+Tokens = tuple[str, ...]
+
+
+def parse_latency(text: str) -> float:
+    """'1.2ms', '850us', '0.002s' -> milliseconds; a bare or negative number is refused."""
+    m = re.fullmatch(r"\s*([-+]?\d+(?:\.\d*)?(?:e[-+]?\d+)?)\s*(ms|us|µs|s)\s*", str(text), re.IGNORECASE)
+    if not m:
+        raise UsageError(f"latency target '{text}' needs a unit: write e.g. 1.2ms or 850us")
+    value = float(m[1]) * _UNITS[m[2].lower()]
+    if not value > 0:
+        raise UsageError(f"latency target '{text}' must be positive")
+    return value
+
+
+@dataclass
+class Problem:
+    """``layers``: the tokens each layer may take; ``cost``: an architecture's cost (what the target bounds);
+    ``layer_cost``: a choice's own share of it (orders the choices when a draw is biased or repaired)."""
+
+    layers: list[tuple[str, ...]]
+    cost: Callable[[Tokens], float]
+    layer_cost: Callable[[int, str], float]
+    target: float
+
+    def __post_init__(self) -> None:
+        # choices of each layer from cheapest to dearest
+        self.order = [tuple(sorted(c, key=lambda t, i=i: self.layer_cost(i, t))) for i, c in enumerate(self.layers)]
+        self.cheapest = tuple(o[0] for o in self.order)
+        if self.cost(self.cheapest) > self.target:
+            raise UsageError(f"no architecture can meet the target {self.target:g}: the cheapest costs "
+                             f"{self.cost(self.cheapest):g}")
+
+    def feasible(self, tokens: Tokens) -> bool:
+        return self.cost(tokens) <= self.target
+
+    def draw(self, rng: random.Random, beta: float) -> Tokens:
+        """A random architecture biased towards cheap choices: layer i takes its k-th cheapest choice with
+        probability proportional to exp(-beta * k / (n_i - 1)) (beta 0: uniform)."""
+        out = []
+        for o in self.order:
+            n = len(o)
+            w = [2.718281828 ** (-beta * k / max(n - 1, 1)) for k in range(n)]
+            out.append(rng.choices(o, weights=w)[0])
+        return tuple(out)
+
+    def repair(self, tokens: Tokens, rng: random.Random) -> Tokens:
+        """``tokens`` made feasible by replacing random layers' choices with cheaper ones of the same layer."""
+        t = list(tokens)
+        for _ in range(50 * len(t)):
+            if self.cost(tuple(t)) <= self.target:
+                return tuple(t)
+            dear = [i for i, o in enumerate(self.order) if o.index(t[i]) > 0]
+            if not dear:
+                break
+            i = rng.choice(dear)
+            t[i] = rng.choice(self.order[i][: self.order[i].index(t[i])])
+        return self.cheapest
+
+    def stratified(self, rng: random.Random, k: int, n: int, draws: int = 4000) -> Tokens:
+        """A feasible architecture whose cost lies in the k-th of n equal bins of [cheapest, target], so that a
+        population spreads over the whole feasible range instead of gathering near the median cost."""
+        lo = self.cost(self.cheapest)
+        width = (self.target - lo) / n
+        a, b = lo + k * width, lo + (k + 1) * width
+        centre, best, gap = (a + b) / 2, self.cheapest, float("inf")
+        for _ in range(draws):
+            t = self.draw(rng, rng.uniform(0.0, 12.0))
+            c = self.cost(t)
+            if a <= c <= b:
+                return t
+            if c <= self.target and abs(c - centre) < gap:
+                best, gap = t, abs(c - centre)
+        return best
+
+
+def space_problem(space, tables, target_ms: float) -> Problem:
+    """The nasdeploy search problem: a space's choices, latency from the tables of the candidate engines."""
+    from ..space import Arch, Choice
+
+    def cost(tokens: Tokens) -> float:
+        return tables.predict(Arch(tuple(Choice.parse(t) for t in tokens)))
+
+    layers = [tuple(c.token for c in space.choices_at(i)) for i in range(space.num_layers)]
+    return Problem(layers, cost, tables.layer_cost, target_ms)
+
+
+def check_target(tables, target_ms: float):
+    """(the fastest architecture, its latency); a target below it is refused in one line."""
+    arch, fastest = tables.fastest()
+    if target_ms < fastest:
+        raise UsageError(f"no architecture can meet {target_ms:g} ms on {tables.describe()}: the fastest possible "
+                         f"is predicted at {fastest:.3f} ms ({arch})")
+    return arch, fastest
+
+
+def auto_target(tables, space_name: str, seed: int = 0, samples: int = 200) -> float:
+    """85% of the median random architecture's predicted latency (at least 5% above the fastest possible)."""
+    from ..space import get_space
+
+    rng = random.Random(seed)
+    sp = get_space(space_name)
+    lats = sorted(tables.predict(sp.sample(rng)) for _ in range(samples))
+    return round(max(0.85 * lats[len(lats) // 2], 1.05 * tables.fastest()[1]), 3)
+
+
+def spread(costs: Sequence[float], lo: float, target: float) -> float:
+    """The share of [lo, target] that ``costs`` span (1: the whole feasible range)."""
+    if not costs or target <= lo:
+        return 0.0
+    return (max(costs) - min(costs)) / (target - lo)

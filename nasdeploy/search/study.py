@@ -1,0 +1,211 @@
+"""One study, any number of workers: Optuna's RDB storage (SQLite by default, PostgreSQL or any URL SQLAlchemy
+takes for several machines), its heartbeat and retry of a dead worker's trial, and the study itself as the cache
+of evaluations.
+
+* **One budget for the study.** A trial proceeds only while fewer than ``budget`` trials numbered below it are
+  complete or running; the others are pruned before any evaluation, so N workers finish exactly the budget.
+* **Each architecture evaluated once.** Its per-image record is stored with its trial; a trial that proposes it
+  again reuses the stored record, and waits for a trial still evaluating it.
+* **A killed worker loses nothing.** Every worker beats a heartbeat while it evaluates; a trial whose heartbeat
+  stops is failed by the next worker that looks and queued again (``RetryHeartbeatStaleTrialCallback``), with
+  the same architecture.
+* **Resumable.** A worker started on an existing study continues it to its budget.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from ..errors import UsageError
+from .problem import Problem, Tokens
+from .sampler import FeasibleNSGAIISampler, param_name
+
+log = logging.getLogger(__name__)
+# the heartbeat, its retry callback and fail_stale_trials are marked experimental since Optuna 2.8: used on purpose
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=r"optuna(\.|$)")
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=__name__)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+META = "nasdeploy"  # the study user attribute holding the search's configuration
+
+
+@dataclass
+class Evaluation:
+    """What evaluating an architecture gives: the objectives' values and what to store with the trial."""
+
+    score: float  # higher is better (the accuracy objective)
+    attrs: dict  # JSON-able, stored as the trial's user attributes (the estimate's per-image record among them)
+
+
+def open_storage(url: str | None, heartbeat: int | None = 30):
+    """An RDB storage with heartbeats (a trial silent for 2 heartbeats is failed and retried), or the in-memory
+    storage for ``url`` None (a single process)."""
+    if url is None:
+        return optuna.storages.InMemoryStorage()
+    try:
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat if heartbeat else None,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+            if heartbeat else None, engine_kwargs={"pool_pre_ping": True} if url.startswith("postgres") else None)
+    except ModuleNotFoundError as e:
+        raise UsageError(f"the storage {url.split(':')[0]} needs the Python package {e.name}: pip install "
+                         f"'nasdeploy[postgresql]' (psycopg2-binary)") from None
+    except Exception as e:  # sqlalchemy's OperationalError and friends: one line, what to check
+        raise UsageError(f"cannot open the study storage {_safe(url)}: {str(e).splitlines()[0][:200]}") from None
+
+
+def _safe(url: str) -> str:
+    """The URL without its password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':')[0]}:***@{host}"
+    return url
+
+
+def create_or_load(storage, name: str, directions: list[str], meta: dict, problem: Problem, population: int,
+                   seed: int) -> tuple["optuna.Study", bool]:
+    """The study ``name`` (created with ``meta`` as its configuration if it does not exist) and whether this call
+    created it. An existing study must have been made for the same problem (same ``meta`` keys that matter)."""
+    sampler = FeasibleNSGAIISampler(problem, population, seed)
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, directions=directions, sampler=sampler)
+        study.set_user_attr(META, meta)
+        return study, True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+        stored = study.user_attrs.get(META)
+        for _ in range(50):  # its creator may be writing the configuration right now
+            if stored is not None:
+                break
+            time.sleep(0.1)
+            stored = optuna.load_study(study_name=name, storage=storage).user_attrs.get(META)
+        clash = [k for k in ("space", "target_ms", "objectives", "criterion", "budget", "engines")
+                 if stored is not None and stored.get(k) != meta.get(k)]
+        if clash:
+            raise UsageError(f"study '{name}' in this storage was made for other settings ({', '.join(clash)}): "
+                             "give another --study-name, or the same settings")
+        return study, False
+
+
+def load(storage, name: str | None) -> "optuna.Study":
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    if name is None:
+        if len(names) != 1:
+            raise UsageError(f"the storage holds {len(names)} studies ({', '.join(names) or 'none'}): give "
+                             "--study-name")
+        name = names[0]
+    if name not in names:
+        raise UsageError(f"no study '{name}' in this storage (it holds {', '.join(names) or 'none'})")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def counts(study: "optuna.Study") -> dict[str, int]:
+    out = {s.name: 0 for s in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        out[t.state.name] += 1
+    return out
+
+
+def make_objective(study: "optuna.Study", problem: Problem, evaluate: Callable[[Tokens], Evaluation],
+                   objectives: tuple[str, ...], budget: int, describe: Callable[[Tokens], dict] | None = None,
+                   poll: float = 0.5):
+    """The objective every worker runs: budget slot, feasibility, the study as cache, then evaluation."""
+    me = worker_id()
+    stats = {"evaluated": 0, "reused": 0}
+
+    def objective(trial: "optuna.Trial") -> tuple[float, ...]:
+        tokens = tuple(trial.suggest_categorical(param_name(i), list(c)) for i, c in enumerate(problem.layers))
+        arch, cost = "-".join(tokens), problem.cost(tokens)
+        trial.set_user_attr("arch", arch)
+        trial.set_user_attr("cost", cost)
+        trial.set_user_attr("worker", me)
+        trial.set_constraint("cost", cost - problem.target)
+        if not problem.feasible(tokens):  # only a trial queued from outside can be: never evaluated
+            trial.set_user_attr("refused", "over the target")
+            raise optuna.TrialPruned("over the target")
+        if _slot(study, trial.number) >= budget:
+            trial.set_user_attr("refused", "budget reached")
+            raise optuna.TrialPruned("budget reached")
+        for k, v in (describe(tokens) if describe else {}).items():
+            trial.set_user_attr(k, v)
+        stored = _stored(study, arch, trial.number, poll)
+        if stored is None:
+            result = evaluate(tokens)
+            attrs, score = dict(result.attrs), result.score
+            attrs["evaluated"] = True
+            stats["evaluated"] += 1
+        else:
+            attrs = {k: v for k, v in stored.user_attrs.items() if k not in ("worker", "evaluated", "reused_from")}
+            attrs["evaluated"], attrs["reused_from"] = False, stored.number
+            score = stored.user_attrs["score"]
+            stats["reused"] += 1
+        attrs["score"] = score
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        values = {"accuracy": score, "latency": cost, "params": float(attrs.get("params", 0))}
+        return tuple(values[o] for o in objectives)
+
+    objective.stats = stats  # type: ignore[attr-defined]
+    return objective
+
+
+def _slot(study: "optuna.Study", number: int) -> int:
+    """Trials numbered below ``number`` that are complete or running (and not refused): the ones ahead in line."""
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.number < number and t.state in (TrialState.COMPLETE, TrialState.RUNNING)
+               and "refused" not in t.user_attrs)
+
+
+def _stored(study: "optuna.Study", arch: str, number: int, poll: float):
+    """A completed trial of the same architecture; waits while a trial numbered below is still evaluating it."""
+    while True:
+        same = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("arch") == arch and t.number != number]
+        done = [t for t in same if t.state == TrialState.COMPLETE and "score" in t.user_attrs]
+        if done:
+            return min(done, key=lambda t: t.number)
+        if not any(t.state == TrialState.RUNNING and t.number < number for t in same):
+            return None
+        time.sleep(poll)
+
+
+def work(study: "optuna.Study", objective, budget: int, poll: float = 0.5, on_trial: Callable[[], None] | None = None,
+         ) -> dict:
+    """Run trials until the study holds ``budget`` complete ones; waits (and takes over dead workers' trials)
+    while the last ones are running elsewhere. Returns this worker's counts."""
+    from optuna.storages import fail_stale_trials
+
+    mine = {"trials": 0, "evaluated": 0, "reused": 0, "seconds": 0.0}
+    t0 = time.perf_counter()
+    while True:
+        fail_stale_trials(study)  # a dead worker's trial: failed, and queued again by the retry callback
+        c = counts(study)
+        if c["COMPLETE"] >= budget:
+            break
+        if c["COMPLETE"] + c["RUNNING"] >= budget and not c["WAITING"]:
+            time.sleep(poll)  # the last trials run elsewhere; one may yet die and come back
+            continue
+        study.optimize(objective, n_trials=1, gc_after_trial=False)
+        mine["trials"] += 1
+        if on_trial:
+            on_trial()
+    mine.update(objective.stats)
+    mine["seconds"] = round(time.perf_counter() - t0, 2)
+    return mine
+
+
+def completed(study: "optuna.Study") -> list:
+    """Complete trials that were not refused, in trial order."""
+    return sorted((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                   if "score" in t.user_attrs), key=lambda t: t.number)
