@@ -27,6 +27,11 @@ from .io import provenance, write_json
 from .train import TrainConfig
 
 log = logging.getLogger(__name__)
+DEMO_CONFIG = Path(__file__).resolve().parent / "assets" / "demo.toml"
+
+
+def _finetune_defaults() -> FinetuneConfig:
+    return FinetuneConfig(steps=200, batch_size=64, lr=0.02)
 
 
 def _supernet_defaults() -> TrainConfig:
@@ -37,9 +42,9 @@ def _supernet_defaults() -> TrainConfig:
 @dataclass
 class LatencyStage:
     batch: int = 1
-    repeats: int = 30
+    repeats: int = 20
     warmup: int = 5
-    validate_archs: int = 12  # random architectures timed end to end per table (plus the fastest and slowest)
+    validate_archs: int = 6  # random architectures timed end to end per table (plus the fastest and slowest)
     # tables measured before on this machine (any engines; each must match the run's setting): a candidate engine
     # that has one is not measured again
     tables: list[str] = field(default_factory=list)
@@ -51,7 +56,7 @@ class SearchStage:
     population: int = 10
     generations: int = 3
     calib_batches: int = 4
-    eval_images: int = 2000  # of the search-validation split
+    eval_images: int = 1000  # of the search-validation split
 
 
 @dataclass
@@ -63,7 +68,7 @@ class ExportStage:
 class DeployStage:
     """Which engines compete for deployment (``auto``: the registry's candidates for the device), and the gate."""
 
-    engines: list[str] | str = "auto"
+    engines: list[str] | str = "auto"  # auto: the registry's candidates for the device
     budget: float = 0.5  # top-1 points an engine may lose against the float32 model on the test split
     calib_images: int = 256
 
@@ -86,7 +91,7 @@ class PipelineConfig:
     supernet: TrainConfig = field(default_factory=_supernet_defaults)
     latency: LatencyStage = field(default_factory=LatencyStage)
     search: SearchStage = field(default_factory=SearchStage)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    finetune: FinetuneConfig = field(default_factory=_finetune_defaults)
     export: ExportStage = field(default_factory=ExportStage)
     bench: BenchStage = field(default_factory=BenchStage)
     deploy: DeployStage = field(default_factory=DeployStage)
@@ -94,6 +99,11 @@ class PipelineConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "PipelineConfig":
         return _build(cls, d, "config")
+
+    @classmethod
+    def demo(cls) -> "PipelineConfig":
+        """The built-in demo (what `nasdeploy pipeline` runs without --config): nasdeploy/assets/demo.toml."""
+        return cls.read(DEMO_CONFIG)
 
     @classmethod
     def read(cls, path: str | Path) -> "PipelineConfig":

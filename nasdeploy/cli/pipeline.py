@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    cfg = PipelineConfig.read(args.config) if args.config else PipelineConfig()
+    cfg = PipelineConfig.read(args.config) if args.config else PipelineConfig.demo()
     if args.out:
         cfg.out = args.out
     if args.device:
