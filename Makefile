@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PIN)
-	$(PY) -m pip install -q -e '.[test,openvino]'
+	$(PY) -m pip install -q -e '.[test,openvino,postgresql]'
 	@touch $(STAMP)
 
 # pytest exits 5 when it collects no test: that is not a failure of the suite. -rs lists every skipped test
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 # subprocesses, ONNX export), so two cores finish it in about 8 minutes instead of 13.
 TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -q -rs -p no:cacheprovider -n $(TEST_WORKERS); rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
+	$(PY) -m pytest -q -rs -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
 demo: setup
 	$(PY) -m nasdeploy pipeline --out $(DEMO_OUT)

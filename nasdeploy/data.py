@@ -68,6 +68,12 @@ class InputSetting:
         return cls(size, num_classes, tuple(SMALL_INPUT_STRIDES) if small else None, tuple(mean), tuple(std),
                    1.0 if small else 0.875)
 
+    @classmethod
+    def default_for(cls, size: int, num_classes: int | None = None) -> "InputSetting":
+        """``size`` px images of ``num_classes`` classes (default: 10 for small images, as the built-in set; 1000
+        otherwise, as ImageNet)."""
+        return cls.for_images(size, num_classes or (10 if size < SMALL_INPUT_LIMIT else 1000))
+
     @property
     def small(self) -> bool:
         return self.stride_plan is not None

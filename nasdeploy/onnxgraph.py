@@ -54,3 +54,39 @@ def onnx_ops(model: bytes | str | Path) -> list[str]:
 
     m = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
     return [n.op_type for n in m.graph.node]
+
+
+def float16_graph(model, opset: int = 19):
+    """A copy of an ONNX model (an INT8 Q/DQ graph included) whose float tensors are float16: initializers,
+    Constant values, inputs, outputs and value infos; INT8 weights and zero points stay as they are. Opset 19 is
+    the first whose QuantizeLinear/DequantizeLinear take float16 scales."""
+    import copy
+
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    m = copy.deepcopy(model)
+    for imp in m.opset_import:
+        if imp.domain in ("", "ai.onnx") and imp.version < opset:
+            imp.version = opset
+
+    def half(t):
+        if t.data_type == TensorProto.FLOAT:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name))
+
+    for init in m.graph.initializer:
+        half(init)
+    for node in m.graph.node:
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.TENSOR:
+                half(a.t)
+        if node.op_type == "Cast":
+            for a in node.attribute:
+                if a.name == "to" and a.i == TensorProto.FLOAT:
+                    a.i = TensorProto.FLOAT16
+    for vi in list(m.graph.input) + list(m.graph.output) + list(m.graph.value_info):
+        if vi.type.tensor_type.elem_type == TensorProto.FLOAT:
+            vi.type.tensor_type.elem_type = TensorProto.FLOAT16
+    onnx.checker.check_model(m)
+    return m

@@ -408,7 +408,7 @@ class Pipeline:
     def stage_deploy(self) -> dict:
         from .backends import reference_engine
         from .deploy import choose_engine
-        from .export.manifest import ExportFolder, sha256
+        from .export.manifest import ExportFolder
 
         acc, rows = self.results["accuracy"], self.results["bench"]["rows"]
         batch = self.cfg.latency.batch if self.cfg.latency.batch in {r["batch"] for r in rows} else rows[0]["batch"]

@@ -61,6 +61,9 @@ class TrainConfig:
     # "shared": the m paths of a step see the same batch (FairNAS's choice: the paths then differ only in
     # their choices, so their gradients are compared on equal terms); "separate": one batch per path.
     path_batches: str = "shared"
+    # each path's batch in this many interleaved chunks (image k to chunk k mod n), their gradients averaged: what
+    # n ranks of torchrun compute (each its own chunk, BN statistics per chunk), in one process with less memory
+    micro_batches: int = 1
     ckpt_every: int = 50
     seed: int = 0
     device: str = "auto"
@@ -230,8 +233,11 @@ def warmup_cosine(steps: int, warmup: int):
 
 
 def accumulate_paths(net: Supernet, paths: list[list[int]], batches: Iterator, criterion: nn.Module,
-                     device: torch.device, amp: bool, separate: bool) -> tuple[float, int]:
-    """Forward/backward every path, gradients summed (FairNAS); no update. Returns (mean loss, images)."""
+                     device: torch.device, amp: bool, separate: bool, micro_batches: int = 1) -> tuple[float, int]:
+    """Forward/backward every path, gradients summed (FairNAS); no update. Returns (mean loss, images).
+
+    ``micro_batches`` > 1: each path's batch in that many interleaved chunks, each chunk's loss divided by their
+    number, so the summed gradient is the chunks' mean (torchrun ranks on interleaved shards, all-reduced)."""
     total, images = 0.0, 0
     x = y = None
     for path in paths:
@@ -239,10 +245,12 @@ def accumulate_paths(net: Supernet, paths: list[list[int]], batches: Iterator, c
             x, y = next(batches)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = criterion(net(x, path), y)
-        loss.backward()
-        total += float(loss.detach())
+        for k in range(micro_batches):
+            xk, yk = (x, y) if micro_batches == 1 else (x[k::micro_batches], y[k::micro_batches])
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = criterion(net(xk, path), yk) / micro_batches
+            loss.backward()
+            total += float(loss.detach())
         images += len(y)
     return total / len(paths), images
 
@@ -271,6 +279,8 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
     if cfg.warm_start > cfg.steps:
         raise UsageError(f"--warm-start {cfg.warm_start} is longer than the run (--steps {cfg.steps}): give at most "
                          f"{cfg.steps}, 0 for none, or -1 for a third of the steps")
+    if cfg.micro_batches < 1 or cfg.batch_size % cfg.micro_batches:
+        raise UsageError(f"--micro-batches must divide --batch-size ({cfg.batch_size}), got {cfg.micro_batches}")
     if cfg.ckpt_every <= 0:
         raise UsageError(f"--ckpt-every must be at least 1, got {cfg.ckpt_every}")
     ckpt_path = out / CHECKPOINT
@@ -332,7 +342,8 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
             # warm-up on the parent path: with one batch per path it takes as many batches as a fair step would
             paths = ([parent] * per_step) if step < warm else sampler.paths()
             opt.zero_grad(set_to_none=True)
-            mean, n = accumulate_paths(net, paths, loader, criterion, device, amp, cfg.path_batches == "separate")
+            mean, n = accumulate_paths(net, paths, loader, criterion, device, amp, cfg.path_batches == "separate",
+                                       cfg.micro_batches)
             seen += n * world
             if world > 1:
                 _allreduce_grads(net, world)

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import data as D
-from .backends import check_device, make_runner, require
+from .backends import check_device, make_runner, require, tf32_mode
 from .errors import DataError
 from .evaluate import check_reference, evaluate
 from .export.manifest import ExportFolder, is_export
@@ -32,6 +32,7 @@ class VerifyOptions:
     quant: QuantOptions = field(default_factory=QuantOptions)
     budget: float = 1.0  # the accuracy gate re-run for an INT8 engine gated on another instruction set
     progress: bool = True
+    tf32: bool = False  # CUDA fp32: TF32 convolutions (off: fp32 means float32)
 
 
 @dataclass
@@ -61,18 +62,23 @@ def verify(spec: str, data: str, opt: VerifyOptions | None = None) -> VerifyResu
     """Top-1/top-5 of ``spec`` (a model, or an export folder) on the test split of ``data`` (``val/``), with the
     preprocessing the model records, checked against its card's published numbers."""
     opt = opt or VerifyOptions()
+    with tf32_mode(opt.tf32):
+        return _verify(spec, data, opt)
+
+
+def _verify(spec: str, data: str, opt: VerifyOptions) -> VerifyResult:
     check_device(opt.device)
     export = ExportFolder.open(spec) if is_export(spec) else None
     if export is not None:
         engine = opt.engine or next(iter(export.engines))
-        setting, reference, net = export.setting, {}, None
+        setting, reference = export.setting, {}
         run = export.runner(engine, opt.device, (1, opt.batch_size))
         backend, dtype = engine.split(":")
     else:
         if opt.backend != "torch" or opt.dtype != "fp32":
             require(opt.backend, opt.dtype, opt.device)
         model = resolve(spec, opt.weights)
-        setting, net = model.setting, model.net
+        setting = model.setting
         reference = model.card.reference if model.card is not None else {}
         backend, dtype = opt.backend, opt.dtype
         run = _runner(model, opt, data)

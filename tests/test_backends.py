@@ -101,3 +101,102 @@ def test_adding_a_backend_is_adding_one_file(plugin, tmp_path):
     from nasdeploy.latency import Settings
 
     Settings("scarlet", "cpu", plugin, 1, "fp32", 28, list(SMALL_INPUT_STRIDES), 10).check()
+
+
+def _cpu_engines() -> list[tuple[str, str]]:
+    from nasdeploy.backends import dtype_reason, unavailable_reason
+
+    return [(b, d) for b in backend_names() for d in DTYPES
+            if not unavailable_reason(b, "cpu") and not dtype_reason(b, d, "cpu") and b not in ("aoti", "compile")]
+
+
+@pytest.mark.parametrize("backend, dtype", _cpu_engines())
+def test_every_backend_keeps_the_runner_contract(backend, dtype, tmp_path):
+    """The same checks for every registered backend that runs here: the call and the timed call compute the same,
+    the declared batch range is kept, the caller's model is left as it was, and what the runner declares (threads,
+    notes) is there without probing. The two Inductor backends (compile, aoti) take the same checks in
+    tests/test_deploy_cpu.py, where their CPU compiles (half a minute each) are shared with other checks."""
+    import torch
+
+    from nasdeploy.backends import Runner, make_runner
+    from nasdeploy.quantize import random_calibration
+
+    net = randomize(Network(get_space("fairnas").sample(random.Random(3)), "fairnas", 10, SMALL_INPUT_STRIDES), 3)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    calib = random_calibration((4, 3, 28, 28), n=16) if dtype == "int8" else None
+    r = make_runner(backend, net, (4, 3, 28, 28), "cpu", dtype, calibration=calib, workdir=tmp_path)
+    assert isinstance(r, Runner)
+    x = torch.randn(4, 3, 28, 28, generator=torch.Generator().manual_seed(1))
+    y = r(x)
+    assert y.shape == (4, 10) and torch.isfinite(y).all()
+    fn = r.timed(x)
+    fn()
+    lo, hi = r.batch_range
+    assert lo >= 1 and (hi is None or hi >= 4)
+    assert isinstance(r.notes(), list) and (r.threads is None or r.threads >= 1)
+    r.check_ran()
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # the caller's model unchanged
+    if dtype == "fp32":
+        with torch.no_grad():
+            assert (y - net(x)).abs().max() / net(x).abs().max() < 1e-4
+
+
+FAILING = '''
+"""A backend whose runner builds and runs once, then fails while it is timed."""
+import torch
+from nasdeploy.backends.base import Backend, Runner
+
+
+class Flaky(Runner):
+    name = "flaky"
+
+    def __init__(self):
+        super().__init__("cpu", torch.float32)
+
+    def __call__(self, x):
+        return torch.zeros(len(x), 10)
+
+    def timed(self, x):
+        def run():
+            raise RuntimeError("the device went away while it was timed")
+        return run
+
+
+class FlakyBackend(Backend):
+    name = "flaky"
+    dtypes = {"cpu": ("fp32",)}
+
+    def build(self, src, target):
+        return None
+
+    def load(self, src, path, target):
+        return Flaky()
+
+
+BACKEND = FlakyBackend()
+'''
+
+
+def test_a_row_that_fails_while_timed_is_skipped_and_the_json_written(tmp_path, monkeypatch):
+    import json
+
+    from .conftest import run_cli
+
+    d = tmp_path / "plugins"
+    d.mkdir()
+    (d / "flaky.py").write_text(textwrap.dedent(FAILING))
+    monkeypatch.setattr(B, "__path__", [*B.__path__, str(d)])
+    B._registry.cache_clear()
+    try:
+        net = randomize(Network(get_space("fairnas").sample(random.Random(2)), "fairnas", 10, SMALL_INPUT_STRIDES), 2)
+        save_checkpoint(net, tmp_path / "n.pt")
+        r = run_cli("bench", str(tmp_path / "n.pt"), "--backends", "onnxruntime,flaky", "--batch", "1", "--repeats",
+                    "3", "--rounds", "2", "--json", str(tmp_path / "b.json"), "--no-progress")
+    finally:
+        B._registry.cache_clear()
+        sys.modules.pop("nasdeploy.backends.flaky", None)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "b.json").read_text())
+    assert {x["backend"] for x in res["rows"]} == {"torch-eager-fp32", "onnxruntime"}
+    skipped = [s for s in res["skipped"] if s.get("backend") == "flaky"]
+    assert skipped and "went away while it was timed" in skipped[0]["reason"]

@@ -73,3 +73,80 @@ def test_the_readmes_torchrun_command_runs(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     saved = torch.load(tmp_path / "run" / "supernet.pt", weights_only=False)
     assert saved["step"] == 2 and saved["train_config"]["device"] == "cpu"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _nodes(out, extra: list[str], steps: int = 4) -> list[subprocess.Popen]:
+    """The README's multi-node command, two 'nodes' of one process each on this machine (c10d rendezvous, gloo)."""
+    port = _free_port()
+    rid = f"job{os.getpid()}-{port}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+           "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", rid,
+           "-m", "nasdeploy", "train-supernet", "--space", "fairnas", "--steps", str(steps), "--batch-size", "16",
+           "--ckpt-every", "1", "--device", "cpu", "--no-progress", "--out", str(out), *extra]
+    return [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True) for _ in range(2)]
+
+
+def _wait(procs: list[subprocess.Popen], timeout: float = 300) -> list[int]:
+    return [p.wait(timeout=timeout) for p in procs]
+
+
+def test_two_nodes_train_as_one_process_would_and_resume_after_a_node_dies(tmp_path):
+    """Two torchrun 'nodes' (c10d rendezvous, gloo) end with the weights of one process that splits every batch
+    into the same two interleaved halves (--micro-batches 2, BN statistics per half as each rank has them); a run
+    whose second node is killed mid-way resumes (both nodes, --resume) to the uninterrupted result, bit for bit."""
+    import signal
+    import time
+
+    readme = (ROOT / "README.md").read_text()
+    assert "--nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint" in readme
+    procs = _nodes(tmp_path / "two", [])
+    rcs = _wait(procs)
+    assert rcs == [0, 0], [p.stderr.read()[-2000:] for p in procs]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "nasdeploy", "train-supernet", "--space", "fairnas", "--steps", "4",
+                        "--batch-size", "16", "--micro-batches", "2", "--ckpt-every", "1", "--device", "cpu",
+                        "--no-progress", "--out", str(tmp_path / "one")], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    two = torch.load(tmp_path / "two" / "supernet.pt", weights_only=False)
+    one = torch.load(tmp_path / "one" / "supernet.pt", weights_only=False)
+    assert two["step"] == one["step"] == 4
+    for k, v in two["model"].items():
+        if v.is_floating_point():
+            assert torch.allclose(v, one["model"][k], rtol=1e-4, atol=1e-6), k
+
+    cut = tmp_path / "cut"
+    procs = _nodes(cut, [])
+    ck = cut / "checkpoint.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and not _step_at_least(ck, 2):
+        time.sleep(0.05)
+    os.killpg(procs[1].pid, signal.SIGKILL)  # the second node dies: its agent and its worker
+    _wait(procs[1:])
+    assert procs[0].wait(timeout=300) != 0  # the surviving node stops: its peer is gone
+    step = torch.load(ck, weights_only=False)["step"]
+    assert 2 <= step < 4
+    procs = _nodes(cut, ["--resume"])
+    rcs = _wait(procs)
+    assert rcs == [0, 0], [p.stderr.read()[-2000:] for p in procs]
+    resumed = torch.load(cut / "supernet.pt", weights_only=False)
+    assert resumed["history"] == two["history"]
+    for k, v in two["model"].items():
+        assert torch.equal(v, resumed["model"][k]), k
+
+
+def _step_at_least(path, n: int) -> bool:
+    try:
+        return path.exists() and torch.load(path, weights_only=False)["step"] >= n
+    except Exception:  # noqa: BLE001 - being replaced right now
+        return False

@@ -97,9 +97,11 @@ def test_aoti_cuda_static_and_dynamic_batches(tmp_path, dynamic):
 def test_no_compile_fallback_across_models_and_batches():
     from nasdeploy.backends.compile import CompileRunner
 
+    import copy
+
     for seed in range(9):
         net = _small(seed)
-        r = CompileRunner(net, "cuda", torch.float32)
+        r = CompileRunner(copy.deepcopy(net), "cuda", torch.float32)  # the runner moves its module to the GPU
         for b in (1, 4):
             x = torch.randn(b, 3, 28, 28)
             with torch.no_grad():
@@ -154,4 +156,8 @@ def test_tensorrt_profile_covers_a_ragged_last_batch(tmp_path, fp16):
     export_model(str(tmp_path / "m.pt"), tmp_path / "e", opt=ExportOptions(
         engines=[("tensorrt", "fp16" if fp16 else "fp32")], batch=(1, 4, 8), dynamic=True, parity_images=13))
     par = {p["backend"]: p for p in json.loads((tmp_path / "e" / "parity.json").read_text())["parity"]}
-    assert par["tensorrt"]["images"] == 13 and par["tensorrt"]["top1_agreement"] >= 99.0
+    # random weights leave top-1 margins of a few hundredths, which fp16 rounding can flip on one image of 13:
+    # the logits' error is what is checked there, agreement only in fp32
+    assert par["tensorrt"]["images"] == 13
+    assert par["tensorrt"]["real"]["max_rel"] < (2e-2 if fp16 else 1e-3)
+    assert fp16 or par["tensorrt"]["top1_agreement"] == 100.0

@@ -1,10 +1,5 @@
 import json
-import signal
-import subprocess
-import sys
-import time
 
-import optuna
 import pytest
 
 import nasdeploy
@@ -14,7 +9,7 @@ from nasdeploy.pareto import dominates
 from nasdeploy.search import SearchConfig, SearchInputs, parse_latency, search
 from nasdeploy.space import SMALL_INPUT_STRIDES
 
-from .conftest import ROOT, run_cli
+from .conftest import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -72,45 +67,6 @@ def test_chosen_card_exports_and_runs(lut, tmp_path):
     export_model(str(tmp_path / "s" / "best.toml"), tmp_path / "e", opt=ExportOptions(parity_images=16))
     y = OrtRunner(str(tmp_path / "e" / "model.onnx"))(torch.randn(2, 3, 28, 28))
     assert tuple(y.shape) == (2, 10)
-
-
-def _completed(db) -> int:
-    """Completed trials, read-only straight from the SQLite file (0 while it is being created)."""
-    import sqlite3
-
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as c:
-            return c.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
-def test_killed_search_continues_from_stored_trials(lut, tmp_path):
-    out = tmp_path / "s"
-    cmd = [sys.executable, str(ROOT / "cli.py"), "search", "--accuracy-proxy", "--space", "fairnas", "--input-size",
-           "28", "--lut", str(lut), "--latency-target", f"{LatencyTable.load(lut).fastest()[1] * 1.3:.4f}ms",
-           "--population", "10", "--generations", "6", "--out", str(out), "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    db = out / "search.db"
-    storage = f"sqlite:///{db}"
-    done = 0
-    deadline = time.time() + 300
-    while time.time() < deadline and done < 8 and proc.poll() is None:
-        time.sleep(0.1)
-        done = _completed(db)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert 8 <= done < 60, done
-    kept = {t.number: t.user_attrs["arch"] for t in optuna.load_study(study_name=None, storage=storage)
-            .get_trials(states=(optuna.trial.TrialState.COMPLETE,))}
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    s = optuna.load_study(study_name=None, storage=storage)
-    complete = s.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
-    assert len(complete) == 60  # continued to the requested total, not restarted
-    assert all(t.user_attrs["arch"] == kept[t.number] for t in complete if t.number in kept)
 
 
 def test_target_below_the_fastest_architecture_says_how_fast(lut, tmp_path):

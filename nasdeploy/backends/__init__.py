@@ -17,12 +17,12 @@ from torch import nn
 
 from ..errors import DeviceError, UsageError
 from .base import (DTYPES, Backend, Runner, Sources, Target, device_context, device_kind, parse_dtype,
-                   quiet_cpu_compiler)
+                   quiet_cpu_compiler, tf32_mode, tf32_state)
 
 __all__ = ["DTYPES", "Backend", "Runner", "Sources", "Target", "backend_names", "check_device", "default_engines",
            "device_context", "device_kind", "dtype_reason", "engine_help", "get_backend", "make_runner", "parse_dtype",
-           "parse_engines", "quiet_cpu_compiler", "reference_engine", "require", "table_backend",
-           "unavailable_reason"]
+           "parse_engines", "quiet_cpu_compiler", "reference_engine", "require", "table_backend", "tf32_mode",
+           "tf32_state", "unavailable_reason"]
 
 
 @lru_cache(maxsize=1)
@@ -126,20 +126,23 @@ def require(backend: str, dtype: str, device: str) -> Backend:
 
 def make_runner(backend: str, model: nn.Module, input_shape: tuple[int, ...], device: str = "cpu",
                 dtype: str = "fp32", workdir: str | Path | None = None, dynamic_batch: bool = False,
-                tf32: bool = False, calibration=None, graphs: dict[str, Path] | None = None) -> Runner:
+                tf32: bool = False, calibration=None, graphs: dict[str, Path] | None = None,
+                sources: Sources | None = None) -> Runner:
     """Build ``backend``'s runner from a (folded) module; refuses with the reason where it cannot run.
 
     The caller's module is never modified. ``dynamic_batch``: the runner takes any batch from 1 to
     ``input_shape[0]`` (a ragged last batch); otherwise exactly ``input_shape[0]`` where the backend fixes it.
     ``calibration`` (a ``nasdeploy.quantize.Calibration``) is needed for int8 unless ``graphs`` already holds the
     INT8 graph: ONNX graphs to use as they are instead of making them ({"fp32": model.onnx, "int8": ...}, as an
-    export wrote them).
+    export wrote them). ``sources``: build from (and into) a caller's ``Sources``, which then outlives the runner.
     """
     check_device(device)
     b = require(backend, dtype, device)
     n = input_shape[0]
     target = Target(tuple(input_shape), (1, n) if dynamic_batch else (n, n), device, dtype, tf32)
     made = {k: Path(v) for k, v in (graphs or {}).items()}
+    if sources is not None:  # shared with the caller's other runners: every graph (INT8 included) made once
+        return b.load(sources, b.build(sources, target), target)
     if workdir is not None:
         src = Sources(model, Path(workdir), tuple(input_shape[1:]), calibration, made)
         return b.load(src, b.build(src, target), target)

@@ -46,6 +46,27 @@ def device_context(device: str | torch.device):
     return torch.cuda.device(d) if d.type == "cuda" else contextlib.nullcontext()
 
 
+class tf32_mode:
+    """PyTorch's TF32 switches for a block (cuDNN allows TF32 by default, so an "fp32" convolution would run in
+    TF32 on Ampere and later), restored after it. Off unless asked: fp32 means float32."""
+
+    def __init__(self, on: bool = False) -> None:
+        self.on = on
+
+    def __enter__(self) -> "tf32_mode":
+        self.saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.on
+        return self
+
+    def __exit__(self, *exc) -> None:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.saved
+
+
+def tf32_state() -> dict:
+    """What PyTorch's TF32 switches say now (recorded beside every CUDA measurement)."""
+    return {"matmul": bool(torch.backends.cuda.matmul.allow_tf32), "cudnn": bool(torch.backends.cudnn.allow_tf32)}
+
+
 def quiet_cpu_compiler(device: str) -> None:
     """Inductor's C++ build on a CUDA-enabled torch without a CUDA runtime logs a warning about CUDA_HOME that
     has nothing to do with a CPU build: keep it off the user's terminal."""
@@ -140,6 +161,17 @@ class Sources:
         if dtype == "int8":
             key = "int8-nncf" if quantizer == "nncf" else ("int8-sym" if symmetric else "int8")
         if key in self.made:
+            return self.made[key]
+        if dtype == "int8-fp16":  # TensorRT: the symmetric INT8 graph, its float tensors in float16
+            import onnx
+
+            from ..onnxgraph import float16_graph
+            from ..io import write_atomic
+
+            sym = onnx.load(str(self.onnx("int8", symmetric=True)))
+            half = float16_graph(sym)
+            self.made[key] = write_atomic(self.work / "model.int8-fp16.onnx",
+                                          lambda p: onnx.save(half, str(p)))
             return self.made[key]
         shape = (1, *self.chw)
         if dtype in ("fp32", "int8"):

@@ -5,8 +5,10 @@ Not exercised by nasdeploy's continuous integration, which has no GPU: this modu
 documented TensorRT 10 and 11 Python API and kept deliberately thin. Precision lives in the graph (strong
 typing: required by TensorRT 11, where the FP16/BF16 builder flags are gone, and accepted by 10.x): an fp16
 engine is built from an fp16 ONNX graph, an fp32 engine from an fp32 one with TF32 switched off unless asked, and an
-INT8 engine from the Q/DQ graph quantized with symmetric activations (explicit quantization: TensorRT takes
-signed INT8 with zero points of 0, no INT8 builder flag and no calibrator, which TensorRT 10 deprecates).
+INT8 engine from the Q/DQ graph quantized with symmetric activations, biases left in float (explicit quantization:
+TensorRT takes signed INT8 with zero points of 0, no INT8 builder flag and no calibrator, which TensorRT 10
+deprecates), its float tensors in float16 so that the layers between the quantized ones run in fp16, as a TensorRT
+user expects of an INT8 engine (``qdq_problems`` checks the parser's Q/DQ rules before the build).
 """
 from __future__ import annotations
 
@@ -53,6 +55,11 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, batch: tuple[in
     builder = trt.Builder(logger)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
+    import onnx
+
+    problems = qdq_problems(onnx.load(str(onnx_path)))
+    if problems:
+        raise ExportError(f"{onnx_path} breaks TensorRT's Q/DQ rules: {'; '.join(problems[:3])}")
     if not parser.parse(Path(onnx_path).read_bytes()):
         errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ExportError(f"TensorRT could not parse {onnx_path}: {errs}")
@@ -61,7 +68,9 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, batch: tuple[in
     if not tf32 and hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)  # on by default: "fp32" would be TF32 convolutions
     cache_path = Path(engine_path).with_suffix(".timing-cache")
-    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.exists() else b"")
+    shared = shared_timing_cache(trt)
+    seed = cache_path if cache_path.exists() else shared
+    cache = config.create_timing_cache(seed.read_bytes() if seed.exists() else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
     profile = builder.create_optimization_profile()
     profile.set_shape(INPUT, (lo, *chw), (opt, *chw), (hi, *chw))
@@ -69,8 +78,21 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, batch: tuple[in
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ExportError("TensorRT failed to build the engine (see the TensorRT log above)")
-    write_atomic(cache_path, lambda p: p.write_bytes(bytes(config.get_timing_cache().serialize())))
+    timings = bytes(config.get_timing_cache().serialize())
+    write_atomic(cache_path, lambda p: p.write_bytes(timings))
+    write_atomic(shared, lambda p: p.write_bytes(timings))  # every later build on this GPU starts from it
     return write_atomic(engine_path, lambda p: p.write_bytes(bytes(serialized)))
+
+
+def shared_timing_cache(trt) -> Path:
+    """One timing cache per TensorRT version and GPU, kept across builds (``NASDEPLOY_CACHE``, default
+    ~/.cache/nasdeploy): a bench's engines for several batch sizes, and later exports, reuse the kernel timings."""
+    import os
+    import re
+
+    root = Path(os.environ.get("NASDEPLOY_CACHE", Path.home() / ".cache" / "nasdeploy"))
+    gpu = re.sub(r"[^A-Za-z0-9]+", "-", torch.cuda.get_device_name())
+    return root / f"tensorrt-{trt.__version__}-{gpu}.timing-cache"
 
 
 class TrtRunner(Runner):
@@ -172,14 +194,56 @@ class TensorRtBackend(Backend):
         return why
 
     def build(self, src: Sources, target: Target) -> Path | None:
-        onnx = src.onnx(target.dtype, symmetric=True) if target.dtype == "int8" else src.onnx(target.dtype)
+        onnx = src.onnx("int8-fp16") if target.dtype == "int8" else src.onnx(target.dtype)
         lo, hi = target.batch_range
         opt = min(max(target.shape[0], lo), hi)
         name = "model.engine" if target.dtype == "fp32" else f"model.{target.dtype}.engine"
         return build_engine(onnx, src.work / name, (lo, opt, hi), target.chw, tf32=target.tf32)
 
     def load(self, src: Sources | None, path: Path | None, target: Target) -> Runner:
-        return TrtRunner(path, target.device)
+        runner = TrtRunner(path, target.device)
+        if target.dtype == "int8":
+            runner.precision = "int8 with fp16 float layers"
+        return runner
 
 
 BACKEND = TensorRtBackend()
+
+
+def qdq_problems(model) -> list[str]:
+    """What TensorRT 10's ONNX parser refuses in an explicitly quantized graph, read without TensorRT
+    (onnx-tensorrt docs/operators.md: DequantizeLinear takes INT8, FP8 or INT4 inputs; zero points of 0;
+    per-channel scales along one axis of the right length; opset 13 or later, 19 for float16 scales)."""
+    from onnx import TensorProto, numpy_helper
+
+    allowed = {TensorProto.INT8, TensorProto.INT4, getattr(TensorProto, "FLOAT8E4M3FN", -1)}
+    inits = {i.name: i for i in model.graph.initializer}
+    produced = {o: n for n in model.graph.node for o in n.output}
+    opset = max((i.version for i in model.opset_import if i.domain in ("", "ai.onnx")), default=0)
+    out: list[str] = []
+    if opset < 13:
+        out.append(f"opset {opset}: per-channel Q/DQ needs opset 13 or later")
+    for n in model.graph.node:
+        if n.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        scale = inits.get(n.input[1])
+        if scale is not None and scale.data_type == TensorProto.FLOAT16 and opset < 19:
+            out.append(f"{n.name}: float16 scale needs opset 19")
+        if len(n.input) > 2 and n.input[2] in inits:
+            zp = inits[n.input[2]]
+            if zp.data_type not in allowed:
+                out.append(f"{n.name}: zero point of type {TensorProto.DataType.Name(zp.data_type)}")
+            elif numpy_helper.to_array(zp).any():
+                out.append(f"{n.name}: non-zero zero point")
+        if n.op_type == "DequantizeLinear":
+            src = inits.get(n.input[0])
+            if src is not None and src.data_type not in allowed:
+                out.append(f"{n.name}: DequantizeLinear of {TensorProto.DataType.Name(src.data_type)} "
+                           f"({n.input[0]})")
+            if src is not None and scale is not None and len(scale.dims) == 1 and scale.dims[0] > 1:
+                axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
+                if src.dims[axis] != scale.dims[0]:
+                    out.append(f"{n.name}: {scale.dims[0]} scales along axis {axis} of a {list(src.dims)} tensor")
+        elif n.input[0] in produced and produced[n.input[0]].op_type == "DequantizeLinear":
+            pass  # a requantization after a DQ: allowed
+    return out

@@ -70,5 +70,9 @@ def environment(device: str) -> dict:
         "torch_threads": torch.get_num_threads(),
     }
     if device.startswith("cuda"):
-        env.update({"cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(), "driver": driver_version()})
+        from ..backends.base import tf32_state
+
+        state = tf32_state()
+        env.update({"cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(), "driver": driver_version(),
+                    "tf32": state["matmul"] or state["cudnn"], "tf32_switches": state})
     return env

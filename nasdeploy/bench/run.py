@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import logging
 import random
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,8 +16,8 @@ from typing import Callable
 
 import torch
 
-from ..backends import (Runner, backend_names, check_device, device_context, dtype_reason, make_runner, parse_dtype,
-                        reference_engine, unavailable_reason)
+from ..backends import (Runner, Sources, backend_names, check_device, device_context, dtype_reason, make_runner, parse_dtype,
+                        reference_engine, tf32_mode, unavailable_reason)
 from ..backends.compile import CompileRunner
 from ..backends.torch_eager import TorchRunner
 from ..errors import DeviceError, NasDeployError, UsageError
@@ -190,6 +192,12 @@ class _Source:
             self.what = "already folded input" if getattr(model.net, "folded", False) else "unfolded"
         self.pairs = self._pairs(res)
         self.calib = self._calibration(res)
+        self.work = Path(tempfile.mkdtemp(prefix="nasdeploy-bench-"))
+        # one set of graphs for every batch: the ONNX and INT8 graphs (quantized once) and the engines' work files
+        self.sources = Sources(self.plain, self.work, (3, self.setting.size, self.setting.size), self.calib)
+
+    def close(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
 
     def _pairs(self, res: BenchResult) -> list[tuple[str, str]]:
         opt = self.opt
@@ -242,7 +250,7 @@ class _Source:
             else:
                 rows.append(_Row(b, d, "folded" + (", CUDA graph" if b == "torch" and cuda else ""),
                                  lambda b=b, d=d: make_runner(b, self.plain, shape, dev, d, tf32=opt.tf32,
-                                                              calibration=self.calib)))
+                                                              sources=self.sources)))
         if self.export is not None and ref not in self.pairs and not unavailable_reason(ref[0], dev):
             rows.append(_Row(*ref, "the reference, built for this run from the export's model.pt",
                              lambda: make_runner(ref[0], self.plain, shape, dev, ref[1])))
@@ -262,27 +270,13 @@ def bench(models: list, opt: BenchOptions | None = None) -> BenchResult:
     opt = opt or BenchOptions()
     exports = any(isinstance(m, ExportFolder) or (not isinstance(m, Resolved) and is_export(m)) for m in models)
     opt.check(exports)
-    with _tf32(opt.tf32):
+    with tf32_mode(opt.tf32):
         return _bench(models, opt)
-
-
-class _tf32:
-    """Set PyTorch's TF32 switches for the run (cuDNN allows TF32 by default) and restore them after."""
-
-    def __init__(self, on: bool) -> None:
-        self.on = on
-
-    def __enter__(self) -> None:
-        self.saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.on
-
-    def __exit__(self, *exc) -> None:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.saved
 
 
 def _bench(models: list, opt: BenchOptions) -> BenchResult:
     cuda = opt.device.startswith("cuda")
-    res = BenchResult(environment(opt.device) | {"tf32": opt.tf32 if cuda else None})
+    res = BenchResult(environment(opt.device))
     batches = opt.batches or ([1, 256] if cuda else [1, 16])
     for b in opt.backends or []:
         reason = unavailable_reason(b, opt.device)
@@ -326,6 +320,8 @@ def _bench(models: list, opt: BenchOptions) -> BenchResult:
     finally:
         if bar:
             bar.stop()
+        for src in sources:
+            src.close()
     return res
 
 

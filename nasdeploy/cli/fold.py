@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..fold import DEFAULT_MAX_CONDITION, fold
-from ..zoo import load_any, save_checkpoint
+from ..zoo import resolve, save_checkpoint
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,9 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_fold(args: argparse.Namespace) -> int:
-    model = load_any(args.input, args.weights)
-    plain, rep = fold(model, max_condition=args.max_condition)
-    save_checkpoint(plain, args.output, extra={"fold_report": rep.as_dict()})
+    model = resolve(args.input, args.weights)
+    plain, rep = fold(model.net, max_condition=args.max_condition)
+    save_checkpoint(plain, args.output, extra={"fold_report": rep.as_dict()}, setting=model.setting)
     t = Table(title=f"fold {args.input} -> {args.output}", show_header=False)
     for k, v in rep.as_dict().items():
         t.add_row(k, f"{v:.3g}" if isinstance(v, float) else f"{v:,}")

@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     backend = args.backend or table_backend(args.device)
-    setting = InputSetting.for_images(args.input_size, args.num_classes or (10 if args.input_size < 64 else 1000))
+    setting = InputSetting.default_for(args.input_size, args.num_classes)
     return Settings.for_input(args.space, args.device, backend, args.batch, args.dtype, setting, args.warmup,
                               args.repeats, 3 if args.rounds is None else args.rounds)
 

@@ -12,8 +12,10 @@ from ..train import TrainConfig, train_supernet
 def register(sub: argparse._SubParsersAction) -> None:
     d = TrainConfig()
     p = sub.add_parser("train-supernet", help="train a weight-sharing supernet (strict fairness by default)",
-                       description="Train a FairNAS/SCARLET supernet. Multi-GPU/multi-node: run the same command "
-                                   "under torchrun (e.g. torchrun --nproc-per-node 8 -m nasdeploy train-supernet ...).")
+                       description="Train a FairNAS/SCARLET supernet. Multi-GPU: run the same command under torchrun "
+                                   "(torchrun --nproc-per-node 8 -m nasdeploy train-supernet ...); multi-node: the same "
+                                   "on every node with --nnodes N --rdzv-backend c10d --rdzv-endpoint HOST:PORT and "
+                                   "--out on a shared file system (README, 'Training across GPUs and nodes').")
     p.add_argument("--space", default=d.space, help="fairnas | scarlet (default %(default)s)")
     p.add_argument("--data", default=d.data, help="ImageNet-layout folder (train/, val/) or 'fashion-mnist' (built in)")
     p.add_argument("--out", required=True, help="run folder: checkpoint.pt (rolling), supernet.pt (final)")
@@ -26,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fair: FairNAS strict fairness (m paths, one update); uniform: SPOS single path")
     p.add_argument("--path-batches", default=d.path_batches, choices=["shared", "separate"],
                    help="the m paths of a step share one batch (default, as FairNAS) or take m batches")
+    p.add_argument("--micro-batches", type=int, default=d.micro_batches,
+                   help="split each batch into this many interleaved chunks, gradients averaged (as that many "
+                        "torchrun ranks would compute; less memory)")
     p.add_argument("--warm-start", type=int, default=d.warm_start,
                    help="steps on the largest path before every candidate inherits its weights (default: a third "
                         "of --steps; 0 turns it off)")
@@ -55,7 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       amp=not args.no_amp, stabilizer_bn=args.stabilizer_bn, input_size=args.input_size,
                       workers=args.workers, deterministic=args.deterministic, warm_start=args.warm_start,
                       grad_mode=args.grad_mode, zero_init_residual=not args.no_zero_init_residual,
-                      grad_clip=args.grad_clip)
+                      grad_clip=args.grad_clip, micro_batches=args.micro_batches)
     r = train_supernet(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     first, last = r.loss_summary()
     t = Table(title=f"supernet written to {r.path}", show_header=False)

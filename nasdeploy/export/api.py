@@ -36,6 +36,7 @@ class ExportOptions:
     budget: float = 1.0  # accuracy gate for reduced precisions: top-1 points
     gate_images: int = 1000
     force_accuracy: bool = False  # write an engine that fails the gate anyway (the failure is recorded)
+    tf32: bool = False  # CUDA fp32 engines and their parity: TF32 allowed (off: fp32 means float32)
 
     def resolved_device(self) -> str:
         if self.device == "auto":
@@ -120,10 +121,17 @@ def _preflight(out: Path, opt: ExportOptions) -> list[tuple[str, str, str]]:
 
 def export_model(spec: str | Resolved, out: str | Path | None = None, weights: str | None = None,
                  opt: ExportOptions | None = None) -> ExportResult:
+    from ..backends import tf32_mode
+
+    opt = opt or ExportOptions()
+    with tf32_mode(opt.tf32):
+        return _export(spec, out, weights, opt)
+
+
+def _export(spec, out, weights, opt: ExportOptions) -> ExportResult:
     from ..backends import Sources, Target, get_backend
     from ..data import real_batches
 
-    opt = opt or ExportOptions()
     out = Path(out) if out is not None else default_out(spec.spec if isinstance(spec, Resolved) else spec)
     planned = _preflight(out, opt)
     model = spec if isinstance(spec, Resolved) else resolve(spec, weights)
@@ -148,7 +156,7 @@ def export_model(spec: str | Resolved, out: str | Path | None = None, weights: s
         for backend, dtype, device in planned:
             be = get_backend(backend)
             # every call an artefact gets stays inside its batch range
-            target = Target(model.shape(opt_b), (lo, hi) if opt.dynamic else (opt_b, opt_b), device, dtype)
+            target = Target(model.shape(opt_b), (lo, hi) if opt.dynamic else (opt_b, opt_b), device, dtype, opt.tf32)
             path = be.build(src, target)
             runner = be.load(src, path, target)
             name = engine_name(backend, dtype)

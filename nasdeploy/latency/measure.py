@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..bench.env import environment
-from ..backends import check_device, make_runner, require
+from ..backends import check_device, make_runner, require, tf32_mode
 from ..bench.timing import Stats, best_round, time_fn, time_runner
 from ..blocks import InvertedResidual, classifier, get_flavour, head, separable_conv, stem
 from ..errors import ArtifactError, UsageError
@@ -40,6 +40,7 @@ class Settings:
     warmup: int = 10
     repeats: int = 50
     rounds: int = 3  # CPU: the fastest of several rounds (see bench.timing.time_fn)
+    tf32: bool = False  # CUDA fp32: TF32 convolutions (off: fp32 means float32)
 
     @classmethod
     def for_input(cls, space: str, device: str, backend: str, batch: int, dtype: str, setting, warmup: int = 10,
@@ -137,7 +138,8 @@ def runner_for(module: nn.Module, shape: tuple[int, ...], s: Settings):
 def time_module(module: nn.Module, shape: tuple[int, ...], s: Settings) -> Stats:
     runner = runner_for(module, shape, s)
     x = torch.randn(*shape)
-    stats = time_runner(runner, x, s.device, s.warmup, s.repeats, s.rounds)
+    with tf32_mode(s.tf32):
+        stats = time_runner(runner, x, s.device, s.warmup, s.repeats, s.rounds)
     runner.check_ran()
     return stats
 
@@ -296,7 +298,8 @@ def validate_table(table: LatencyTable, n: int, seed: int = 0, progress: bool = 
             rng.shuffle(order)
             for i in order:
                 fn, stream, clock = timers[i]
-                rounds_ms[i].append(time_fn(fn, s.device, s.warmup, s.repeats, stream=stream, clock=clock))
+                with tf32_mode(s.tf32):
+                    rounds_ms[i].append(time_fn(fn, s.device, s.warmup, s.repeats, stream=stream, clock=clock))
                 if bar:
                     bar.update(task, advance=1)
         meas = [best_round(r).median for r in rounds_ms]

@@ -192,7 +192,7 @@ def _setup(inp: SearchInputs, cfg: SearchConfig, out: Path, progress: bool) -> _
         space, evaluator, supernet = sn.space.name, SupernetEvaluator(sn, calib, val, cfg.device, cfg.criterion), sn
     elif cfg.accuracy_proxy:
         space, size = inp.space or "scarlet", inp.input_size or 224
-        setting = InputSetting.for_images(size, 10 if size < 64 else 1000)
+        setting = InputSetting.default_for(size)
         evaluator, supernet, data = ProxyEvaluator(space, setting), None, None
     else:
         raise UsageError("no supernet to estimate accuracy with: train one (nasdeploy train-supernet --out "

@@ -1,0 +1,144 @@
+"""An export folder is the deployable unit: its manifest lists every engine's files and hashes; bench and verify run
+exactly those files, refuse changed ones, and re-gate an INT8 engine gated on another instruction set."""
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from nasdeploy.data import BUILTIN_SETTING, write_image_folder
+from nasdeploy.errors import ArtifactError
+from nasdeploy.export.api import ExportOptions, export_model
+from nasdeploy.export.manifest import ExportFolder, sha256
+from nasdeploy.net import Network
+from nasdeploy.quantize import QuantOptions
+from nasdeploy.space import get_space
+from nasdeploy.zoo import save_checkpoint
+
+from .conftest import run_cli
+from .helpers import randomize
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    d = tmp_path_factory.mktemp("manifest")
+    net = randomize(Network(get_space("scarlet").sample(random.Random(8)), "scarlet", 10,
+                            BUILTIN_SETTING.stride_plan), 8)
+    save_checkpoint(net, d / "n.pt", setting=BUILTIN_SETTING)
+    export_model(str(d / "n.pt"), d / "e", opt=ExportOptions(
+        engines=[("onnxruntime", "fp32"), ("onnxruntime", "int8")], parity_images=16, gate_images=200,
+        force_accuracy=True, quant=QuantOptions(images=16)))
+    return d
+
+
+def _copy(exported, tmp_path):
+    import shutil
+
+    shutil.copytree(exported / "e", tmp_path / "e")
+    return tmp_path / "e"
+
+
+def test_the_manifest_lists_every_engine_with_its_files_hashes_and_setting(exported):
+    m = ExportFolder.open(exported / "e")
+    assert set(m.engines) == {"onnxruntime:fp32", "onnxruntime:int8"}
+    assert m.setting == BUILTIN_SETTING
+    for e in m.engines.values():
+        for name, digest in e["files"].items():
+            assert sha256(exported / "e" / name) == digest
+    isa = m.entry("onnxruntime:int8")["isa"]
+    assert set(isa) == {"quantized_for", "calibrated_on", "gated_on"}
+    assert m.entry("onnxruntime:int8")["gate"]["images"] == 200
+
+
+def test_bench_of_an_export_times_exactly_its_files(exported, tmp_path):
+    out = tmp_path / "b.json"
+    r = run_cli("bench", str(exported / "e"), "--batch", "1", "--repeats", "3", "--rounds", "1", "--json", str(out),
+                "--no-progress")
+    assert r.returncode == 0, r.stderr
+    rows = {f"{x['backend']}:{x['dtype']}": x for x in json.loads(out.read_text())["rows"]}
+    m = ExportFolder.open(exported / "e")
+    for engine in m.engines:
+        assert rows[engine]["files"] == m.entry(engine)["files"], engine
+    assert rows["torch-eager-fp32:fp32"]["files"] is None
+
+
+def test_a_changed_file_is_refused(exported, tmp_path):
+    e = _copy(exported, tmp_path)
+    (e / "model.int8.onnx").write_bytes((e / "model.int8.onnx").read_bytes() + b"\0")
+    with pytest.raises(ArtifactError, match="changed after it was exported"):
+        ExportFolder.open(e).runner("onnxruntime:int8")
+    folder = write_image_folder(tmp_path / "imgs" / "val", "test", per_class=2, size=28).parent
+    r = run_cli("verify", str(e), "--engine", "onnxruntime:int8", "--data", str(folder))
+    assert r.returncode == 2 and "changed after it was exported" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_not_an_export_is_one_line(tmp_path):
+    for bad in (tmp_path / "nothing", tmp_path):
+        with pytest.raises(ArtifactError):
+            ExportFolder.open(bad)
+    (tmp_path / "manifest.json").write_text("{trunc")
+    with pytest.raises(ArtifactError, match="not readable JSON"):
+        ExportFolder.open(tmp_path)
+
+
+def _other_class(cls: str) -> dict:
+    other = "vnni" if cls != "vnni" else "no-vnni"
+    return {"machine": "x86_64", "flags": ["avx2", "fma"] + (["avx512_vnni"] if other == "vnni" else []),
+            "int8_class": other, "description": f"x86_64 test CPU ({other})"}
+
+
+def test_an_int8_engine_gated_on_another_instruction_set_is_gated_again(exported, tmp_path):
+    """The manifest says the INT8 engine was gated on a CPU of the other INT8 class (faked): verify and bench say
+    so in one line and score it again here; an engine gated on this CPU's class is not re-gated."""
+    from nasdeploy.isa import this_cpu
+
+    e = _copy(exported, tmp_path)
+    m = json.loads((e / "manifest.json").read_text())
+    m["engines"]["onnxruntime:int8"]["isa"]["gated_on"] = _other_class(this_cpu().int8_class)
+    (e / "manifest.json").write_text(json.dumps(m))
+    folder = write_image_folder(tmp_path / "imgs" / "val", "test", per_class=3, size=28).parent
+    out = tmp_path / "v.json"
+    r = run_cli("verify", str(e), "--engine", "onnxruntime:int8", "--data", str(folder), "--json", str(out),
+                "--no-progress")
+    assert r.returncode == 0, r.stderr
+    v = json.loads(out.read_text())
+    assert "gated again" in v["isa_note"] and "this CPU is" in v["isa_note"] and v["gate"]["images"] == 30
+    assert "gate was run again" in r.stdout
+    r = run_cli("verify", str(e), "--engine", "onnxruntime:fp32", "--data", str(folder), "--json", str(out),
+                "--no-progress")
+    assert json.loads(out.read_text())["isa_note"] is None  # float32: no instruction-set question
+    b = tmp_path / "b.json"
+    r = run_cli("bench", str(e), "--batch", "1", "--repeats", "3", "--rounds", "1", "--json", str(b), "--no-progress")
+    d = json.loads(b.read_text())
+    assert r.returncode == 0 and any("run again on this CPU" in n for n in d["isa_notes"])
+    rows = {f"{x['backend']}:{x['dtype']}": x for x in d["rows"]}
+    assert rows["onnxruntime:int8"]["accuracy"] is not None  # re-gated here
+    r = run_cli("bench", str(exported / "e"), "--batch", "1", "--repeats", "3", "--rounds", "1", "--json", str(b),
+                "--no-progress")
+    assert json.loads(b.read_text())["isa_notes"] == []  # gated on this CPU's class: nothing to redo
+
+
+def test_verify_uses_the_preprocessing_the_model_records(tmp_path):
+    """A 28 px network of the built-in set, scored on a folder of the same images as PNGs: the recorded
+    preprocessing (Fashion-MNIST statistics, no crop) gives exactly the top-1 of the built-in tensors."""
+    import torch
+
+    from nasdeploy.data import fashion_mnist
+    from nasdeploy.finetune import FinetuneConfig, train_model
+    from nasdeploy.verify import VerifyOptions, verify
+
+    torch.manual_seed(0)
+    net = Network(get_space("fairnas").sample(random.Random(3)), "fairnas", 10, BUILTIN_SETTING.stride_plan)
+    train_model(net, fashion_mnist("train", 2000), FinetuneConfig(steps=30, batch_size=32, lr=0.05, device="cpu"),
+                progress=False)
+    save_checkpoint(net.eval(), tmp_path / "n.pt", setting=BUILTIN_SETTING)
+    root = write_image_folder(tmp_path / "imgs" / "val", "test", per_class=20, size=28).parent
+    r = verify(str(tmp_path / "n.pt"), str(root), VerifyOptions(progress=False, workers=0))
+    assert r.preprocessing["mean"] == list(BUILTIN_SETTING.mean)
+    ds = __import__("nasdeploy.data", fromlist=["x"]).dataset(str(root), "test", BUILTIN_SETTING)
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    y = torch.tensor([ds[i][1] for i in range(len(ds))])
+    with torch.no_grad():
+        expected = 100.0 * float((net(x).argmax(1) == y).float().mean())
+    assert r.images == 200 and r.top1 == pytest.approx(expected) and r.top1 > 40

@@ -1,0 +1,188 @@
+"""Several search workers on one study in a real PostgreSQL: exactly the trial budget, no architecture evaluated
+twice, a worker killed mid-trial loses nothing (its trial is taken up by another after two heartbeats), and the
+study's front is what one process computes from the same trials."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nasdeploy.data import BUILTIN_SETTING
+from nasdeploy.latency import LatencyTable, Settings, measure_table
+
+from .conftest import ROOT
+
+BUDGET = 12  # population 4 x 3 generations
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A tiny real supernet and a latency table (FairNAS space, built-in setting)."""
+    from nasdeploy.train import TrainConfig, train_supernet
+
+    d = tmp_path_factory.mktemp("workers")
+    sn = train_supernet(TrainConfig(space="fairnas", steps=3, batch_size=8, ckpt_every=10, device="cpu"),
+                        d / "sn", progress=False).path
+    lut = d / "lut.json"
+    measure_table(Settings.for_input("fairnas", "cpu", "onnxruntime", 1, "fp32", BUILTIN_SETTING, warmup=1,
+                                     repeats=2, rounds=1), lut, progress=False)
+    return sn, lut, f"{2.0 * LatencyTable.load(lut).fastest()[1]:.4f}ms"
+
+
+def _search(inputs, storage: str, study: str, out, *extra: str) -> list[str]:
+    sn, lut, target = inputs
+    return [sys.executable, str(ROOT / "cli.py"), "search", "--supernet", str(sn), "--lut", str(lut),
+            "--latency-target", target, "--population", "4", "--generations", "3", "--calib-batches", "1",
+            "--eval-images", "300", "--storage", storage, "--study-name", study, "--heartbeat", "1",
+            "--out", str(out), "--no-progress", *extra]
+
+
+def _worker(storage: str, study: str) -> list[str]:
+    return [sys.executable, str(ROOT / "cli.py"), "search-worker", "--storage", storage, "--study-name", study,
+            "--heartbeat", "1", "--no-progress"]
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "NASDEPLOY_THREADS": "1"}
+
+
+def _study(storage: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def _evaluated_once(study: optuna.Study) -> Counter:
+    done = [t for t in study.get_trials(states=(TrialState.COMPLETE,)) if "score" in t.user_attrs]
+    assert len(done) == BUDGET, len(done)
+    evaluated = Counter(t.user_attrs["arch"] for t in done if t.user_attrs.get("evaluated"))
+    assert evaluated and max(evaluated.values()) == 1, evaluated  # no architecture evaluated twice
+    for t in done:  # every reuse points at the trial that evaluated that architecture
+        if not t.user_attrs["evaluated"]:
+            src = study.trials[t.user_attrs["reused_from"]]
+            assert src.user_attrs["arch"] == t.user_attrs["arch"] and src.user_attrs["evaluated"]
+    return evaluated
+
+
+def test_two_workers_share_one_study_in_postgresql(inputs, postgres_url, tmp_path):
+    a = subprocess.Popen(_search(inputs, postgres_url, "two", tmp_path / "a"), env=_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # the study exists once the first worker made it
+        try:
+            _study(postgres_url, "two")
+            break
+        except KeyError:
+            time.sleep(0.2)
+    b = subprocess.run(_worker(postgres_url, "two"), env=_env(), capture_output=True, text=True, timeout=600)
+    out_a, err_a = a.communicate(timeout=600)
+    assert a.returncode == 0 and b.returncode == 0, (err_a[-2000:], b.stderr[-2000:])
+    study = _study(postgres_url, "two")
+    _evaluated_once(study)
+    workers = Counter(t.user_attrs["worker"] for t in study.get_trials(states=(TrialState.COMPLETE,)))
+    assert len(workers) == 2, workers  # both took trials
+    assert all(t.user_attrs["cost"] <= float(inputs[2][:-2]) for t in study.trials if "cost" in t.user_attrs)
+    assert (tmp_path / "a" / "pareto.json").exists() and "worker done" in b.stdout
+
+
+def test_a_worker_killed_mid_trial_loses_nothing(inputs, postgres_url, tmp_path):
+    """SIGKILL while a trial is running: after two heartbeats the other worker fails it and runs it again (same
+    architecture); the study completes its budget, and its front equals the one this process computes from the
+    same trials' architectures, evaluated again here."""
+    a = subprocess.Popen(_search(inputs, postgres_url, "kill", tmp_path / "a"), env=_env(),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = None
+    deadline = time.time() + 300
+    while time.time() < deadline and victim is None and a.poll() is None:
+        try:
+            running = [t for t in _study(postgres_url, "kill").get_trials(states=(TrialState.RUNNING,))
+                       if t.user_attrs.get("worker", "").endswith(f":{a.pid}") and "arch" in t.user_attrs
+                       and t.number >= 2]
+            victim = running[0] if running else None
+        except KeyError:
+            pass
+        time.sleep(0.05)
+    assert victim is not None, "the first worker never ran a trial"
+    a.send_signal(signal.SIGKILL)
+    a.wait()
+    b = subprocess.run(_worker(postgres_url, "kill"), env=_env(), capture_output=True, text=True, timeout=600)
+    assert b.returncode == 0, b.stderr[-2000:]
+    study = _study(postgres_url, "kill")
+    assert study.trials[victim.number].state == TrialState.FAIL
+    retried = [t for t in study.get_trials(states=(TrialState.COMPLETE,))
+               if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retried) == 1 and retried[0].user_attrs["arch"] == victim.user_attrs["arch"]
+    _evaluated_once(study)
+
+    # one process, the same architectures: the same estimates and the same front
+    from nasdeploy.search import SearchConfig, SearchInputs
+    from nasdeploy.search.job import _setup
+    from nasdeploy.pareto import Candidate, pareto_front
+
+    sn, lut, target = inputs
+    setup = _setup(SearchInputs(supernet=str(sn), lut=str(lut)), SearchConfig(float(target[:-2]), calib_batches=1,
+                                                                              eval_images=300), tmp_path, False)
+    done = [t for t in study.get_trials(states=(TrialState.COMPLETE,)) if "score" in t.user_attrs]
+    again = []
+    for t in done:
+        score = setup.evaluator(t.user_attrs["arch"].split("-")).score
+        assert score == pytest.approx(t.user_attrs["score"], abs=1e-9), t.number
+        again.append(Candidate(t.user_attrs["arch"], score, t.user_attrs["cost"], 0, 0, True, t.number))
+    stored = [Candidate(t.user_attrs["arch"], t.user_attrs["score"], t.user_attrs["cost"], 0, 0, True, t.number)
+              for t in done]
+    objs = ("accuracy", "latency")
+    assert {c.arch for c in pareto_front(again, objs)} == {c.arch for c in pareto_front(stored, objs)}
+
+
+def test_a_resumed_study_continues_to_its_budget(inputs, tmp_path):
+    """SQLite this time (the default storage): a worker stopped after some trials, then the same command again."""
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    a = subprocess.Popen(_search(inputs, storage, "resume", tmp_path / "a"), env=_env(), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and a.poll() is None:
+        try:
+            if len(_study(storage, "resume").get_trials(states=(TrialState.COMPLETE,))) >= 4:
+                break
+        except KeyError:
+            pass
+        time.sleep(0.1)
+    a.send_signal(signal.SIGKILL)
+    a.wait()
+    kept = {t.number: t.user_attrs["arch"] for t in _study(storage, "resume").get_trials(
+        states=(TrialState.COMPLETE,))}
+    assert 4 <= len(kept) < BUDGET
+    r = subprocess.run(_search(inputs, storage, "resume", tmp_path / "a"), env=_env(), capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    study = _study(storage, "resume")
+    _evaluated_once(study)
+    assert all(study.trials[n].user_attrs["arch"] == arch for n, arch in kept.items())
+
+
+def test_report_reads_a_study_without_running_trials(inputs, postgres_url, tmp_path):
+    r = subprocess.run(_search(inputs, postgres_url, "report", tmp_path / "a"), env=_env(), capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    before = len(_study(postgres_url, "report").trials)
+    r = subprocess.run([sys.executable, str(ROOT / "cli.py"), "search", "--report", "--storage", postgres_url,
+                        "--study-name", "report", "--out", str(tmp_path / "r")], env=_env(), capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(_study(postgres_url, "report").trials) == before
+    import json
+
+    a, b = (json.loads((tmp_path / d / "pareto.json").read_text()) for d in ("a", "r"))
+    assert a["front"] == b["front"] and a["best"] == b["best"]
+
+
+@pytest.mark.parametrize("url, fragment", [("postgresql://nobody@127.0.0.1:1/none", "cannot open the study storage"),
+                                           ("notadb://x", "cannot open the study storage")])
+def test_a_storage_that_cannot_be_opened_is_one_line(tmp_path, url, fragment):
+    r = subprocess.run(_worker(url, "x"), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and fragment in r.stderr and r.stderr.count("\n") == 1, r.stderr
