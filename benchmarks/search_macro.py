@@ -6,7 +6,7 @@ under a target; random search draws the same number of architectures uniformly f
 returns the architecture with the best estimate; both are judged by the mean accuracy over the three training
 seeds (the truth neither saw whole). Repeated over search seeds, with the paired difference's 95% interval.
 
-    python benchmarks/search_macro.py --seeds 20 --budget 40 --json benchmarks/results/search_macro.json
+    python benchmarks/search_macro.py --seeds 20 --budgets 40,100 --json benchmarks/results/search_macro.json
 """
 from __future__ import annotations
 
@@ -53,13 +53,12 @@ def search_best(bench: dict, target: float, budget: int, population: int, seed: 
     from nasdeploy.search import study as S
 
     prob = problem(bench, target)
-    study, _ = S.create_or_load(S.open_storage(None), f"macro-{seed}", ["maximize", "minimize"], {}, prob,
-                                population, seed)
+    study, _ = S.create_or_load(S.open_storage(None), f"macro-{seed}", ["maximize"], {}, prob, population, seed)
 
     def evaluate(tokens):
         return S.Evaluation(bench["".join(tokens)]["test_acc"][estimate_seed], {})
 
-    S.work(study, S.make_objective(study, prob, evaluate, ("accuracy", "latency"), budget), budget)
+    S.work(study, S.make_objective(study, prob, evaluate, ("accuracy",), budget), budget)
     trials = S.completed(study)
     best = max(trials, key=lambda t: (t.user_attrs["score"], -t.user_attrs["cost"]))
     return {"arch": best.user_attrs["arch"].replace("-", ""), "evaluated": len({t.user_attrs["arch"] for t in trials}),
@@ -97,7 +96,7 @@ def compare(bench: dict, seeds: int, budget: int, population: int, quantile: flo
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=20)
-    ap.add_argument("--budget", type=int, default=40)
+    ap.add_argument("--budgets", default="40,100", help="evaluations per search (and per random search)")
     ap.add_argument("--population", type=int, default=10)
     ap.add_argument("--quantiles", default="0.3,0.5", help="FLOPs targets as quantiles of the space's FLOPs")
     ap.add_argument("--json", default=None)
@@ -107,10 +106,11 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     bench = load()
     out = {"command": " ".join(sys.argv), "benchmark": str(BENCH.name), "results": []}
-    for q in (float(v) for v in args.quantiles.split(",")):
-        r = compare(bench, args.seeds, args.budget, args.population, q)
+    for q, budget in ((float(v), int(b)) for v in args.quantiles.split(",") for b in args.budgets.split(",")):
+        r = compare(bench, args.seeds, budget, args.population, q)
         out["results"].append(r)
-        print(f"target {r['target_flops'] / 1e6:.1f}M FLOPs (quantile {q}, {r['feasible']} feasible): search "
+        print(f"target {r['target_flops'] / 1e6:.1f}M FLOPs (quantile {q}, {r['feasible']} feasible), {budget} "
+              f"evaluations: search "
               f"{r['search_mean']:.3f} vs random {r['random_mean']:.3f} mean accuracy; difference "
               f"{r['difference']:+.3f} [{r['difference_ci95'][0]:+.3f}, {r['difference_ci95'][1]:+.3f}], search "
               f"better in {r['search_wins']}/{args.seeds} seeds ({r['ties']} ties); best feasible "

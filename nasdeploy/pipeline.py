@@ -314,7 +314,7 @@ class Pipeline:
 
         s = self.cfg.search
         target = self._target()
-        cfg = SearchConfig(target, ("accuracy", "latency"), s.population, s.generations, self.cfg.seed,
+        cfg = SearchConfig(target, ("accuracy",), s.population, s.generations, self.cfg.seed,
                            s.calib_batches, 64, s.eval_images, device=self.device)
         inp = SearchInputs(self.cfg.space, str(self.out / "supernet" / "supernet.pt"),
                            [t["lut"] for t in self.results["latency"]["tables"].values()], self.cfg.data,
@@ -324,7 +324,8 @@ class Pipeline:
             raise UsageError(f"no architecture met {target} ms: raise search.generations or the target")
         return {"target_ms": target, "fastest_ms": r.fastest_ms, "trials": len(r.candidates),
                 "front": [asdict(c) for c in r.front], "best": asdict(r.best), "references": r.references,
-                "fronts_by_engine": r.fronts_by_engine, "spread": r.spread, "choice": r.choice,
+                "fronts_by_engine": r.fronts_by_engine, "spread": r.spread, "resolved_front": r.resolved,
+                "choice": r.choice,
                 "splits": r.splits, "evaluation": r.evaluation,
                 "card": str(self.out / "search" / "best.toml"), "pareto_png": str(self.out / "search" / "pareto.png")}
 

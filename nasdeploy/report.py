@@ -75,6 +75,12 @@ def write_report(out: Path, cfg, results: dict, prov: dict) -> Path:
     for engine, front in (se.get("fronts_by_engine") or {}).items():
         pts = ", ".join(f"{c['latency_ms']:.3f} ms / {c['accuracy']:.1f}%" for c in front)
         L.append(f"- **{engine}** ({len(front)} points): {pts or 'no architecture meets the target on it'}")
+    rf = se.get("resolved_front") or {}
+    if rf.get("archs"):
+        lats = ", ".join(f"{v:.3f}" for v in rf["latency_ms"])
+        L += ["", f"The point-estimate front below picks among estimates that are often tied. {len(rf['archs'])} "
+                  f"architectures are not beaten, with a paired 95% interval above 0, by any at most as slow "
+                  f"(predicted {lats} ms): they span {_pct(rf.get('spread'))} of [fastest possible, target]."]
     L += ["", "| architecture | engine | predicted latency (ms) | supernet top-1 (%) [95% interval] | params |",
           "| --- | --- | ---: | ---: | ---: |"]
     for c in se.get("front", []):

@@ -126,7 +126,7 @@ def test_latency_validate_seed_chooses_the_architectures(tmp_path):
 def test_pipeline_out_option_overrides_the_config(tmp_path):
     from .test_pipeline import tiny
 
-    cfg = tiny(tmp_path, "cfg")
+    cfg = tiny(tmp_path, [], "cfg")
     r = run_cli("pipeline", "--config", str(cfg), "--out", str(tmp_path / "elsewhere"), "--stop-after", "supernet",
                 "--no-progress")
     assert r.returncode == 0, r.stderr

@@ -103,7 +103,7 @@ def test_an_int8_engine_gated_on_another_instruction_set_is_gated_again(exported
                 "--no-progress")
     assert r.returncode == 0, r.stderr
     v = json.loads(out.read_text())
-    assert "gated again" in v["isa_note"] and "this CPU is" in v["isa_note"] and v["gate"]["images"] == 30
+    assert "gate was run again" in v["isa_note"] and "this CPU is" in v["isa_note"] and v["gate"]["images"] == 30
     assert "gate was run again" in r.stdout
     r = run_cli("verify", str(e), "--engine", "onnxruntime:fp32", "--data", str(folder), "--json", str(out),
                 "--no-progress")
@@ -121,24 +121,53 @@ def test_an_int8_engine_gated_on_another_instruction_set_is_gated_again(exported
 
 def test_verify_uses_the_preprocessing_the_model_records(tmp_path):
     """A 28 px network of the built-in set, scored on a folder of the same images as PNGs: the recorded
-    preprocessing (Fashion-MNIST statistics, no crop) gives exactly the top-1 of the built-in tensors."""
+    preprocessing (Fashion-MNIST statistics, no crop) turns every PNG back into exactly the tensor the network
+    trains on, and verify's top-1 is the network's own on those tensors."""
+    import hashlib
+
     import torch
 
-    from nasdeploy.data import fashion_mnist
-    from nasdeploy.finetune import FinetuneConfig, train_model
+    from nasdeploy.data import dataset, fashion_mnist
     from nasdeploy.verify import VerifyOptions, verify
 
-    torch.manual_seed(0)
-    net = Network(get_space("fairnas").sample(random.Random(3)), "fairnas", 10, BUILTIN_SETTING.stride_plan)
-    train_model(net, fashion_mnist("train", 2000), FinetuneConfig(steps=30, batch_size=32, lr=0.05, device="cpu"),
-                progress=False)
-    save_checkpoint(net.eval(), tmp_path / "n.pt", setting=BUILTIN_SETTING)
+    net = randomize(Network(get_space("fairnas").sample(random.Random(3)), "fairnas", 10,
+                            BUILTIN_SETTING.stride_plan), 3)
+    save_checkpoint(net, tmp_path / "n.pt", setting=BUILTIN_SETTING)
     root = write_image_folder(tmp_path / "imgs" / "val", "test", per_class=20, size=28).parent
     r = verify(str(tmp_path / "n.pt"), str(root), VerifyOptions(progress=False, workers=0))
     assert r.preprocessing["mean"] == list(BUILTIN_SETTING.mean)
-    ds = __import__("nasdeploy.data", fromlist=["x"]).dataset(str(root), "test", BUILTIN_SETTING)
+    ds = dataset(str(root), "test", BUILTIN_SETTING)
     x = torch.stack([ds[i][0] for i in range(len(ds))])
     y = torch.tensor([ds[i][1] for i in range(len(ds))])
+
+    def rows(t):
+        return {hashlib.sha1(v.numpy().tobytes()).hexdigest() for v in t}
+
+    assert rows(x) <= rows(fashion_mnist("test").tensors[0])  # the very tensors the network is trained on
     with torch.no_grad():
-        expected = 100.0 * float((net(x).argmax(1) == y).float().mean())
-    assert r.images == 200 and r.top1 == pytest.approx(expected) and r.top1 > 40
+        out = net(x)
+    assert float((out - out.mean(0)).abs().max()) > 1e-3  # predictions that depend on the image
+    expected = 100.0 * float((out.topk(1, 1).indices[:, 0] == y).float().mean())
+    assert r.images == 200 and r.top1 == pytest.approx(expected)
+
+
+def test_bench_runs_the_exported_file_not_a_rebuild(exported, tmp_path):
+    """The export's model.onnx replaced by another network's graph (and the manifest's hash updated to it): bench
+    must time and compare that file, so its row no longer matches the export's model.pt; a bench that rebuilt the
+    engine from model.pt would show no difference."""
+    from nasdeploy.onnxgraph import export_onnx
+
+    e = _copy(exported, tmp_path)
+    other = randomize(Network(get_space("scarlet").sample(random.Random(99)), "scarlet", 10,
+                              BUILTIN_SETTING.stride_plan), 99)
+    export_onnx(other, e / "model.onnx", (1, 3, 28, 28))
+    m = json.loads((e / "manifest.json").read_text())
+    m["engines"]["onnxruntime:fp32"]["files"]["model.onnx"] = sha256(e / "model.onnx")
+    (e / "manifest.json").write_text(json.dumps(m))
+    out = tmp_path / "b.json"
+    r = run_cli("bench", str(e), "--backends", "onnxruntime", "--dtype", "fp32", "--batch", "1", "--repeats", "3",
+                "--rounds", "1", "--json", str(out), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    row = next(x for x in json.loads(out.read_text())["rows"] if x["backend"] == "onnxruntime")
+    assert row["files"]["model.onnx"] == sha256(e / "model.onnx")
+    assert row["parity"]["max_rel"] > 1e-2  # another network's logits: the file itself ran

@@ -26,16 +26,13 @@ from ..progress import progress_bar
 from ..quantize import QuantOptions
 from ..zoo import Resolved, resolve
 from .env import environment
-from .timing import Stats, best_round, time_cpu, time_runner
+from .timing import SETTLE_S, Stats, best_round, time_cpu, time_runner
 
 log = logging.getLogger(__name__)
 BASELINE = "torch-eager-fp32"
 # What users compare a deployment toolkit with on the GPU: the unfolded model under plain torch.compile
 # (default mode, channels_last), in the benchmarked float precision. Timed in the same run.
 COMPILE_REFERENCE = "torch-compile-plain"
-# On the CPU, PyTorch's OpenMP threads and ONNX Runtime's pool spin for a while after their last work and would
-# take the cores from whichever row runs next: each row starts after this pause.
-SETTLE_S = 0.3
 FLOAT_DTYPES = ("fp32", "fp16", "bf16")
 
 

@@ -8,6 +8,10 @@ from typing import Callable
 
 import torch
 
+# On the CPU, ONNX Runtime's, OpenVINO's and PyTorch's thread pools spin for a while after their last work and would
+# take the cores from whatever runs next: a measurement that follows another runtime's starts after this pause.
+SETTLE_S = 0.3
+
 
 @dataclass
 class Stats:

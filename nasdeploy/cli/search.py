@@ -30,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="fp32")
     p.add_argument("--backend", default=None)
     p.add_argument("--input-size", type=int, default=None, help="with --accuracy-proxy: image size (default 224)")
-    p.add_argument("--objectives", default="accuracy,latency", help="accuracy,latency[,params]")
+    p.add_argument("--objectives", default="accuracy",
+                   help="what NSGA-II selects by: accuracy (default; the latency target is a hard constraint), or "
+                        "accuracy,latency[,params]. The fronts are always over accuracy and latency")
     p.add_argument("--criterion", default="top1", choices=CRITERIA,
                    help="what estimates are compared by, paired on the same images: top-1 or cross-entropy loss")
     p.add_argument("--population", type=int, default=16)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -12,7 +13,7 @@ from torch import nn
 
 from ..bench.env import environment
 from ..backends import check_device, make_runner, require, tf32_mode
-from ..bench.timing import Stats, best_round, time_fn, time_runner
+from ..bench.timing import SETTLE_S, Stats, best_round, time_fn, time_runner
 from ..blocks import InvertedResidual, classifier, get_flavour, head, separable_conv, stem
 from ..errors import ArtifactError, UsageError
 from ..fold import fold, fold_bn
@@ -298,6 +299,8 @@ def validate_table(table: LatencyTable, n: int, seed: int = 0, progress: bool = 
             rng.shuffle(order)
             for i in order:
                 fn, stream, clock = timers[i]
+                if not s.device.startswith("cuda"):
+                    time.sleep(SETTLE_S)  # every network's runtime is alive: the last one's idle threads stop first
                 with tf32_mode(s.tf32):
                     rounds_ms[i].append(time_fn(fn, s.device, s.warmup, s.repeats, stream=stream, clock=clock))
                 if bar:

@@ -56,7 +56,9 @@ class Problem:
         return tuple(out)
 
     def repair(self, tokens: Tokens, rng: random.Random) -> Tokens:
-        """``tokens`` made feasible by replacing random layers' choices with cheaper ones of the same layer."""
+        """``tokens`` made feasible by moving random layers one choice cheaper at a time: the child stays as close
+        to its parents (and to the target) as the target allows. (Measured on NAS-Bench-Macro: jumping to any
+        cheaper choice threw children far below the target, where the accurate architectures are not.)"""
         t = list(tokens)
         for _ in range(50 * len(t)):
             if self.cost(tuple(t)) <= self.target:
@@ -65,7 +67,7 @@ class Problem:
             if not dear:
                 break
             i = rng.choice(dear)
-            t[i] = rng.choice(self.order[i][: self.order[i].index(t[i])])
+            t[i] = self.order[i][self.order[i].index(t[i]) - 1]
         return self.cheapest
 
     def stratified(self, rng: random.Random, k: int, n: int, draws: int = 4000) -> Tokens:

@@ -44,7 +44,7 @@ class FeasibleNSGAIISampler(NSGAIISampler):
         rng = random.Random(f"{self.seed}:{trial.number}")
         generation = self.get_trial_generation(study, trial)
         parents = self.get_parent_population(study, generation)
-        seen = {t.user_attrs.get("arch_tokens") for t in study._get_trials(deepcopy=False, use_cache=True)}
+        seen = {t.user_attrs.get("arch") for t in study._get_trials(deepcopy=False, use_cache=False)}
         tokens = None
         for attempt in range(NOVELTY_TRIES):
             if not parents:
