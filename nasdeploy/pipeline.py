@@ -14,149 +14,20 @@ import json
 import logging
 import shutil
 import time
-import typing
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from .errors import NasDeployError, UsageError
+from .errors import UsageError
 from .finetune import FinetuneConfig
 from .io import provenance, write_json
+from .pipeline_config import (BenchStage, DeployStage, ExportStage, LatencyStage, PipelineConfig,  # noqa: F401
+                              SearchStage)
 from .train import TrainConfig
 
 log = logging.getLogger(__name__)
-DEMO_CONFIG = Path(__file__).resolve().parent / "assets" / "demo.toml"
-
-
-def _finetune_defaults() -> FinetuneConfig:
-    return FinetuneConfig(steps=200, batch_size=64, lr=0.02)
-
-
-def _supernet_defaults() -> TrainConfig:
-    # the recipe (nasdeploy.recipe): strict fairness, a third of the steps on the largest path, then inheritance
-    return TrainConfig(steps=120, batch_size=32, lr=0.1, ckpt_every=25)
-
-
-@dataclass
-class LatencyStage:
-    batch: int = 1
-    repeats: int = 20
-    warmup: int = 5
-    validate_archs: int = 6  # random architectures timed end to end per table (plus the fastest and slowest)
-    # tables measured before on this machine (any engines; each must match the run's setting): a candidate engine
-    # that has one is not measured again
-    tables: list[str] = field(default_factory=list)
-
-
-@dataclass
-class SearchStage:
-    latency_target: str = "auto"  # with units, or auto: 85% of the median random architecture's latency
-    population: int = 10
-    generations: int = 3
-    calib_batches: int = 4
-    eval_images: int = 1000  # of the search-validation split
-
-
-@dataclass
-class ExportStage:
-    parity_images: int = 256
-
-
-@dataclass
-class DeployStage:
-    """Which engines compete for deployment (``auto``: the registry's candidates for the device), and the gate."""
-
-    engines: list[str] | str = "auto"  # auto: the registry's candidates for the device
-    budget: float = 0.5  # top-1 points an engine may lose against the float32 model on the test split
-    calib_images: int = 256
-
-
-@dataclass
-class BenchStage:
-    batches: list[int] = field(default_factory=lambda: [1, 16])
-    repeats: int = 50
-    rounds: int = 5  # interleaved rounds: the deploy stage compares engines round by round
-
-
-@dataclass
-class PipelineConfig:
-    out: str = "runs/demo"
-    space: str = "scarlet"
-    data: str = "fashion-mnist"
-    device: str = "auto"
-    seed: int = 0
-    accuracy_images: int = 4000  # of the test split
-    supernet: TrainConfig = field(default_factory=_supernet_defaults)
-    latency: LatencyStage = field(default_factory=LatencyStage)
-    search: SearchStage = field(default_factory=SearchStage)
-    finetune: FinetuneConfig = field(default_factory=_finetune_defaults)
-    export: ExportStage = field(default_factory=ExportStage)
-    bench: BenchStage = field(default_factory=BenchStage)
-    deploy: DeployStage = field(default_factory=DeployStage)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PipelineConfig":
-        return _build(cls, d, "config")
-
-    @classmethod
-    def demo(cls) -> "PipelineConfig":
-        """The built-in demo (what `nasdeploy pipeline` runs without --config): nasdeploy/assets/demo.toml."""
-        return cls.read(DEMO_CONFIG)
-
-    @classmethod
-    def read(cls, path: str | Path) -> "PipelineConfig":
-        import tomllib
-
-        p = Path(path)
-        if not p.is_file():
-            raise UsageError(f"pipeline config {p} does not exist")
-        try:
-            return cls.from_dict(tomllib.loads(p.read_text()))
-        except tomllib.TOMLDecodeError as e:
-            raise UsageError(f"{p} is not valid TOML ({e})") from None
-
-
-def _build(cls, d: dict, where: str):
-    """A config dataclass from a TOML table: unknown keys and values of the wrong type refused in one line."""
-    if not isinstance(d, dict):
-        raise UsageError(f"{where} must be a table of settings, got {d!r}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = set(d) - set(known)
-    if unknown:
-        raise UsageError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}")
-    hints = typing.get_type_hints(cls)
-    kw = {}
-    for k, v in d.items():
-        factory = known[k].default_factory
-        default = factory() if callable(factory) else known[k].default
-        if is_dataclass(default):
-            kw[k] = _build(type(default), v, f"{where}.{k}")
-        else:
-            kw[k] = _typed(v, hints[k], f"{where}.{k}")
-    return cls(**kw)
-
-
-def _typed(v, hint, where: str):
-    """``v`` if it is of the (simple) type ``hint``, else a one-line refusal."""
-    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType) \
-        else (hint,)
-    for t in options:
-        base = typing.get_origin(t) or t
-        if t is type(None) and v is None:
-            return v
-        if base is float and isinstance(v, (int, float)) and not isinstance(v, bool):
-            return float(v)
-        if base is int and isinstance(v, int) and not isinstance(v, bool):
-            return v
-        if base in (str, bool, dict) and isinstance(v, base):
-            return v
-        if base is list and isinstance(v, list):
-            inner = typing.get_args(t)
-            return [_typed(x, inner[0], f"{where}[]") for x in v] if inner else v
-    names = " or ".join(getattr(typing.get_origin(t) or t, "__name__", str(t)) for t in options)
-    raise UsageError(f"{where} must be {names}, got {v!r}")
 
 
 # ------------------------------------------------------------------ stages
@@ -480,5 +351,5 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True, echo: Callable[[str
     return results, write_report(p.out, cfg, results, provenance())
 
 
-__all__ = ["BenchStage", "DeployStage", "ExportStage", "LatencyStage", "NasDeployError", "Pipeline",
-           "PipelineConfig", "SearchStage", "run_pipeline"]
+__all__ = ["BenchStage", "DeployStage", "ExportStage", "LatencyStage", "Pipeline", "PipelineConfig", "SearchStage",
+           "run_pipeline"]

@@ -112,50 +112,15 @@ def tiny_tables(tmp_path_factory):
     return out
 
 
-def _pg_binary(name: str) -> str | None:
-    import glob
-    import shutil
-
-    found = shutil.which(name)
-    if found:
-        return found
-    hits = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return hits[-1] if hits else None
-
-
 @pytest.fixture(scope="session")
 def postgres_url():
-    """A throwaway PostgreSQL cluster from the installed binaries (initdb + pg_ctl, as the unprivileged 'postgres'
-    user when the tests run as root), on a free port, stopped and removed at the end. Without the binaries the
-    tests that need it skip, except on CI (CI=true), where that is a failure."""
-    import shutil
-    import socket
-    import tempfile
+    """A throwaway PostgreSQL cluster from the installed binaries (tests/helpers.py: ``postgres_cluster``). Without
+    the binaries the tests that need it skip, except on CI (CI=true), where that is a failure."""
+    from .helpers import pg_binary, postgres_cluster
 
-    initdb, pg_ctl = _pg_binary("initdb"), _pg_binary("pg_ctl")
-    if not (initdb and pg_ctl):
+    if not (pg_binary("initdb") and pg_binary("pg_ctl")):
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail("CI needs PostgreSQL's initdb and pg_ctl (Debian: apt-get install postgresql)")
         pytest.skip("PostgreSQL is not installed here (initdb, pg_ctl): apt-get install postgresql")
-    root = Path(tempfile.mkdtemp(prefix="nasdeploy-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        import pwd
-
-        pw = pwd.getpwnam("postgres")
-        os.chown(root, pw.pw_uid, pw.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data = root / "data"
-    subprocess.run(as_user + [initdb, "-D", str(data), "-U", "nasdeploy", "-A", "trust", "--no-sync"], check=True,
-                   capture_output=True)
-    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50"
-    subprocess.run(as_user + [pg_ctl, "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"],
-                   check=True, capture_output=True)
-    try:
-        yield f"postgresql://nasdeploy@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(as_user + [pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    with postgres_cluster() as url:
+        yield url

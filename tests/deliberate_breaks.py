@@ -59,7 +59,7 @@ BREAKS = [
           "nasdeploy/fold.py", "        if why:\n            raise FoldError(why)", "        pass",
           "tests/test_fold.py::test_fold_refuses_a_float64_error_with_its_default_limits"),
     Break("best-pt-not-recalibrated", "search saves the chosen subnet without BN recalibration",
-          "nasdeploy/search/job.py", 'save_checkpoint(setup.evaluator.subnet(arch), out / "best.pt"',
+          "nasdeploy/search/outputs.py", 'save_checkpoint(setup.evaluator.subnet(arch), out / "best.pt"',
           'save_checkpoint(setup.supernet.extract(arch).eval(), out / "best.pt"',
           "tests/test_search.py::test_search_on_a_real_supernet_writes_the_subnet_it_scored"),
     Break("gate-always-passes", "the accuracy gate passes whatever the drop",

@@ -42,7 +42,7 @@ def test_search_meets_the_target_and_the_front_is_non_dominated(lut, tmp_path):
     r, cfg = _proxy(lut, tmp_path / "s", target)
     assert len(r.candidates) == 12 and r.best is not None and r.best.latency_ms <= target
     assert all(c.feasible for c in r.front)
-    from nasdeploy.search.job import front_of
+    from nasdeploy.search.outputs import front_of
 
     fo = front_of(cfg)
     objs = [c.objectives(fo) for c in r.front]

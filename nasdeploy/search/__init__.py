@@ -5,8 +5,8 @@ for several workers: ``study``); nasdeploy writes the problem (``problem``), the
 same search-validation images (``estimate``) and the job with its outputs (``job``).
 """
 from .estimate import CRITERIA, Estimate, choose, paired
-from .job import (OBJECTIVES, ProxyEvaluator, SearchConfig, SearchInputs, SearchResult, SupernetEvaluator,
-                  check_lut_matches, load_eval_data, report, search, search_worker)
+from .config import OBJECTIVES, SearchConfig, SearchInputs, SearchResult
+from .job import ProxyEvaluator, SupernetEvaluator, check_lut_matches, load_eval_data, report, search, search_worker
 from .problem import Problem, auto_target, check_target, parse_latency, space_problem
 
 __all__ = ["CRITERIA", "OBJECTIVES", "Estimate", "Problem", "ProxyEvaluator", "SearchConfig", "SearchInputs",

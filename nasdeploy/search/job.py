@@ -4,98 +4,24 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..backends import table_backend
 from ..data import InputSetting
 from ..errors import UsageError
-from ..io import provenance, write_json
 from ..latency import EngineTables, Settings, measure_table
 from ..net import Network, count_macs, count_params
-from ..pareto import Candidate, pareto_front
 from ..progress import progress_bar
 from ..space import Arch, Choice, get_space
 from ..supernet import SPACE_FLAVOUR
 from . import study as S
-from .estimate import CRITERIA, Estimate, choose, estimate, paired
-from .problem import check_target, space_problem, spread
+from .config import SearchConfig, SearchInputs, SearchResult
+from .estimate import Estimate, estimate
+from .outputs import write_outputs
+from .problem import check_target, space_problem
 
 log = logging.getLogger(__name__)
-OBJECTIVES = ("accuracy", "latency", "params")
-
-
-@dataclass
-class SearchConfig:
-    target_ms: float
-    # what NSGA-II selects by; the latency target is a hard constraint either way, and the fronts are always
-    # reported over accuracy and latency. Accuracy alone found better architectures than random search on
-    # NAS-Bench-Macro where accuracy and latency together did not (benchmarks/README)
-    objectives: tuple[str, ...] = ("accuracy",)
-    population: int = 16
-    generations: int = 4
-    seed: int = 0
-    calib_batches: int = 4
-    calib_batch_size: int = 64
-    eval_images: int = 1000  # of the search-validation split
-    accuracy_proxy: bool = False
-    device: str = "cpu"
-    storage: str | None = None  # default: OUT/search.db (SQLite)
-    study_name: str | None = None
-    criterion: str = "top1"  # what an estimate is compared by: top-1, or the cross-entropy loss (nasdeploy.search.estimate)
-    heartbeat: int = 30  # seconds; a trial silent for two of them is failed and run again by another worker
-
-    @property
-    def trials(self) -> int:
-        return self.population * self.generations
-
-    def check(self) -> "SearchConfig":
-        for o in self.objectives:
-            if o not in OBJECTIVES:
-                raise UsageError(f"unknown objective '{o}': choose from {', '.join(OBJECTIVES)}")
-        if "accuracy" not in self.objectives:
-            raise UsageError("--objectives must include accuracy")
-        if self.population < 2 or self.generations < 1:
-            raise UsageError("--population must be at least 2 and --generations at least 1")
-        if self.criterion not in CRITERIA:
-            raise UsageError(f"--criterion must be one of {', '.join(CRITERIA)}, not '{self.criterion}'")
-        if self.eval_images < 1 or self.calib_batches < 1:
-            raise UsageError("--eval-images and --calib-batches must be at least 1")
-        if self.heartbeat < 1:
-            raise UsageError(f"--heartbeat must be at least 1 second, got {self.heartbeat}")
-        return self
-
-
-@dataclass
-class SearchInputs:
-    space: str | None = None
-    supernet: str | None = None
-    lut: str | list[str] | None = None  # one table, or one per candidate engine
-    data: str | None = None
-    device: str = "cpu"
-    batch: int = 1
-    dtype: str = "fp32"
-    backend: str | None = None
-    input_size: int | None = None
-
-
-@dataclass
-class SearchResult:
-    candidates: list[Candidate]
-    front: list[Candidate]
-    best: Candidate | None
-    fastest_ms: float
-    accuracy_label: str
-    references: dict[str, dict] = field(default_factory=dict)
-    throughput: dict = field(default_factory=dict)  # this worker's trials, evaluations and time
-    fronts_by_engine: dict[str, list[dict]] = field(default_factory=dict)
-    spread: float = 0.0  # the share of [fastest possible, target] the front spans
-    resolved: dict = field(default_factory=dict)  # the front of what the paired estimates can tell apart
-    choice: dict = field(default_factory=dict)  # why the best was chosen (paired comparisons)
-    splits: dict = field(default_factory=dict)
-    evaluation: dict = field(default_factory=dict)
-
-
 # ------------------------------------------------------------------ evaluators
 
 def _arch(tokens) -> Arch:
@@ -334,149 +260,3 @@ def report(storage: str, study_name: str | None, out: str | Path, device: str = 
     return write_outputs(study, setup, cfg, Path(out), {"trials": 0, "evaluated": 0, "seconds": 0.0})
 
 
-# ------------------------------------------------------------------ results and outputs
-
-def _candidates(study, setup: _Setup, cfg: SearchConfig) -> list[dict]:
-    out = []
-    for t in S.completed(study):
-        a = t.user_attrs
-        est = Estimate.from_attrs(a) if "correct_b64" in a else None
-        out.append({"arch": a["arch"], "trial": t.number, "cost": a["cost"], "engine": a.get("engine", ""),
-                    "by_engine": a.get("latency_by_engine", {}), "params": a.get("params", 0), "macs": a.get("macs", 0),
-                    "score": a["score"], "estimate": est, "feasible": a["cost"] <= cfg.target_ms})
-    return out
-
-
-def _candidate(c: dict, evaluator, latency: float | None = None, engine: str | None = None) -> Candidate:
-    e = c["estimate"]
-    acc = e.top1 if e is not None else c["score"]
-    ci = _wilson(e) if e is not None else None
-    return Candidate(c["arch"], acc, latency if latency is not None else c["cost"], c["params"], c["macs"],
-                     c["feasible"], c["trial"], ci, c["score"], engine or c["engine"], e.loss if e else None)
-
-
-def _wilson(e: Estimate) -> tuple[float, float]:
-    from ..evaluate import wilson
-
-    lo, hi = wilson(int(e.correct.sum()), e.images)
-    return round(lo, 3), round(hi, 3)
-
-
-def write_outputs(study, setup: _Setup, cfg: SearchConfig, out: Path, stats: dict) -> SearchResult:
-    from ..plots import pareto_plot
-
-    cands = _candidates(study, setup, cfg)
-    feasible = [c for c in cands if c["feasible"]]
-    cand_objs = [_candidate(c, setup.evaluator) for c in cands]
-    front_objectives = front_of(cfg)
-    front = pareto_front(cand_objs, front_objectives)
-    fastest_arch, fastest = setup.tables.fastest()
-    pick, why = choose(feasible, cfg.criterion) if feasible and feasible[0]["estimate"] is not None else (
-        max(feasible, key=lambda c: (c["score"], -c["cost"])) if feasible else None, {"rule": "highest score"})
-    best = next((c for c in cand_objs if pick and c.arch == pick["arch"]), None)
-    by_engine = {}
-    for engine in setup.tables.tables:
-        pts = [_candidate(c, setup.evaluator, c["by_engine"].get(engine, c["cost"]), engine) for c in cands
-               if c["by_engine"].get(engine, c["cost"]) <= cfg.target_ms]
-        by_engine[engine] = [asdict(p) for p in pareto_front(pts, front_objectives)]
-    result = SearchResult(cand_objs, front, best, fastest, getattr(setup.evaluator, "label", "accuracy"),
-                          throughput=stats, fronts_by_engine=by_engine,
-                          spread=round(spread([c.latency_ms for c in front], fastest, cfg.target_ms), 3),
-                          choice=why, splits=study.user_attrs.get(S.META, {}).get("splits") or {},
-                          evaluation={"calib_batches": cfg.calib_batches, "calib_batch_size": cfg.calib_batch_size,
-                                      "eval_images": getattr(setup.evaluator, "images", None) or cfg.eval_images,
-                                      "split": "search_val", "criterion": cfg.criterion})
-    result.references = _references(setup, cand_objs, pick)
-    paired_front = _paired_vs(pick, cands, cfg.criterion, {c.arch for c in front})
-    resolved = resolved_front(feasible, cfg.criterion)
-    result.resolved = {"archs": [c["arch"] for c in resolved], "latency_ms": [c["cost"] for c in resolved],
-                       "spread": round(spread([c["cost"] for c in resolved], fastest, cfg.target_ms), 3)}
-    write_json(out / "pareto.json", {
-        "target_ms": cfg.target_ms, "objectives": list(cfg.objectives), "accuracy": result.accuracy_label,
-        "criterion": cfg.criterion, "accuracy_proxy": cfg.accuracy_proxy, "fastest_possible_ms": fastest,
-        "fastest_possible_arch": str(fastest_arch), "splits": result.splits, "evaluation": result.evaluation,
-        "tables": {e: {"path": str(t.path), **t.setting(), "device_name": t.device_name,
-                       "calibrated": bool(t.calibration)} for e, t in setup.tables.tables.items()},
-        "front": [asdict(c) for c in front], "front_spread": result.spread, "fronts_by_engine": by_engine,
-        "front_resolved": {**result.resolved, "rule": "feasible architectures that no other at most as slow beats "
-                                                      "with a paired 95% interval above 0"},
-        "best": asdict(best) if best else None, "choice": why, "paired_vs_best": paired_front,
-        "references": result.references, "trials": len(cands),
-        "evaluated": sum(1 for t in S.completed(study) if t.user_attrs.get("evaluated")),
-        "throughput": stats, "study": {"name": study.study_name, "states": S.counts(study)},
-        "provenance": provenance()})
-    refs = {n: (r["latency_ms"], r["accuracy"], r.get("ci95")) for n, r in result.references.items()}
-    pareto_plot(out / "pareto.png", [(c.latency_ms, c.accuracy) for c in cand_objs],
-                [(c.latency_ms, c.accuracy, c.ci95) for c in front], cfg.target_ms, refs,
-                (best.latency_ms, best.accuracy) if best else None,
-                f"{setup.space}: {len(cands)} trials, {setup.tables.describe()}", result.accuracy_label)
-    if best is not None:
-        _write_card(best, setup, cfg, out, len(cands))
-    return result
-
-
-def front_of(cfg: SearchConfig) -> tuple[str, ...]:
-    """The objectives a front is drawn over: accuracy and latency always, parameters when searched by them."""
-    return ("accuracy", "latency") + (("params",) if "params" in cfg.objectives else ())
-
-
-def resolved_front(cands: list[dict], criterion: str) -> list[dict]:
-    """The architectures that no other at most as slow beats with its paired 95% interval above 0: the front of
-    what the estimates can tell apart (a point-estimate front picks among ties by noise), by latency."""
-    if not cands or cands[0]["estimate"] is None:
-        return []
-    out = [c for c in cands
-           if not any(o is not c and o["cost"] <= c["cost"] and paired(o["estimate"], c["estimate"], criterion)[1] > 0
-                      for o in cands)]
-    return sorted({c["arch"]: c for c in out}.values(), key=lambda c: c["cost"])
-
-
-def _paired_vs(pick: dict | None, cands: list[dict], criterion: str, archs: set[str]) -> dict:
-    """Each front architecture against the chosen one, paired over the same images: (mean, 95% interval)."""
-    if pick is None or pick["estimate"] is None:
-        return {}
-    return {c["arch"]: [round(v, 4) for v in paired(c["estimate"], pick["estimate"], criterion)]
-            for c in cands if c["arch"] in archs and c["arch"] != pick["arch"] and c["estimate"] is not None}
-
-
-def _references(setup: _Setup, cands: list[Candidate], pick: dict | None) -> dict[str, dict]:
-    """Zoo models of this space family placed in the same tables (and, with a supernet, scored as its subnets,
-    paired against the chosen architecture)."""
-    from .. import zoo
-
-    out: dict[str, dict] = {}
-    for name, card in zoo.cards().items():
-        if card.flavour != SPACE_FLAVOUR[setup.space] or card.num_classes != 1000:
-            continue
-        arch = get_space(setup.space).validate(card.arch)
-        engine, lat = setup.tables.best(arch)
-        entry = {"arch": str(arch), "latency_ms": lat, "engine": engine, "accuracy": None, "ci95": None}
-        if setup.supernet is not None:
-            e = setup.evaluator.estimate(arch)
-            entry.update(accuracy=e.top1, loss=e.loss, ci95=_wilson(e))
-            if pick is not None and pick["estimate"] is not None:
-                entry["paired_vs_best"] = [round(v, 4) for v in paired(e, pick["estimate"], setup.evaluator.criterion)]
-        out[name] = entry
-    return out
-
-
-def _write_card(best: Candidate, setup: _Setup, cfg: SearchConfig, out: Path, trials: int) -> None:
-    from ..zoo import Card, save_checkpoint
-
-    arch = get_space(setup.space).validate(best.arch)
-    skips = [i for i, c in enumerate(arch) if c.skip] if setup.supernet is not None else []
-    card = Card.for_setting(setup.setting, name=f"{setup.space}_searched_{cfg.target_ms:g}ms", space=setup.space,
-                            flavour=SPACE_FLAVOUR[setup.space], arch=arch, stabilizers=skips,
-                            description=f"searched by nasdeploy under {cfg.target_ms:g} ms on "
-                                        f"{setup.tables.describe()}",
-                            counts={"params": best.params, "macs": best.macs},
-                            search={"target_ms": cfg.target_ms, "predicted_latency_ms": best.latency_ms,
-                                    "engine": best.engine, "accuracy": best.accuracy,
-                                    "accuracy_kind": getattr(setup.evaluator, "label", ""), "criterion": cfg.criterion,
-                                    "tables": [str(t.path) for t in setup.tables.tables.values()],
-                                    "trials": trials})
-    if setup.supernet is not None:
-        save_checkpoint(setup.evaluator.subnet(arch), out / "best.pt", setting=setup.setting)
-        card.checkpoint = {"file": "best.pt", "layout": "nasdeploy",
-                           "note": "subnet inherited from the supernet, BN recalibrated; stabilizers fold on export"}
-    card.write(out / "best.toml")

@@ -37,6 +37,15 @@ class FeasibleNSGAIISampler(NSGAIISampler):
         self.problem, self.population, self.seed = problem, population, seed
         self.distributions = {param_name(i): CategoricalDistribution(list(c)) for i, c in enumerate(problem.layers)}
 
+    def before_trial(self, study: "optuna.Study", trial) -> None:
+        """A heartbeat as soon as the trial exists: Optuna's heartbeat thread starts only once the trial's
+        parameters are drawn, so a worker killed while drawing them would leave a trial running forever."""
+        super().before_trial(study, trial)
+        from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+
+        if isinstance(study._storage, BaseHeartbeat) and is_heartbeat_enabled(study._storage):
+            study._storage.record_heartbeat(trial._trial_id)
+
     def infer_relative_search_space(self, study: "optuna.Study", trial) -> dict[str, BaseDistribution]:
         return dict(self.distributions)  # every layer, from the first trial on: all values come from sample_relative
 

@@ -54,9 +54,9 @@ def open_storage(url: str | None, heartbeat: int | None = 30):
             url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat if heartbeat else None,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
             if heartbeat else None, engine_kwargs={"pool_pre_ping": True} if url.startswith("postgres") else None)
-    except ModuleNotFoundError as e:
-        raise UsageError(f"the storage {url.split(':')[0]} needs the Python package {e.name}: pip install "
-                         f"'nasdeploy[postgresql]' (psycopg2-binary)") from None
+    except ImportError:
+        raise UsageError(f"the storage {url.split(':')[0]} needs its database driver: for PostgreSQL, pip install "
+                         "'nasdeploy[postgresql]' (psycopg 3)") from None
     except Exception as e:  # sqlalchemy's OperationalError and friends: one line, what to check
         raise UsageError(f"cannot open the study storage {_safe(url)}: {str(e).splitlines()[0][:200]}") from None
 
@@ -142,12 +142,14 @@ def make_objective(study: "optuna.Study", problem: Problem, evaluate: Callable[[
             trial.set_user_attr(k, v)
         stored = _stored(study, arch, trial.number, poll)
         if stored is None:
+            t0 = time.perf_counter()
             result = evaluate(tokens)
             attrs, score = dict(result.attrs), result.score
-            attrs["evaluated"] = True
+            attrs["evaluated"], attrs["eval_seconds"] = True, round(time.perf_counter() - t0, 4)
             stats["evaluated"] += 1
         else:
-            attrs = {k: v for k, v in stored.user_attrs.items() if k not in ("worker", "evaluated", "reused_from")}
+            attrs = {k: v for k, v in stored.user_attrs.items()
+                     if k not in ("worker", "evaluated", "reused_from", "eval_seconds")}
             attrs["evaluated"], attrs["reused_from"] = False, stored.number
             score = stored.user_attrs["score"]
             stats["reused"] += 1

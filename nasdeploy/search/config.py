@@ -1,0 +1,81 @@
+"""What a search is given and what it returns."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import UsageError
+from ..pareto import Candidate
+from .estimate import CRITERIA
+
+OBJECTIVES = ("accuracy", "latency", "params")
+
+
+@dataclass
+class SearchConfig:
+    target_ms: float
+    # what NSGA-II selects by; the latency target is a hard constraint either way, and the fronts are always
+    # reported over accuracy and latency. Accuracy alone found better architectures than random search on
+    # NAS-Bench-Macro where accuracy and latency together did not (benchmarks/README)
+    objectives: tuple[str, ...] = ("accuracy",)
+    population: int = 16
+    generations: int = 4
+    seed: int = 0
+    calib_batches: int = 4
+    calib_batch_size: int = 64
+    eval_images: int = 1000  # of the search-validation split
+    accuracy_proxy: bool = False
+    device: str = "cpu"
+    storage: str | None = None  # default: OUT/search.db (SQLite)
+    study_name: str | None = None
+    criterion: str = "top1"  # what an estimate is compared by: top-1, or the cross-entropy loss (nasdeploy.search.estimate)
+    heartbeat: int = 30  # seconds; a trial silent for two of them is failed and run again by another worker
+
+    @property
+    def trials(self) -> int:
+        return self.population * self.generations
+
+    def check(self) -> "SearchConfig":
+        for o in self.objectives:
+            if o not in OBJECTIVES:
+                raise UsageError(f"unknown objective '{o}': choose from {', '.join(OBJECTIVES)}")
+        if "accuracy" not in self.objectives:
+            raise UsageError("--objectives must include accuracy")
+        if self.population < 2 or self.generations < 1:
+            raise UsageError("--population must be at least 2 and --generations at least 1")
+        if self.criterion not in CRITERIA:
+            raise UsageError(f"--criterion must be one of {', '.join(CRITERIA)}, not '{self.criterion}'")
+        if self.eval_images < 1 or self.calib_batches < 1:
+            raise UsageError("--eval-images and --calib-batches must be at least 1")
+        if self.heartbeat < 1:
+            raise UsageError(f"--heartbeat must be at least 1 second, got {self.heartbeat}")
+        return self
+
+
+@dataclass
+class SearchInputs:
+    space: str | None = None
+    supernet: str | None = None
+    lut: str | list[str] | None = None  # one table, or one per candidate engine
+    data: str | None = None
+    device: str = "cpu"
+    batch: int = 1
+    dtype: str = "fp32"
+    backend: str | None = None
+    input_size: int | None = None
+
+
+@dataclass
+class SearchResult:
+    candidates: list[Candidate]
+    front: list[Candidate]
+    best: Candidate | None
+    fastest_ms: float
+    accuracy_label: str
+    references: dict[str, dict] = field(default_factory=dict)
+    throughput: dict = field(default_factory=dict)  # this worker's trials, evaluations and time
+    fronts_by_engine: dict[str, list[dict]] = field(default_factory=dict)
+    spread: float = 0.0  # the share of [fastest possible, target] the front spans
+    resolved: dict = field(default_factory=dict)  # the front of what the paired estimates can tell apart
+    choice: dict = field(default_factory=dict)  # why the best was chosen (paired comparisons)
+    splits: dict = field(default_factory=dict)
+    evaluation: dict = field(default_factory=dict)
