@@ -7,7 +7,7 @@ STAMP := $(VENV)/.nasdeploy-installed
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 DEMO_OUT ?= runs/demo
 
-.PHONY: setup test demo zoo clean
+.PHONY: setup test test-all demo zoo clean
 
 setup: $(STAMP)
 
@@ -20,11 +20,16 @@ $(STAMP): pyproject.toml
 
 # pytest exits 5 when it collects no test: that is not a failure of the suite. -rs lists every skipped test
 # with its reason (no GPU, no TensorRT, no ../shared). With CI=true a missing ../shared fails the run.
-# Two workers (one thread each, tests/conftest.py): much of the suite is single-threaded Python (quantizers,
-# subprocesses, ONNX export), so two cores finish it in about 8 minutes instead of 13.
+# Two workers (one thread each, tests/conftest.py), each taking whole files (--dist loadfile), so that a file's
+# module fixtures (a trained network, a tiny pipeline run) are built once; the heaviest files are scheduled first.
 TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -q -rs -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
+	$(PY) -m pytest -q -rs -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
+
+# The suite plus its extended tests (longer variants of covered scenarios: more zoo families and seeds, the
+# supernet's learning run, AOTInductor's dynamic batches, ...): about twice as long.
+test-all: setup
+	NASDEPLOY_EXTENDED=1 $(PY) -m pytest -q -rs -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
 demo: setup
 	$(PY) -m nasdeploy pipeline --out $(DEMO_OUT)

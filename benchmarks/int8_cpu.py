@@ -60,11 +60,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--models", default="fairnas_a,scarlet_a", help="comma-separated zoo names")
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "bench_int8_cpu.json"))
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ckpts = [str(train(n, out, args.steps, args.batch)) for n in ("fairnas_a", "scarlet_a")]
+    ckpts = [str(train(n, out, args.steps, args.batch)) for n in args.models.split(",")]
     cmd = [sys.executable, str(ROOT / "cli.py"), "bench", *ckpts, "--device", "cpu",
            "--backends", "torch,onnxruntime,openvino", "--dtype", "fp32,int8,bf16", "--batch", "1",
            "--rounds", str(args.rounds), "--accuracy", "--gate-images", "1000", "--json", args.json, "--no-progress"]

@@ -38,6 +38,29 @@ def pytest_sessionstart(session) -> None:
     if REFWEIGHTS is None and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         raise pytest.UsageError(f"CI is set but the reference data is missing ({SHARED_REF}): "
                                 "check out ../shared beside the repository or set NASDEPLOY_SHARED")
+
+EXTENDED = os.environ.get("NASDEPLOY_EXTENDED", "").lower() in ("1", "true", "yes")
+# The heaviest files first: the two workers then end together instead of one waiting on a long file started late.
+_FIRST = ("test_pipeline", "test_distributed", "test_workers", "test_quantize", "test_bench_verify",
+          "test_deploy_cpu", "test_supernet", "test_manifest", "test_recipe")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """``extended`` tests (longer variants of scenarios the suite covers) run with NASDEPLOY_EXTENDED=1
+    (`make test-all`); the heaviest files are scheduled first."""
+    if not EXTENDED:
+        skip = pytest.mark.skip(reason="extended: a longer variant of a covered scenario (make test-all runs it)")
+        for item in items:
+            if "extended" in item.keywords:
+                item.add_marker(skip)
+
+    def rank(item) -> int:
+        name = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        return _FIRST.index(name) if name in _FIRST else len(_FIRST)
+
+    items.sort(key=rank)
+
+
 needs_shared = pytest.mark.skipif(REFWEIGHTS is None, reason="../shared/reference is not beside the checkout")
 HAS_CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")

@@ -95,6 +95,7 @@ def test_example_batch_never_specialises_a_dynamic_dimension():
             assert lo <= e <= hi and e >= 2
 
 
+@pytest.mark.extended  # verify through a dynamic-batch package (tests/test_bench_verify.py) covers the common path
 def test_aoti_on_the_cpu_static_and_dynamic_batches(tmp_path):
     net = small_net(3)
     x = torch.randn(6, 3, 28, 28)
@@ -127,6 +128,7 @@ def test_export_aoti_cli_on_the_cpu_static_batch_larger_than_the_parity_images(t
 
 # ----------------------------------------------------------------- torch.compile never runs eager in disguise
 
+@pytest.mark.extended  # test_bench_compile_rows_ran_compiled_code checks every bench row compiled
 def test_compiled_runners_each_compile_across_many_models_and_batches():
     """Dynamo's recompile limit (8 per code object) used to turn the 5th model on into silent eager."""
     for seed in range(6):  # two graphs each (batch 1, then a dynamic batch): 12 entries, over the limit of 8

@@ -63,8 +63,8 @@ def tiny(tmp_path, tables, name="run", steps=2, extra=""):
 def _config(d, name: str, tables):
     """The tiny config with a longer supernet and a fine-tune that checkpoints every step (so that a kill lands
     inside each)."""
-    p = tiny(d, tables, name, steps=6)
-    p.write_text(p.read_text().replace("[finetune]\nsteps = 5", "[finetune]\nsteps = 12\nckpt_every = 1"))
+    p = tiny(d, tables, name, steps=4)
+    p.write_text(p.read_text().replace("[finetune]\nsteps = 5", "[finetune]\nsteps = 8\nckpt_every = 1"))
     return p
 
 
@@ -82,7 +82,6 @@ def reference(tmp_path_factory, tiny_tables):
     return d / "ref", cfg
 
 
-@pytest.mark.xdist_group("pipeline")
 def test_tiny_pipeline_end_to_end(reference):
     out, cfg = reference
     results = json.loads((out / "report.json").read_text())["stages"]
@@ -125,7 +124,6 @@ def _step(path) -> int:
         return -1
 
 
-@pytest.mark.xdist_group("pipeline")
 def test_killed_pipeline_resumes_to_the_uninterrupted_result(reference, tmp_path, tiny_tables):
     """Killed inside supernet training, then inside fine-tuning: the reruns skip what was done, resume the rest, and
     end with the uninterrupted run's supernet and fine-tuned model, bit for bit."""

@@ -41,7 +41,12 @@ def test_the_families_cover_the_zoo():
     assert {(cards()[m].flavour, cards()[m].num_classes) for m in FAMILIES} == kinds
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+# three families in the suite (ReLU6; h-swish with SE and skips; a transfer head with SE), all six in make test-all
+SUITE_FAMILIES = ("fairnas_a", "scarlet_b", "fairnas_b_se_transfer")
+
+
+@pytest.mark.parametrize("name", [n if n in SUITE_FAMILIES else pytest.param(n, marks=pytest.mark.extended)
+                                  for n in FAMILIES])
 def test_every_zoo_family_runs_int8_on_both_runtimes(name, images, tmp_path):
     import onnx
 

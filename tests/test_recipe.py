@@ -117,6 +117,7 @@ def test_killed_at_the_warm_start_boundary_resumes_to_the_same_supernet(tmp_path
     assert_same_training(ref.path, cut.path)
 
 
+@pytest.mark.extended  # the demo trains the same way for longer and reports the subnet it ships
 def test_a_short_strict_fairness_run_learns_every_reference_subnet(tmp_path):
     """A short version of benchmarks/supernet_recipe.py: the loss falls and the FairNAS-A/B/C subnets score far
     above chance (10%) on held-out images, not only the path the warm start trained."""
@@ -133,8 +134,9 @@ def test_a_short_strict_fairness_run_learns_every_reference_subnet(tmp_path):
 
 @pytest.mark.parametrize("space, path_batches, sampler, ckpt_every, kill_at", [
     ("scarlet", "shared", "fair", 2, 5),      # killed between checkpoints: the lost step is redone
-    ("fairnas", "separate", "fair", 3, 4),    # one batch per path, across the warm-start boundary
-    ("fairnas", "shared", "uniform", 2, 3),   # SPOS
+    pytest.param("fairnas", "separate", "fair", 3, 4,  # one batch per path, across the warm-start boundary
+                 marks=pytest.mark.extended),
+    pytest.param("fairnas", "shared", "uniform", 2, 3, marks=pytest.mark.extended),  # SPOS
 ])
 def test_any_run_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, space, path_batches,
                                                                     sampler, ckpt_every, kill_at):

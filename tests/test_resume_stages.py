@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from nasdeploy.checkpoint import read_file
@@ -47,6 +48,7 @@ def _same_weights(a: Path, b: Path) -> None:
         assert torch.equal(sa[k], sb[k]), k
 
 
+@pytest.mark.extended  # the pipeline kill test kills its fine-tune mid-way and compares bit for bit
 def test_finetune_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path):
     import random
 

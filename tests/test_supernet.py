@@ -105,7 +105,7 @@ def _train_cmd(out, steps):
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
-    steps = 8
+    steps = 6
     subprocess.run(_train_cmd(tmp_path / "ref", steps), check=True, capture_output=True, timeout=600)
     proc = subprocess.Popen(_train_cmd(tmp_path / "cut", steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ck = tmp_path / "cut" / "checkpoint.pt"
