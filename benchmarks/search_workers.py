@@ -55,20 +55,6 @@ def measure(storage: str, study: str) -> dict:
             "workers": sorted({t.user_attrs["worker"] for t in done})}
 
 
-def _wait_for_study(storage: str, study: str, timeout: float = 300) -> None:
-    """The second worker joins once the first has made the study (it stores the search's settings)."""
-    import optuna
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            optuna.load_study(study_name=study, storage=storage)
-            return
-        except KeyError:
-            time.sleep(0.5)
-    raise TimeoutError(f"study {study} did not appear in {timeout:.0f} s")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/search_workers")
@@ -77,7 +63,7 @@ def main() -> None:
     ap.add_argument("--eval-images", type=int, default=1000)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    from helpers import postgres_cluster  # the tests' throwaway cluster
+    from helpers import postgres_cluster, wait_for_study  # the tests' throwaway cluster, their study wait
 
     from nasdeploy.data import BUILTIN_SETTING
     from nasdeploy.io import provenance, write_json
@@ -106,7 +92,7 @@ def main() -> None:
         t0 = time.time()
         a = subprocess.Popen(_cmd(sn, lut, target, url, "two", out / "two", args), env=env2,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_for_study(url, "two")
+        wait_for_study(url, "two", 300)
         subprocess.run(_worker(url, "two"), env=env2, check=True, capture_output=True)
         a.wait()
         res["two_workers_1_thread_each"] = measure(url, "two") | {"seconds": round(time.time() - t0, 1)}

@@ -18,6 +18,7 @@ from nasdeploy.data import BUILTIN_SETTING
 from nasdeploy.latency import LatencyTable, Settings, measure_table
 
 from .conftest import ROOT
+from .helpers import wait_for_study
 
 BUDGET = 8  # population 4 x 2 generations
 
@@ -56,10 +57,13 @@ def _env() -> dict:
 _STORAGES: dict[str, optuna.storages.BaseStorage] = {}
 
 
-def _study(storage: str, name: str) -> optuna.Study:
-    """The study, through one storage per URL (a storage opened per call would leave its connection pool behind)."""
+def _study(storage: str, name: str, wait: float = 0.0) -> optuna.Study:
+    """The study, through one storage per URL (a storage opened per call would leave its connection pool behind);
+    ``wait`` > 0: wait that long for a search process to make it."""
     if storage not in _STORAGES:
         _STORAGES[storage] = optuna.storages.RDBStorage(storage)
+    if wait:
+        return wait_for_study(_STORAGES[storage], name, wait)
     return optuna.load_study(study_name=name, storage=_STORAGES[storage])
 
 
@@ -78,13 +82,7 @@ def _evaluated_once(study: optuna.Study) -> Counter:
 def test_two_workers_share_one_study_in_postgresql(inputs, postgres_url, tmp_path):
     a = subprocess.Popen(_search(inputs, postgres_url, "two", tmp_path / "a"), env=_env(), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline:  # the study exists once the first worker made it
-        try:
-            _study(postgres_url, "two")
-            break
-        except KeyError:
-            time.sleep(0.2)
+    _study(postgres_url, "two", wait=120)  # the study exists once the first worker made it
     b = subprocess.run(_worker(postgres_url, "two"), env=_env(), capture_output=True, text=True, timeout=600)
     out_a, err_a = a.communicate(timeout=600)
     assert a.returncode == 0 and b.returncode == 0, (err_a[-2000:], b.stderr[-2000:])
