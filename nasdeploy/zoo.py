@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,6 @@ from .data import BUILTIN_SETTING, InputSetting
 from .errors import ArtifactError, CheckpointError, ModelNotFoundError, NasDeployError
 from .net import Network, count_macs, count_params, make_plain_structure
 from .space import Arch, get_space
-
-try:  # Python 3.11+
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 
 CARDS_DIR = Path(__file__).resolve().parent / "cards"
 CARD_FORMAT_VERSION = 1

@@ -21,10 +21,16 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import NSGAIISampler
+from optuna.storages import BaseStorage, RDBStorage
 
 from .problem import Problem
 
 NOVELTY_TRIES = 30
+# Optuna's private API, kept to two calls (tested with Optuna 5.0 and 5.1: pyproject bounds it to <5.2):
+# * ``FrozenTrial._trial_id``: the storage's id of a trial, which ``record_heartbeat`` takes and no public attribute
+#   gives (Optuna's own heartbeat thread reads it the same way);
+# * ``NSGAIISampler._child_generation_strategy``: NSGA-II's crossover and mutation, which the sampler exposes only
+#   as a whole ``sample_relative``; building our own strategy would import it from a private module instead.
 
 
 def param_name(i: int) -> str:
@@ -32,19 +38,22 @@ def param_name(i: int) -> str:
 
 
 class FeasibleNSGAIISampler(NSGAIISampler):
-    def __init__(self, problem: Problem, population: int, seed: int = 0) -> None:
+    """``storage``: the storage the study lives in (a heartbeat is recorded there as soon as a trial exists, where
+    the storage beats one)."""
+
+    def __init__(self, problem: Problem, population: int, seed: int = 0, storage: BaseStorage | None = None) -> None:
         super().__init__(population_size=population, seed=seed)
         self.problem, self.population, self.seed = problem, population, seed
         self.distributions = {param_name(i): CategoricalDistribution(list(c)) for i, c in enumerate(problem.layers)}
+        beats = isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
+        self.heartbeat_storage = storage if beats else None
 
     def before_trial(self, study: "optuna.Study", trial) -> None:
         """A heartbeat as soon as the trial exists: Optuna's heartbeat thread starts only once the trial's
         parameters are drawn, so a worker killed while drawing them would leave a trial running forever."""
         super().before_trial(study, trial)
-        from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
-
-        if isinstance(study._storage, BaseHeartbeat) and is_heartbeat_enabled(study._storage):
-            study._storage.record_heartbeat(trial._trial_id)
+        if self.heartbeat_storage is not None:
+            self.heartbeat_storage.record_heartbeat(trial._trial_id)  # private: see the note at the top
 
     def infer_relative_search_space(self, study: "optuna.Study", trial) -> dict[str, BaseDistribution]:
         return dict(self.distributions)  # every layer, from the first trial on: all values come from sample_relative
@@ -53,7 +62,7 @@ class FeasibleNSGAIISampler(NSGAIISampler):
         rng = random.Random(f"{self.seed}:{trial.number}")
         generation = self.get_trial_generation(study, trial)
         parents = self.get_parent_population(study, generation)
-        seen = {t.user_attrs.get("arch") for t in study._get_trials(deepcopy=False, use_cache=False)}
+        seen = {t.user_attrs.get("arch") for t in study.get_trials(deepcopy=False)}
         tokens = None
         for attempt in range(NOVELTY_TRIES):
             if not parents:
@@ -66,5 +75,6 @@ class FeasibleNSGAIISampler(NSGAIISampler):
 
     def _child(self, study, search_space: dict, parents: list, rng: random.Random) -> tuple[str, ...]:
         """NSGA-II's crossover and mutation; the layers it leaves to be resampled (mutated) drawn uniformly."""
+        # private: see the note at the top
         params: dict[str, Any] = self._child_generation_strategy(study, search_space, parents)
         return tuple(params[n] if n in params else rng.choice(d.choices) for n, d in self.distributions.items())

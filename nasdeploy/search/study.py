@@ -74,7 +74,7 @@ def create_or_load(storage, name: str, directions: list[str], meta: dict, proble
                    seed: int) -> tuple["optuna.Study", bool]:
     """The study ``name`` (created with ``meta`` as its configuration if it does not exist) and whether this call
     created it. An existing study must have been made for the same problem (same ``meta`` keys that matter)."""
-    sampler = FeasibleNSGAIISampler(problem, population, seed)
+    sampler = FeasibleNSGAIISampler(problem, population, seed, storage)
     try:
         study = optuna.create_study(study_name=name, storage=storage, directions=directions, sampler=sampler)
         study.set_user_attr(META, meta)
