@@ -23,14 +23,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nasdeploy.bench.env import environment  # noqa: E402
 from nasdeploy.backends.onnxruntime import OrtRunner  # noqa: E402
+from nasdeploy.bench.env import environment  # noqa: E402
 from nasdeploy.bench.timing import time_fn  # noqa: E402
 from nasdeploy.evaluate import recalibrate_bn  # noqa: E402
-from nasdeploy.onnxgraph import onnx_ops, to_onnx_bytes  # noqa: E402
 from nasdeploy.fold import fold  # noqa: E402
 from nasdeploy.io import provenance  # noqa: E402
-from nasdeploy.supernet import Supernet  # noqa: E402
+from nasdeploy.nas.supernet import Supernet  # noqa: E402
+from nasdeploy.onnxgraph import onnx_ops, to_onnx_bytes  # noqa: E402
 from nasdeploy.zoo import get_card  # noqa: E402
 
 ARCHS = {name: str(get_card(name).arch) for name in ("scarlet_b", "scarlet_c")}  # 2 and 3 skips

@@ -20,14 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nasdeploy.backends import make_runner  # noqa: E402
 from nasdeploy.bench.env import environment  # noqa: E402
+from nasdeploy.data import SMALL_INPUT_STRIDES, fashion_mnist  # noqa: E402
 from nasdeploy.finetune import FinetuneConfig, train_model  # noqa: E402
-from nasdeploy.data import fashion_mnist  # noqa: E402
 from nasdeploy.fold import fold  # noqa: E402
 from nasdeploy.io import provenance, write_json  # noqa: E402
 from nasdeploy.isa import this_cpu  # noqa: E402
-from nasdeploy.net import Network  # noqa: E402
+from nasdeploy.nas.net import Network  # noqa: E402
+from nasdeploy.nas.space import get_space  # noqa: E402
 from nasdeploy.quantize import Calibration, QuantOptions, calibration_images  # noqa: E402
-from nasdeploy.space import SMALL_INPUT_STRIDES, get_space  # noqa: E402
 
 
 def trained_net(seed: int) -> torch.nn.Module:

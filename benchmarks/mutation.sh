@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Mutation testing (mutmut 3) of the small pure modules -- space, sampling, fold, latency/metrics, pareto, io --
+# Mutation testing (mutmut 3) of the small pure modules -- nas/space, nas/paths, fold, latency/metrics, pareto, io --
 # against their fast tests (the selection is in pyproject.toml, [tool.mutmut]). Writes the score and the
 # surviving mutants to benchmarks/results/mutation.txt. Takes about 5 minutes on 2 cores.
 # KEEP=1 continues an interrupted run (the verdicts already in mutants/ are kept).

@@ -35,16 +35,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nasdeploy.data import fashion_mnist  # noqa: E402
+from nasdeploy.data import SMALL_INPUT_STRIDES, fashion_mnist  # noqa: E402
 from nasdeploy.evaluate import evaluate, evaluate_subnet  # noqa: E402
 from nasdeploy.finetune import FinetuneConfig, train_model  # noqa: E402
 from nasdeploy.io import provenance, write_json  # noqa: E402
 from nasdeploy.latency.metrics import kendall_tau  # noqa: E402
-from nasdeploy.net import Network, count_macs  # noqa: E402
+from nasdeploy.nas.checkpoint import load_checkpoint, supernet_from  # noqa: E402
+from nasdeploy.nas.net import Network, count_macs  # noqa: E402
+from nasdeploy.nas.space import SKIP, Arch, get_space  # noqa: E402
+from nasdeploy.nas.supernet import SPACE_FLAVOUR  # noqa: E402
+from nasdeploy.nas.train import TrainConfig, train_supernet  # noqa: E402
 from nasdeploy.search import load_eval_data  # noqa: E402
-from nasdeploy.space import SKIP, SMALL_INPUT_STRIDES, Arch, get_space  # noqa: E402
-from nasdeploy.supernet import SPACE_FLAVOUR  # noqa: E402
-from nasdeploy.train import TrainConfig, load_checkpoint, supernet_from, train_supernet  # noqa: E402
 
 
 def sample_archs(space_name: str, n: int, seed: int, pool: int = 400) -> list[Arch]:

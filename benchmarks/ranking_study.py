@@ -58,9 +58,9 @@ def macs_table(space_name: str):
     from torch import nn
 
     from nasdeploy.data import BUILTIN_SETTING as S
-    from nasdeploy.net import Network, count_macs
-    from nasdeploy.space import Arch, get_space
-    from nasdeploy.supernet import SPACE_FLAVOUR
+    from nasdeploy.nas.net import Network, count_macs
+    from nasdeploy.nas.space import Arch, get_space
+    from nasdeploy.nas.supernet import SPACE_FLAVOUR
 
     sp = get_space(space_name).with_strides(S.stride_plan)
     flavour = SPACE_FLAVOUR[space_name]
@@ -100,7 +100,7 @@ def macs_table(space_name: str):
 def choose_archs(cfg: StudyConfig, macs) -> tuple[list[str], list[str], dict]:
     """30 architectures within +-10% of the band centre, spread over skip counts; and the 12 across the whole
     range of the earlier study (benchmarks/results/ranking_scarlet_12archs.json)."""
-    from nasdeploy.space import SKIP, Arch, get_space
+    from nasdeploy.nas.space import SKIP, Arch, get_space
 
     sp = get_space(cfg.space)
     rng = random.Random(cfg.seed)
@@ -140,10 +140,10 @@ def _train_alone(job: tuple) -> tuple[str, int, dict]:
     torch.set_num_threads(1)
     from nasdeploy.data import BUILTIN_SETTING as S, dataset
     from nasdeploy.finetune import FinetuneConfig, train_model
-    from nasdeploy.net import Network
-    from nasdeploy.recipe import zero_init_residuals
+    from nasdeploy.nas.net import Network
+    from nasdeploy.nas.recipe import zero_init_residuals
+    from nasdeploy.nas.supernet import SPACE_FLAVOUR
     from nasdeploy.search.estimate import estimate
-    from nasdeploy.supernet import SPACE_FLAVOUR
     from torch.utils.data import DataLoader
 
     cfg = StudyConfig(**cfg_d)
@@ -194,12 +194,13 @@ def supernet_runs(cfg: StudyConfig) -> dict[str, dict]:
 
 def supernet_estimates(cfg: StudyConfig, archs: list[str], out: Path) -> dict[str, dict[str, dict]]:
     from nasdeploy.data import BUILTIN_SETTING
+    from nasdeploy.evaluate import recalibrated_subnet
     from nasdeploy.io import write_json
+    from nasdeploy.nas.checkpoint import load_checkpoint, supernet_from
+    from nasdeploy.nas.space import Arch
+    from nasdeploy.nas.train import TrainConfig, train_supernet
     from nasdeploy.search import load_eval_data
     from nasdeploy.search.estimate import estimate
-    from nasdeploy.space import Arch
-    from nasdeploy.evaluate import recalibrated_subnet
-    from nasdeploy.train import TrainConfig, load_checkpoint, supernet_from, train_supernet
 
     calib, val = load_eval_data("fashion-mnist", cfg.calib_batches, 64, cfg.eval_images, BUILTIN_SETTING)
     res: dict[str, dict[str, dict]] = {}
@@ -233,9 +234,9 @@ def zero_cost(cfg: StudyConfig, archs: list[str], out: Path) -> dict[str, dict[s
     from torch import nn
 
     from nasdeploy.data import BUILTIN_SETTING as S, dataset
-    from nasdeploy.net import Network
-    from nasdeploy.space import Arch
-    from nasdeploy.supernet import SPACE_FLAVOUR
+    from nasdeploy.nas.net import Network
+    from nasdeploy.nas.space import Arch
+    from nasdeploy.nas.supernet import SPACE_FLAVOUR
 
     path = out / "zero_cost.json"
     if path.exists():
@@ -311,10 +312,10 @@ def rank_stats(ref: np.ndarray, scores: dict[str, np.ndarray], best_proxy: str |
 
 
 def analyse(cfg: StudyConfig, band: list[str], wide: list[str], ref: dict, sn: dict, zc: dict, macs, lat) -> dict:
-    from nasdeploy.net import Network, count_params
     from nasdeploy.data import BUILTIN_SETTING as S
-    from nasdeploy.space import Arch
-    from nasdeploy.supernet import SPACE_FLAVOUR
+    from nasdeploy.nas.net import Network, count_params
+    from nasdeploy.nas.space import Arch
+    from nasdeploy.nas.supernet import SPACE_FLAVOUR
 
     rng = np.random.default_rng(cfg.seed)
     out = {}
@@ -398,8 +399,8 @@ def main() -> None:
         return
     zc = zero_cost(cfg, archs, out)
     lat = latency_predictor(out)
-    from nasdeploy.isa import this_cpu
     from nasdeploy.io import provenance, write_json
+    from nasdeploy.isa import this_cpu
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     res = {"config": asdict(cfg), "command": " ".join(sys.argv), "commit": commit, "band": band_info,

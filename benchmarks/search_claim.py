@@ -36,10 +36,10 @@ def _finetune(job: tuple) -> tuple[str, int, list[bool]]:
     from nasdeploy.data import BUILTIN, dataset
     from nasdeploy.evaluate import recalibrated_subnet
     from nasdeploy.finetune import FinetuneConfig, train_model
+    from nasdeploy.nas.checkpoint import load_supernet
+    from nasdeploy.nas.space import Arch
     from nasdeploy.search import load_eval_data
     from nasdeploy.search.estimate import estimate
-    from nasdeploy.space import Arch
-    from nasdeploy.train import load_supernet
 
     sn = load_supernet(Path(run) / "supernet" / "supernet.pt")
     calib, _ = load_eval_data(BUILTIN, 4, 64, 1000, sn.input_setting)
@@ -68,8 +68,8 @@ def main() -> None:
     from nasdeploy import zoo
     from nasdeploy.io import provenance, write_json
     from nasdeploy.latency import EngineTables
-    from nasdeploy.space import get_space
-    from nasdeploy.supernet import SPACE_FLAVOUR
+    from nasdeploy.nas.space import get_space
+    from nasdeploy.nas.supernet import SPACE_FLAVOUR
 
     cfg = json.loads((run / "config.json").read_text())
     search = json.loads((run / "stage_search.json").read_text())

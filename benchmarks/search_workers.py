@@ -69,7 +69,7 @@ def main() -> None:
     from nasdeploy.io import provenance, write_json
     from nasdeploy.isa import this_cpu
     from nasdeploy.latency import LatencyTable, Settings, measure_table
-    from nasdeploy.train import TrainConfig, train_supernet
+    from nasdeploy.nas.train import TrainConfig, train_supernet
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

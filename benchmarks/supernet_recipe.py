@@ -2,7 +2,7 @@
 """Supernet recipe benchmark: do the FairNAS/SCARLET A/B/C subnets learn at the demo's budget?
 
 For each space, trains a supernet with ``train-supernet``'s defaults (strict fairness + the recipe in
-``nasdeploy.recipe``) for ``--steps`` steps of ``--batch`` images, then for the A/B/C architectures of the
+``nasdeploy.nas.recipe``) for ``--steps`` steps of ``--batch`` images, then for the A/B/C architectures of the
 space: the subnet extracted, BN recalibrated on 8 x 64 training images, top-1 on ``--eval-images``
 held-out images (95% Wilson interval), against the same architecture trained alone from scratch for the
 same number of optimizer steps and batch (``nasdeploy.finetune.train_model``, lr ``--standalone-lr``).
@@ -27,15 +27,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nasdeploy.data import fashion_mnist  # noqa: E402
+from nasdeploy.data import SMALL_INPUT_STRIDES, fashion_mnist  # noqa: E402
 from nasdeploy.evaluate import evaluate, evaluate_subnet  # noqa: E402
 from nasdeploy.finetune import FinetuneConfig, train_model  # noqa: E402
 from nasdeploy.io import provenance, write_json  # noqa: E402
-from nasdeploy.net import Network  # noqa: E402
+from nasdeploy.nas.checkpoint import load_supernet  # noqa: E402
+from nasdeploy.nas.net import Network  # noqa: E402
+from nasdeploy.nas.supernet import SPACE_FLAVOUR  # noqa: E402
+from nasdeploy.nas.train import TrainConfig, train_supernet  # noqa: E402
 from nasdeploy.search import load_eval_data  # noqa: E402
-from nasdeploy.space import SMALL_INPUT_STRIDES  # noqa: E402
-from nasdeploy.supernet import SPACE_FLAVOUR  # noqa: E402
-from nasdeploy.train import TrainConfig, load_supernet, train_supernet  # noqa: E402
 from nasdeploy.zoo import get_card  # noqa: E402
 
 VARIANTS = {  # name -> TrainConfig changes from the defaults

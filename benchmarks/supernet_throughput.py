@@ -2,7 +2,7 @@
 """Supernet training throughput vs a plain training step of FairNAS-A, same device, same run (issue 3).
 
 A strict-fairness step of the FairNAS supernet (m = 6 paths on one shared batch, gradients accumulated,
-gradient clipping, one SGD update over all the supernet's weights: ``nasdeploy.train.accumulate_paths``,
+gradient clipping, one SGD update over all the supernet's weights: ``nasdeploy.nas.train.accumulate_paths``,
 the trainer's own code) against a plain step of FairNAS-A (forward, backward, clipping, SGD update),
 both with the trainer's AMP (bf16 autocast on CUDA), the same batch size and input size, synthetic
 data resident on the device (so the figure is the model's compute, not the data loader's).
@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT))
 
 from nasdeploy.bench.env import environment  # noqa: E402
 from nasdeploy.io import provenance, write_json  # noqa: E402
-from nasdeploy.net import Network, count_macs  # noqa: E402
-from nasdeploy.sampling import StrictFairSampler  # noqa: E402
-from nasdeploy.supernet import Supernet  # noqa: E402
-from nasdeploy.train import accumulate_paths  # noqa: E402
+from nasdeploy.nas.net import Network, count_macs  # noqa: E402
+from nasdeploy.nas.paths import FairPathSampler  # noqa: E402
+from nasdeploy.nas.supernet import Supernet  # noqa: E402
+from nasdeploy.nas.train import accumulate_paths  # noqa: E402
 from nasdeploy.zoo import create_model  # noqa: E402
 
 
@@ -49,7 +49,7 @@ def make_supernet_step(device: torch.device, batch: int, size: int, amp: bool, c
     net = Supernet("fairnas", 1000).to(device).train()
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    opt, sampler, crit = _optimizer(net), StrictFairSampler(net.space, 0), nn.CrossEntropyLoss(label_smoothing=0.1)
+    opt, sampler, crit = _optimizer(net), FairPathSampler(net.space, 0), nn.CrossEntropyLoss(label_smoothing=0.1)
     x, y = _batch(device, batch, size, channels_last)
 
     def step() -> int:
@@ -94,7 +94,7 @@ def mean_path_macs(size: int) -> float:
     """Multiply-adds of the average strict-fairness path: every step uses each choice of a layer exactly once,
     so the m paths of any step together cost the same; their mean is what a path-image costs."""
     sn = Supernet("fairnas", 1000)
-    paths = StrictFairSampler(sn.space, 0).paths()
+    paths = FairPathSampler(sn.space, 0).paths()
     return sum(count_macs(Network(sn.arch_of(p), "fairnas"), size) for p in paths) / len(paths)
 
 

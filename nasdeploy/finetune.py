@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from .errors import UsageError
 from .io import torch_save
+from .nas.train import StepBatches, _device, warmup_cosine
 from .progress import progress_bar
-from .train import StepBatches, _device, warmup_cosine
 from .zoo import get_card, resolve, save_checkpoint
 
 STATE = "finetune_state.pt"

@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .blocks import InvertedResidual, SkipLayer, SqueezeExcite, Stabilizer
 from .errors import FoldError
-from .net import Network, conv_bn_pairs, conv_with_bias
+from .nas.blocks import InvertedResidual, SkipLayer, SqueezeExcite, Stabilizer
+from .nas.net import Network, conv_bn_pairs, conv_with_bias
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from .finetune import FinetuneConfig
 from .io import provenance, write_json
 from .pipeline_config import (BenchStage, DeployStage, ExportStage, LatencyStage, PipelineConfig,  # noqa: F401
                               SearchStage)
-from .train import TrainConfig
+from .nas.train import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Pipeline:
         """Everything that can be refused is refused before the first stage: device, data, space, engines."""
         from .backends import check_device
         from .data import BUILTIN, check_image_folder, resolve_split
-        from .space import get_space
+        from .nas.space import get_space
 
         check_device(self.device)
         get_space(self.cfg.space)
@@ -121,7 +121,7 @@ class Pipeline:
     # -- supernet
     def stage_supernet(self) -> dict:
         from .data import split_record
-        from .train import train_supernet
+        from .nas.train import train_supernet
 
         tc = TrainConfig(**{**asdict(self.cfg.supernet), "space": self.cfg.space, "data": self.cfg.data,
                             "seed": self.cfg.seed, "device": self.device})
@@ -131,7 +131,7 @@ class Pipeline:
                 "space": self.cfg.space, "sampler": tc.sampler, "splits": split_record(self.cfg.data)}
 
     def _setting(self):
-        from .train import load_checkpoint, supernet_setting
+        from .nas.checkpoint import load_checkpoint, supernet_setting
 
         return supernet_setting(load_checkpoint(self.out / "supernet" / "supernet.pt"))
 
@@ -180,8 +180,7 @@ class Pipeline:
         return parse_latency(t) if t != "auto" else auto_target(self._tables(), self.cfg.space, self.cfg.seed)
 
     def stage_search(self) -> dict:
-        from .search import SearchConfig
-        from .search import SearchInputs, search
+        from .search import SearchConfig, SearchInputs, search
 
         s = self.cfg.search
         target = self._target()

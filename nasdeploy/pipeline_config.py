@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import UsageError
 from .finetune import FinetuneConfig
-from .train import TrainConfig
+from .nas.train import TrainConfig
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "assets" / "demo.toml"
 
@@ -18,7 +18,7 @@ def _finetune_defaults() -> FinetuneConfig:
 
 
 def _supernet_defaults() -> TrainConfig:
-    # the recipe (nasdeploy.recipe): strict fairness, a third of the steps on the largest path, then inheritance
+    # the recipe (nasdeploy.nas.recipe): strict fairness, a third of the steps on the largest path, then inheritance
     return TrainConfig(steps=120, batch_size=32, lr=0.1, ckpt_every=25)
 
 

@@ -10,8 +10,8 @@ from typing import Any
 from . import checkpoint as ckpt
 from .data import BUILTIN_SETTING, InputSetting
 from .errors import ArtifactError, CheckpointError, ModelNotFoundError, NasDeployError
-from .net import Network, count_macs, count_params, make_plain_structure
-from .space import Arch, get_space
+from .nas.net import Network, count_macs, count_params, make_plain_structure
+from .nas.space import Arch, get_space
 
 CARDS_DIR = Path(__file__).resolve().parent / "cards"
 CARD_FORMAT_VERSION = 1

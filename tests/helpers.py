@@ -8,8 +8,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from nasdeploy.blocks import Stabilizer
 from nasdeploy.evaluate import recalibrate_bn
+from nasdeploy.nas.blocks import Stabilizer
 
 
 def randomize(model: nn.Module, seed: int = 0, stab_noise: float = 0.3, size: int | None = None) -> nn.Module:
@@ -44,7 +44,7 @@ def spread(y: torch.Tensor) -> float:
 
 def assert_same_training(ref_path, cut_path) -> None:
     """Two supernet checkpoints hold the same loss history and bit-identical weights (resume == uninterrupted)."""
-    from nasdeploy.train import load_checkpoint
+    from nasdeploy.nas.checkpoint import load_checkpoint
 
     a, b = load_checkpoint(ref_path), load_checkpoint(cut_path)
     assert a["step"] == b["step"] and a["history"] == b["history"]

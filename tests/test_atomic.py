@@ -8,13 +8,13 @@ import torch
 
 import nasdeploy.export.api as export_api
 import nasdeploy.latency.measure as measure
+from nasdeploy.data import SMALL_INPUT_STRIDES
 from nasdeploy.errors import NasDeployError
 from nasdeploy.export.api import ExportOptions, export_model
 from nasdeploy.io import write_atomic, write_json
 from nasdeploy.latency import Settings, measure_table
 from nasdeploy.latency.table import LatencyTable
-from nasdeploy.net import Network
-from nasdeploy.space import SMALL_INPUT_STRIDES
+from nasdeploy.nas.net import Network
 from nasdeploy.zoo import load_network, save_checkpoint
 
 ARCH = "k3e3-k5e6-k3e3-k7e3-k3e6-k5e3-k3e3-k7e6-k3e3-k5e3-k3e6-k3e3-k5e6-k3e3-k7e3-k3e3-k3e6-k5e3-k3e3"

@@ -10,9 +10,10 @@ import pytest
 
 import nasdeploy.backends as B
 from nasdeploy.backends import DTYPES, backend_names, get_backend, parse_engines
+from nasdeploy.data import SMALL_INPUT_STRIDES
 from nasdeploy.errors import UsageError
-from nasdeploy.net import Network
-from nasdeploy.space import SMALL_INPUT_STRIDES, get_space
+from nasdeploy.nas.net import Network
+from nasdeploy.nas.space import get_space
 from nasdeploy.zoo import save_checkpoint
 
 from .helpers import randomize

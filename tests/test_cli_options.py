@@ -5,9 +5,8 @@ import json
 import pytest
 import torch
 
-from nasdeploy.data import write_image_folder
-from nasdeploy.space import SMALL_INPUT_STRIDES
-from nasdeploy.train import load_checkpoint
+from nasdeploy.data import SMALL_INPUT_STRIDES, write_image_folder
+from nasdeploy.nas.checkpoint import load_checkpoint
 from nasdeploy.zoo import load_network, save_checkpoint
 
 from .conftest import run_cli

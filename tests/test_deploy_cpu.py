@@ -8,17 +8,17 @@ import pytest
 import torch
 
 from nasdeploy.backends import dtype_reason, make_runner, unavailable_reason
-from nasdeploy.backends.aoti import AotiRunner
+from nasdeploy.backends.aoti import AotiRunner, example_batch, export_aoti
 from nasdeploy.backends.compile import CompileRunner
 from nasdeploy.backends.onnxruntime import OrtRunner
+from nasdeploy.data import SMALL_INPUT_STRIDES
 from nasdeploy.errors import NasDeployError
-from nasdeploy.backends.aoti import example_batch, export_aoti
 from nasdeploy.export.api import ExportOptions, default_out, export_model
-from nasdeploy.onnxgraph import to_onnx_bytes
 from nasdeploy.export.parity import check_parity
 from nasdeploy.gate import chunks
-from nasdeploy.net import Network
-from nasdeploy.space import SMALL_INPUT_STRIDES, get_space
+from nasdeploy.nas.net import Network
+from nasdeploy.nas.space import get_space
+from nasdeploy.onnxgraph import to_onnx_bytes
 from nasdeploy.zoo import save_checkpoint
 
 from .conftest import HAS_CUDA, run_cli

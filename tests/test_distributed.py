@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from nasdeploy.data import BUILTIN_SETTING
-from nasdeploy.space import get_space
-from nasdeploy.supernet import Supernet
-from nasdeploy.train import zero_init_residuals
+from nasdeploy.nas.recipe import zero_init_residuals
+from nasdeploy.nas.space import get_space
+from nasdeploy.nas.supernet import Supernet
 
 from .conftest import ROOT
 
@@ -21,7 +21,7 @@ from .conftest import ROOT
 # supernet so that every rank can write its final parameters (the trainer itself saves on rank 0 only).
 RANK_SCRIPT = """
 import os, sys, torch
-import nasdeploy.train as T
+import nasdeploy.nas.train as T
 seen = {}
 real = T._allreduce_grads
 def spy(net, world):

@@ -7,12 +7,12 @@ import torch
 
 import nasdeploy
 from nasdeploy.backends.onnxruntime import OrtRunner
+from nasdeploy.data import SMALL_INPUT_STRIDES
 from nasdeploy.export.api import ExportOptions, export_model
-from nasdeploy.onnxgraph import onnx_ops, to_onnx_bytes
 from nasdeploy.fold import fold
-from nasdeploy.net import Network
-from nasdeploy.space import SMALL_INPUT_STRIDES
-from nasdeploy.supernet import Supernet
+from nasdeploy.nas.net import Network
+from nasdeploy.nas.supernet import Supernet
+from nasdeploy.onnxgraph import onnx_ops, to_onnx_bytes
 from nasdeploy.zoo import save_checkpoint
 
 from .conftest import HAS_CUDA, needs_cuda, needs_shared, run_cli

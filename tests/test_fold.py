@@ -2,12 +2,12 @@ import pytest
 import torch
 from torch import nn
 
-from nasdeploy.blocks import Stabilizer
+from nasdeploy.data import SMALL_INPUT_STRIDES
 from nasdeploy.errors import FoldError
 from nasdeploy.fold import compare, fold, is_folded
-from nasdeploy.net import make_plain_structure
-from nasdeploy.net import Network, count_params
-from nasdeploy.space import SCARLET, SMALL_INPUT_STRIDES
+from nasdeploy.nas.blocks import Stabilizer
+from nasdeploy.nas.net import Network, count_params, make_plain_structure
+from nasdeploy.nas.space import SCARLET
 
 from .helpers import randomize, spread
 
@@ -210,7 +210,7 @@ def test_fold_report_counts_and_the_unchecked_fold(caplog):
 
 def test_a_biased_convolution_before_its_bn_folds_exactly():
     """The check compares with the biased network: a fold that dropped the bias would be refused."""
-    from nasdeploy.net import conv_bn_pairs
+    from nasdeploy.nas.net import conv_bn_pairs
 
     net = stabilized(ARCH_PUSH).eval()
     for parent, conv_name, _ in conv_bn_pairs(net)[::7]:

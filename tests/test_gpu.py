@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from nasdeploy.bench.run import BASELINE, COMPILE_REFERENCE, BenchOptions, bench
 from nasdeploy.backends.torch_eager import TorchRunner
+from nasdeploy.bench.run import BASELINE, COMPILE_REFERENCE, BenchOptions, bench
+from nasdeploy.data import SMALL_INPUT_STRIDES
 from nasdeploy.fold import fold
 from nasdeploy.latency import Settings, measure_table, validate_table
-from nasdeploy.space import SMALL_INPUT_STRIDES
-from nasdeploy.train import TrainConfig, train_supernet
+from nasdeploy.nas.train import TrainConfig, train_supernet
 from nasdeploy.zoo import create_model
 
 from .conftest import needs_cuda
@@ -63,8 +63,8 @@ def test_supernet_step_with_amp_on_cuda(tmp_path):
 def _small(seed: int):
     import random
 
-    from nasdeploy.net import Network
-    from nasdeploy.space import get_space
+    from nasdeploy.nas.net import Network
+    from nasdeploy.nas.space import get_space
 
     arch = get_space("scarlet").sample(random.Random(seed))
     return Network(arch, "scarlet", 10, SMALL_INPUT_STRIDES).eval()
@@ -80,8 +80,7 @@ def test_cuda_graph_outputs_are_not_overwritten_by_the_next_call():
 
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_aoti_cuda_static_and_dynamic_batches(tmp_path, dynamic):
-    from nasdeploy.backends.aoti import AotiRunner
-    from nasdeploy.backends.aoti import export_aoti
+    from nasdeploy.backends.aoti import AotiRunner, export_aoti
 
     net = _small(2)
     x = torch.randn(9, 3, 28, 28)
@@ -134,7 +133,7 @@ def test_torchrun_nccl_on_two_gpus(tmp_path):
     from .conftest import ROOT
 
     script = tmp_path / "r.py"
-    script.write_text("import sys, torch, nasdeploy.train as T\n"
+    script.write_text("import sys, torch, nasdeploy.nas.train as T\n"
                       "T.train_supernet(T.TrainConfig(space='fairnas', steps=2, batch_size=8, device='cuda'), "
                       "sys.argv[1], progress=False)\n"
                       "assert torch.cuda.current_device() == int(__import__('os').environ['LOCAL_RANK'])\n")

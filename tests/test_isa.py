@@ -68,11 +68,11 @@ def _int8_weights(path) -> list[int]:
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
+    from nasdeploy.data import BUILTIN_SETTING, SMALL_INPUT_STRIDES
+    from nasdeploy.nas.net import Network
+    from nasdeploy.nas.space import get_space
     from nasdeploy.onnxgraph import export_onnx
-    from nasdeploy.net import Network
-    from nasdeploy.data import BUILTIN_SETTING
     from nasdeploy.quantize import QuantOptions, calibration_images
-    from nasdeploy.space import SMALL_INPUT_STRIDES, get_space
 
     from .helpers import randomize
 

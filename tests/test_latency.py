@@ -3,11 +3,11 @@ import random
 
 import pytest
 
+from nasdeploy.data import SMALL_INPUT_STRIDES
 from nasdeploy.errors import ArtifactError
 from nasdeploy.latency import LatencyTable, Settings, measure_table, validate_table
 from nasdeploy.latency import measure as measure_mod
 from nasdeploy.latency.metrics import fit_linear, kendall_tau, loo_calibrated, mape, max_error
-from nasdeploy.space import SMALL_INPUT_STRIDES
 
 from .conftest import HAS_CUDA, run_cli
 
@@ -107,9 +107,10 @@ def test_bad_input_is_one_line(tmp_path, args, fragment):
 def test_an_int8_table_times_quantized_blocks_and_networks(tmp_path):
     """The deployed precision: OpenVINO INT8 entries, resumable like any table, and the end-to-end timing that
     validation uses runs whole INT8 networks."""
+    from nasdeploy.data import SMALL_INPUT_STRIDES
     from nasdeploy.latency import Settings, measure_table, time_network
     from nasdeploy.latency.measure import choice_block, input_sizes, runner_for
-    from nasdeploy.space import SMALL_INPUT_STRIDES, get_space
+    from nasdeploy.nas.space import get_space
 
     s = Settings("fairnas", "cpu", "openvino", 1, "int8", 28, list(SMALL_INPUT_STRIDES), 10, warmup=2, repeats=5,
                  rounds=1)

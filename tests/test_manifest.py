@@ -11,9 +11,9 @@ from nasdeploy.data import BUILTIN_SETTING, write_image_folder
 from nasdeploy.errors import ArtifactError
 from nasdeploy.export.api import ExportOptions, export_model
 from nasdeploy.export.manifest import ExportFolder, sha256
-from nasdeploy.net import Network
+from nasdeploy.nas.net import Network
+from nasdeploy.nas.space import get_space
 from nasdeploy.quantize import QuantOptions
-from nasdeploy.space import get_space
 from nasdeploy.zoo import save_checkpoint
 
 from .conftest import run_cli

@@ -11,9 +11,9 @@ import pytest
 from nasdeploy.errors import UsageError
 from nasdeploy.io import atomic_path, provenance, write_json, write_text
 from nasdeploy.latency.metrics import fit_linear, kendall_tau, loo_calibrated, mape, max_error
+from nasdeploy.nas.paths import FairPathSampler, UniformPathSampler, make_path_sampler
+from nasdeploy.nas.space import get_space
 from nasdeploy.pareto import Candidate, dominates, overlaps, pareto_front
-from nasdeploy.sampling import StrictFairSampler, UniformSampler, make_sampler
-from nasdeploy.space import get_space
 
 
 # ----------------------------------------------------------------- samplers
@@ -22,7 +22,7 @@ from nasdeploy.space import get_space
 @pytest.mark.parametrize("seed", [0, 1, 7])
 def test_strict_fair_paths_cover_every_choice_and_balance_the_extras(space, seed):
     sp = get_space(space)
-    s = StrictFairSampler(sp, seed)
+    s = FairPathSampler(sp, seed)
     m = max(len(sp.choices_at(i)) for i in range(sp.num_layers))
     assert s.num_paths == m
     extra = [Counter() for _ in range(sp.num_layers)]
@@ -44,7 +44,7 @@ def test_strict_fair_paths_cover_every_choice_and_balance_the_extras(space, seed
 
 def test_samplers_are_reproducible_and_resume_from_their_state():
     sp = get_space("scarlet")
-    for cls in (StrictFairSampler, UniformSampler):
+    for cls in (FairPathSampler, UniformPathSampler):
         a, b = cls(sp, 3), cls(sp, 3)
         assert [a.paths() for _ in range(3)] == [b.paths() for _ in range(3)]
         st = json.loads(json.dumps(a.state_dict()))  # as a checkpoint stores it
@@ -58,7 +58,7 @@ def test_samplers_are_reproducible_and_resume_from_their_state():
 
 def test_uniform_paths_are_single_and_in_range():
     sp = get_space("scarlet")
-    s = UniformSampler(sp, 0)
+    s = UniformPathSampler(sp, 0)
     seen = [set() for _ in range(sp.num_layers)]
     for _ in range(300):
         (p,) = s.paths()
@@ -70,10 +70,10 @@ def test_uniform_paths_are_single_and_in_range():
 
 def test_make_sampler_by_name():
     sp = get_space("fairnas")
-    assert isinstance(make_sampler("fair", sp, 0), StrictFairSampler)
-    assert isinstance(make_sampler("uniform", sp, 0), UniformSampler)
+    assert isinstance(make_path_sampler("fair", sp, 0), FairPathSampler)
+    assert isinstance(make_path_sampler("uniform", sp, 0), UniformPathSampler)
     with pytest.raises(UsageError, match="unknown sampler 'x'.*fair, uniform"):
-        make_sampler("x", sp, 0)
+        make_path_sampler("x", sp, 0)
 
 
 @pytest.mark.parametrize("seed", [0, 5])
@@ -81,7 +81,7 @@ def test_strict_fairness_on_equal_counts_is_one_shuffle_per_layer(seed):
     """FairNAS (6 choices everywhere): each step is one shuffle of every layer's choices and nothing else, so
     a run's paths follow from its seed alone (the documented algorithm, written out independently)."""
     sp = get_space("fairnas")
-    s = StrictFairSampler(sp, seed)
+    s = FairPathSampler(sp, seed)
     rng = random.Random(seed)
     for _ in range(3):
         columns = []
@@ -95,9 +95,9 @@ def test_strict_fairness_on_equal_counts_is_one_shuffle_per_layer(seed):
 @pytest.mark.parametrize("name", ["fair", "uniform"])
 def test_make_sampler_uses_the_seed(name):
     sp = get_space("scarlet")
-    first = make_sampler(name, sp, 3).paths()
-    assert make_sampler(name, sp, 3).paths() == first  # same seed, same paths
-    assert make_sampler(name, sp, 4).paths() != first  # another seed, other paths
+    first = make_path_sampler(name, sp, 3).paths()
+    assert make_path_sampler(name, sp, 3).paths() == first  # same seed, same paths
+    assert make_path_sampler(name, sp, 4).paths() != first  # another seed, other paths
 
 
 def test_space_sizes_are_the_papers():
@@ -235,7 +235,7 @@ def test_random_candidates_front_is_mutually_non_dominated():
 
 @pytest.mark.parametrize("name", ["fairnas", "scarlet"])
 def test_another_stride_plan_keeps_the_choices_and_moves_the_strides(name):
-    from nasdeploy.space import SMALL_INPUT_STRIDES
+    from nasdeploy.data import SMALL_INPUT_STRIDES
 
     sp = get_space(name)
     small = sp.with_strides(SMALL_INPUT_STRIDES)
@@ -269,7 +269,7 @@ def test_fold_refuses_what_is_not_a_network_by_its_type():
 
 def test_a_folded_network_stays_folded_through_its_checkpoint(tmp_path):
     from nasdeploy.fold import fold, is_folded
-    from nasdeploy.net import Network
+    from nasdeploy.nas.net import Network
     from nasdeploy.zoo import create_model, load_network, save_checkpoint
 
     plain, _ = fold(create_model("scarlet_c").eval(), input_size=32)
@@ -282,7 +282,7 @@ def test_a_folded_network_stays_folded_through_its_checkpoint(tmp_path):
 
 def test_architecture_tokens_and_their_errors():
     from nasdeploy.errors import ArchError
-    from nasdeploy.space import Arch, Choice, layer_plan
+    from nasdeploy.nas.space import Arch, Choice, layer_plan
 
     assert Choice.parse("id") == Choice.parse("identity") == Choice.parse("skip") and Choice.parse("skip").skip
     a = Arch.parse("k3e3-k5e6se")

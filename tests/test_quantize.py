@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from nasdeploy.backends import make_runner
-from nasdeploy.data import BUILTIN_SETTING, fashion_mnist, write_image_folder
+from nasdeploy.data import BUILTIN_SETTING, SMALL_INPUT_STRIDES, fashion_mnist, write_image_folder
 from nasdeploy.errors import NasDeployError, UsageError
 from nasdeploy.export.api import ExportOptions, export_model, load_exported
 from nasdeploy.finetune import FinetuneConfig, train_model
 from nasdeploy.gate import judge, parse_budget
-from nasdeploy.net import Network
+from nasdeploy.nas.net import Network
+from nasdeploy.nas.space import get_space
 from nasdeploy.quantize import Calibration, QuantOptions, calibration_images, excluded_nodes, quantize_onnx
-from nasdeploy.space import SMALL_INPUT_STRIDES, get_space
 from nasdeploy.zoo import save_checkpoint
 
 from .helpers import randomize, spread

@@ -4,16 +4,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-import nasdeploy.train as T
-from nasdeploy.blocks import InvertedResidual, get_flavour
+import nasdeploy.nas.train as T
+from nasdeploy.data import BUILTIN_SETTING, SMALL_INPUT_STRIDES
 from nasdeploy.evaluate import evaluate_subnet, wilson
-from nasdeploy.recipe import average_by_visits, inherit_block, parent_path, warm_start_steps
-from nasdeploy.sampling import StrictFairSampler
-from nasdeploy.data import BUILTIN_SETTING
+from nasdeploy.nas.blocks import InvertedResidual, get_flavour
+from nasdeploy.nas.checkpoint import load_checkpoint
+from nasdeploy.nas.paths import FairPathSampler
+from nasdeploy.nas.recipe import average_by_visits, inherit_block, parent_path, warm_start_steps
+from nasdeploy.nas.supernet import Supernet
+from nasdeploy.nas.train import TrainConfig, train_supernet
 from nasdeploy.search import load_eval_data
-from nasdeploy.space import SMALL_INPUT_STRIDES
-from nasdeploy.supernet import Supernet
-from nasdeploy.train import TrainConfig, load_checkpoint, train_supernet
 from nasdeploy.zoo import get_card
 
 from .helpers import assert_same_training
@@ -68,7 +68,7 @@ def test_parent_path_is_the_largest_choice_everywhere():
 def test_visit_averaging_divides_each_gradient_by_the_paths_that_used_it(seed):
     torch.manual_seed(seed)
     net = Supernet("scarlet", 10, SMALL_INPUT_STRIDES)
-    paths = StrictFairSampler(net.space, seed).paths()
+    paths = FairPathSampler(net.space, seed).paths()
     x = torch.randn(2, 3, 28, 28)
     for p in paths:
         net(x, p).square().mean().backward()

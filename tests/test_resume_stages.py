@@ -52,8 +52,9 @@ def _same_weights(a: Path, b: Path) -> None:
 def test_finetune_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path):
     import random
 
-    from nasdeploy.net import Network
-    from nasdeploy.space import SMALL_INPUT_STRIDES, get_space
+    from nasdeploy.data import SMALL_INPUT_STRIDES
+    from nasdeploy.nas.net import Network
+    from nasdeploy.nas.space import get_space
     from nasdeploy.zoo import save_checkpoint
 
     torch.manual_seed(0)

@@ -3,11 +3,11 @@ import json
 import pytest
 
 import nasdeploy
+from nasdeploy.data import SMALL_INPUT_STRIDES
 from nasdeploy.errors import ArtifactError, UsageError
 from nasdeploy.latency import LatencyTable, Settings, measure_table
 from nasdeploy.pareto import dominates
 from nasdeploy.search import SearchConfig, SearchInputs, parse_latency, search
-from nasdeploy.space import SMALL_INPUT_STRIDES
 
 from .conftest import run_cli
 
@@ -105,8 +105,8 @@ def test_search_on_a_real_supernet_writes_the_subnet_it_scored(lut, tmp_path):
     import torch
 
     from nasdeploy.data import BUILTIN_SETTING
+    from nasdeploy.nas.train import TrainConfig, train_supernet
     from nasdeploy.search import load_eval_data
-    from nasdeploy.train import TrainConfig, train_supernet
     from nasdeploy.zoo import Card, load_any
 
     sn = train_supernet(TrainConfig(space="fairnas", steps=6, batch_size=16, ckpt_every=100, device="cpu"),

@@ -4,7 +4,7 @@ import pytest
 
 from nasdeploy import Arch, get_space
 from nasdeploy.errors import ArchError
-from nasdeploy.space import FAIRNAS, SCARLET, SKIP, Choice
+from nasdeploy.nas.space import FAIRNAS, SCARLET, SKIP, Choice
 
 
 def test_plan_matches_the_fairnas_channel_and_stride_plan():

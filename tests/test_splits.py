@@ -75,8 +75,8 @@ def test_the_search_reads_no_test_image(tmp_path, monkeypatch):
     """A search on a real (tiny) supernet: every split it asks for, and every image its evaluator scores, is
     checked against the test split."""
     from nasdeploy.latency import LatencyTable, Settings, measure_table
+    from nasdeploy.nas.train import TrainConfig, train_supernet
     from nasdeploy.search import SearchConfig, SearchInputs, search
-    from nasdeploy.train import TrainConfig, train_supernet
 
     sn = train_supernet(TrainConfig(space="fairnas", steps=2, batch_size=8, ckpt_every=10, device="cpu"),
                         tmp_path / "sn", progress=False).path

@@ -102,7 +102,7 @@ def _source_lines(pattern: str) -> list[str]:
 
 def test_the_small_input_rule_is_written_once():
     # the stride plan for small images is chosen in data.InputSetting.for_images alone
-    assert {s.split(":")[0] for s in _source_lines(r"SMALL_INPUT_STRIDES")} == {"data.py", "space.py"}
+    assert {s.split(":")[0] for s in _source_lines(r"SMALL_INPUT_STRIDES")} == {"data.py"}
     assert {s.split(":")[0] for s in _source_lines(r"<\s*SMALL_INPUT_LIMIT|<\s*64\b")} == {"data.py"}
     assert not _source_lines(r"== ?\"fashion-mnist\"|!= ?\"fashion-mnist\"")
 

@@ -9,11 +9,13 @@ import pytest
 import torch
 from torch import nn
 
+from nasdeploy.data import SMALL_INPUT_STRIDES
 from nasdeploy.errors import ArtifactError, DataError, UsageError
-from nasdeploy.sampling import StrictFairSampler, UniformSampler
-from nasdeploy.space import SMALL_INPUT_STRIDES, get_space
-from nasdeploy.supernet import Supernet
-from nasdeploy.train import TrainConfig, accumulate_paths, load_checkpoint, train_supernet
+from nasdeploy.nas.checkpoint import load_checkpoint
+from nasdeploy.nas.paths import FairPathSampler, UniformPathSampler
+from nasdeploy.nas.space import get_space
+from nasdeploy.nas.supernet import Supernet
+from nasdeploy.nas.train import TrainConfig, accumulate_paths, train_supernet
 
 from .conftest import ROOT, run_cli
 from .helpers import assert_same_training, randomize, spread
@@ -33,7 +35,7 @@ def test_strict_fairness_invariant_by_counting(space, monkeypatch):
     torch.manual_seed(0)
     net = Supernet(space, 10, SMALL_INPUT_STRIDES)
     fwd, bwd = _count_calls(net)
-    sampler = StrictFairSampler(net.space, 0)
+    sampler = FairPathSampler(net.space, 0)
     for _ in range(2):
         fwd.clear(), bwd.clear()
         paths = sampler.paths()
@@ -66,7 +68,7 @@ def test_one_optimizer_update_per_step(tmp_path, monkeypatch):
 
 
 def test_uniform_sampler_is_single_path():
-    s = UniformSampler(get_space("scarlet"), 0)
+    s = UniformPathSampler(get_space("scarlet"), 0)
     paths = s.paths()
     assert len(paths) == 1 and len(paths[0]) == 19
 

@@ -14,9 +14,9 @@ import torch
 from nasdeploy.backends import Sources
 from nasdeploy.backends.tensorrt import qdq_problems
 from nasdeploy.data import BUILTIN_SETTING
-from nasdeploy.net import Network
+from nasdeploy.nas.net import Network
+from nasdeploy.nas.space import get_space
 from nasdeploy.quantize import QuantOptions, calibration_images
-from nasdeploy.space import get_space
 
 from .helpers import randomize
 

@@ -26,7 +26,7 @@ BUDGET = 8  # population 4 x 2 generations
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """A tiny real supernet and a latency table (FairNAS space, built-in setting)."""
-    from nasdeploy.train import TrainConfig, train_supernet
+    from nasdeploy.nas.train import TrainConfig, train_supernet
 
     d = tmp_path_factory.mktemp("workers")
     sn = train_supernet(TrainConfig(space="fairnas", steps=3, batch_size=8, ckpt_every=10, device="cpu"),
@@ -134,9 +134,9 @@ def test_a_worker_killed_mid_trial_loses_nothing(inputs, postgres_url, tmp_path)
     _evaluated_once(study)
 
     # one process, the same architectures: the same estimates and the same front
+    from nasdeploy.pareto import Candidate, pareto_front
     from nasdeploy.search import SearchConfig, SearchInputs
     from nasdeploy.search.job import _setup
-    from nasdeploy.pareto import Candidate, pareto_front
 
     sn, lut, target = inputs
     setup = _setup(SearchInputs(supernet=str(sn), lut=str(lut)), SearchConfig(float(target[:-2]), calib_batches=1,

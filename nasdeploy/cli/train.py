@@ -6,7 +6,7 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
-from ..train import TrainConfig, train_supernet
+from ..nas.train import TrainConfig, train_supernet
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -11,17 +11,17 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from ..bench.env import environment
 from ..backends import check_device, make_runner, require, tf32_mode
+from ..bench.env import environment
 from ..bench.timing import SETTLE_S, Stats, best_round, time_fn, time_runner
-from ..blocks import InvertedResidual, classifier, get_flavour, head, separable_conv, stem
 from ..errors import ArtifactError, UsageError
 from ..fold import fold, fold_bn
 from ..io import provenance
-from ..net import Network
+from ..nas.blocks import InvertedResidual, classifier, get_flavour, head, separable_conv, stem
+from ..nas.net import Network
+from ..nas.space import HEAD_CHANNELS, SEPARABLE_CHANNELS, STEM_CHANNELS, Arch, Choice, get_space
+from ..nas.supernet import SPACE_FLAVOUR
 from ..progress import progress_bar
-from ..space import HEAD_CHANNELS, SEPARABLE_CHANNELS, STEM_CHANNELS, Arch, Choice, get_space
-from ..supernet import SPACE_FLAVOUR
 from .metrics import fit_linear, kendall_tau, loo_calibrated, mape, max_error
 from .table import LatencyTable
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import ArtifactError
 from ..io import write_json
-from ..space import Arch, get_space
+from ..nas.space import Arch, get_space
 
 FORMAT = "nasdeploy-latency-table"
 FORMAT_VERSION = 1

@@ -11,10 +11,10 @@ from ..backends import table_backend
 from ..data import InputSetting
 from ..errors import UsageError
 from ..latency import EngineTables, Settings, measure_table
-from ..net import Network, count_macs, count_params
+from ..nas.net import Network, count_macs, count_params
+from ..nas.space import Arch, Choice, get_space
+from ..nas.supernet import SPACE_FLAVOUR
 from ..progress import progress_bar
-from ..space import Arch, Choice, get_space
-from ..supernet import SPACE_FLAVOUR
 from . import study as S
 from .config import SearchConfig, SearchInputs, SearchResult
 from .estimate import Estimate, estimate
@@ -107,7 +107,7 @@ def _setup(inp: SearchInputs, cfg: SearchConfig, out: Path, progress: bool) -> _
     from .. import data as D
 
     if inp.supernet:
-        from ..train import load_checkpoint, supernet_from
+        from ..nas.checkpoint import load_checkpoint, supernet_from
 
         ck = load_checkpoint(inp.supernet)  # read once: a SCARLET supernet checkpoint is ~350 MB
         sn = supernet_from(ck, inp.supernet, cfg.device)

@@ -6,9 +6,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..io import provenance, write_json
+from ..nas.space import get_space
+from ..nas.supernet import SPACE_FLAVOUR
 from ..pareto import Candidate, pareto_front
-from ..space import get_space
-from ..supernet import SPACE_FLAVOUR
 from . import study as S
 from .config import SearchConfig, SearchResult
 from .estimate import Estimate, choose, paired

@@ -89,7 +89,7 @@ class Problem:
 
 def space_problem(space, tables, target_ms: float) -> Problem:
     """The nasdeploy search problem: a space's choices, latency from the tables of the candidate engines."""
-    from ..space import Arch, Choice
+    from ..nas.space import Arch, Choice
 
     def cost(tokens: Tokens) -> float:
         return tables.predict(Arch(tuple(Choice.parse(t) for t in tokens)))
@@ -109,7 +109,7 @@ def check_target(tables, target_ms: float):
 
 def auto_target(tables, space_name: str, seed: int = 0, samples: int = 200) -> float:
     """85% of the median random architecture's predicted latency (at least 5% above the fastest possible)."""
-    from ..space import get_space
+    from ..nas.space import get_space
 
     rng = random.Random(seed)
     sp = get_space(space_name)

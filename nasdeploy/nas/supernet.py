@@ -11,8 +11,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..errors import ArchError
 from .blocks import InvertedResidual, SkipLayer, classifier, get_flavour, head, separable_conv, stem
-from .errors import ArchError
 from .net import Network
 from .space import HEAD_CHANNELS, SEPARABLE_CHANNELS, STEM_CHANNELS, Arch, SearchSpace, get_space
 

@@ -1,4 +1,6 @@
-"""Path samplers: FairNAS strict fairness and SPOS uniform single-path sampling.
+"""Path samplers: which subnets (paths through the supernet) a training step trains. FairNAS strict fairness and
+SPOS uniform single-path sampling. (Not the search's sampler, which proposes architectures to evaluate:
+``nasdeploy.search.sampler``.)
 
 Strict fairness: each step draws, per layer, an independent random permutation of its
 choices; path k takes the k-th entry of every layer, so every choice of every layer is
@@ -18,7 +20,7 @@ from typing import Any, Protocol
 from .space import SearchSpace
 
 
-class Sampler(Protocol):
+class PathSampler(Protocol):
     name: str
 
     def paths(self) -> list[list[int]]:
@@ -42,7 +44,9 @@ class _Seeded:
         self.rng.setstate((state["version"], tuple(state["internal"]), state["gauss"]))
 
 
-class StrictFairSampler(_Seeded):
+class FairPathSampler(_Seeded):
+    """FairNAS strict fairness: m paths per step, every choice of every layer trained at least once per step."""
+
     name = "fair"
 
     @property
@@ -63,7 +67,7 @@ class StrictFairSampler(_Seeded):
         return [[col[k] for col in columns] for k in range(m)]
 
 
-class UniformSampler(_Seeded):
+class UniformPathSampler(_Seeded):
     """SPOS: one path per step, each layer's choice uniform at random."""
 
     name = "uniform"
@@ -73,13 +77,14 @@ class UniformSampler(_Seeded):
         return [[self.rng.randrange(n) for n in self.counts]]
 
 
-SAMPLERS = {"fair": StrictFairSampler, "uniform": UniformSampler}
+PATH_SAMPLERS = {"fair": FairPathSampler, "uniform": UniformPathSampler}
 
 
-def make_sampler(name: str, space: SearchSpace, seed: int) -> StrictFairSampler | UniformSampler:
-    from .errors import UsageError
+def make_path_sampler(name: str, space: SearchSpace, seed: int) -> FairPathSampler | UniformPathSampler:
+    """The path sampler ``name`` (``train-supernet --sampler``: fair or uniform)."""
+    from ..errors import UsageError
 
     try:
-        return SAMPLERS[name](space, seed)
+        return PATH_SAMPLERS[name](space, seed)
     except KeyError:
-        raise UsageError(f"unknown sampler '{name}': choose one of {', '.join(SAMPLERS)}") from None
+        raise UsageError(f"unknown sampler '{name}': choose one of {', '.join(PATH_SAMPLERS)}") from None

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from .errors import ArchError
+from ..errors import ArchError
 
 # (output channels, repeats, stride of the first layer) after the 32 -> 16 separable conv.
 STAGE_PLAN: tuple[tuple[int, int, int], ...] = (
@@ -177,10 +177,6 @@ _MB_SE = tuple(Choice(k, e, se) for k in (3, 5, 7) for e in (3, 6) for se in (Fa
 FAIRNAS = SearchSpace("fairnas", _MB, allow_skip=False, layers=layer_plan())
 SCARLET = SearchSpace("scarlet", _MB_SE, allow_skip=True, layers=layer_plan())
 SPACES = {s.name: s for s in (FAIRNAS, SCARLET)}
-
-# Stride plan for 28x28 inputs: total stride 16 instead of 32 (28 -> 14 -> 7 -> 4 -> 2 px); the
-# 224 plan would shrink 28 px to 1 px before the last stage.
-SMALL_INPUT_STRIDES: tuple[int, ...] = (2, 2, 1, 1, 2, 1)
 
 
 def get_space(name: str) -> SearchSpace:

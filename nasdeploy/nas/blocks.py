@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .errors import ArchError
+from ..errors import ArchError
 
 ACTIVATIONS = {
     "relu": lambda: nn.ReLU(inplace=True),

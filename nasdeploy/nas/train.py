@@ -23,20 +23,18 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from . import data as data_mod
-from .errors import ArtifactError, DataError, DeviceError, UsageError
-from .io import provenance, torch_save
-from .progress import progress_bar
+from .. import data as data_mod
+from ..errors import ArtifactError, DataError, DeviceError, UsageError
+from ..progress import progress_bar
+from .checkpoint import load_checkpoint, save_checkpoint
+from .paths import make_path_sampler
 from .recipe import GRAD_MODES, average_by_visits, inherit_from_parent, parent_path, warm_start_steps, \
     zero_init_residuals
-from .sampling import make_sampler
 from .space import get_space
 from .supernet import Supernet
 
 log = logging.getLogger(__name__)
 
-FORMAT = "nasdeploy-supernet"
-FORMAT_VERSION = 1
 CHECKPOINT = "checkpoint.pt"
 FINAL = "supernet.pt"
 
@@ -117,54 +115,10 @@ class StepBatches:
 
 # ------------------------------------------------------------- checkpoints
 
-def load_checkpoint(path: str | Path) -> dict:
-    from .checkpoint import read_file
-
-    obj = read_file(path)
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        raise ArtifactError(f"{path} is not a nasdeploy supernet checkpoint (written by train-supernet)")
-    if obj.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{path}: supernet checkpoint format {obj.get('format_version')} is not {FORMAT_VERSION}")
-    for key in ("config", "model", "step"):
-        if key not in obj:
-            raise ArtifactError(f"{path}: supernet checkpoint has no '{key}': is it truncated?")
-    return obj
-
-
-def load_supernet(path: str | Path, device: str | torch.device = "cpu") -> Supernet:
-    return supernet_from(load_checkpoint(path), path, device)
-
-
-def supernet_from(obj: dict, path: str | Path, device: str | torch.device = "cpu") -> Supernet:
-    """The supernet held by a checkpoint already read with ``load_checkpoint``, with its input setting."""
-    net = Supernet.from_config(obj["config"])
-    try:
-        net.load_state_dict(obj["model"])
-    except RuntimeError as e:
-        raise ArtifactError(f"{path}: weights do not fit the supernet they claim ({str(e).splitlines()[0]})") from None
-    net.input_setting = supernet_setting(obj)
-    return net.to(device).eval()
-
-
-def supernet_setting(obj: dict) -> data_mod.InputSetting:
-    """The input setting a supernet checkpoint records (earlier versions: the built-in images', or 224 px)."""
-    if isinstance(obj.get("input"), dict):
-        return data_mod.InputSetting.from_dict(obj["input"])
-    cfg = obj["config"]
-    if cfg.get("stride_plan"):
-        return data_mod.BUILTIN_SETTING
-    return data_mod.InputSetting(obj.get("train_config", {}).get("input_size", 224), cfg["num_classes"])
-
-
-def _save(path: Path, net: Supernet, cfg: TrainConfig, step: int, opt, sched, sampler, history: list,
+def _save(path: Path, net: Supernet, cfg: TrainConfig, step: int, opt, sched, path_sampler, history: list,
           setting: data_mod.InputSetting) -> None:
-    torch_save(path, {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "config": net.config(), "train_config": asdict(cfg),
-        "input": setting.as_dict(), "splits": data_mod.split_record(cfg.data),
-        "step": step, "model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-        "sampler": sampler.state_dict(), "torch_rng": torch.get_rng_state(), "history": history,
-        "provenance": {k: str(v) for k, v in provenance().items()},
-    })
+    save_checkpoint(path, net, train_config=asdict(cfg), setting=setting, step=step, optimizer=opt.state_dict(),
+                    scheduler=sched.state_dict(), sampler=path_sampler.state_dict(), history=history)
 
 
 # ---------------------------------------------------------------- training
@@ -307,7 +261,7 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
     if state is not None and state["config"]["num_classes"] != num_classes:
         raise ArtifactError(f"{ckpt_path} was trained for {state['config']['num_classes']} classes, "
                             f"this data has {num_classes}")
-    sampler = make_sampler(cfg.sampler, net.space, cfg.seed)
+    path_sampler = make_path_sampler(cfg.sampler, net.space, cfg.seed)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                           nesterov=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.steps, cfg.warmup_steps))
@@ -316,12 +270,12 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        sampler.load_state_dict(state["sampler"])
+        path_sampler.load_state_dict(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
         step, history = int(state["step"]), list(state.get("history", []))
         log.info("resuming %s at step %d/%d", ckpt_path, step, cfg.steps)
     out.mkdir(parents=True, exist_ok=True)
-    per_step = sampler.num_paths if cfg.path_batches == "separate" else 1
+    per_step = path_sampler.num_paths if cfg.path_batches == "separate" else 1
     batches = StepBatches(len(dataset), cfg.batch_size, cfg.seed, step * per_step, cfg.steps * per_step, rank, world)
     workers = 0 if cfg.data == data_mod.BUILTIN else cfg.workers
     loader = iter(DataLoader(dataset, batch_sampler=batches, num_workers=workers,
@@ -340,7 +294,7 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
             if warm and step == warm:  # once, at the same step on a resumed run (the checkpoint is before it)
                 inherit_from_parent(net, parent)
             # warm-up on the parent path: with one batch per path it takes as many batches as a fair step would
-            paths = ([parent] * per_step) if step < warm else sampler.paths()
+            paths = ([parent] * per_step) if step < warm else path_sampler.paths()
             opt.zero_grad(set_to_none=True)
             mean, n = accumulate_paths(net, paths, loader, criterion, device, amp, cfg.path_batches == "separate",
                                        cfg.micro_batches)
@@ -358,7 +312,7 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
             if not math.isfinite(mean):
                 raise UsageError(f"loss became {mean} at step {step}: lower --lr")
             if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps):
-                _save(ckpt_path, net, cfg, step, opt, sched, sampler, history, setting)
+                _save(ckpt_path, net, cfg, step, opt, sched, path_sampler, history, setting)
             if bar:
                 ips = seen / max(time.perf_counter() - t0, 1e-9)
                 bar.update(task, completed=step, loss=f"{mean:.3f}", ips=f"{ips:,.0f}")
@@ -367,5 +321,5 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
             bar.stop()
     final = out / FINAL
     if rank == 0:
-        _save(final, net, cfg, step, opt, sched, sampler, history, setting)
+        _save(final, net, cfg, step, opt, sched, path_sampler, history, setting)
     return TrainResult(final, history)

@@ -7,9 +7,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..errors import ArchError
 from .blocks import (Flavour, InvertedResidual, SkipLayer, Stabilizer, classifier, get_flavour, head, separable_conv,
                      stem)
-from .errors import ArchError
 from .space import HEAD_CHANNELS, SEPARABLE_CHANNELS, STEM_CHANNELS, Arch, layer_plan
 
 

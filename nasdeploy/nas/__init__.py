@@ -1,0 +1,8 @@
+"""The supernet side: search spaces and the ``Arch`` value (``space``), the blocks of each model family
+(``blocks``), a standalone network built from an ``Arch`` with its input setting (``net``), the weight-sharing
+supernet (``supernet``), the path samplers that choose which subnets a training step trains (``paths``), the
+recipe that makes a supernet learn at small budgets (``recipe``), the training loop (``train``) and the supernet
+checkpoint, read and written without the training loop (``checkpoint``).
+
+It imports nothing above it: the data's input settings, errors and file writing only.
+"""
