@@ -96,10 +96,8 @@ class Card:
         return None
 
     def build(self, num_classes: int | None = None) -> Network:
-        net = Network(self.arch, self.flavour, num_classes or self.num_classes, self.stride_plan,
-                      self.stabilizers, dropout=self.dropout)
-        net.input_setting = self.setting(num_classes)
-        return net
+        return Network(self.arch, self.flavour, num_classes or self.num_classes, self.stride_plan,
+                       self.stabilizers, dropout=self.dropout, input_setting=self.setting(num_classes))
 
     def setting(self, num_classes: int | None = None) -> InputSetting:
         """The input setting the card declares (preprocessing: ImageNet's official one unless it says otherwise)."""
@@ -173,7 +171,7 @@ def load_weights(model: Network, weights: str | Path, card: Card | None = None) 
         layout = "nasdeploy"
         if config.get("arch") != str(model.arch):
             raise CheckpointError(f"{weights} was saved for architecture {config.get('arch')}, not {model.arch}")
-        if config.get("folded") and not getattr(model, "folded", False):
+        if config.get("folded") and not model.folded:
             make_plain_structure(model)
     else:
         layout = "timm" if "conv_stem.weight" in state else "official"
@@ -196,7 +194,7 @@ def save_checkpoint(model: Network, path: str | Path, extra: dict | None = None,
     """A nasdeploy checkpoint: structure, weights, input setting (``setting``, else the network's own) and provenance."""
     from .io import provenance, torch_save
 
-    setting = setting or getattr(model, "input_setting", None)
+    setting = setting or model.input_setting
     obj = {"format": ckpt.FORMAT, "format_version": ckpt.FORMAT_VERSION, "config": model.config(),
            "state_dict": model.state_dict(), "provenance": {k: str(v) for k, v in provenance().items()}}
     if setting is not None:
@@ -206,27 +204,27 @@ def save_checkpoint(model: Network, path: str | Path, extra: dict | None = None,
     return torch_save(path, obj)
 
 
-def load_network(path: str | Path) -> Network:
-    """A network saved by ``save_checkpoint`` (its structure and input setting come with it)."""
+def load_network(path: str | Path, setting: InputSetting | None = None) -> Network:
+    """A network saved by ``save_checkpoint`` (its structure and input setting come with it; ``setting``: another
+    input setting to give it, as an export folder's manifest records)."""
     obj = ckpt.read_file(path)
     state, config = ckpt.unwrap(obj, path)
     if config is None:
         raise CheckpointError(f"{path} is not a nasdeploy checkpoint: give a model name or card with --weights")
-    model = Network.from_config(config)
+    model = Network.from_config(config, input_setting=setting or _recorded_setting(obj, config))
     ckpt.load_state(model, state, "nasdeploy", source=str(path))
-    model.input_setting = _recorded_setting(obj, model)
     return model.eval()
 
 
-def _recorded_setting(obj: dict, model: Network) -> InputSetting:
+def _recorded_setting(obj: dict, config: dict) -> InputSetting:
     """The input setting a checkpoint records; checkpoints of earlier versions record none: the built-in images for
     the small-input stride plan, the official ImageNet preprocessing otherwise."""
     if isinstance(obj.get("input"), dict):
         return InputSetting.from_dict(obj["input"])
-    if model.stride_plan:
-        return InputSetting(BUILTIN_SETTING.size, model.num_classes, tuple(model.stride_plan), BUILTIN_SETTING.mean,
-                            BUILTIN_SETTING.std, BUILTIN_SETTING.crop_pct)
-    return InputSetting(num_classes=model.num_classes)
+    if config.get("stride_plan"):
+        return InputSetting(BUILTIN_SETTING.size, config["num_classes"], tuple(config["stride_plan"]),
+                            BUILTIN_SETTING.mean, BUILTIN_SETTING.std, BUILTIN_SETTING.crop_pct)
+    return InputSetting(num_classes=config["num_classes"])
 
 
 def model_info(name: str | Path) -> dict[str, Any]:
@@ -249,14 +247,18 @@ def model_info(name: str | Path) -> dict[str, Any]:
 
 @dataclass
 class Resolved:
-    """A model resolved once: what was asked for, its network (eval mode, weights loaded), its input setting and
-    card, and its folded form (made on first use). Export, bench, verify and the pipeline all start from it."""
+    """A model resolved once: what was asked for, its network (eval mode, weights loaded, its input setting with it)
+    and card, and its folded form (made on first use). Export, bench, verify and the pipeline all start from it."""
 
     spec: str
     net: Network
-    setting: InputSetting
     card: Card | None = None
     _folded: tuple[Network, Any] | None = field(default=None, repr=False)
+
+    @property
+    def setting(self) -> InputSetting:
+        """The input setting the network was made with."""
+        return self.net.input_setting
 
     @property
     def name(self) -> str:
@@ -273,8 +275,7 @@ class Resolved:
         if self._folded is None:
             from .fold import fold
 
-            plain, rep = fold(self.net, input_size=min(self.setting.size, 64))
-            plain.input_setting = self.setting
+            plain, rep = fold(self.net, input_size=min(self.setting.size, 64))  # a copy: the setting comes along
             self._folded = (plain, rep)
         return self._folded
 
@@ -288,11 +289,8 @@ def resolve(spec: str | Path, weights: str | Path | None = None) -> Resolved:
     if s not in cards() and not s.endswith(".toml") and Path(s).is_file():
         if weights is not None:
             raise CheckpointError(f"{s} is a checkpoint already: drop --weights, or give a model name or card")
-        net = load_network(s)
-        return Resolved(s, net, net.input_setting)
-    card = get_card(s)
-    net = create_model(s, weights=weights)
-    return Resolved(s, net, card.setting(), card)
+        return Resolved(s, load_network(s))
+    return Resolved(s, create_model(s, weights=weights), get_card(s))
 
 
 def load_any(spec: str | Path, weights: str | Path | None = None) -> Network:

@@ -90,9 +90,7 @@ class ExportFolder:
         from ..zoo import load_network
 
         self.check_files(None)
-        net = load_network(self.path / self.manifest["pytorch"]["file"])
-        net.input_setting = self.setting
-        return net
+        return load_network(self.path / self.manifest["pytorch"]["file"], setting=self.setting)
 
     def runner(self, engine: str, device: str | None = None, batch_range: tuple[int, int | None] = (1, None)):
         """A runner on exactly the files the manifest lists for ``engine`` (their hashes checked first).

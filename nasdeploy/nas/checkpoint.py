@@ -37,12 +37,11 @@ def load_supernet(path: str | Path, device: str | torch.device = "cpu") -> Super
 
 def supernet_from(obj: dict, path: str | Path, device: str | torch.device = "cpu") -> Supernet:
     """The supernet held by a checkpoint already read with ``load_checkpoint``, with its input setting."""
-    net = Supernet.from_config(obj["config"])
+    net = Supernet.from_config(obj["config"], input_setting=supernet_setting(obj))
     try:
         net.load_state_dict(obj["model"])
     except RuntimeError as e:
         raise ArtifactError(f"{path}: weights do not fit the supernet they claim ({str(e).splitlines()[0]})") from None
-    net.input_setting = supernet_setting(obj)
     return net.to(device).eval()
 
 

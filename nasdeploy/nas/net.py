@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..data import InputSetting
 from ..errors import ArchError
 from .blocks import (Flavour, InvertedResidual, SkipLayer, Stabilizer, classifier, get_flavour, head, separable_conv,
                      stem)
@@ -14,12 +15,19 @@ from .space import HEAD_CHANNELS, SEPARABLE_CHANNELS, STEM_CHANNELS, Arch, layer
 
 
 class Network(nn.Module):
-    """stem -> separable conv -> 19 searchable layers -> 1x1 head -> global pool -> classifier."""
+    """stem -> separable conv -> 19 searchable layers -> 1x1 head -> global pool -> classifier.
+
+    ``input_setting``: what the network takes (size, classes, preprocessing), given where it is made (a card, a
+    checkpoint, a supernet) and carried with it, so that export, bench and verify never guess it; None for a bare
+    structure (a latency probe, a MACs count). ``folded``: BN and stabilizers folded away (``nasdeploy.fold``)."""
 
     def __init__(self, arch: Arch | str, flavour: Flavour | str = "fairnas", num_classes: int = 1000,
                  stride_plan: Sequence[int] | None = None, stabilizers: Sequence[int] = (),
-                 stabilizer_bn: bool = False, dropout: float | None = None) -> None:
+                 stabilizer_bn: bool = False, dropout: float | None = None,
+                 input_setting: InputSetting | None = None) -> None:
         super().__init__()
+        self.input_setting = input_setting
+        self.folded = False
         self.arch = Arch.parse(arch)
         self.flavour = get_flavour(flavour) if isinstance(flavour, str) else flavour
         self.num_classes = num_classes
@@ -60,15 +68,15 @@ class Network(nn.Module):
             "stride_plan": list(self.stride_plan) if self.stride_plan else None,
             "stabilizers": [i for i, m in enumerate(self.mb_module)
                             if isinstance(m, SkipLayer) and m.stabilizer is not None],
-            "folded": bool(getattr(self, "folded", False)),
+            "folded": bool(self.folded),
             "stabilizer_bn": any(isinstance(m, SkipLayer) and m.stabilizer is not None and m.stabilizer.bn is not None
                                  for m in self.mb_module),
         }
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "Network":
+    def from_config(cls, cfg: dict, input_setting: InputSetting | None = None) -> "Network":
         net = cls(cfg["arch"], cfg["flavour"], cfg["num_classes"], cfg.get("stride_plan"),
-                  cfg.get("stabilizers", ()), cfg.get("stabilizer_bn", False))
+                  cfg.get("stabilizers", ()), cfg.get("stabilizer_bn", False), input_setting=input_setting)
         if cfg.get("folded"):
             make_plain_structure(net)
         return net

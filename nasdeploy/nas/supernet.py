@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..data import InputSetting
 from ..errors import ArchError
 from .blocks import InvertedResidual, SkipLayer, classifier, get_flavour, head, separable_conv, stem
 from .net import Network
@@ -31,9 +32,13 @@ class ChoiceLayer(nn.Module):
 
 
 class Supernet(nn.Module):
+    """``input_setting``: what the supernet was trained on (given where it is made: the trainer, a checkpoint);
+    every subnet it extracts carries it."""
+
     def __init__(self, space: SearchSpace | str, num_classes: int = 1000, stride_plan: Sequence[int] | None = None,
-                 stabilizer_bn: bool = False, dropout: float = 0.0) -> None:
+                 stabilizer_bn: bool = False, dropout: float = 0.0, input_setting: InputSetting | None = None) -> None:
         super().__init__()
+        self.input_setting = input_setting
         base = get_space(space) if isinstance(space, str) else space
         self.space = base.with_strides(stride_plan) if stride_plan is not None else base
         self.stride_plan = tuple(stride_plan) if stride_plan is not None else None
@@ -80,8 +85,9 @@ class Supernet(nn.Module):
                 "stabilizer_bn": self.stabilizer_bn}
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "Supernet":
-        return cls(cfg["space"], cfg["num_classes"], cfg.get("stride_plan"), cfg.get("stabilizer_bn", False))
+    def from_config(cls, cfg: dict, input_setting: InputSetting | None = None) -> "Supernet":
+        return cls(cfg["space"], cfg["num_classes"], cfg.get("stride_plan"), cfg.get("stabilizer_bn", False),
+                   input_setting=input_setting)
 
     def extract(self, arch: Arch | str) -> Network:
         """A standalone Network with the inherited weights (stabilizers of skips included)."""
@@ -90,7 +96,8 @@ class Supernet(nn.Module):
         skips = [i for i, c in enumerate(arch) if c.skip]
         ref = next(self.parameters())
         net = Network(arch, self.flavour, self.num_classes, self.stride_plan, stabilizers=skips,
-                      stabilizer_bn=self.stabilizer_bn, dropout=self.classifier[0].p).to(ref.device, ref.dtype)
+                      stabilizer_bn=self.stabilizer_bn, dropout=self.classifier[0].p,
+                      input_setting=self.input_setting).to(ref.device, ref.dtype)
         with torch.no_grad():
             for name in ("stem", "separable_conv", "conv_before_pooling", "classifier"):
                 getattr(net, name).load_state_dict(getattr(self, name).state_dict())
@@ -100,5 +107,4 @@ class Supernet(nn.Module):
                 if type(src) is not type(dst):
                     raise ArchError(f"layer {i}: supernet candidate and subnet block differ")  # pragma: no cover
                 dst.load_state_dict(src.state_dict())
-        net.input_setting = getattr(self, "input_setting", None)
         return net.train(self.training)

@@ -253,7 +253,7 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
     dataset, setting = open_train_data(cfg)
     num_classes = setting.num_classes
     torch.manual_seed(cfg.seed)
-    net = Supernet(space, num_classes, setting.stride_plan, cfg.stabilizer_bn)
+    net = Supernet(space, num_classes, setting.stride_plan, cfg.stabilizer_bn, input_setting=setting)
     if cfg.zero_init_residual:
         zero_init_residuals(net)
     net = net.to(device, memory_format=torch.channels_last)  # 1.5x faster training on the CPU, faster on GPUs
