@@ -10,9 +10,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .device import resolve_device
 from .errors import UsageError
 from .io import torch_save
-from .nas.train import StepBatches, _device, warmup_cosine
+from .nas.train import StepBatches, warmup_cosine
 from .progress import progress_bar
 from .zoo import get_card, resolve, save_checkpoint
 
@@ -40,7 +41,7 @@ def train_model(model: nn.Module, dataset: Dataset, cfg: FinetuneConfig, state_p
     """
     if cfg.steps <= 0 or cfg.batch_size <= 0:
         raise UsageError("--steps and --batch-size must be positive")
-    device = _device(cfg.device)
+    device = torch.device(resolve_device(cfg.device))
     model = model.to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.steps, -1))

@@ -20,6 +20,7 @@ from typing import Callable
 
 import torch
 
+from .device import resolve_device
 from .errors import UsageError
 from .finetune import FinetuneConfig
 from .io import provenance, write_json
@@ -38,7 +39,7 @@ class Pipeline:
         self.out = Path(cfg.out)
         self.progress = progress
         self.echo = echo or (lambda s: log.info(s))
-        self.device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = resolve_device(cfg.device)  # checked: a device that is not here is refused before any stage
         self.results: dict[str, dict] = {}
         # the stage table: name -> what runs it, in order
         self.stages: dict[str, Callable[[], dict]] = {
@@ -52,12 +53,11 @@ class Pipeline:
         return self.out / f"stage_{stage}.json"
 
     def validate(self) -> None:
-        """Everything that can be refused is refused before the first stage: device, data, space, engines."""
-        from .backends import check_device
+        """Everything that can be refused is refused before the first stage (the device already when the pipeline
+        is made): data, space, engines, target."""
         from .data import BUILTIN, check_image_folder, resolve_split
         from .nas.space import get_space
 
-        check_device(self.device)
         get_space(self.cfg.space)
         if self.cfg.data != BUILTIN:
             for split in ("train", "test"):

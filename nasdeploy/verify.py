@@ -8,7 +8,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import data as D
-from .backends import check_device, make_runner, require, tf32_mode
+from .backends import make_runner, require, tf32_mode
+from .device import check_device
 from .errors import DataError
 from .evaluate import check_reference, evaluate
 from .export.manifest import ExportFolder, is_export

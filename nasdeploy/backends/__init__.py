@@ -12,14 +12,14 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-import torch
 from torch import nn
 
+from ..device import check_device
 from ..errors import DeviceError, UsageError
 from .base import (DTYPES, Backend, Runner, Sources, Target, device_context, device_kind, parse_dtype,
                    quiet_cpu_compiler, tf32_mode, tf32_state)
 
-__all__ = ["DTYPES", "Backend", "Runner", "Sources", "Target", "backend_names", "check_device", "default_engines",
+__all__ = ["DTYPES", "Backend", "Runner", "Sources", "Target", "backend_names", "default_engines",
            "device_context", "device_kind", "dtype_reason", "engine_help", "get_backend", "make_runner", "parse_dtype",
            "parse_engines", "quiet_cpu_compiler", "reference_engine", "require", "table_backend", "tf32_mode",
            "tf32_state", "unavailable_reason"]
@@ -73,20 +73,6 @@ def engine_help() -> str:
     """The registered backends and the precisions each runs, for --help texts."""
     return "; ".join(f"{b.name} ({', '.join(f'{k}: {chr(47).join(v)}' for k, v in b.dtypes.items())})"
                      for b in _registry().values())
-
-
-def check_device(device: str) -> str:
-    if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
-        raise UsageError(f"unknown device '{device}': use cpu, cuda or cuda:N")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError(f"--device {device} but no CUDA device is visible here: use --device cpu")
-    if device.startswith("cuda:"):
-        idx = device.split(":", 1)[1]
-        if not idx.isdigit():
-            raise UsageError(f"unknown device '{device}': use cuda:N with N a GPU index")
-        if int(idx) >= torch.cuda.device_count():
-            raise DeviceError(f"--device {device} but only {torch.cuda.device_count()} CUDA device(s) are visible")
-    return device
 
 
 def unavailable_reason(backend: str, device: str) -> str | None:

@@ -16,10 +16,11 @@ from typing import Callable
 
 import torch
 
-from ..backends import (Runner, Sources, backend_names, check_device, device_context, dtype_reason, make_runner, parse_dtype,
+from ..backends import (Runner, Sources, backend_names, device_context, dtype_reason, make_runner, parse_dtype,
                         reference_engine, tf32_mode, unavailable_reason)
 from ..backends.compile import CompileRunner
 from ..backends.torch_eager import TorchRunner
+from ..device import check_device
 from ..errors import DeviceError, NasDeployError, UsageError
 from ..export.manifest import ExportFolder, is_export
 from ..progress import progress_bar

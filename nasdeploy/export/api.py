@@ -9,7 +9,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 
 from ..errors import ExportError, UsageError
 from ..io import provenance, write_json
@@ -39,9 +38,10 @@ class ExportOptions:
     tf32: bool = False  # CUDA fp32 engines and their parity: TF32 allowed (off: fp32 means float32)
 
     def resolved_device(self) -> str:
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return self.device
+        """``device`` resolved and checked (``nasdeploy.device.resolve_device``)."""
+        from ..device import resolve_device
+
+        return resolve_device(self.device)
 
     def all_engines(self) -> list[tuple[str, str]]:
         """The engines in build order, without repeats."""
@@ -97,11 +97,11 @@ def engine_name(backend: str, dtype: str) -> str:
 
 def _preflight(out: Path, opt: ExportOptions) -> list[tuple[str, str, str]]:
     """Everything that can be refused is refused before anything is written: (backend, precision, device)."""
-    from ..backends import check_device, get_backend, require
+    from ..backends import get_backend, require
 
     if out.exists() and not opt.force:
         raise UsageError(f"{out} already exists: pass --force to replace it, or choose another --out")
-    device = check_device(opt.resolved_device())
+    device = opt.resolved_device()
     engines = opt.all_engines()
     if not engines:
         raise UsageError("nothing to export: give --engines (or --onnx, --trt, --aoti)")

@@ -11,9 +11,10 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from ..backends import check_device, make_runner, require, tf32_mode
+from ..backends import make_runner, require, tf32_mode
 from ..bench.env import environment
 from ..bench.timing import SETTLE_S, Stats, best_round, time_fn, time_runner
+from ..device import check_device
 from ..errors import ArtifactError, UsageError
 from ..fold import fold, fold_bn
 from ..io import provenance

@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .. import data as data_mod
+from ..device import resolve_device
 from ..errors import ArtifactError, DataError, DeviceError, UsageError
 from ..progress import progress_bar
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -122,14 +123,6 @@ def _save(path: Path, net: Supernet, cfg: TrainConfig, step: int, opt, sched, pa
 
 
 # ---------------------------------------------------------------- training
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError("--device cuda but no CUDA device is visible here: use --device cpu")
-    return torch.device(name)
-
 
 def _dist(device: torch.device) -> tuple[int, int]:
     """(rank, world) under torchrun; NCCL only when training on CUDA, gloo otherwise."""
@@ -246,7 +239,7 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
         if state["config"]["space"] != space.name:
             raise ArtifactError(f"{ckpt_path} is a {state['config']['space']} supernet, not {space.name}: "
                                 "use the same --space or another --out")
-    device = _local_device(_device(cfg.device))
+    device = _local_device(torch.device(resolve_device(cfg.device)))
     rank, world = _dist(device)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
