@@ -53,8 +53,8 @@ class Pipeline:
         return self.out / f"stage_{stage}.json"
 
     def validate(self) -> None:
-        """Everything that can be refused is refused before the first stage (the device already when the pipeline
-        is made): data, space, engines, target."""
+        """Everything that can be refused is refused before the first stage (the configuration's types and target
+        when it is read, the device when the pipeline is made): data, space, engines."""
         from .data import BUILTIN, check_image_folder, resolve_split
         from .nas.space import get_space
 
@@ -64,10 +64,6 @@ class Pipeline:
                 check_image_folder(resolve_split(self.cfg.data, split))
         if not self.candidates()[0]:
             raise UsageError("none of deploy.engines can run here: see the reasons with `nasdeploy bench`")
-        if self.cfg.search.latency_target != "auto":
-            from .search import parse_latency
-
-            parse_latency(self.cfg.search.latency_target)
         for name, value in (("accuracy_images", self.cfg.accuracy_images), ("search.eval_images",
                                                                              self.cfg.search.eval_images)):
             if value < 1:
@@ -174,21 +170,23 @@ class Pipeline:
 
     # -- search
     def _target(self) -> float:
-        from .search import auto_target, parse_latency
+        """The target in milliseconds: the configuration's, or chosen from the latency tables (auto)."""
+        from .search import auto_target
 
-        t = self.cfg.search.latency_target
-        return parse_latency(t) if t != "auto" else auto_target(self._tables(), self.cfg.space, self.cfg.seed)
+        t = self.cfg.search.target_ms
+        return t if t is not None else auto_target(self._tables(), self.cfg.space, self.cfg.seed)
 
     def stage_search(self) -> dict:
         from .search import SearchConfig, SearchInputs, search
 
         s = self.cfg.search
         target = self._target()
-        cfg = SearchConfig(target, ("accuracy",), s.population, s.generations, self.cfg.seed,
-                           s.calib_batches, 64, s.eval_images, device=self.device)
-        inp = SearchInputs(self.cfg.space, str(self.out / "supernet" / "supernet.pt"),
-                           [t["lut"] for t in self.results["latency"]["tables"].values()], self.cfg.data,
-                           self.device)
+        cfg = SearchConfig(target_ms=target, objectives=("accuracy",), population=s.population,
+                           generations=s.generations, seed=self.cfg.seed, calib_batches=s.calib_batches,
+                           calib_batch_size=64, eval_images=s.eval_images, device=self.device)
+        inp = SearchInputs(space=self.cfg.space, supernet=str(self.out / "supernet" / "supernet.pt"),
+                           lut=[t["lut"] for t in self.results["latency"]["tables"].values()], data=self.cfg.data,
+                           device=self.device)
         r = search(inp, cfg, self.out / "search", progress=self.progress)
         if r.best is None:
             raise UsageError(f"no architecture met {target} ms: raise search.generations or the target")

@@ -41,6 +41,16 @@ class SearchStage:
     calib_batches: int = 4
     eval_images: int = 1000  # of the search-validation split
 
+    def __post_init__(self) -> None:
+        _ = self.target_ms  # a target without units is refused with the configuration, before any stage runs
+
+    @property
+    def target_ms(self) -> float | None:
+        """The latency target in milliseconds (None: auto, chosen from the latency tables)."""
+        from .search.problem import parse_latency
+
+        return None if self.latency_target == "auto" else parse_latency(self.latency_target)
+
 
 @dataclass
 class ExportStage:

@@ -31,9 +31,9 @@ def test_latency_target_needs_units():
 
 def _proxy(lut, out, target, pop=6, gen=2):
     t = LatencyTable.load(lut)
-    cfg = SearchConfig(target if target else 1.2 * t.fastest()[1], population=pop, generations=gen,
+    cfg = SearchConfig(target_ms=target if target else 1.2 * t.fastest()[1], population=pop, generations=gen,
                        accuracy_proxy=True)
-    return search(SearchInputs("fairnas", lut=str(lut), input_size=28), cfg, out, progress=False), cfg
+    return search(SearchInputs(space="fairnas", lut=str(lut), input_size=28), cfg, out, progress=False), cfg
 
 
 def test_search_meets_the_target_and_the_front_is_non_dominated(lut, tmp_path):
@@ -112,7 +112,7 @@ def test_search_on_a_real_supernet_writes_the_subnet_it_scored(lut, tmp_path):
     sn = train_supernet(TrainConfig(space="fairnas", steps=6, batch_size=16, ckpt_every=100, device="cpu"),
                         tmp_path / "sn", progress=False).path
     t = LatencyTable.load(lut)
-    cfg = SearchConfig(2.0 * t.fastest()[1], population=4, generations=1, calib_batches=1, calib_batch_size=32,
+    cfg = SearchConfig(target_ms=2.0 * t.fastest()[1], population=4, generations=1, calib_batches=1, calib_batch_size=32,
                        eval_images=300)
     r = search(SearchInputs(supernet=str(sn), lut=str(lut)), cfg, tmp_path / "s", progress=False)
     assert r.best is not None and r.accuracy_label == "supernet top-1 (%)"

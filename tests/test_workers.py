@@ -135,12 +135,11 @@ def test_a_worker_killed_mid_trial_loses_nothing(inputs, postgres_url, tmp_path)
 
     # one process, the same architectures: the same estimates and the same front
     from nasdeploy.pareto import Candidate, pareto_front
-    from nasdeploy.search import SearchConfig, SearchInputs
-    from nasdeploy.search.job import _setup
+    from nasdeploy.search import SearchConfig, SearchInputs, setup_search
 
     sn, lut, target = inputs
-    setup = _setup(SearchInputs(supernet=str(sn), lut=str(lut)), SearchConfig(float(target[:-2]), calib_batches=1,
-                                                                              eval_images=200), tmp_path, False)
+    setup = setup_search(SearchInputs(supernet=str(sn), lut=str(lut)),
+                         SearchConfig(target_ms=float(target[:-2]), calib_batches=1, eval_images=200), tmp_path, False)
     done = [t for t in study.get_trials(states=(TrialState.COMPLETE,)) if "score" in t.user_attrs]
     again = []
     for t in done:

@@ -82,12 +82,14 @@ def cmd_search(args: argparse.Namespace) -> int:
         from ..errors import UsageError
 
         raise UsageError("give --latency-target with units (e.g. 1.2ms), or --report with --storage")
-    cfg = SearchConfig(parse_latency(args.latency_target), tuple(o.strip() for o in args.objectives.split(",")),
-                       args.population, args.generations, args.seed, args.calib_batches, 64, args.eval_images,
-                       args.accuracy_proxy, "cuda" if args.device.startswith("cuda") else "cpu", args.storage,
-                       args.study_name, args.criterion, args.heartbeat)
-    inp = SearchInputs(args.space, args.supernet, args.lut, args.data, args.device, args.batch, args.dtype,
-                       args.backend, args.input_size)
+    cfg = SearchConfig(target_ms=parse_latency(args.latency_target),
+                       objectives=tuple(o.strip() for o in args.objectives.split(",")), population=args.population,
+                       generations=args.generations, seed=args.seed, calib_batches=args.calib_batches,
+                       calib_batch_size=64, eval_images=args.eval_images, accuracy_proxy=args.accuracy_proxy,
+                       device="cuda" if args.device.startswith("cuda") else "cpu", storage=args.storage,
+                       study_name=args.study_name, criterion=args.criterion, heartbeat=args.heartbeat)
+    inp = SearchInputs(space=args.space, supernet=args.supernet, lut=args.lut, data=args.data, device=args.device,
+                       batch=args.batch, dtype=args.dtype, backend=args.backend, input_size=args.input_size)
     return _print(search(inp, cfg, args.out, progress=not args.no_progress), args.out)
 
 

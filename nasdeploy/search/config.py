@@ -10,8 +10,11 @@ from .estimate import CRITERIA
 OBJECTIVES = ("accuracy", "latency", "params")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SearchConfig:
+    """How a search runs; built by keyword. ``target_ms``: the latency target in milliseconds (``parse_latency``
+    reads it from text with units)."""
+
     target_ms: float
     # what NSGA-II selects by; the latency target is a hard constraint either way, and the fronts are always
     # reported over accuracy and latency. Accuracy alone found better architectures than random search on
@@ -51,8 +54,10 @@ class SearchConfig:
         return self
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SearchInputs:
+    """What a search reads (built by keyword): a supernet (or the MACs proxy), latency tables, data."""
+
     space: str | None = None
     supernet: str | None = None
     lut: str | list[str] | None = None  # one table, or one per candidate engine

@@ -19,7 +19,7 @@ from . import study as S
 from .config import SearchConfig, SearchInputs, SearchResult
 from .estimate import Estimate, estimate
 from .outputs import write_outputs
-from .problem import check_target, space_problem
+from .problem import Problem, check_target, space_problem
 
 log = logging.getLogger(__name__)
 # ------------------------------------------------------------------ evaluators
@@ -94,7 +94,10 @@ def load_eval_data(data: str, calib_batches: int, calib_batch_size: int, eval_im
 # ------------------------------------------------------------------ the job
 
 @dataclass
-class _Setup:
+class SearchSetup:
+    """What a search works with, read once: the space, the input setting, the latency tables, the evaluator (with
+    the supernet and its data, or the MACs proxy)."""
+
     space: str
     setting: InputSetting
     tables: EngineTables
@@ -103,7 +106,9 @@ class _Setup:
     data: str | None
 
 
-def _setup(inp: SearchInputs, cfg: SearchConfig, out: Path, progress: bool) -> _Setup:
+def setup_search(inp: SearchInputs, cfg: SearchConfig, out: Path, progress: bool) -> SearchSetup:
+    """Read the search's inputs (supernet, its data, the tables; a table is measured into ``out`` if none is
+    given) and check that they fit together."""
     from .. import data as D
 
     if inp.supernet:
@@ -136,7 +141,7 @@ def _setup(inp: SearchInputs, cfg: SearchConfig, out: Path, progress: bool) -> _
         measure_table(s, out / "lut.json", progress=progress)
         tables = EngineTables.load(out / "lut.json", space=space)
     check_lut_matches(tables, space, setting)
-    return _Setup(space, setting, tables, evaluator, supernet, data)
+    return SearchSetup(space, setting, tables, evaluator, supernet, data)
 
 
 def check_lut_matches(tables: EngineTables, space: str, setting: InputSetting) -> None:
@@ -156,7 +161,7 @@ def check_lut_matches(tables: EngineTables, space: str, setting: InputSetting) -
                             f"{setting.num_classes}: measure it with --num-classes {setting.num_classes}")
 
 
-def _meta(setup: _Setup, cfg: SearchConfig, inp: SearchInputs) -> dict:
+def _meta(setup: SearchSetup, cfg: SearchConfig, inp: SearchInputs) -> dict:
     from .. import data as D
 
     return {"space": setup.space, "target_ms": cfg.target_ms, "objectives": list(cfg.objectives),
@@ -170,9 +175,15 @@ def _meta(setup: _Setup, cfg: SearchConfig, inp: SearchInputs) -> dict:
             "splits": D.split_record(setup.data) if setup.data else None}
 
 
-def _study(setup: _Setup, cfg: SearchConfig, inp: SearchInputs, out: Path):
+def _problem(setup: SearchSetup, cfg: SearchConfig) -> Problem:
+    """The search problem: the space's choices, latency from the tables, the target (a target no architecture can
+    meet refused with the fastest possible)."""
     check_target(setup.tables, cfg.target_ms)
-    problem = space_problem(get_space(setup.space), setup.tables, cfg.target_ms)
+    return space_problem(get_space(setup.space), setup.tables, cfg.target_ms)
+
+
+def _study(setup: SearchSetup, cfg: SearchConfig, inp: SearchInputs, out: Path):
+    problem = _problem(setup, cfg)
     out.mkdir(parents=True, exist_ok=True)
     storage = S.open_storage(cfg.storage or f"sqlite:///{(out / 'search.db').resolve()}", cfg.heartbeat)
     name = cfg.study_name or f"nasdeploy-{setup.space}-{cfg.target_ms:g}ms-{'-'.join(cfg.objectives)}"
@@ -189,7 +200,7 @@ def _describe(tables: EngineTables):
     return describe
 
 
-def _run(study, problem, setup: _Setup, cfg: SearchConfig, progress: bool) -> dict:
+def _run(study, problem, setup: SearchSetup, cfg: SearchConfig, progress: bool) -> dict:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -217,10 +228,10 @@ def search(inp: SearchInputs, cfg: SearchConfig, out: str | Path, progress: bool
     outputs. Other processes may work on the same study meanwhile (`nasdeploy search-worker`)."""
     out = Path(out)
     cfg.check()
-    setup = _setup(inp, cfg, out, progress)
+    setup = setup_search(inp, cfg, out, progress)
     study, problem = _study(setup, cfg, inp, out)
     stats = _run(study, problem, setup, cfg, progress)
-    return write_outputs(study, setup, cfg, out, stats)
+    return write_outputs(study, setup, problem, cfg, out, stats)
 
 
 def _from_meta(study) -> tuple[SearchInputs, SearchConfig]:
@@ -228,10 +239,12 @@ def _from_meta(study) -> tuple[SearchInputs, SearchConfig]:
     if not meta:
         raise UsageError(f"study '{study.study_name}' was not made by `nasdeploy search`: nothing to work on")
     e = meta["evaluation"]
-    inp = SearchInputs(meta["space"], meta["supernet"], meta["luts"], meta["data"])
-    cfg = SearchConfig(meta["target_ms"], tuple(meta["objectives"]), meta["population"], meta["generations"],
-                       meta["seed"], e["calib_batches"], e["calib_batch_size"], e["eval_images"],
-                       meta["accuracy_proxy"], criterion=meta["criterion"], study_name=study.study_name)
+    inp = SearchInputs(space=meta["space"], supernet=meta["supernet"], lut=meta["luts"], data=meta["data"])
+    cfg = SearchConfig(target_ms=meta["target_ms"], objectives=tuple(meta["objectives"]),
+                       population=meta["population"], generations=meta["generations"], seed=meta["seed"],
+                       calib_batches=e["calib_batches"], calib_batch_size=e["calib_batch_size"],
+                       eval_images=e["eval_images"], accuracy_proxy=meta["accuracy_proxy"], criterion=meta["criterion"],
+                       study_name=study.study_name)
     if meta["accuracy_proxy"]:
         inp.input_size = meta["input"]["size"]
     return inp, cfg
@@ -245,7 +258,7 @@ def search_worker(storage: str, study_name: str | None = None, device: str = "cp
     inp, cfg = _from_meta(S.load(st, study_name))
     cfg.storage, cfg.device, cfg.heartbeat = storage, device, heartbeat
     inp.device = device
-    setup = _setup(inp, cfg, Path("."), progress)
+    setup = setup_search(inp, cfg, Path("."), progress)
     study, problem = _study(setup, cfg, inp, Path("."))
     return _run(study, problem, setup, cfg, progress)
 
@@ -256,7 +269,8 @@ def report(storage: str, study_name: str | None, out: str | Path, device: str = 
     study = S.load(st, study_name)
     inp, cfg = _from_meta(study)
     cfg.storage, cfg.device = storage, device
-    setup = _setup(inp, cfg, Path(out), False)
-    return write_outputs(study, setup, cfg, Path(out), {"trials": 0, "evaluated": 0, "seconds": 0.0})
+    setup = setup_search(inp, cfg, Path(out), False)
+    return write_outputs(study, setup, _problem(setup, cfg), cfg, Path(out), {"trials": 0, "evaluated": 0,
+                                                                               "seconds": 0.0})
 
 

@@ -12,17 +12,17 @@ from ..pareto import Candidate, pareto_front
 from . import study as S
 from .config import SearchConfig, SearchResult
 from .estimate import Estimate, choose, paired
-from .problem import spread
+from .problem import Problem, spread
 
 
-def _candidates(study, setup, cfg: SearchConfig) -> list[dict]:
+def _candidates(study, problem: Problem) -> list[dict]:
     out = []
     for t in S.completed(study):
         a = t.user_attrs
         est = Estimate.from_attrs(a) if "correct_b64" in a else None
         out.append({"arch": a["arch"], "trial": t.number, "cost": a["cost"], "engine": a.get("engine", ""),
                     "by_engine": a.get("latency_by_engine", {}), "params": a.get("params", 0), "macs": a.get("macs", 0),
-                    "score": a["score"], "estimate": est, "feasible": a["cost"] <= cfg.target_ms})
+                    "score": a["score"], "estimate": est, "feasible": problem.meets(a["cost"])})
     return out
 
 
@@ -41,10 +41,10 @@ def _wilson(e: Estimate) -> tuple[float, float]:
     return round(lo, 3), round(hi, 3)
 
 
-def write_outputs(study, setup, cfg: SearchConfig, out: Path, stats: dict) -> SearchResult:
+def write_outputs(study, setup, problem: Problem, cfg: SearchConfig, out: Path, stats: dict) -> SearchResult:
     from ..plots import pareto_plot
 
-    cands = _candidates(study, setup, cfg)
+    cands = _candidates(study, problem)
     feasible = [c for c in cands if c["feasible"]]
     cand_objs = [_candidate(c, setup.evaluator) for c in cands]
     front_objectives = front_of(cfg)
@@ -56,7 +56,7 @@ def write_outputs(study, setup, cfg: SearchConfig, out: Path, stats: dict) -> Se
     by_engine = {}
     for engine in setup.tables.tables:
         pts = [_candidate(c, setup.evaluator, c["by_engine"].get(engine, c["cost"]), engine) for c in cands
-               if c["by_engine"].get(engine, c["cost"]) <= cfg.target_ms]
+               if problem.meets(c["by_engine"].get(engine, c["cost"]))]
         by_engine[engine] = [asdict(p) for p in pareto_front(pts, front_objectives)]
     result = SearchResult(cand_objs, front, best, fastest, getattr(setup.evaluator, "label", "accuracy"),
                           throughput=stats, fronts_by_engine=by_engine,

@@ -1,5 +1,8 @@
 """What a constrained search works on: one choice (a token) per layer, a cost per architecture (predicted
-latency, or any additive cost such as FLOPs) and a target the cost must meet."""
+latency, or any additive cost such as FLOPs) and a target the cost must meet.
+
+``Problem`` alone decides feasibility (``Problem.within``). A latency target is milliseconds (a float) from the
+moment ``parse_latency`` reads it at the command line or in a pipeline configuration to the study."""
 from __future__ import annotations
 
 import random
@@ -26,8 +29,9 @@ def parse_latency(text: str) -> float:
 
 @dataclass
 class Problem:
-    """``layers``: the tokens each layer may take; ``cost``: an architecture's cost (what the target bounds);
-    ``layer_cost``: a choice's own share of it (orders the choices when a draw is biased or repaired)."""
+    """``layers``: the tokens each layer may take; ``cost``: an architecture's cost (what the target bounds: for
+    nasdeploy's search, predicted latency in milliseconds); ``layer_cost``: a choice's own share of it (orders the
+    choices when a draw is biased or repaired); ``target``: in the cost's unit."""
 
     layers: list[tuple[str, ...]]
     cost: Callable[[Tokens], float]
@@ -38,12 +42,21 @@ class Problem:
         # choices of each layer from cheapest to dearest
         self.order = [tuple(sorted(c, key=lambda t, i=i: self.layer_cost(i, t))) for i, c in enumerate(self.layers)]
         self.cheapest = tuple(o[0] for o in self.order)
-        if self.cost(self.cheapest) > self.target:
+        if not self.meets(self.cost(self.cheapest)):
             raise UsageError(f"no architecture can meet the target {self.target:g}: the cheapest costs "
                              f"{self.cost(self.cheapest):g}")
 
+    @staticmethod
+    def within(cost: float, target: float) -> bool:
+        """The feasibility rule, the only place it is written: a cost meets a target when it is at most the target."""
+        return cost <= target
+
+    def meets(self, cost: float) -> bool:
+        """Whether ``cost`` meets this problem's target."""
+        return self.within(cost, self.target)
+
     def feasible(self, tokens: Tokens) -> bool:
-        return self.cost(tokens) <= self.target
+        return self.meets(self.cost(tokens))
 
     def draw(self, rng: random.Random, beta: float) -> Tokens:
         """A random architecture biased towards cheap choices: layer i takes its k-th cheapest choice with
@@ -61,7 +74,7 @@ class Problem:
         cheaper choice threw children far below the target, where the accurate architectures are not.)"""
         t = list(tokens)
         for _ in range(50 * len(t)):
-            if self.cost(tuple(t)) <= self.target:
+            if self.feasible(tuple(t)):
                 return tuple(t)
             dear = [i for i, o in enumerate(self.order) if o.index(t[i]) > 0]
             if not dear:
@@ -82,7 +95,7 @@ class Problem:
             c = self.cost(t)
             if a <= c <= b:
                 return t
-            if c <= self.target and abs(c - centre) < gap:
+            if self.meets(c) and abs(c - centre) < gap:
                 best, gap = t, abs(c - centre)
         return best
 
@@ -99,9 +112,9 @@ def space_problem(space, tables, target_ms: float) -> Problem:
 
 
 def check_target(tables, target_ms: float):
-    """(the fastest architecture, its latency); a target below it is refused in one line."""
+    """(the fastest architecture, its latency); a target it cannot meet is refused in one line."""
     arch, fastest = tables.fastest()
-    if target_ms < fastest:
+    if not Problem.within(fastest, target_ms):
         raise UsageError(f"no architecture can meet {target_ms:g} ms on {tables.describe()}: the fastest possible "
                          f"is predicted at {fastest:.3f} ms ({arch})")
     return arch, fastest
