@@ -63,13 +63,14 @@ def main() -> None:
     ap.add_argument("--eval-images", type=int, default=1000)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    from helpers import postgres_cluster, wait_for_study  # the tests' throwaway cluster, their study wait
+    from helpers import postgres_cluster  # the tests' throwaway cluster
 
     from nasdeploy.data import BUILTIN_SETTING
     from nasdeploy.io import provenance, write_json
     from nasdeploy.isa import this_cpu
     from nasdeploy.latency import LatencyTable, Settings, measure_table
     from nasdeploy.nas.train import TrainConfig, train_supernet
+    from nasdeploy.search.study import wait_for_study
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

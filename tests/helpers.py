@@ -97,19 +97,3 @@ def postgres_cluster():
         subprocess.run(as_user + [pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
 
-
-def wait_for_study(storage, name: str, timeout: float = 120.0):
-    """The Optuna study ``name`` once a search process has made it (a search-worker joins only an existing study);
-    ``storage`` is a URL or a storage object."""
-    import time
-
-    import optuna
-
-    deadline = time.time() + timeout
-    while True:
-        try:
-            return optuna.load_study(study_name=name, storage=storage)
-        except KeyError:
-            if time.time() > deadline:
-                raise TimeoutError(f"study {name} did not appear in {timeout:.0f} s") from None
-            time.sleep(0.2)

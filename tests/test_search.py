@@ -132,3 +132,43 @@ def test_search_on_a_real_supernet_writes_the_subnet_it_scored(lut, tmp_path):
             images += len(y)
     assert images == 300 and max(spread) > 1e-3  # the subnet's outputs depend on its input
     assert 100.0 * correct / images == pytest.approx(r.best.accuracy, abs=1e-9)
+
+
+def _bare_study(tmp_path, name: str):
+    """A study made in a storage by something other than `nasdeploy search` (no nasdeploy settings in it)."""
+    import optuna
+
+    from nasdeploy.search import study as S
+
+    storage = S.open_storage(f"sqlite:///{tmp_path / 'studies.db'}", None)
+    optuna.create_study(study_name=name, storage=storage, directions=["maximize"])
+    return storage
+
+
+def test_a_study_without_nasdeploy_settings_is_refused_not_joined(tmp_path):
+    """A worker joining a study waits for its maker's settings; when they never appear, it says so (it never skips
+    the check that the study was made for the same problem)."""
+    import time
+
+    from nasdeploy.search import Problem
+    from nasdeploy.search import study as S
+
+    storage = _bare_study(tmp_path, "bare")
+    problem = Problem([("a", "b")] * 3, lambda t: float(t.count("b")), lambda i, tok: float(tok == "b"), 2.0)
+    t0 = time.monotonic()
+    with pytest.raises(UsageError, match=r"study 'bare' in this storage has no nasdeploy settings after 0.3 s"):
+        S.create_or_load(storage, "bare", ["maximize"], {"space": "fairnas"}, problem, 2, 0, settings_wait=0.3)
+    assert time.monotonic() - t0 >= 0.3  # it waited for them first
+    study, made = S.create_or_load(storage, "new", ["maximize"], {"space": "fairnas"}, problem, 2, 0)
+    assert made and study.user_attrs[S.META] == {"space": "fairnas"}
+    with pytest.raises(UsageError, match=r"study 'new' in this storage was made for other settings \(space\)"):
+        S.create_or_load(storage, "new", ["maximize"], {"space": "scarlet"}, problem, 2, 0)
+
+
+def test_waiting_for_a_study_that_never_appears_is_an_error(tmp_path):
+    from nasdeploy.search import study as S
+
+    storage = _bare_study(tmp_path, "there")
+    assert S.wait_for_study(storage, "there", timeout=0.1).study_name == "there"
+    with pytest.raises(UsageError, match=r"study 'missing' did not appear in the storage within 0.3 s"):
+        S.wait_for_study(storage, "missing", timeout=0.3)

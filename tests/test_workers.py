@@ -16,9 +16,9 @@ from optuna.trial import TrialState
 
 from nasdeploy.data import BUILTIN_SETTING
 from nasdeploy.latency import LatencyTable, Settings, measure_table
+from nasdeploy.search.study import wait_for_study
 
 from .conftest import ROOT
-from .helpers import wait_for_study
 
 BUDGET = 8  # population 4 x 2 generations
 

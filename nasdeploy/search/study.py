@@ -34,6 +34,7 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 META = "nasdeploy"  # the study user attribute holding the search's configuration
+SETTINGS_WAIT = 5.0  # seconds a worker joining a study waits for its creator to write the configuration
 
 
 @dataclass
@@ -70,10 +71,22 @@ def _safe(url: str) -> str:
     return url
 
 
+def _poll(value: Callable[[], object], timeout: float, interval: float):
+    """``value()`` as soon as it is not None, or None once ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = value()
+        if v is not None or time.monotonic() >= deadline:
+            return v
+        time.sleep(interval)
+
+
 def create_or_load(storage, name: str, directions: list[str], meta: dict, problem: Problem, population: int,
-                   seed: int) -> tuple["optuna.Study", bool]:
+                   seed: int, settings_wait: float = SETTINGS_WAIT) -> tuple["optuna.Study", bool]:
     """The study ``name`` (created with ``meta`` as its configuration if it does not exist) and whether this call
-    created it. An existing study must have been made for the same problem (same ``meta`` keys that matter)."""
+    created it. An existing study must have been made for the same problem (same ``meta`` keys that matter); its
+    configuration is waited for ``settings_wait`` seconds (its creator may be writing it right now), and a study
+    without one is refused."""
     sampler = FeasibleNSGAIISampler(problem, population, seed, storage)
     try:
         study = optuna.create_study(study_name=name, storage=storage, directions=directions, sampler=sampler)
@@ -82,17 +95,35 @@ def create_or_load(storage, name: str, directions: list[str], meta: dict, proble
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
         stored = study.user_attrs.get(META)
-        for _ in range(50):  # its creator may be writing the configuration right now
-            if stored is not None:
-                break
-            time.sleep(0.1)
-            stored = optuna.load_study(study_name=name, storage=storage).user_attrs.get(META)
+        if stored is None:
+            stored = _poll(lambda: optuna.load_study(study_name=name, storage=storage).user_attrs.get(META),
+                           settings_wait, 0.1)
+        if stored is None:
+            raise UsageError(f"study '{name}' in this storage has no nasdeploy settings after {settings_wait:g} s: it "
+                             "was not made by `nasdeploy search`, or its maker stopped before writing them; give "
+                             "another --study-name, or delete the study from the storage and search again")
         clash = [k for k in ("space", "target_ms", "objectives", "criterion", "budget", "engines")
-                 if stored is not None and stored.get(k) != meta.get(k)]
+                 if stored.get(k) != meta.get(k)]
         if clash:
             raise UsageError(f"study '{name}' in this storage was made for other settings ({', '.join(clash)}): "
                              "give another --study-name, or the same settings")
         return study, False
+
+
+def wait_for_study(storage, name: str, timeout: float = 120.0) -> "optuna.Study":
+    """The study ``name`` once another process has made it (a search-worker joins only an existing study);
+    ``storage`` is a URL or a storage object. A study that does not appear within ``timeout`` seconds is an error."""
+    def made():
+        try:
+            return optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            return None
+
+    study = _poll(made, timeout, 0.2)
+    if study is None:
+        raise UsageError(f"study '{name}' did not appear in the storage within {timeout:g} s: start `nasdeploy search "
+                         f"--storage URL --study-name {name}` first")
+    return study
 
 
 def load(storage, name: str | None) -> "optuna.Study":
