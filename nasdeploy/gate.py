@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
-from typing import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
@@ -48,9 +48,14 @@ class GateResult:
     budget: float
     passed: bool  # the drop's estimate within the budget
     drop_ci95: tuple[float, float] = (0.0, 0.0)  # 95% interval of the drop (paired over the same images)
+    # the engine's logits the gate judged (float32, CPU), for figures beyond the gate such as top-5; not recorded
+    outputs: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The gate as recorded (manifests, reports): everything but the logits."""
+        d = asdict(replace(self, outputs=None))
+        del d["outputs"]
+        return d
 
     def reason(self, engine: str) -> str:
         what = ("top-1 drops by" if self.basis == "labels" else "top-1 disagrees with float32 on")
@@ -84,12 +89,13 @@ def judge(reference: torch.Tensor, candidate: torch.Tensor, labels: torch.Tensor
     scale = reference.abs().amax(1).clamp_min(1e-30)
     rel = float(((candidate - reference).abs().amax(1) / scale).max())
     return GateResult(n, "labels" if informative else "agreement", top1_ref, top1, agreement, drop, rel, budget,
-                      drop <= budget, (round(ci[0], 3), round(ci[1], 3)))
+                      drop <= budget, (round(ci[0], 3), round(ci[1], 3)), outputs=candidate)
 
 
 def gate_of(run: Callable[[torch.Tensor], torch.Tensor], held: "HeldOut", batch_range: tuple[int, int | None],
             budget: float) -> GateResult:
-    """The gate of an engine on the held-out images, fed in calls inside its ``batch_range``."""
+    """The gate of an engine on the held-out images (the float32 reference's logits computed once, in ``held``),
+    fed in calls inside its ``batch_range``: what export, bench, verify and the pipeline each run."""
     return judge(held.reference, chunked(run, held.images, *batch_range), held.labels, held.classes, budget)
 
 
@@ -164,12 +170,20 @@ class HeldOut:
 
 
 @torch.no_grad()
-def held_out(plain: nn.Module, setting, data: str | None, images: int) -> HeldOut:
-    """``images`` images of the test split of ``data`` (None: the built-in set) preprocessed for ``setting``, and
-    the float32 logits of ``plain`` on them."""
+def held_out_from(plain: nn.Module, batches: Iterable, classes: int) -> HeldOut:
+    """Labelled ``(images, labels)`` batches already read, with the float32 logits of ``plain`` on them."""
+    xs, ys = [], []
+    for x, y, *_ in batches:
+        xs.append(x)
+        ys.append(y)
+    reference = copy.deepcopy(plain).eval().float().cpu()
+    return HeldOut(xs, torch.cat(ys), classes, torch.cat([reference(x) for x in xs]))
+
+
+def held_out(plain: nn.Module, setting, data: str | None, images: int, batch: int = 64) -> HeldOut:
+    """``images`` images of the test split of ``data`` (None: the built-in set) preprocessed for ``setting``, in
+    batches of ``batch``, and the float32 logits of ``plain`` on them."""
     from .data import labelled_batches
 
-    batches, classes = labelled_batches(data, "test", setting, images)
-    xs = [x for x, _ in batches]
-    reference = copy.deepcopy(plain).eval().float().cpu()
-    return HeldOut(xs, torch.cat([y for _, y in batches]), classes, torch.cat([reference(x) for x in xs]))
+    batches, classes = labelled_batches(data, "test", setting, images, batch)
+    return held_out_from(plain, batches, classes)

@@ -138,14 +138,7 @@ def _padded(run, lo: int, hi: int | None):
 
 def _regate(export: ExportFolder, run, loader, budget: float, lo: int, hi: int | None) -> dict:
     """The accuracy gate of an engine against the export's float32 model on the same (labelled) images."""
-    from .gate import chunked, judge
+    from .gate import gate_of, held_out_from
 
-    plain = export.plain().eval()
-    xs, ys = [], []
-    for x, y in loader:
-        xs.append(x)
-        ys.append(y)
-    with torch.no_grad():
-        ref = torch.cat([plain(x) for x in xs])
-    out = chunked(run, xs, lo, hi)
-    return judge(ref, out, torch.cat(ys), export.setting.num_classes, budget).as_dict()
+    held = held_out_from(export.plain(), loader, export.setting.num_classes)
+    return gate_of(run, held, (lo, hi), budget).as_dict()

@@ -66,7 +66,7 @@ BREAKS = [
           "nasdeploy/gate.py", "                      drop <= budget, (round", "                      True, (round",
           "tests/test_quantize.py::test_an_engine_over_the_budget_is_refused_and_nothing_is_written"),
     Break("report-figure-off", "the report prints each candidate's top-1 0.01 points off report.json",
-          "nasdeploy/report.py", "{c['top1']:.2f}", "{c['top1'] + 0.01:.2f}",
+          "nasdeploy/pipeline/report.py", "{c['top1']:.2f}", "{c['top1'] + 0.01:.2f}",
           "tests/test_pipeline.py::test_tiny_pipeline_end_to_end"),
     Break("pareto-keeps-dominated", "the Pareto front keeps points dominated on one objective",
           "nasdeploy/pareto.py", "all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))",

@@ -103,7 +103,8 @@ def test_tiny_pipeline_end_to_end(reference):
     _report_says_what_the_json_holds(text, json.loads((out / "report.json").read_text()))
     # a rerun skips everything
     again, _ = run_pipeline(PipelineConfig.read(cfg), progress=False)
-    assert all(r["status"] == "cached" for r in again.values())
+    assert list(again.status) == list(results) and set(again.status.values()) == {"cached"}
+    assert again.as_dict() == {s: r | {"status": "cached"} for s, r in results.items()}  # loaded back as written
 
 
 def _kill_when(proc: subprocess.Popen, ready, what: str) -> None:

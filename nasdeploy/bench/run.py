@@ -404,14 +404,13 @@ def _parity(ref: torch.Tensor, out: torch.Tensor | None) -> dict | None:
 
 def _score(runner: Runner, held, n: int, budget: float) -> dict | None:
     """The gate of one runner, fed in calls of exactly ``n`` images (the batch it was built for)."""
-    from ..gate import chunked, judge
+    from ..gate import gate_of
 
     try:
-        out = chunked(runner, held.images, n, n)
+        return gate_of(runner, held, (n, n), budget).as_dict()
     except (NasDeployError, RuntimeError) as e:
         log.warning("accuracy of %s not measured: %s", runner.name, str(e).splitlines()[0])
         return None
-    return judge(held.reference, out, held.labels, held.classes, budget).as_dict()
 
 
 def default_models(device: str) -> list[str]:

@@ -2,7 +2,8 @@
 
 Each stage writes ``stage_<name>.json`` (atomically) when it completes; a rerun skips stages whose marker is there,
 and the long stages (supernet training, latency tables, search, fine-tuning) resume from their own state when
-killed mid-way. The whole configuration (types, engines, data) is checked before the first stage runs.
+killed mid-way. The whole configuration (types, engines, data) is checked before the first stage runs. Each stage
+returns a typed result (``results``) that the next stages and the report read by attribute.
 
 What ships is what was measured: the search predicts latency from a table per candidate engine, the export folder
 lists every engine's files with their hashes, the accuracy and bench stages score and time exactly those files,
@@ -10,7 +11,6 @@ and the deploy stage copies the chosen engine's files (the same hashes) into ``d
 """
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -18,15 +18,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-import torch
-
-from .device import resolve_device
-from .errors import UsageError
-from .finetune import FinetuneConfig
-from .io import provenance, write_json
-from .pipeline_config import (BenchStage, DeployStage, ExportStage, LatencyStage, PipelineConfig,  # noqa: F401
-                              SearchStage)
-from .nas.train import TrainConfig
+from ..device import resolve_device
+from ..errors import UsageError
+from ..finetune import FinetuneConfig
+from ..io import provenance, write_json
+from ..nas.train import TrainConfig
+from .config import PipelineConfig
+from .results import (RESULT_TYPES, STAGES, AccuracyResult, BenchStageResult, DeployResult, ExportStageResult,
+                      FinetuneResult, LatencyResult, PipelineResults, SearchStageResult, StageResult, SupernetResult)
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +39,11 @@ class Pipeline:
         self.progress = progress
         self.echo = echo or (lambda s: log.info(s))
         self.device = resolve_device(cfg.device)  # checked: a device that is not here is refused before any stage
-        self.results: dict[str, dict] = {}
+        self.results = PipelineResults()
         # the stage table: name -> what runs it, in order
-        self.stages: dict[str, Callable[[], dict]] = {
-            "supernet": self.stage_supernet, "latency": self.stage_latency, "search": self.stage_search,
-            "finetune": self.stage_finetune, "export": self.stage_export, "accuracy": self.stage_accuracy,
-            "bench": self.stage_bench, "deploy": self.stage_deploy}
+        self.stages: dict[str, Callable[[], StageResult]] = {name: getattr(self, f"stage_{name}") for name in STAGES}
 
-    STAGES = ("supernet", "latency", "search", "finetune", "export", "accuracy", "bench", "deploy")
+    STAGES = STAGES
 
     def marker(self, stage: str) -> Path:
         return self.out / f"stage_{stage}.json"
@@ -55,8 +51,8 @@ class Pipeline:
     def validate(self) -> None:
         """Everything that can be refused is refused before the first stage (the configuration's types and target
         when it is read, the device when the pipeline is made): data, space, engines."""
-        from .data import BUILTIN, check_image_folder, resolve_split
-        from .nas.space import get_space
+        from ..data import BUILTIN, check_image_folder, resolve_split
+        from ..nas.space import get_space
 
         get_space(self.cfg.space)
         if self.cfg.data != BUILTIN:
@@ -69,25 +65,25 @@ class Pipeline:
             if value < 1:
                 raise UsageError(f"{name} must be at least 1, got {value}")
 
-    def run(self, stop_after: str | None = None) -> dict:
+    def run(self, stop_after: str | None = None) -> PipelineResults:
         self.validate()
         self.out.mkdir(parents=True, exist_ok=True)
         write_json(self.out / "config.json", asdict(self.cfg))
         for stage, run in self.stages.items():
             m = self.marker(stage)
-            if m.exists():
-                try:
-                    self.results[stage] = json.loads(m.read_text()) | {"status": "cached"}
-                    self.echo(f"[{stage}] done before: skipped")
-                    continue
-                except json.JSONDecodeError:
-                    pass  # a marker is written atomically; an unreadable one is simply redone
+            done = RESULT_TYPES[stage].load(m) if m.exists() else None
+            if done is not None:
+                self.results.add(stage, done, "cached")
+                self.echo(f"[{stage}] done before: skipped")
+                continue
+            if m.exists():  # written atomically, so from another version or edited: redone
+                log.debug("%s does not load as this stage's result: the stage runs again", m)
             self.echo(f"[{stage}] running")
             t0 = time.perf_counter()
-            figures = {"seconds": 0.0, **run()}
-            figures["seconds"] = round(time.perf_counter() - t0, 1)
-            write_json(m, figures)
-            self.results[stage] = figures | {"status": "ran"}
+            result = run()
+            result.seconds = round(time.perf_counter() - t0, 1)
+            write_json(m, result.as_dict())
+            self.results.add(stage, result, "ran")
             if stage == stop_after:
                 break
         return self.results
@@ -95,7 +91,7 @@ class Pipeline:
     # -- which engines compete
     def candidates(self) -> tuple[list[tuple[str, str]], list[dict]]:
         """The deployment candidates that can run here, and the others with the reason (unknown names refused)."""
-        from .backends import default_engines, dtype_reason, get_backend, parse_engines, unavailable_reason
+        from ..backends import default_engines, dtype_reason, get_backend, parse_engines, unavailable_reason
 
         e = self.cfg.deploy.engines
         pairs = default_engines(self.device) if e == "auto" else parse_engines(e)
@@ -110,24 +106,24 @@ class Pipeline:
         return live, skipped
 
     def _engine_device(self, engine: str) -> str:
-        from .backends import get_backend
+        from ..backends import get_backend
 
         return get_backend(engine.split(":")[0]).export_device(self.device)
 
     # -- supernet
-    def stage_supernet(self) -> dict:
-        from .data import split_record
-        from .nas.train import train_supernet
+    def stage_supernet(self) -> SupernetResult:
+        from ..data import split_record
+        from ..nas.train import train_supernet
 
         tc = TrainConfig(**{**asdict(self.cfg.supernet), "space": self.cfg.space, "data": self.cfg.data,
                             "seed": self.cfg.seed, "device": self.device})
         r = train_supernet(tc, self.out / "supernet", resume=True, progress=self.progress)
         first, last = r.loss_summary()
-        return {"supernet": str(r.path), "steps": len(r.history), "loss_first": first, "loss_last": last,
-                "space": self.cfg.space, "sampler": tc.sampler, "splits": split_record(self.cfg.data)}
+        return SupernetResult(supernet=str(r.path), steps=len(r.history), loss_first=first, loss_last=last,
+                              space=self.cfg.space, sampler=tc.sampler, splits=split_record(self.cfg.data))
 
     def _setting(self):
-        from .nas.checkpoint import load_checkpoint, supernet_setting
+        from ..nas.checkpoint import load_checkpoint, supernet_setting
 
         return supernet_setting(load_checkpoint(self.out / "supernet" / "supernet.pt"))
 
@@ -135,9 +131,9 @@ class Pipeline:
     def lut_path(self, engine: str) -> Path:
         return self.out / f"lut_{engine.replace(':', '_')}.json"
 
-    def stage_latency(self) -> dict:
-        from .latency import LatencyTable, Settings, measure_table, validate_table
-        from .plots import latency_scatter
+    def stage_latency(self) -> LatencyResult:
+        from ..latency import LatencyTable, Settings, measure_table, validate_table
+        from ..plots import latency_scatter
 
         lat, setting = self.cfg.latency, self._setting()
         given = {t.engine: t for t in (LatencyTable.load(p, space=self.cfg.space) for p in lat.tables)}
@@ -161,23 +157,27 @@ class Pipeline:
                             f"{table.describe()}: {m['n']} random archs")
             tables[engine] = {"lut": str(path), "setting": table.describe(), "entries": table.entries(),
                               "validation": m}
-        return {"tables": tables, "input": setting.as_dict()}
+        return LatencyResult(tables=tables, input=setting.as_dict())
+
+    def _luts(self) -> list[str]:
+        """The latency stage's tables, one per candidate engine."""
+        return [t["lut"] for t in self.results.latency.tables.values()]
 
     def _tables(self):
-        from .latency.table import EngineTables
+        from ..latency.table import EngineTables
 
-        return EngineTables.load([t["lut"] for t in self.results["latency"]["tables"].values()])
+        return EngineTables.load(self._luts())
 
     # -- search
     def _target(self) -> float:
         """The target in milliseconds: the configuration's, or chosen from the latency tables (auto)."""
-        from .search import auto_target
+        from ..search import auto_target
 
         t = self.cfg.search.target_ms
         return t if t is not None else auto_target(self._tables(), self.cfg.space, self.cfg.seed)
 
-    def stage_search(self) -> dict:
-        from .search import SearchConfig, SearchInputs, search
+    def stage_search(self) -> SearchStageResult:
+        from ..search import SearchConfig, SearchInputs, search
 
         s = self.cfg.search
         target = self._target()
@@ -185,36 +185,35 @@ class Pipeline:
                            generations=s.generations, seed=self.cfg.seed, calib_batches=s.calib_batches,
                            calib_batch_size=64, eval_images=s.eval_images, device=self.device)
         inp = SearchInputs(space=self.cfg.space, supernet=str(self.out / "supernet" / "supernet.pt"),
-                           lut=[t["lut"] for t in self.results["latency"]["tables"].values()], data=self.cfg.data,
-                           device=self.device)
+                           lut=self._luts(), data=self.cfg.data, device=self.device)
         r = search(inp, cfg, self.out / "search", progress=self.progress)
         if r.best is None:
             raise UsageError(f"no architecture met {target} ms: raise search.generations or the target")
-        return {"target_ms": target, "fastest_ms": r.fastest_ms, "trials": len(r.candidates),
-                "front": [asdict(c) for c in r.front], "best": asdict(r.best), "references": r.references,
-                "fronts_by_engine": r.fronts_by_engine, "spread": r.spread, "resolved_front": r.resolved,
-                "choice": r.choice,
-                "splits": r.splits, "evaluation": r.evaluation,
-                "card": str(self.out / "search" / "best.toml"), "pareto_png": str(self.out / "search" / "pareto.png")}
+        return SearchStageResult(target_ms=target, fastest_ms=r.fastest_ms, trials=len(r.candidates),
+                                 front=[asdict(c) for c in r.front], best=asdict(r.best), references=r.references,
+                                 fronts_by_engine=r.fronts_by_engine, spread=r.spread, resolved_front=r.resolved,
+                                 choice=r.choice, splits=r.splits, evaluation=r.evaluation,
+                                 card=str(self.out / "search" / "best.toml"),
+                                 pareto_png=str(self.out / "search" / "pareto.png"))
 
     # -- fine-tune the chosen architecture from its inherited weights
-    def stage_finetune(self) -> dict:
-        from .finetune import finetune
+    def stage_finetune(self) -> FinetuneResult:
+        from ..finetune import finetune
 
         f = FinetuneConfig(**{**asdict(self.cfg.finetune), "seed": self.cfg.seed, "device": self.device})
         card = finetune(str(self.out / "search" / "best.toml"), self.out / "finetune", f, self.cfg.data,
                         progress=self.progress)
-        return {"card": str(card), "steps": f.steps, "batch_size": f.batch_size, "lr": f.lr}
+        return FinetuneResult(card=str(card), steps=f.steps, batch_size=f.batch_size, lr=f.lr)
 
     def _deployed_card(self) -> Path:
         src = self.out / "finetune" / "model.toml"
         return src if src.exists() else self.out / "search" / "best.toml"
 
     # -- export every candidate engine into one folder (the gate is the accuracy stage's, on the test split)
-    def stage_export(self) -> dict:
-        from .data import BUILTIN
-        from .export.api import ExportOptions, export_model
-        from .quantize import QuantOptions
+    def stage_export(self) -> ExportStageResult:
+        from ..data import BUILTIN
+        from ..export.api import ExportOptions, export_model
+        from ..quantize import QuantOptions
 
         live, skipped = self.candidates()
         data = None if self.cfg.data == BUILTIN else self.cfg.data
@@ -222,44 +221,39 @@ class Pipeline:
                             budget=self.cfg.deploy.budget, quant=QuantOptions(images=self.cfg.deploy.calib_images),
                             force_accuracy=True, gate_images=min(1000, self.cfg.accuracy_images))
         r = export_model(str(self._deployed_card()), self.out / "export", opt=opt)
-        return {"out": str(r.out), "artefacts": r.artefacts, "engines": list(r.manifest["engines"]),
-                "skipped": skipped, "fold": r.fold_report, "parity": [p.as_dict() for p in r.parity],
-                "quantization": r.quantization}
+        return ExportStageResult(out=str(r.out), artefacts=r.artefacts, engines=list(r.manifest["engines"]),
+                                 skipped=skipped, fold=r.fold_report, parity=[p.as_dict() for p in r.parity],
+                                 quantization=r.quantization)
 
     # -- accuracy of every exported engine on the test split, and its accuracy gate
-    def stage_accuracy(self) -> dict:
-        from .data import BUILTIN, labelled_batches
-        from .evaluate import Accuracy, topk_correct
-        from .export.manifest import ExportFolder
-        from .gate import chunked, judge
+    def stage_accuracy(self) -> AccuracyResult:
+        from ..data import BUILTIN
+        from ..evaluate import Accuracy, topk_correct
+        from ..export.manifest import ExportFolder
+        from ..gate import gate_of, held_out
 
         export = ExportFolder.open(self.out / "export")
-        plain = export.plain()
         data = None if self.cfg.data == BUILTIN else self.cfg.data
-        batches, classes = labelled_batches(data, "test", export.setting, self.cfg.accuracy_images, batch=200)
-        labels = torch.cat([y for _, y in batches])
-        with torch.no_grad():
-            ref = torch.cat([plain(x) for x, _ in batches])
+        held = held_out(export.plain(), export.setting, data, self.cfg.accuracy_images, batch=200)
+        n = len(held.labels)
 
-        def scored(logits: torch.Tensor) -> dict:
-            c1, c5 = topk_correct(logits, labels)
-            n = len(labels)
+        def scored(logits) -> dict:
+            c1, c5 = topk_correct(logits, held.labels)
             return Accuracy(100.0 * c1 / n, 100.0 * c5 / n, n).as_dict()
 
-        out = {"images": len(labels), "split": "test", "reference": "torch:fp32 (the folded model in PyTorch)",
-               "torch_folded": scored(ref), "engines": {}}
+        engines = {}
         for engine in export.engines:
             runner = export.runner(engine, self._engine_device(engine), (1, 200))
             lo, hi = runner.batch_range
-            logits = chunked(runner, [x for x, _ in batches], lo, hi or 200)
-            gate = judge(ref, logits, labels, classes, self.cfg.deploy.budget)
-            out["engines"][engine] = scored(logits) | {"gate": gate.as_dict(), "files": runner.files}
-        return out
+            gate = gate_of(runner, held, (lo, hi or 200), self.cfg.deploy.budget)
+            engines[engine] = scored(gate.outputs) | {"gate": gate.as_dict(), "files": runner.files}
+        return AccuracyResult(images=n, split="test", reference="torch:fp32 (the folded model in PyTorch)",
+                              torch_folded=scored(held.reference), engines=engines)
 
     # -- bench: exactly the exported files
-    def stage_bench(self) -> dict:
-        from .bench.run import BenchOptions, bench
-        from .plots import throughput_plot
+    def stage_bench(self) -> BenchStageResult:
+        from ..bench.run import BenchOptions, bench
+        from ..plots import throughput_plot
 
         b = self.cfg.bench
         batches = b.batches if self.device == "cpu" else sorted(set(b.batches) | {256})
@@ -270,20 +264,20 @@ class Pipeline:
         for r in res.rows:
             series.setdefault(f"{r.backend} {r.dtype}", []).append((r.batch, r.throughput))
         throughput_plot(self.out / "bench.png", series, f"searched model on {res.environment['device_name']}")
-        return {"bench_json": str(self.out / "bench.json"), "environment": res.environment,
-                "rows": [asdict(r) for r in res.rows], "skipped": res.skipped}
+        return BenchStageResult(bench_json=str(self.out / "bench.json"), environment=res.environment,
+                                rows=[asdict(r) for r in res.rows], skipped=res.skipped)
 
     # -- deploy: the one rule (nasdeploy.deploy), then the chosen engine's files, byte for byte
-    def stage_deploy(self) -> dict:
-        from .backends import reference_engine
-        from .deploy import choose_engine
-        from .export.manifest import ExportFolder
+    def stage_deploy(self) -> DeployResult:
+        from ..backends import reference_engine
+        from ..deploy import choose_engine
+        from ..export.manifest import ExportFolder
 
-        acc, rows = self.results["accuracy"], self.results["bench"]["rows"]
+        acc, rows = self.results.accuracy, self.results.bench.rows
         batch = self.cfg.latency.batch if self.cfg.latency.batch in {r["batch"] for r in rows} else rows[0]["batch"]
         speed = {f"{r['backend']}:{r['dtype']}": r for r in rows if r["batch"] == batch and r.get("files")}
         table = []
-        for engine, a in acc["engines"].items():
+        for engine, a in acc.engines.items():
             r = speed.get(engine)
             table.append({"engine": engine, "top1": a["top1"], "top1_ci95": a["top1_ci95"], "gate": a["gate"],
                           "median_ms": r["latency"]["median"] if r else None,
@@ -299,18 +293,17 @@ class Pipeline:
         best = next(c for c in table if c["engine"] == chosen["engine"])
         export = ExportFolder.open(self.out / "export")
         shipped = self._ship(export, chosen["engine"])
-        searched = self.results["search"].get("best", {}).get("engine")
-        return {**chosen, "batch": batch, "budget": self.cfg.deploy.budget, "vs_reference": best["vs_reference"],
-                "deployed": str(self.out / "deployed"), "shipped_files": shipped,
-                "timed_files": best["files"], "gated_files": best["gated_files"],
-                "same_files": shipped == best["files"] == best["gated_files"],
-                "searched_engine": searched, "search_targeted_it": searched == chosen["engine"],
-                "latency_tables": {e: t["lut"] for e, t in self.results["latency"]["tables"].items()},
-                "candidates": table}
+        searched = self.results.search.best.get("engine")
+        return DeployResult(**chosen, batch=batch, budget=self.cfg.deploy.budget, vs_reference=best["vs_reference"],
+                            deployed=str(self.out / "deployed"), shipped_files=shipped, timed_files=best["files"],
+                            gated_files=best["gated_files"], same_files=shipped == best["files"] == best["gated_files"],
+                            searched_engine=searched, search_targeted_it=searched == chosen["engine"],
+                            latency_tables={e: t["lut"] for e, t in self.results.latency.tables.items()},
+                            candidates=table)
 
     def _ship(self, export, engine: str) -> dict[str, str]:
         """Copy the chosen engine's files (and a manifest of it alone) into OUT/deployed; their hashes."""
-        from .export.manifest import MANIFEST, sha256
+        from ..export.manifest import MANIFEST, sha256
 
         dst = self.out / "deployed"
         tmp = self.out / ".deployed.tmp"
@@ -338,7 +331,8 @@ def _check_given(table, st) -> None:
 
 
 def run_pipeline(cfg: PipelineConfig, progress: bool = True, echo: Callable[[str], None] | None = None,
-                 stop_after: str | None = None) -> tuple[dict, Path | None]:
+                 stop_after: str | None = None) -> tuple[PipelineResults, Path | None]:
+    """Run (or finish) the pipeline; its results, and the report once every stage is done (None before)."""
     from .report import write_report
 
     p = Pipeline(cfg, progress, echo)
@@ -346,7 +340,3 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True, echo: Callable[[str
     if stop_after and stop_after != Pipeline.STAGES[-1]:
         return results, None
     return results, write_report(p.out, cfg, results, provenance())
-
-
-__all__ = ["BenchStage", "DeployStage", "ExportStage", "LatencyStage", "Pipeline", "PipelineConfig", "SearchStage",
-           "run_pipeline"]

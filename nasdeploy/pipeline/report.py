@@ -1,13 +1,15 @@
-"""The pipeline's final report: Markdown and JSON, with the Pareto and bench plots beside it."""
+"""The pipeline's final report: Markdown and JSON, with the Pareto and bench plots beside it, read from the stages'
+typed results."""
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
 from pathlib import Path
 
-from .io import write_json, write_text
+from ..io import write_json, write_text
+from .results import AccuracyResult, DeployResult, PipelineResults, SearchStageResult
 
-RANKING_STUDY = Path(__file__).resolve().parent / "assets" / "ranking_study.json"
+RANKING_STUDY = Path(__file__).resolve().parents[1] / "assets" / "ranking_study.json"
 
 
 def _f(v, nd=3) -> str:
@@ -18,10 +20,11 @@ def _ci(ci) -> str:
     return f"[{ci[0]:.1f}, {ci[1]:.1f}]" if ci else ""
 
 
-def write_report(out: Path, cfg, results: dict, prov: dict) -> Path:
-    sn, lat, se, ft, ex, acc, be, dp = (results.get(k, {}) for k in ("supernet", "latency", "search", "finetune",
-                                                                       "export", "accuracy", "bench", "deploy"))
-    env = be.get("environment", {})
+def write_report(out: Path, cfg, results: PipelineResults, prov: dict) -> Path:
+    """``report.md`` and ``report.json`` of a pipeline whose every stage is done."""
+    sn, lat, se, ft, ex, acc, be, dp = (results.supernet, results.latency, results.search, results.finetune,
+                                        results.export, results.accuracy, results.bench, results.deploy)
+    env = be.environment
     L: list[str] = [
         "# nasdeploy pipeline report", "",
         f"- date: {prov['written']}", f"- machine: {env.get('device_name', prov.get('cpu'))}",
@@ -31,51 +34,49 @@ def write_report(out: Path, cfg, results: dict, prov: dict) -> Path:
         f"- space: {cfg.space}, data: {cfg.data}, device: {env.get('device')}",
         "", "## Stages", "", "| stage | status | seconds | figures |", "| --- | --- | ---: | --- |",
     ]
-    best = se.get("best") or {}
-    tables = lat.get("tables", {})
+    best = se.best or {}
+    tables = lat.tables
+    fold = ex.fold or {}
     rows = {
-        "supernet": f"{sn.get('steps')} steps ({sn.get('sampler')}) on the train split, loss "
-                    f"{_f(sn.get('loss_first'))} -> {_f(sn.get('loss_last'))}",
+        "supernet": f"{sn.steps} steps ({sn.sampler}) on the train split, loss {_f(sn.loss_first)} -> "
+                    f"{_f(sn.loss_last)}",
         "latency": "; ".join(f"{e}: {t['entries']} entries, " + _validation(t["validation"])
                              for e, t in tables.items()),
-        "search": f"target {se.get('target_ms')} ms (fastest possible {_f(se.get('fastest_ms'))} ms), "
-                  f"{se.get('trials')} trials, front spread {_pct(se.get('spread'))} of [fastest, target]; chosen "
-                  f"{_f(best.get('latency_ms'))} ms on {best.get('engine')} at {_acc(best)}% (search-validation)",
-        "finetune": f"the chosen architecture alone, {ft.get('steps')} steps of {ft.get('batch_size')} from its "
-                    "inherited weights",
-        "export": f"{len(ex.get('engines', []))} engines, folded ({(ex.get('fold') or {}).get('stabilizers_folded')} "
-                  f"stabilizers, {(ex.get('fold') or {}).get('bn_folded')} BN)",
-        "accuracy": f"top-1 on {acc.get('images')} test images: PyTorch float32 "
-                    f"{_f(acc.get('torch_folded', {}).get('top1'), 2)}%, "
-                    + ", ".join(f"{k} {_f(v['top1'], 2)}%" for k, v in (acc.get("engines") or {}).items()),
+        "search": f"target {se.target_ms} ms (fastest possible {_f(se.fastest_ms)} ms), {se.trials} trials, front "
+                  f"spread {_pct(se.spread)} of [fastest, target]; chosen {_f(best.get('latency_ms'))} ms on "
+                  f"{best.get('engine')} at {_acc(best)}% (search-validation)",
+        "finetune": f"the chosen architecture alone, {ft.steps} steps of {ft.batch_size} from its inherited weights",
+        "export": f"{len(ex.engines)} engines, folded ({fold.get('stabilizers_folded')} stabilizers, "
+                  f"{fold.get('bn_folded')} BN)",
+        "accuracy": f"top-1 on {acc.images} test images: PyTorch float32 {_f(acc.torch_folded.get('top1'), 2)}%, "
+                    + ", ".join(f"{k} {_f(v['top1'], 2)}%" for k, v in acc.engines.items()),
         "bench": ", ".join(f"{r['backend']} {r['dtype']} b{r['batch']}: {r['throughput']:,.0f} img/s"
-                           for r in be.get("rows", [])),
-        "deploy": f"{dp.get('engine')} at batch {dp.get('batch')}: {_f(dp.get('vs_reference'), 2)}x "
-                  f"{dp.get('reference')}{_established(dp)}, within the {dp.get('budget')}-point budget",
+                           for r in be.rows),
+        "deploy": f"{dp.engine} at batch {dp.batch}: {_f(dp.vs_reference, 2)}x {dp.reference}{_established(dp)}, "
+                  f"within the {dp.budget}-point budget",
     }
     for k, text in rows.items():
-        r = results.get(k, {})
-        L.append(f"| {k} | {r.get('status', '-')} | {_f(r.get('seconds'), 1)} | {text} |")
+        L.append(f"| {k} | {results.status.get(k, '-')} | {_f(getattr(results, k).seconds, 1)} | {text} |")
     L += _backing(se, acc, best)
     L += ["", "## Searched architecture against the zoo at the same latency", "",
           "Latency predicted by the calibrated tables of this machine (the fastest candidate engine); accuracy is the "
-          f"supernet's estimate on {se.get('evaluation', {}).get('eval_images')} search-validation images with its 95% "
+          f"supernet's estimate on {se.evaluation.get('eval_images')} search-validation images with its 95% "
           "interval; the last column is the paired difference (zoo minus searched, same images) and its 95% "
           "interval, which decides whether a difference is established.", "",
           "| model | architecture | engine | predicted latency (ms) | supernet top-1 (%) [95% interval] | "
           "paired difference [95%] |", "| --- | --- | --- | ---: | ---: | --- |",
           f"| **searched** | `{best.get('arch')}` | {best.get('engine')} | {_f(best.get('latency_ms'))} | "
           f"{_acc(best)} | |"]
-    for name, ref in (se.get("references") or {}).items():
+    for name, ref in se.references.items():
         L.append(f"| {name} (architecture) | `{ref['arch']}` | {ref.get('engine')} | {_f(ref['latency_ms'])} | "
                  f"{_acc(ref)} | {_paired(ref.get('paired_vs_best'))} |")
     L += ["", "## Pareto fronts, one per candidate engine", "",
           "The same evaluated architectures placed in each engine's latency table (the searched front uses, per "
           "architecture, its fastest engine).", ""]
-    for engine, front in (se.get("fronts_by_engine") or {}).items():
+    for engine, front in se.fronts_by_engine.items():
         pts = ", ".join(f"{c['latency_ms']:.3f} ms / {c['accuracy']:.1f}%" for c in front)
         L.append(f"- **{engine}** ({len(front)} points): {pts or 'no architecture meets the target on it'}")
-    rf = se.get("resolved_front") or {}
+    rf = se.resolved_front
     if rf.get("archs"):
         lats = ", ".join(f"{v:.3f}" for v in rf["latency_ms"])
         L += ["", f"The point-estimate front below picks among estimates that are often tied. {len(rf['archs'])} "
@@ -83,32 +84,31 @@ def write_report(out: Path, cfg, results: dict, prov: dict) -> Path:
                   f"(predicted {lats} ms): they span {_pct(rf.get('spread'))} of [fastest possible, target]."]
     L += ["", "| architecture | engine | predicted latency (ms) | supernet top-1 (%) [95% interval] | params |",
           "| --- | --- | ---: | ---: | ---: |"]
-    for c in se.get("front", []):
+    for c in se.front:
         L.append(f"| `{c['arch']}` | {c.get('engine')} | {_f(c['latency_ms'])} | {_acc(c)} | {c['params']:,} |")
     L += ["", "![Pareto front](search/pareto.png)", "", "## Parity of the exported artefacts (vs PyTorch float32)", "",
           "| backend | dtype | max abs | max rel | median abs | top-1 agreement | images |",
           "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for p in ex.get("parity", []):
+    for p in ex.parity:
         L.append(f"| {p['backend']} | {p['dtype']} | {p['real']['max_abs']:.2e} | {p['real']['max_rel']:.2e} | "
                  f"{p['real']['median_abs']:.2e} | {p['top1_agreement']:.2f}% | {p['images']} |")
     L += _deploy(dp, acc)
     L += ["", "## Speed (same run; speed-up over PyTorch eager fp32 of the export's folded model)", "",
           "| backend | dtype | batch | images/s | median ms | p99 ms | speed-up |",
           "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for r in be.get("rows", []):
+    for r in be.rows:
         L.append(f"| {r['backend']} | {r['dtype']} | {r['batch']} | {r['throughput']:,.1f} | "
                  f"{r['latency']['median']:.3f} | {r['latency']['p99']:.3f} | {r['speedup']:.2f}x |")
-    for s in be.get("skipped", []):
+    for s in be.skipped:
         L.append(f"\nskipped {s.get('backend')}: {s['reason']}")
     L += ["", "![throughput](bench.png)", "", "## Artefacts", "",
-          f"- supernet: `{sn.get('supernet')}`",
+          f"- supernet: `{sn.supernet}`",
           "- latency tables: " + ", ".join(f"`{t['lut']}`" for t in tables.values()) + " (validation plots beside them)",
           f"- search: `{out / 'search'}` (pareto.json, pareto.png, best.toml, best.pt, search.db)",
-          f"- export: `{ex.get('out')}` (manifest.json with every engine's files and hashes, parity.json, card.toml)",
-          f"- deployed: `{dp.get('deployed')}` ({dp.get('engine')}: "
-          f"{', '.join(f'`{k}`' for k in (dp.get('shipped_files') or {}))})",
-          f"- bench: `{be.get('bench_json')}`, `bench.png`", ""]
-    write_json(out / "report.json", {"config": asdict(cfg), "provenance": prov, "stages": results})
+          f"- export: `{ex.out}` (manifest.json with every engine's files and hashes, parity.json, card.toml)",
+          f"- deployed: `{dp.deployed}` ({dp.engine}: {', '.join(f'`{k}`' for k in dp.shipped_files)})",
+          f"- bench: `{be.bench_json}`, `bench.png`", ""]
+    write_json(out / "report.json", {"config": asdict(cfg), "provenance": prov, "stages": results.as_dict()})
     return write_text(out / "report.md", "\n".join(L) + "\n")
 
 
@@ -122,10 +122,10 @@ def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.0f}%"
 
 
-def _backing(se: dict, acc: dict, best: dict) -> list[str]:
+def _backing(se: SearchStageResult, acc: AccuracyResult, best: dict) -> list[str]:
     """What backs the search: the splits, the evaluation, the ranking study, and the chosen architecture's
     search-validation estimate beside its test-split figure."""
-    sp, ev = se.get("splits") or {}, se.get("evaluation") or {}
+    sp, ev = se.splits or {}, se.evaluation or {}
     L = ["", "## What backs the search", "",
          f"- splits: {sp.get('train')} training images, {sp.get('search_val')} search-validation images "
          f"({sp.get('search_val_source')}, seed {sp.get('seed')}, indices hash {sp.get('search_val_hash')}), "
@@ -133,13 +133,13 @@ def _backing(se: dict, acc: dict, best: dict) -> list[str]:
          "search-validation split; every figure below from the test split was never seen by the search.",
          f"- estimates: BN recalibrated on {ev.get('calib_batches')} x {ev.get('calib_batch_size')} images, scored on "
          f"{ev.get('eval_images')} images by {ev.get('criterion')}, compared paired on the same images",
-         f"- choice: {(se.get('choice') or {}).get('rule', '-')}"]
+         f"- choice: {(se.choice or {}).get('rule', '-')}"]
     study = _ranking_study()
     if study:
         L.append(f"- ranking study ({study['date']}, {study['machine']}): {study['summary']}")
     else:
         L.append("- ranking study: none shipped with this nasdeploy")
-    test = (acc.get("torch_folded") or {}).get("top1")
+    test = (acc.torch_folded or {}).get("top1")
     L.append(f"- the chosen architecture: {_acc(best)}% on search-validation (supernet, before fine-tuning); "
              f"{_f(test, 2)}% on the test split after fine-tuning (PyTorch float32)")
     return L
@@ -152,43 +152,41 @@ def _ranking_study() -> dict | None:
         return None
 
 
-def _deploy(dp: dict, acc: dict) -> list[str]:
-    L = ["", f"## Deployment candidates (batch {dp.get('batch')}, same bench run; accuracy on "
-         f"{acc.get('images')} test images)", "",
-         f"Every exported engine with its speed and accuracy side by side; the reference is {dp.get('reference')}. "
-         f"The gate allows a top-1 drop of {dp.get('budget')} points against the float32 model (decided on the "
-         f"estimate; the paired 95% interval beside it says how precisely {acc.get('images')} images measure it); "
+def _deploy(dp: DeployResult, acc: AccuracyResult) -> list[str]:
+    L = ["", f"## Deployment candidates (batch {dp.batch}, same bench run; accuracy on {acc.images} test images)", "",
+         f"Every exported engine with its speed and accuracy side by side; the reference is {dp.reference}. "
+         f"The gate allows a top-1 drop of {dp.budget} points against the float32 model (decided on the "
+         f"estimate; the paired 95% interval beside it says how precisely {acc.images} images measure it); "
          "the fastest engine that passes and was faster than the reference in every bench round (round by round) "
          "is deployed, else the reference.", "",
          "| engine | median ms | vs reference | top-1 (%) [95% interval] | drop (points) [95% interval] | gate | "
          "deployed |", "| --- | ---: | ---: | ---: | ---: | --- | --- |"]
-    for c in dp.get("candidates", []):
+    for c in dp.candidates:
         g = c["gate"]
         dci = g.get("drop_ci95") or (float("nan"), float("nan"))
         L.append(f"| {c['engine']} | {_f(c['median_ms'])} | {_f(c['vs_reference'], 2)}x | {c['top1']:.2f} "
                  f"{_ci(c['top1_ci95'])} | {g['drop']:.2f} [{dci[0]:.2f}, {dci[1]:.2f}] | "
-                 f"{'pass' if g['passed'] else 'fail'} | {'**yes**' if c['engine'] == dp.get('engine') else ''} |")
-    shipped = dp.get("shipped_files") or {}
-    L += ["", f"Shipped `{dp.get('deployed')}`: " + ", ".join(f"`{k}` sha256 {v[:16]}" for k, v in shipped.items())
-          + (" (the same files the bench timed and the gate scored)" if dp.get("same_files") else
+                 f"{'pass' if g['passed'] else 'fail'} | {'**yes**' if c['engine'] == dp.engine else ''} |")
+    L += ["", f"Shipped `{dp.deployed}`: " + ", ".join(f"`{k}` sha256 {v[:16]}" for k, v in dp.shipped_files.items())
+          + (" (the same files the bench timed and the gate scored)" if dp.same_files else
              " (**differs from the files timed or gated**)"),
-          f"The search predicted latency from the tables of {', '.join(dp.get('latency_tables') or {})}; it targeted "
-          f"{dp.get('searched_engine')} for the chosen architecture, and {dp.get('engine')} shipped"
-          + (" (they agree)." if dp.get("search_targeted_it") else
+          f"The search predicted latency from the tables of {', '.join(dp.latency_tables)}; it targeted "
+          f"{dp.searched_engine} for the chosen architecture, and {dp.engine} shipped"
+          + (" (they agree)." if dp.search_targeted_it else
              " (the bench measured another engine faster, or the targeted one failed the gate).")]
     return L
 
 
-def _established(dp: dict) -> str:
-    e = dp.get("faster_in_every_round")
+def _established(dp: DeployResult) -> str:
+    e = dp.faster_in_every_round
     if e is None:
         return ""
     if e:
-        if dp.get("fastest") != dp.get("engine"):
-            return (f" (faster in every bench round; {dp.get('fastest')} had the higher median but was not faster "
+        if dp.fastest != dp.engine:
+            return (f" (faster in every bench round; {dp.fastest} had the higher median but was not faster "
                     "in every round)")
         return " (faster in every bench round)"
-    return (f"; {dp.get('fastest')} measured faster, but no candidate was faster in every bench round: not "
+    return (f"; {dp.fastest} measured faster, but no candidate was faster in every bench round: not "
             "established, so the reference ships")
 
 

@@ -6,11 +6,11 @@ import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
-from .errors import UsageError
-from .finetune import FinetuneConfig
-from .nas.train import TrainConfig
+from ..errors import UsageError
+from ..finetune import FinetuneConfig
+from ..nas.train import TrainConfig
 
-DEMO_CONFIG = Path(__file__).resolve().parent / "assets" / "demo.toml"
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "assets" / "demo.toml"
 
 
 def _finetune_defaults() -> FinetuneConfig:
@@ -47,7 +47,7 @@ class SearchStage:
     @property
     def target_ms(self) -> float | None:
         """The latency target in milliseconds (None: auto, chosen from the latency tables)."""
-        from .search.problem import parse_latency
+        from ..search.problem import parse_latency
 
         return None if self.latency_target == "auto" else parse_latency(self.latency_target)
 
@@ -91,7 +91,7 @@ class PipelineConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PipelineConfig":
-        return _build(cls, d, "config")
+        return from_table(cls, d, "config")
 
     @classmethod
     def demo(cls) -> "PipelineConfig":
@@ -111,8 +111,9 @@ class PipelineConfig:
             raise UsageError(f"{p} is not valid TOML ({e})") from None
 
 
-def _build(cls, d: dict, where: str):
-    """A config dataclass from a TOML table: unknown keys and values of the wrong type refused in one line."""
+def from_table(cls, d: dict, where: str):
+    """A dataclass (a configuration section, a stage result) from a TOML or JSON table: unknown keys and values of
+    the wrong type refused in one line."""
     if not isinstance(d, dict):
         raise UsageError(f"{where} must be a table of settings, got {d!r}")
     known = {f.name: f for f in fields(cls)}
@@ -125,7 +126,7 @@ def _build(cls, d: dict, where: str):
         factory = known[k].default_factory
         default = factory() if callable(factory) else known[k].default
         if is_dataclass(default):
-            kw[k] = _build(type(default), v, f"{where}.{k}")
+            kw[k] = from_table(type(default), v, f"{where}.{k}")
         else:
             kw[k] = _typed(v, hints[k], f"{where}.{k}")
     return cls(**kw)
