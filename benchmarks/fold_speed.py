@@ -15,23 +15,21 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from nasdeploy.backends.onnxruntime import OrtRunner
+from nasdeploy.bench.env import environment
+from nasdeploy.bench.timing import time_fn
+from nasdeploy.evaluate import recalibrate_bn
+from nasdeploy.fold import fold
+from nasdeploy.io import provenance
+from nasdeploy.nas.supernet import Supernet
+from nasdeploy.onnxgraph import onnx_ops, to_onnx_bytes
+from nasdeploy.zoo import get_card
 
-from nasdeploy.backends.onnxruntime import OrtRunner  # noqa: E402
-from nasdeploy.bench.env import environment  # noqa: E402
-from nasdeploy.bench.timing import time_fn  # noqa: E402
-from nasdeploy.evaluate import recalibrate_bn  # noqa: E402
-from nasdeploy.fold import fold  # noqa: E402
-from nasdeploy.io import provenance  # noqa: E402
-from nasdeploy.nas.supernet import Supernet  # noqa: E402
-from nasdeploy.onnxgraph import onnx_ops, to_onnx_bytes  # noqa: E402
-from nasdeploy.zoo import get_card  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 ARCHS = {name: str(get_card(name).arch) for name in ("scarlet_b", "scarlet_c")}  # 2 and 3 skips
 

@@ -90,7 +90,7 @@ part latency_table 60 100 $PY -m nasdeploy latency-table --space fairnas --devic
 part latency_validate 40 80 $PY -m nasdeploy latency-table validate "$R/lut_fairnas.json" --archs $VA --rounds 3 \
   --no-progress
 # 3. a strict-fairness supernet step against a plain training step, per image
-part supernet_step 30 60 $PY benchmarks/supernet_throughput.py --device $DEV $SN --out "$R/supernet_throughput.json"
+part supernet_step 30 60 $PY -m benchmarks.supernet_throughput --device $DEV $SN --out "$R/supernet_throughput.json"
 # 4. the GPU tests (skipped on the CPU dry run: they need CUDA)
 part gpu_tests 60 $(( 470 - ($(date +%s) - t_all) > 30 ? 470 - ($(date +%s) - t_all) : 30 )) \
   $PY -m pytest -q -p no:cacheprovider -rs tests/test_gpu.py tests/test_export.py -k "gpu or cuda or aoti_fp16 or tensorrt"

@@ -6,7 +6,7 @@ exact FairNAS-A and SCARLET-A networks (224 px, 1000-way classifier) briefly on 
 shown at 224 px with the official preprocessing, and caches them; then it runs one `nasdeploy bench` with every CPU
 engine and the accuracy gate on 1,000 held-out images, and writes the JSON the README table quotes.
 
-    python benchmarks/int8_cpu.py --out runs/int8          # trains (cached), then benches
+    python -m benchmarks.int8_cpu --out runs/int8          # trains (cached), then benches
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 class Upscaled:

@@ -4,30 +4,27 @@ The network of tests/test_quantize.py (a SCARLET subnet trained 80 steps on 4,00
 quantized from 64 train images by each rule, scored against float32 on 1,000 held-out images: typical (median)
 per-image error relative to the largest logit, top-1 agreement with float32, and the top-1 drop.
 
-    python benchmarks/int8_isa.py --json benchmarks/results/int8_isa_<cpu>.json
+    python -m benchmarks.int8_isa --json benchmarks/results/int8_isa_<cpu>.json
 """
 from __future__ import annotations
 
 import argparse
 import json
 import random
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from nasdeploy.backends import make_runner  # noqa: E402
-from nasdeploy.bench.env import environment  # noqa: E402
-from nasdeploy.data import SMALL_INPUT_STRIDES, fashion_mnist  # noqa: E402
-from nasdeploy.finetune import FinetuneConfig, train_model  # noqa: E402
-from nasdeploy.fold import fold  # noqa: E402
-from nasdeploy.io import provenance, write_json  # noqa: E402
-from nasdeploy.isa import this_cpu  # noqa: E402
-from nasdeploy.nas.net import Network  # noqa: E402
-from nasdeploy.nas.space import get_space  # noqa: E402
-from nasdeploy.quantize import Calibration, QuantOptions, calibration_images  # noqa: E402
+from nasdeploy.backends import make_runner
+from nasdeploy.bench.env import environment
+from nasdeploy.data import SMALL_INPUT_STRIDES, fashion_mnist
+from nasdeploy.finetune import FinetuneConfig, train_model
+from nasdeploy.fold import fold
+from nasdeploy.io import provenance, write_json
+from nasdeploy.isa import this_cpu
+from nasdeploy.nas.net import Network
+from nasdeploy.nas.space import get_space
+from nasdeploy.quantize import Calibration, QuantOptions, calibration_images
 
 
 def trained_net(seed: int) -> torch.nn.Module:

@@ -6,7 +6,7 @@ random values; the official ImageNet files cannot be fetched here). Random weigh
 trained ones, so agreement here is a lower bound of what trained weights give; see benchmarks/int8_cpu.py for
 trained FairNAS-A and SCARLET-A.
 
-    python benchmarks/int8_zoo.py            # writes benchmarks/results/int8_zoo.json
+    python -m benchmarks.int8_zoo            # writes benchmarks/results/int8_zoo.json
 """
 from __future__ import annotations
 
@@ -16,19 +16,18 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
+
+from nasdeploy.backends import Sources, Target, get_backend
+from nasdeploy.bench.env import environment
+from nasdeploy.data import real_batches
+from nasdeploy.fold import fold
+from nasdeploy.io import write_json
+from nasdeploy.progress import progress_bar
+from nasdeploy.quantize import QuantOptions, calibration_images
+from nasdeploy.zoo import create_model, find_card, list_models
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from nasdeploy.backends import Sources, Target, get_backend  # noqa: E402
-from nasdeploy.bench.env import environment  # noqa: E402
-from nasdeploy.export.parity import real_batches  # noqa: E402
-from nasdeploy.fold import fold  # noqa: E402
-from nasdeploy.io import write_json  # noqa: E402
-from nasdeploy.progress import progress_bar  # noqa: E402
-from nasdeploy.quantize import QuantOptions, calibration_images  # noqa: E402
-from nasdeploy.zoo import create_model, find_card, list_models  # noqa: E402
 
 
 def refweights(shared: Path):
@@ -52,13 +51,14 @@ def main() -> None:
     bar.start()
     try:
         for name in list_models():
-            size = find_card(name).input_size
+            card = find_card(name)
+            size, setting = card.input_size, card.setting()
             with tempfile.TemporaryDirectory() as tmp:
                 ck = Path(tmp) / "w.pth.tar"
                 torch.save(rw.make_checkpoint(name, 0), ck)
                 plain, _ = fold(create_model(name, weights=ck), input_size=64)
-                calib = calibration_images(size, False, None, QuantOptions(images=args.calib_images))
-                x = torch.cat(real_batches(size, False, None, args.images))
+                calib = calibration_images(setting, None, QuantOptions(images=args.calib_images))
+                x = torch.cat(real_batches(None, "test", setting, args.images))
                 with torch.no_grad():
                     ref = plain(x)
                 src = Sources(plain, Path(tmp), (3, size, size), calib)

@@ -7,7 +7,7 @@ NVIDIA ModelOpt's ONNX PTQ is not run: `nvidia-modelopt[onnx]` requires onnxrunt
 replaces the CPU onnxruntime this toolkit runs on.
 
     pip install nncf            # only this script needs it
-    python benchmarks/quantizers.py runs/int8/fairnas_a.pt runs/int8/scarlet_a.pt runs/demo/export/model.pt
+    python -m benchmarks.quantizers runs/int8/fairnas_a.pt runs/int8/scarlet_a.pt runs/demo/export/model.pt
 """
 from __future__ import annotations
 
@@ -19,22 +19,20 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
+from nasdeploy.backends.onnxruntime import OrtRunner
+from nasdeploy.backends.openvino import OvRunner
+from nasdeploy.bench.env import environment
+from nasdeploy.bench.timing import best_round, time_fn
+from nasdeploy.data import labelled_batches
+from nasdeploy.gate import judge
+from nasdeploy.io import write_json
+from nasdeploy.onnxgraph import export_onnx
+from nasdeploy.quantize import QuantOptions, calibration_images, quantize_onnx
+from nasdeploy.zoo import resolve
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from nasdeploy.backends.onnxruntime import OrtRunner  # noqa: E402
-from nasdeploy.backends.openvino import OvRunner  # noqa: E402
-from nasdeploy.bench.env import environment  # noqa: E402
-from nasdeploy.bench.timing import best_round, time_fn  # noqa: E402
-from nasdeploy.onnxgraph import export_onnx  # noqa: E402
-from nasdeploy.export.parity import labelled_batches  # noqa: E402
-from nasdeploy.fold import fold  # noqa: E402
-from nasdeploy.gate import judge  # noqa: E402
-from nasdeploy.io import write_json  # noqa: E402
-from nasdeploy.quantize import QuantOptions, calibration_images, quantize_onnx  # noqa: E402
-from nasdeploy.zoo import input_size_of, load_any  # noqa: E402
 
 ORT_METHODS = {"ort-minmax": QuantOptions(), "ort-entropy": QuantOptions(method="entropy"),
                "ort-percentile": QuantOptions(method="percentile"),
@@ -50,13 +48,12 @@ def nncf_quantize(src: Path, dst: Path, batches: list[torch.Tensor]) -> None:
 
 
 def one_model(spec: str, rounds: int, repeats: int) -> dict:
-    model = load_any(spec).eval()
-    size = input_size_of(spec, model)
-    small = model.stride_plan is not None
-    plain, _ = fold(model, input_size=min(size, 64))
+    model = resolve(spec)
+    size = model.setting.size
+    plain, _ = model.folded()
     work = Path(tempfile.mkdtemp(prefix="quantizers-"))
     fp32 = export_onnx(plain, work / "fp32.onnx", (1, 3, size, size))
-    calib = calibration_images(size, small, None, QuantOptions(images=256))
+    calib = calibration_images(model.setting, None, QuantOptions(images=256))
     graphs, seconds = {"fp32": fp32}, {}
     for name, opt in ORT_METHODS.items():
         t0 = time.perf_counter()
@@ -68,7 +65,7 @@ def one_model(spec: str, rounds: int, repeats: int) -> dict:
         graphs["nncf"], seconds["nncf"] = work / "nncf.onnx", time.perf_counter() - t0
     except ImportError:
         print("nncf is not installed: pip install nncf (skipping it)")
-    held, classes = labelled_batches(size, small, None, 1000)
+    held, classes = labelled_batches(None, "test", model.setting, 1000)
     labels = torch.cat([y for _, y in held])
     with torch.no_grad():
         ref = torch.cat([plain(x) for x, _ in held])

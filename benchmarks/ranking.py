@@ -32,20 +32,19 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from nasdeploy.data import SMALL_INPUT_STRIDES, fashion_mnist
+from nasdeploy.evaluate import evaluate, evaluate_subnet
+from nasdeploy.finetune import FinetuneConfig, train_model
+from nasdeploy.io import provenance, write_json
+from nasdeploy.latency.metrics import kendall_tau
+from nasdeploy.nas.checkpoint import load_checkpoint, supernet_from
+from nasdeploy.nas.net import Network, count_macs
+from nasdeploy.nas.space import SKIP, Arch, get_space
+from nasdeploy.nas.supernet import SPACE_FLAVOUR
+from nasdeploy.nas.train import TrainConfig, train_supernet
+from nasdeploy.search import load_eval_data
 
-from nasdeploy.data import SMALL_INPUT_STRIDES, fashion_mnist  # noqa: E402
-from nasdeploy.evaluate import evaluate, evaluate_subnet  # noqa: E402
-from nasdeploy.finetune import FinetuneConfig, train_model  # noqa: E402
-from nasdeploy.io import provenance, write_json  # noqa: E402
-from nasdeploy.latency.metrics import kendall_tau  # noqa: E402
-from nasdeploy.nas.checkpoint import load_checkpoint, supernet_from  # noqa: E402
-from nasdeploy.nas.net import Network, count_macs  # noqa: E402
-from nasdeploy.nas.space import SKIP, Arch, get_space  # noqa: E402
-from nasdeploy.nas.supernet import SPACE_FLAVOUR  # noqa: E402
-from nasdeploy.nas.train import TrainConfig, train_supernet  # noqa: E402
-from nasdeploy.search import load_eval_data  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def sample_archs(space_name: str, n: int, seed: int, pool: int = 400) -> list[Arch]:
@@ -152,7 +151,7 @@ def main() -> None:
                    "standalone_range": [round(min(alone), 2), round(max(alone), 2)]}
     result = {
         "what": "Kendall tau of supernet-estimated vs stand-alone top-1 on the built-in Fashion-MNIST",
-        "command": "python benchmarks/ranking.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.ranking " + " ".join(sys.argv[1:]),
         "space": args.space, "stride_plan": list(SMALL_INPUT_STRIDES), "input_size": 28,
         "standalone": {"steps": args.standalone_steps, "batch": args.batch, "lr": 0.05, "eval_images": 4000},
         "supernets": {k: {"sampler": k.split("_")[0], "steps": int(k.split("_")[1]),

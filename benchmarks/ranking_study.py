@@ -4,7 +4,7 @@ better than free proxies? Protocol and pass criteria: benchmarks/README.md, "Ran
 Every stage is cached in --out (killed and rerun, it continues); the result JSON stores the configuration, the
 commit and the command, and the whole study reruns from one command:
 
-    python benchmarks/ranking_study.py --out runs/ranking_study --json benchmarks/results/ranking_study.json
+    python -m benchmarks.ranking_study --out runs/ranking_study --json benchmarks/results/ranking_study.json
 """
 from __future__ import annotations
 
@@ -20,8 +20,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ fine-tuned with the pipeline's own recipe and budget, with two seeds; every one 
 split, which neither the search nor the fine-tune saw. Comparisons are paired over the same test images (each
 image's correctness averaged over the two seeds).
 
-    python benchmarks/search_claim.py runs/demo --json benchmarks/results/search_claim.json
+    python -m benchmarks.search_claim runs/demo --json benchmarks/results/search_claim.json
 """
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _finetune(job: tuple) -> tuple[str, int, list[bool]]:

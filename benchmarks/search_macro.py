@@ -6,7 +6,7 @@ under a target; random search draws the same number of architectures uniformly f
 returns the architecture with the best estimate; both are judged by the mean accuracy over the three training
 seeds (the truth neither saw whole). Repeated over search seeds, with the paired difference's 95% interval.
 
-    python benchmarks/search_macro.py --seeds 20 --budgets 40,100 --json benchmarks/results/search_macro.json
+    python -m benchmarks.search_macro --seeds 20 --budgets 40,100 --json benchmarks/results/search_macro.json
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 BENCH = Path(os.environ.get("NASDEPLOY_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "datasets" / \
     "nas-bench-macro_cifar10.json"

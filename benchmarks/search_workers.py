@@ -6,7 +6,7 @@ and with two workers of 1 thread each. Reported: architectures evaluated per min
 its wall time spent outside the evaluation (sampling, the database's round trips, waiting), from each trial's
 start and end in the study and the evaluation's own time stored with it.
 
-    python benchmarks/search_workers.py --json benchmarks/results/search_workers.json
+    python -m benchmarks.search_workers --json benchmarks/results/search_workers.json
 """
 from __future__ import annotations
 
@@ -20,8 +20,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 def _cmd(sn, lut, target, storage, study, out, args) -> list[str]:
@@ -63,7 +61,7 @@ def main() -> None:
     ap.add_argument("--eval-images", type=int, default=1000)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    from helpers import postgres_cluster  # the tests' throwaway cluster
+    from benchmarks.postgres import postgres_cluster
 
     from nasdeploy.data import BUILTIN_SETTING
     from nasdeploy.io import provenance, write_json

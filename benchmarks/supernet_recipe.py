@@ -24,19 +24,18 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from nasdeploy.data import SMALL_INPUT_STRIDES, fashion_mnist
+from nasdeploy.evaluate import evaluate, evaluate_subnet
+from nasdeploy.finetune import FinetuneConfig, train_model
+from nasdeploy.io import provenance, write_json
+from nasdeploy.nas.checkpoint import load_supernet
+from nasdeploy.nas.net import Network
+from nasdeploy.nas.supernet import SPACE_FLAVOUR
+from nasdeploy.nas.train import TrainConfig, train_supernet
+from nasdeploy.search import load_eval_data
+from nasdeploy.zoo import get_card
 
-from nasdeploy.data import SMALL_INPUT_STRIDES, fashion_mnist  # noqa: E402
-from nasdeploy.evaluate import evaluate, evaluate_subnet  # noqa: E402
-from nasdeploy.finetune import FinetuneConfig, train_model  # noqa: E402
-from nasdeploy.io import provenance, write_json  # noqa: E402
-from nasdeploy.nas.checkpoint import load_supernet  # noqa: E402
-from nasdeploy.nas.net import Network  # noqa: E402
-from nasdeploy.nas.supernet import SPACE_FLAVOUR  # noqa: E402
-from nasdeploy.nas.train import TrainConfig, train_supernet  # noqa: E402
-from nasdeploy.search import load_eval_data  # noqa: E402
-from nasdeploy.zoo import get_card  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 VARIANTS = {  # name -> TrainConfig changes from the defaults
     "recipe (defaults)": {},
@@ -132,7 +131,7 @@ def main() -> None:
                                                                 round(c["subnets"][v]["top1"] / alone[v]["top1"], 4)}
                                      for v in "abc"}})
     result = {"what": "recalibrated supernet subnets vs the same architectures trained alone, same steps and batch",
-              "command": "python benchmarks/supernet_recipe.py " + " ".join(sys.argv[1:]),
+              "command": "python -m benchmarks.supernet_recipe " + " ".join(sys.argv[1:]),
               "steps": args.steps, "batch": args.batch, "seed": args.seed, "eval_images": args.eval_images,
               "standalone_lr": args.standalone_lr, "rows": rows,
               "provenance": {k: str(v) for k, v in provenance().items()}}

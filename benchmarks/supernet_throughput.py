@@ -9,8 +9,8 @@ data resident on the device (so the figure is the model's compute, not the data 
 Reported: images/s of each, and the supernet's cost per path-image over the plain model's per image
 (the issue's target: at most 1.15x). The two are timed alternately in rounds; the median round counts.
 
-    python benchmarks/supernet_throughput.py --device cuda --batch 128 --out results/supernet_throughput_h100.json
-    python benchmarks/supernet_throughput.py --device cpu --batch 8 --size 64 --rounds 2 --steps 2   # smoke run
+    python -m benchmarks.supernet_throughput --device cuda --batch 128 --out results/supernet_throughput_h100.json
+    python -m benchmarks.supernet_throughput --device cpu --batch 8 --size 64 --rounds 2 --steps 2   # smoke run
 """
 from __future__ import annotations
 
@@ -24,16 +24,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from nasdeploy.bench.env import environment
+from nasdeploy.io import provenance, write_json
+from nasdeploy.nas.net import Network, count_macs
+from nasdeploy.nas.paths import FairPathSampler
+from nasdeploy.nas.supernet import Supernet
+from nasdeploy.nas.train import accumulate_paths
+from nasdeploy.zoo import create_model
 
-from nasdeploy.bench.env import environment  # noqa: E402
-from nasdeploy.io import provenance, write_json  # noqa: E402
-from nasdeploy.nas.net import Network, count_macs  # noqa: E402
-from nasdeploy.nas.paths import FairPathSampler  # noqa: E402
-from nasdeploy.nas.supernet import Supernet  # noqa: E402
-from nasdeploy.nas.train import accumulate_paths  # noqa: E402
-from nasdeploy.zoo import create_model  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _sync(device: torch.device) -> None:
@@ -137,7 +136,7 @@ def main() -> None:
     mac_ratio = mean_path_macs(args.size) / count_macs(create_model("fairnas_a"), args.size)
     result = {
         "what": "supernet strict-fairness step vs plain FairNAS-A step, cost per image",
-        "command": "python benchmarks/supernet_throughput.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.supernet_throughput " + " ".join(sys.argv[1:]),
         "environment": environment(args.device), "batch": args.batch, "input_size": args.size,
         "amp": "bf16 autocast" if amp else "off", "channels_last": args.channels_last, "paths_per_step": m,
         "rounds": rounds, "supernet_cost_per_image_over_plain": ratio, "target": 1.15,

@@ -137,9 +137,9 @@ def tiny_tables(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def postgres_url():
-    """A throwaway PostgreSQL cluster from the installed binaries (tests/helpers.py: ``postgres_cluster``). Without
+    """A throwaway PostgreSQL cluster from the installed binaries (``benchmarks.postgres.postgres_cluster``). Without
     the binaries the tests that need it skip, except on CI (CI=true), where that is a failure."""
-    from .helpers import pg_binary, postgres_cluster
+    from benchmarks.postgres import pg_binary, postgres_cluster
 
     if not (pg_binary("initdb") and pg_binary("pg_ctl")):
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):

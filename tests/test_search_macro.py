@@ -4,14 +4,10 @@ best beats random search's best over many search seeds."""
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
-from .conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import search_macro as M  # noqa: E402
+from benchmarks import search_macro as M
 
 needs_bench = pytest.mark.skipif(not M.BENCH.exists(), reason="../shared/datasets is not beside the checkout")
 
