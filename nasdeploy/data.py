@@ -154,11 +154,13 @@ def carve(n_train: int, seed: int = SPLIT_SEED) -> tuple[tuple[int, ...], tuple[
     return tuple(sorted(perm[k:])), tuple(sorted(perm[:k]))
 
 
-def _indices_hash(idx: Sequence[int]) -> str:
+def indices_hash(idx: Sequence[int]) -> str:
+    """A short hash of image indices (a split's identity, recorded with every run that used it)."""
     return hashlib.sha256(np.asarray(idx, dtype=np.int64).tobytes()).hexdigest()[:16]
 
 
-def _fashion_indices(split: str) -> np.ndarray:
+def builtin_indices(split: str) -> np.ndarray:
+    """The built-in set's image indices of ``split`` (train, search_val, test, train_all)."""
     if split == "test":
         return np.arange(FASHION_TRAIN, len(_fashion_arrays()[1]))
     if split == "train_all":
@@ -185,7 +187,7 @@ def fashion_mnist(split: str = "train", limit: int | None = None) -> TensorDatas
 def fashion_mnist_images(split: str = "test", limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Raw uint8 images and labels of a split of the built-in set (to write image folders or feed transforms)."""
     images, labels = _fashion_arrays()
-    idx = _fashion_indices(_check_split(split))
+    idx = builtin_indices(_check_split(split))
     if limit is not None:
         idx = idx[:limit]
     return images[idx], labels[idx]
@@ -306,7 +308,7 @@ def split_record(data: str) -> dict:
                 "search_val_source": "the folder's search_val/", "search_val_hash": None}
     train, val = carve(n_train)
     return {"train": len(train), "search_val": len(val), "test": n_test, "seed": SPLIT_SEED,
-            "search_val_source": "carved from the training images", "search_val_hash": _indices_hash(val)}
+            "search_val_source": "carved from the training images", "search_val_hash": indices_hash(val)}
 
 
 def _image_files(root: Path):

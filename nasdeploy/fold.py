@@ -53,7 +53,8 @@ class FoldReport:
 
 # ---------------------------------------------------------------- BN folding
 
-def _fold_bn_into(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+def fold_bn_into(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """``conv`` followed by ``bn`` (eval mode) as one biased convolution, in place (float64 arithmetic)."""
     scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
     w = conv.weight.double() * scale.view(-1, 1, 1, 1)
     b = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
@@ -72,7 +73,7 @@ def fold_bn(model: Network) -> int:
         bn = getattr(parent, bn_name)
         if not isinstance(bn, nn.BatchNorm2d):
             continue
-        _fold_bn_into(getattr(parent, conv_name), bn)
+        fold_bn_into(getattr(parent, conv_name), bn)
         setattr(parent, bn_name, nn.Identity())
         n += 1
     return n
@@ -98,7 +99,9 @@ def _absorb_right(conv: nn.Conv2d, a: torch.Tensor, c: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def _fold_stabilizers(model: Network, max_condition: float) -> tuple[int, int, float]:
+def fold_stabilizers(model: Network, max_condition: float) -> tuple[int, int, float]:
+    """Fold every stabilizer of a BN-folded ``model`` into the layers after it, in place (module docstring);
+    (stabilizers folded, pushed through residual blocks, worst condition number)."""
     pending: tuple[torch.Tensor, torch.Tensor, str] | None = None  # (A, c, where it came from)
     folded = pushed = 0
     worst = 1.0
@@ -164,7 +167,8 @@ def _run(model: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return copy.deepcopy(model).to(dtype)(x.to(dtype)).double()
 
 
-def _errors(ref: torch.Tensor, out: torch.Tensor) -> tuple[float, float]:
+def max_errors(ref: torch.Tensor, out: torch.Tensor) -> tuple[float, float]:
+    """The largest absolute error of ``out`` against ``ref``, and that error relative to the largest |ref|."""
     abs_err = float((ref - out).abs().max())
     return abs_err, abs_err / max(float(ref.abs().max()), 1e-30)
 
@@ -173,7 +177,7 @@ def compare(a: nn.Module, b: nn.Module, dtype: torch.dtype, input_size: int, n: 
             seed: int = 0) -> tuple[float, float]:
     """Max absolute and relative (to max |reference|) error of b against a on random inputs."""
     x = _inputs(n, input_size, seed)
-    return _errors(_run(a, x, dtype), _run(b, x, dtype))
+    return max_errors(_run(a, x, dtype), _run(b, x, dtype))
 
 
 @dataclass
@@ -202,8 +206,8 @@ def check_fold(model: nn.Module, plain64: nn.Module, plain: nn.Module, input_siz
     ref = _run(model, x, torch.float64)
     unfolded32 = _run(model, x, torch.float32)
     folded32 = _run(plain, x, torch.float32)
-    return FoldCheck(*_errors(ref, _run(plain64, x, torch.float64)), *_errors(ref, folded32),
-                     _errors(ref, unfolded32)[1])
+    return FoldCheck(*max_errors(ref, _run(plain64, x, torch.float64)), *max_errors(ref, folded32),
+                     max_errors(ref, unfolded32)[1])
 
 
 def fold(model: Network, *, check: bool = True, input_size: int | None = None,
@@ -219,7 +223,7 @@ def fold(model: Network, *, check: bool = True, input_size: int | None = None,
     dtype = next(model.parameters()).dtype
     plain64 = copy.deepcopy(model).double()
     bn = fold_bn(plain64)
-    stab, pushed, worst = _fold_stabilizers(plain64, max_condition)
+    stab, pushed, worst = fold_stabilizers(plain64, max_condition)
     plain = copy.deepcopy(plain64).to(dtype).eval()
     plain.folded = True
     size = input_size or (32 if model.stride_plan else 64)

@@ -1,8 +1,13 @@
 """Helpers for tests: random BN parameters and stabilizers, with BN statistics estimated on random data so that
-signals propagate (with untrained statistics the activations vanish and every check would pass trivially)."""
+signals propagate (with untrained statistics the activations vanish and every check would pass trivially); the one
+wait every polling test uses (``wait_until``) and the kill of a run mid-way (``kill_when``)."""
 from __future__ import annotations
 
 import random
+import signal
+import subprocess
+import time
+from typing import Callable, TypeVar
 
 import torch
 from torch import nn
@@ -49,3 +54,30 @@ def assert_same_training(ref_path, cut_path) -> None:
     assert a["step"] == b["step"] and a["history"] == b["history"]
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """The first truthy value of ``condition()``, polled every ``interval`` seconds; a TimeoutError naming ``what``
+    once ``timeout`` seconds have passed without one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"waited {timeout:g} s for {what}: it did not happen")
+        time.sleep(interval)
+
+
+def kill_when(proc: subprocess.Popen, ready: Callable[[], object], what: str, timeout: float = 600.0) -> None:
+    """SIGKILL ``proc`` as soon as ``ready()`` holds (a run killed mid-way on purpose); a failure if the run ended
+    first, or the wait timed out (the process is killed either way)."""
+    try:
+        wait_until(lambda: ready() or proc.poll() is not None, timeout, what)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert ready(), f"the run ended before {what}"

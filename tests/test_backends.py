@@ -80,9 +80,9 @@ def plugin(tmp_path, monkeypatch):
     d.mkdir()
     (d / "fp64.py").write_text(textwrap.dedent(PLUGIN))
     monkeypatch.setattr(B, "__path__", [*B.__path__, str(d)])
-    B._registry.cache_clear()
+    B.refresh_registry()
     yield "fp64"
-    B._registry.cache_clear()
+    B.refresh_registry()
     sys.modules.pop("nasdeploy.backends.fp64", None)
 
 
@@ -187,14 +187,14 @@ def test_a_row_that_fails_while_timed_is_skipped_and_the_json_written(tmp_path, 
     d.mkdir()
     (d / "flaky.py").write_text(textwrap.dedent(FAILING))
     monkeypatch.setattr(B, "__path__", [*B.__path__, str(d)])
-    B._registry.cache_clear()
+    B.refresh_registry()
     try:
         net = randomize(Network(get_space("fairnas").sample(random.Random(2)), "fairnas", 10, SMALL_INPUT_STRIDES), 2)
         save_checkpoint(net, tmp_path / "n.pt")
         r = run_cli("bench", str(tmp_path / "n.pt"), "--backends", "onnxruntime,flaky", "--batch", "1", "--repeats",
                     "3", "--rounds", "2", "--json", str(tmp_path / "b.json"), "--no-progress")
     finally:
-        B._registry.cache_clear()
+        B.refresh_registry()
         sys.modules.pop("nasdeploy.backends.flaky", None)
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "b.json").read_text())

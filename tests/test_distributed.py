@@ -16,6 +16,7 @@ from nasdeploy.nas.space import get_space
 from nasdeploy.nas.supernet import Supernet
 
 from .conftest import ROOT
+from .helpers import wait_until
 
 # Each rank trains with the product's trainer; a spy on the gradient all-reduce keeps a handle on the rank's
 # supernet so that every rank can write its final parameters (the trainer itself saves on rank 0 only).
@@ -23,11 +24,11 @@ RANK_SCRIPT = """
 import os, sys, torch
 import nasdeploy.nas.train as T
 seen = {}
-real = T._allreduce_grads
+real = T.allreduce_grads
 def spy(net, world):
     seen["net"], seen["calls"] = net, seen.get("calls", 0) + 1
     real(net, world)
-T._allreduce_grads = spy
+T.allreduce_grads = spy
 batches = []
 real_iter = T.StepBatches.__iter__
 def record(self):
@@ -117,8 +118,6 @@ def test_two_nodes_train_as_one_process_would_and_resume_after_a_node_dies(tmp_p
     The comparison with one process is made on one (fair) step: a small network on 28 px images with batches of 8
     amplifies the order of floating-point sums step after step (the same one-process run with 2 threads instead of
     1 moves the stem's weights by 4e-3 after 4 steps), so later steps would compare summation orders, not ranks."""
-    import time
-
     readme = (ROOT / "README.md").read_text()
     assert "--nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint" in readme
     procs = _nodes(tmp_path / "two1", [], steps=1)
@@ -146,9 +145,12 @@ def test_two_nodes_train_as_one_process_would_and_resume_after_a_node_dies(tmp_p
     cut = tmp_path / "cut"
     procs = _nodes(cut, [], steps=4)
     ck = cut / "checkpoint.pt"
-    deadline = time.time() + 300
-    while time.time() < deadline and not _step_at_least(ck, 1):
-        time.sleep(0.05)
+    try:
+        wait_until(lambda: _step_at_least(ck, 1), 300, "the two-node run's first checkpoint")
+    except BaseException:
+        for p in procs:
+            _kill_node(p)
+        raise
     _kill_node(procs[1])  # the second node dies: its agent and its worker
     # The surviving node may wait on a rendezvous store the dead node hosted (torchrun's store timeout is long):
     # a cluster scheduler ends such a job, as this does.

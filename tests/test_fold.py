@@ -127,12 +127,12 @@ def test_a_float32_only_folding_bug_is_still_refused(seed):
     """A fold exact in float64 whose float32 cast is wrong (here: one weight rounded far beyond float32)."""
     import copy
 
-    from nasdeploy.fold import _fold_stabilizers, check_fold, fold_bn
+    from nasdeploy.fold import fold_stabilizers, check_fold, fold_bn
 
     net = stabilized(ARCH_PUSH, seed=seed).eval()
     plain64 = copy.deepcopy(net).double()
     fold_bn(plain64)
-    _fold_stabilizers(plain64, 1e4)
+    fold_stabilizers(plain64, 1e4)
     bad = copy.deepcopy(plain64).float()
     with torch.no_grad():
         w = bad.conv_before_pooling[0].weight
@@ -149,14 +149,14 @@ def test_fold_refuses_a_float64_error_with_its_default_limits(monkeypatch):
     """A fold wrong by one part in a million (a scaled bias) is refused by fold() as called by every command."""
     import nasdeploy.fold as F
 
-    real = F._fold_bn_into
+    real = F.fold_bn_into
 
     def off(conv, bn):
         real(conv, bn)
         with torch.no_grad():
             conv.bias.mul_(1 + 1e-6)
 
-    monkeypatch.setattr(F, "_fold_bn_into", off)
+    monkeypatch.setattr(F, "fold_bn_into", off)
     with pytest.raises(FoldError, match=r"^folded network differs from its input: relative error .* in float64 "
                                         r"\(limit 1e-10\).*please report this"):
         fold(stabilized(ARCH_PUSH).eval())
@@ -172,21 +172,21 @@ def test_fold_limits_are_inclusive_at_known_numbers():
 
 
 def test_fold_errors_are_relative_to_the_largest_reference_value():
-    from nasdeploy.fold import _errors
+    from nasdeploy.fold import max_errors
 
-    assert _errors(torch.tensor([[2.0, -4.0]]), torch.tensor([[2.5, -4.0]])) == (0.5, 0.125)
-    assert _errors(torch.tensor([[0.5]]), torch.tensor([[0.25]])) == (0.25, 0.5)  # a reference below 1 too
+    assert max_errors(torch.tensor([[2.0, -4.0]]), torch.tensor([[2.5, -4.0]])) == (0.5, 0.125)
+    assert max_errors(torch.tensor([[0.5]]), torch.tensor([[0.25]])) == (0.25, 0.5)  # a reference below 1 too
 
 
 def test_fold_check_is_deterministic_and_its_seed_matters():
     import copy
 
-    from nasdeploy.fold import _fold_stabilizers, check_fold, fold_bn
+    from nasdeploy.fold import fold_stabilizers, check_fold, fold_bn
 
     net = stabilized(ARCH_PUSH).eval()
     plain64 = copy.deepcopy(net).double()
     fold_bn(plain64)
-    _fold_stabilizers(plain64, 1e4)
+    fold_stabilizers(plain64, 1e4)
     plain = copy.deepcopy(plain64).float()
     a, b = check_fold(net, plain64, plain, 28), check_fold(net, plain64, plain, 28)
     assert a == b and check_fold(net, plain64, plain, 28, seed=1) != a

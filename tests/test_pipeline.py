@@ -1,8 +1,6 @@
 import json
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -10,6 +8,7 @@ from nasdeploy.errors import UsageError
 from nasdeploy.pipeline import PipelineConfig, run_pipeline
 
 from .conftest import ROOT
+from .helpers import kill_when
 
 TINY = """
 out = "{out}"
@@ -107,15 +106,6 @@ def test_tiny_pipeline_end_to_end(reference):
     assert again.as_dict() == {s: r | {"status": "cached"} for s, r in results.items()}  # loaded back as written
 
 
-def _kill_when(proc: subprocess.Popen, ready, what: str) -> None:
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None and not ready():
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert ready(), f"the run ended or timed out before {what}"
-
-
 def _step(path) -> int:
     from nasdeploy.checkpoint import read_file
 
@@ -136,10 +126,10 @@ def test_killed_pipeline_resumes_to_the_uninterrupted_result(reference, tmp_path
     cfg = _config(tmp_path, "cut", tiny_tables)
     out = tmp_path / "cut"
     proc = subprocess.Popen(_cmd(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _kill_when(proc, lambda: _step(out / "supernet" / "checkpoint.pt") >= 2, "supernet step 2")
+    kill_when(proc, lambda: _step(out / "supernet" / "checkpoint.pt") >= 2, "supernet step 2")
     assert not (out / "stage_supernet.json").exists()
     proc = subprocess.Popen(_cmd(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _kill_when(proc, lambda: _step(out / "finetune" / "finetune_state.pt") >= 3, "fine-tune step 3")
+    kill_when(proc, lambda: _step(out / "finetune" / "finetune_state.pt") >= 3, "fine-tune step 3")
     assert (out / "stage_search.json").exists() and not (out / "stage_finetune.json").exists()
     before = {s: (out / f"stage_{s}.json").read_text() for s in ("latency", "search")}
     r = subprocess.run(_cmd(cfg), capture_output=True, text=True, timeout=900)

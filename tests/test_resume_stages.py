@@ -2,16 +2,16 @@
 the pipeline inside its supernet and fine-tune stages)."""
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from nasdeploy.checkpoint import read_file
+
+from .helpers import kill_when
 
 
 FINETUNE = """
@@ -21,17 +21,6 @@ from nasdeploy.finetune import FinetuneConfig, finetune
 finetune(sys.argv[1], sys.argv[2], FinetuneConfig(steps=int(sys.argv[3]), batch_size=16, lr=0.05, ckpt_every=1,
                                                  device="cpu"), progress=False)
 """
-
-
-def _kill_when(proc: subprocess.Popen, ready, what: str) -> None:
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if ready():
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert ready(), f"the run ended or timed out before {what}"
 
 
 def _state_step(path: Path) -> int:
@@ -65,7 +54,7 @@ def test_finetune_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path):
     subprocess.run(cmd + [str(tmp_path / "ref"), steps], check=True, capture_output=True, timeout=600)
     proc = subprocess.Popen(cmd + [str(tmp_path / "cut"), steps], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = tmp_path / "cut" / "finetune_state.pt"
-    _kill_when(proc, lambda: _state_step(state) >= 3, "step 3")
+    kill_when(proc, lambda: _state_step(state) >= 3, "fine-tune step 3", timeout=300)
     assert 3 <= _state_step(state) < 8 and not (tmp_path / "cut" / "model.pt").exists()
     subprocess.run(cmd + [str(tmp_path / "cut"), steps], check=True, capture_output=True, timeout=600)
     _same_weights(tmp_path / "ref" / "model.pt", tmp_path / "cut" / "model.pt")

@@ -16,14 +16,14 @@ def _rows(x: torch.Tensor) -> set[str]:
 
 
 def test_builtin_splits_are_disjoint_and_cover_the_set():
-    parts = {s: D._fashion_indices(s) for s in ("train", "search_val", "test")}
+    parts = {s: D.builtin_indices(s) for s in ("train", "search_val", "test")}
     assert [len(parts[s]) for s in ("train", "search_val", "test")] == [16_000, 4_000, 4_000]
     allidx = np.concatenate(list(parts.values()))
     assert len(set(allidx.tolist())) == len(allidx) == 24_000
-    assert set(D._fashion_indices("train_all").tolist()) == set(parts["train"].tolist()) | set(parts["search_val"].tolist())
+    assert set(D.builtin_indices("train_all").tolist()) == set(parts["train"].tolist()) | set(parts["search_val"].tolist())
     rec = D.split_record(D.BUILTIN)
     assert (rec["train"], rec["search_val"], rec["test"], rec["seed"]) == (16_000, 4_000, 4_000, 0)
-    assert rec["search_val_hash"] == D._indices_hash(parts["search_val"])
+    assert rec["search_val_hash"] == D.indices_hash(parts["search_val"])
 
 
 @pytest.mark.parametrize("n", [10, 137, 20_000, 90_000])

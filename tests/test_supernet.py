@@ -1,9 +1,7 @@
 import collections
 import random
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -18,7 +16,7 @@ from nasdeploy.nas.supernet import Supernet
 from nasdeploy.nas.train import TrainConfig, accumulate_paths, train_supernet
 
 from .conftest import ROOT, run_cli
-from .helpers import assert_same_training, randomize, spread
+from .helpers import assert_same_training, kill_when, randomize, spread
 
 
 def _count_calls(net):
@@ -111,13 +109,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
     subprocess.run(_train_cmd(tmp_path / "ref", steps), check=True, capture_output=True, timeout=600)
     proc = subprocess.Popen(_train_cmd(tmp_path / "cut", steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ck = tmp_path / "cut" / "checkpoint.pt"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if ck.exists() and load_checkpoint(ck)["step"] >= 3:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when(proc, lambda: ck.exists() and load_checkpoint(ck)["step"] >= 3, "supernet step 3", timeout=300)
     stopped = load_checkpoint(ck)["step"]
     assert 3 <= stopped < steps, "the run was not interrupted mid-way"
     r = subprocess.run(_train_cmd(tmp_path / "cut", steps) + ["--resume"], capture_output=True, text=True, timeout=600)

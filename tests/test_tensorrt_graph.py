@@ -44,11 +44,11 @@ def test_the_rules_catch_the_graph_that_could_never_build(sources, tmp_path):
     """ONNX Runtime's default (QuantizeBias) turns every bias into an INT32 DequantizeLinear: refused."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    from nasdeploy.quantize import _Reader
+    from nasdeploy.quantize import CalibrationReader
 
     src = sources.onnx("fp32")
     out = tmp_path / "old.onnx"
-    quantize_static(str(src), str(out), _Reader("input", sources.calibration.batches), quant_format=QuantFormat.QDQ,
+    quantize_static(str(src), str(out), CalibrationReader("input", sources.calibration.batches), quant_format=QuantFormat.QDQ,
                     per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                     extra_options={"WeightSymmetric": True, "ActivationSymmetric": True})
     problems = qdq_problems(onnx.load(str(out)))

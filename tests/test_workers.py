@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import optuna
@@ -19,6 +18,7 @@ from nasdeploy.latency import LatencyTable, Settings, measure_table
 from nasdeploy.search.study import wait_for_study
 
 from .conftest import ROOT
+from .helpers import kill_when, wait_until
 
 BUDGET = 8  # population 4 x 2 generations
 
@@ -110,20 +110,21 @@ def test_a_worker_killed_mid_trial_loses_nothing(inputs, postgres_url, tmp_path)
     same trials' architectures, evaluated again here."""
     a = subprocess.Popen(_search(inputs, postgres_url, "kill", tmp_path / "a"), env=_env(),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    victim = None
-    deadline = time.time() + 300
-    while time.time() < deadline and victim is None and a.poll() is None:
+    def running_trial():
+        assert a.poll() is None, "the first worker ended before it ran a trial"
         try:
             running = [t for t in _study(postgres_url, "kill").get_trials(states=(TrialState.RUNNING,))
                        if t.user_attrs.get("worker", "").endswith(f":{a.pid}") and "arch" in t.user_attrs
                        and t.number >= 2]
-            victim = running[0] if running else None
-        except KeyError:
-            pass
-        time.sleep(0.05)
-    assert victim is not None, "the first worker never ran a trial"
-    a.send_signal(signal.SIGKILL)
-    a.wait()
+        except KeyError:  # the study is not made yet
+            return None
+        return running[0] if running else None
+
+    try:
+        victim = wait_until(running_trial, 300, "the first worker running its third trial or a later one")
+    finally:
+        a.send_signal(signal.SIGKILL)
+        a.wait()
     b = subprocess.run(_worker(postgres_url, "kill"), env=_env(), capture_output=True, text=True, timeout=600)
     assert b.returncode == 0, b.stderr[-2000:]
     study = _study(postgres_url, "kill")
@@ -157,16 +158,13 @@ def test_a_resumed_study_continues_to_its_budget(inputs, tmp_path):
     storage = f"sqlite:///{tmp_path / 'search.db'}"
     a = subprocess.Popen(_search(inputs, storage, "resume", tmp_path / "a"), env=_env(), stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and a.poll() is None:
+    def four_complete() -> bool:
         try:
-            if len(_study(storage, "resume").get_trials(states=(TrialState.COMPLETE,))) >= 4:
-                break
-        except KeyError:
-            pass
-        time.sleep(0.1)
-    a.send_signal(signal.SIGKILL)
-    a.wait()
+            return len(_study(storage, "resume").get_trials(states=(TrialState.COMPLETE,))) >= 4
+        except KeyError:  # the study is not made yet
+            return False
+
+    kill_when(a, four_complete, "4 complete trials", timeout=300)
     kept = {t.number: t.user_attrs["arch"] for t in _study(storage, "resume").get_trials(
         states=(TrialState.COMPLETE,))}
     assert 4 <= len(kept) < BUDGET

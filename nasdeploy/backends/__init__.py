@@ -21,8 +21,8 @@ from .base import (DTYPES, Backend, Runner, Sources, Target, device_context, dev
 
 __all__ = ["DTYPES", "Backend", "Runner", "Sources", "Target", "backend_names", "default_engines",
            "device_context", "device_kind", "dtype_reason", "engine_help", "get_backend", "make_runner", "parse_dtype",
-           "parse_engines", "quiet_cpu_compiler", "reference_engine", "require", "table_backend", "tf32_mode",
-           "tf32_state", "unavailable_reason"]
+           "parse_engines", "quiet_cpu_compiler", "reference_engine", "refresh_registry", "require", "table_backend",
+           "tf32_mode", "tf32_state", "unavailable_reason"]
 
 
 @lru_cache(maxsize=1)
@@ -35,6 +35,11 @@ def _registry() -> dict[str, Backend]:
         if isinstance(backend, Backend):
             found.append(backend)
     return {b.name: b for b in sorted(found, key=lambda b: (b.order, b.name))}
+
+
+def refresh_registry() -> None:
+    """Find the backends again (a backend module added to the package's path while the process runs)."""
+    _registry.cache_clear()
 
 
 def backend_names() -> list[str]:

@@ -144,7 +144,7 @@ def _local_device(device: torch.device) -> torch.device:
     return torch.device("cuda", local)
 
 
-def _allreduce_grads(net: nn.Module, world: int, bucket_mb: float = 25.0) -> None:
+def allreduce_grads(net: nn.Module, world: int, bucket_mb: float = 25.0) -> None:
     """Average gradients over ranks in a few flat buckets (one collective per bucket, not per parameter)."""
     grads = [p.grad for p in net.parameters() if p.grad is not None]
     limit = int(bucket_mb * (1 << 20))
@@ -293,7 +293,7 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
                                        cfg.micro_batches)
             seen += n * world
             if world > 1:
-                _allreduce_grads(net, world)
+                allreduce_grads(net, world)
             if cfg.grad_mode == "visits":
                 average_by_visits(net, paths)
             if cfg.grad_clip:
