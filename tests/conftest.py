@@ -41,8 +41,8 @@ def pytest_sessionstart(session) -> None:
 
 EXTENDED = os.environ.get("NASDEPLOY_EXTENDED", "").lower() in ("1", "true", "yes")
 # The heaviest files first: the two workers then end together instead of one waiting on a long file started late.
-_FIRST = ("test_pipeline", "test_distributed", "test_workers", "test_quantize", "test_bench_verify",
-          "test_deploy_cpu", "test_supernet", "test_manifest", "test_recipe")
+_FIRST = ("test_pipeline", "test_distributed", "test_workers", "test_quantize", "test_verify", "test_train",
+          "test_deploy_cpu", "test_bench", "test_manifest", "test_recipe")
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -35,16 +35,16 @@ class Break:
 BREAKS = [
     Break("verify-ignores-images", "evaluation feeds the model a blank image instead of the batch",
           "nasdeploy/evaluate.py", "out = forward(x)", "out = forward(torch.zeros_like(x))",
-          "tests/test_bench_verify.py::test_verify_top1_equals_an_independent_official_evaluation"),
+          "tests/test_verify.py::test_verify_top1_equals_an_independent_official_evaluation"),
     Break("ort-ignores-input", "the ONNX Runtime runner feeds zeros (a stale or ignored input)",
           "nasdeploy/backends/onnxruntime.py",
           "return torch.from_numpy(self.session.run(None, {self.input_name: x.detach().float().cpu().numpy()})[0])",
           "return torch.from_numpy(self.session.run(None, {self.input_name: 0 * x.detach().float().cpu().numpy()})[0])",
-          "tests/test_bench_verify.py::test_verify_through_onnxruntime_matches_torch"),
+          "tests/test_verify.py::test_verify_through_onnxruntime_matches_torch"),
     Break("aoti-replays-stale-input", "the AOTInductor runner replays its first batch (a stale input buffer)",
           "nasdeploy/backends/aoti.py", "            return self.fn(x.to(self.device, self.dtype))",
           "            return self.fn(self.__dict__.setdefault('_stale', x)[: x.shape[0]].to(self.device, self.dtype))",
-          "tests/test_bench_verify.py::test_verify_through_an_aoti_package_on_the_cpu_matches_torch"),
+          "tests/test_verify.py::test_verify_through_an_aoti_package_on_the_cpu_matches_torch"),
     Break("export-leaves-temp", "a failed export no longer removes its temporary folder",
           "nasdeploy/export/api.py", "        if work.exists():\n            shutil.rmtree(work, ignore_errors=True)",
           "        pass", "tests/test_atomic.py::test_export_failing_after_its_artefacts_are_written_leaves_nothing"),
@@ -54,7 +54,7 @@ BREAKS = [
     Break("sampler-state-not-restored", "a resumed run restarts the path sampler from its seed",
           "nasdeploy/nas/paths.py",
           '        self.rng.setstate((state["version"], tuple(state["internal"]), state["gauss"]))', "        pass",
-          "tests/test_supernet.py::test_sigkill_then_resume_equals_an_uninterrupted_run"),
+          "tests/test_train.py::test_sigkill_then_resume_equals_an_uninterrupted_run"),
     Break("fold-check-ignored", "fold() computes its check but never refuses",
           "nasdeploy/fold.py", "        if why:\n            raise FoldError(why)", "        pass",
           "tests/test_fold.py::test_fold_refuses_a_float64_error_with_its_default_limits"),
@@ -71,7 +71,7 @@ BREAKS = [
     Break("pareto-keeps-dominated", "the Pareto front keeps points dominated on one objective",
           "nasdeploy/pareto.py", "all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))",
           "all(x <= y for x, y in zip(a, b)) and all(x < y for x, y in zip(a, b))",
-          "tests/test_pure.py::test_dominance_needs_one_strict_improvement"),
+          "tests/test_pareto.py::test_dominance_needs_one_strict_improvement"),
     Break("int8-without-isa-rule", "INT8 graphs quantized without the instruction-set rule (full 8-bit weights "
           "everywhere, saturating on CPUs without VNNI)", "nasdeploy/quantize.py",
           "reduce_range=rule.saturation_safe", "reduce_range=False",
@@ -86,7 +86,7 @@ BREAKS = [
           'val = D.dataset(data, "test", setting)',
           "tests/test_splits.py::test_the_search_reads_no_test_image"),
     Break("ci-without-reference", "CI=true with the reference data missing (no code change)",
-          "", "", "", "tests/test_pure.py", (("CI", "true"), ("NASDEPLOY_SHARED", "/nonexistent")),
+          "", "", "", "tests/test_pareto.py", (("CI", "true"), ("NASDEPLOY_SHARED", "/nonexistent")),
           caught_by=(4,)),  # conftest refuses the session: pytest's usage-error exit
 ]
 

@@ -15,7 +15,6 @@ from nasdeploy.data import SMALL_INPUT_STRIDES
 from nasdeploy.errors import NasDeployError
 from nasdeploy.export.api import ExportOptions, default_out, export_model
 from nasdeploy.export.parity import check_parity
-from nasdeploy.gate import chunks
 from nasdeploy.nas.net import Network
 from nasdeploy.nas.space import get_space
 from nasdeploy.onnxgraph import to_onnx_bytes
@@ -79,14 +78,6 @@ def test_export_without_out_writes_exports_model(tmp_path):
 
 # ----------------------------------------------------------------- fixed batches
 
-@pytest.mark.parametrize("n_images, lo, hi", [(5, 8, 8), (16, 4, 4), (13, 1, 4), (3, 2, 6), (64, 1, None)])
-def test_parity_calls_stay_inside_the_batch_range_and_score_each_image_once(n_images, lo, hi):
-    real = [torch.randn(n_images, 3, 4, 4)]
-    calls = chunks(real, lo, hi)
-    assert all(lo <= len(x) <= (hi or n_images) for x, _ in calls)
-    assert sum(k for _, k in calls) == n_images
-    assert torch.equal(torch.cat([x[:k] for x, k in calls]), real[0])
-
 
 def test_example_batch_never_specialises_a_dynamic_dimension():
     for lo, hi in [(1, 4), (1, 2), (2, 8), (3, 3 + 5)]:
@@ -95,7 +86,7 @@ def test_example_batch_never_specialises_a_dynamic_dimension():
             assert lo <= e <= hi and e >= 2
 
 
-@pytest.mark.extended  # verify through a dynamic-batch package (tests/test_bench_verify.py) covers the common path
+@pytest.mark.extended  # verify through a dynamic-batch package (tests/test_verify.py) covers the common path
 def test_aoti_on_the_cpu_static_and_dynamic_batches(tmp_path):
     net = small_net(3)
     x = torch.randn(6, 3, 28, 28)

@@ -4,8 +4,8 @@ import torch
 
 import nasdeploy
 from nasdeploy.backends.onnxruntime import OrtRunner
-from nasdeploy.onnxgraph import to_onnx_bytes
 from nasdeploy.fold import fold
+from nasdeploy.onnxgraph import to_onnx_bytes
 
 from .conftest import needs_shared
 

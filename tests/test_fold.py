@@ -1,3 +1,5 @@
+"""Folding (nasdeploy/fold.py): BN and stabilizers folded exactly, checked numerically, refused where it cannot be exact;
+a folded network stays folded through its checkpoint."""
 import pytest
 import torch
 from torch import nn
@@ -249,3 +251,26 @@ def test_fold_float32_limits_by_default(monkeypatch, rel32, unfolded32, refused)
             fold(net)
     else:
         assert fold(net)[1].max_rel_error_fp32 == rel32
+
+
+def test_fold_refuses_what_is_not_a_network_by_its_type():
+    from torch import nn
+
+    from nasdeploy.errors import FoldError
+    from nasdeploy.fold import fold
+
+    with pytest.raises(FoldError, match="can only fold a nasdeploy Network, got Sequential"):
+        fold(nn.Sequential(nn.Conv2d(3, 3, 1)))
+
+
+def test_a_folded_network_stays_folded_through_its_checkpoint(tmp_path):
+    from nasdeploy.fold import fold, is_folded
+    from nasdeploy.nas.net import Network
+    from nasdeploy.zoo import create_model, load_network, save_checkpoint
+
+    plain, _ = fold(create_model("scarlet_c").eval(), input_size=32)
+    assert plain.folded is True and plain.config()["folded"] is True
+    back = load_network(save_checkpoint(plain, tmp_path / "a.pt"))
+    assert back.folded is True and is_folded(back)
+    again = load_network(save_checkpoint(back, tmp_path / "b.pt"))  # folded twice over: still the plain form
+    assert again.config() == plain.config() and isinstance(again, Network)

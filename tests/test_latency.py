@@ -1,6 +1,10 @@
+"""Latency tables (nasdeploy/latency/): structure, resume, prediction and validation of measured tables, refusals, INT8
+tables; the metrics (MAPE, Kendall's tau-b, the calibration fit) at known numbers, at their edges and against
+independent references."""
 import json
 import random
 
+import numpy as np
 import pytest
 
 from nasdeploy.data import SMALL_INPUT_STRIDES
@@ -124,3 +128,77 @@ def test_an_int8_table_times_quantized_blocks_and_networks(tmp_path):
     assert runner.precision == "f32" and runner.name == "openvino"  # float ops of the Q/DQ graph stay float32
     arch = get_space("fairnas").sample(random.Random(0))
     assert time_network(t, arch, warmup=1, repeats=3).median > 0
+
+
+def test_metrics_are_percentages_of_the_measured_value():
+    assert mape([2.0], [1.0]) == pytest.approx(100.0) and mape([0.5], [1.0]) == pytest.approx(50.0)
+    assert max_error([1.0, 3.0], [1.0, 2.0]) == pytest.approx(50.0)
+    assert mape([1.0, 1.0, 1.0, 4.0], [1.0, 1.0, 1.0, 2.0]) == pytest.approx(25.0)  # mean over all points
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_kendall_tau_b_matches_scipy_with_ties(seed):
+    """Against an independent implementation, on data with ties in x, in y and in both at once (the three
+    tie counts are what separates tau-b from tau-a)."""
+    from scipy.stats import kendalltau
+
+    rng = random.Random(seed)
+    n = rng.randrange(6, 30)
+    x = [rng.randrange(5) for _ in range(n)]
+    y = [xi + rng.randrange(-2, 3) if rng.random() < 0.7 else rng.randrange(5) for xi in x]
+    assert kendall_tau(x, y) == pytest.approx(kendalltau(x, y).statistic, abs=1e-12)
+
+
+def test_kendall_tau_known_numbers():
+    # 15 pairs: 10 concordant, 1 discordant, 2 tied in x only, 2 tied in y only ->
+    # (10 - 1) / sqrt((10 + 1 + 2) * (10 + 1 + 2)) = 9 / 13
+    x, y = [1, 1, 2, 3, 3, 4], [2, 1, 1, 3, 5, 5]
+    assert kendall_tau(x, y) == pytest.approx(9 / 13)
+    assert kendall_tau([1, 1, 2, 2, 3], [1, 1, 2, 2, 3]) == pytest.approx(1.0)  # joint ties then more pairs
+
+
+def test_kendall_tau_edges():
+    assert kendall_tau([1, 1, 1], [1, 2, 3]) != kendall_tau([1, 1, 1], [1, 2, 3])  # nan: no ranking
+    assert kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
+    assert kendall_tau([1, 2], [2, 1]) == -1.0
+
+
+def test_fit_linear_edges():
+    assert fit_linear([1.0, 2.0, 3.0], [3.0, 5.0, 7.0]) == pytest.approx((2.0, 1.0))
+    assert fit_linear([1.0, 2.0], [2.0, 4.0]) == pytest.approx((2.0, 0.0))  # intercept exactly 0 is kept
+    assert fit_linear([2.0, 2.0], [4.0, 6.0]) == pytest.approx((2.5, 0.0))  # no spread: through the origin
+    a, b = fit_linear([1.0, 2.0, 3.0], [3.0, 2.0, 1.0])  # a negative slope is no calibration
+    assert a > 0 and b == 0.0
+    assert fit_linear([0.0, 0.0], [1.0, 2.0]) == (1.0, 0.0)
+    assert loo_calibrated([1.0, 2.0, 3.0], [2.0, 4.0, 6.0]) == pytest.approx([2.0, 4.0, 6.0])
+    # sub-millisecond predictions (spread below 1) and a slope below 1 are ordinary calibrations
+    assert fit_linear([0.1, 0.2, 0.4], [0.15, 0.2, 0.3]) == pytest.approx((0.5, 0.1))
+    assert fit_linear([1.0, 2.0, 3.0], [1.5, 2.0, 2.5]) == pytest.approx((0.5, 1.0))
+    # a flat measurement (slope 0) does not follow the prediction: through the origin, not y = mean
+    assert fit_linear([1.0, 2.0, 3.0], [5.0, 5.0, 5.0]) == pytest.approx((30 / 14, 0.0))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_calibration_is_least_squares_with_a_non_negative_intercept(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(1, 5, 12)
+    y = 1.3 * x + rng.choice([0.4, -0.8]) + rng.normal(0, 0.05, 12)
+    a, b = fit_linear(list(x), list(y))
+    a_ls, b_ls = np.polyfit(x, y, 1)
+    if b_ls >= 0:
+        assert (a, b) == pytest.approx((a_ls, b_ls), rel=1e-9)
+    else:  # through the origin: a = sum(xy) / sum(xx)
+        assert b == 0.0 and a == pytest.approx(float((x * y).sum() / (x * x).sum()), rel=1e-9)
+    loo = loo_calibrated(list(x), list(y))
+    for i in range(len(x)):  # leave-one-out: point i predicted by the fit without it
+        ai, bi = fit_linear([v for j, v in enumerate(x) if j != i], [v for j, v in enumerate(y) if j != i])
+        assert loo[i] == pytest.approx(ai * x[i] + bi)
+
+
+def test_error_metrics_and_tau_against_scipy_free_references():
+    pred, meas = [1.1, 1.9, 3.3], [1.0, 2.0, 3.0]
+    assert mape(pred, meas) == pytest.approx(100 * (0.1 + 0.05 + 0.1) / 3)
+    assert max_error(pred, meas) == pytest.approx(10.0)
+    assert kendall_tau([1, 2, 3, 4], [1, 2, 3, 4]) == 1.0 and kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    # tau-b with ties, worked by hand: x=(1,2,2,3), y=(1,3,2,3): C=4, D=0, ties x only 1, y only 1
+    assert kendall_tau([1, 2, 2, 3], [1, 3, 2, 3]) == pytest.approx(4 / np.sqrt(5 * 5))

@@ -257,3 +257,23 @@ def _report_says_what_the_json_holds(text: str, rep: dict) -> None:
         mean, lo, hi = se["references"][row[0].replace(" (architecture)", "")]["paired_vs_best"]
         expected = ("higher" if lo > 0 else "lower" if hi < 0 else "not distinguishable")
         assert row[5] == f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}]: {expected}", row
+
+
+def test_a_stage_marker_loads_back_as_its_typed_result_or_the_stage_is_redone(tmp_path):
+    """stage_<name>.json: the result's fields, seconds first; read back into the stage's dataclass on a rerun, and a
+    marker that does not load as one (unreadable, a field missing or unknown, a value of the wrong type) is None, so
+    the stage runs again."""
+    from nasdeploy.io import write_json
+    from nasdeploy.pipeline.results import RESULT_TYPES, STAGES, FinetuneResult
+
+    assert tuple(RESULT_TYPES) == STAGES
+    r = FinetuneResult(card="finetune/model.toml", steps=5, batch_size=16, lr=0.02, seconds=1.5)
+    m = write_json(tmp_path / "stage_finetune.json", r.as_dict())
+    assert list(json.loads(m.read_text())) == ["seconds", "card", "steps", "batch_size", "lr"]
+    assert FinetuneResult.load(m) == r
+    good = r.as_dict()
+    for bad in ({k: v for k, v in good.items() if k != "lr"}, good | {"steps": "five"}, good | {"extra": 1}):
+        write_json(m, bad)
+        assert FinetuneResult.load(m) is None, bad
+    m.write_text('{"seconds": 1.0, "card": ')
+    assert FinetuneResult.load(m) is None

@@ -6,7 +6,7 @@ import torch
 
 import nasdeploy.nas.train as T
 from nasdeploy.data import BUILTIN_SETTING, SMALL_INPUT_STRIDES
-from nasdeploy.evaluate import evaluate_subnet, wilson
+from nasdeploy.evaluate import evaluate_subnet
 from nasdeploy.nas.blocks import InvertedResidual, get_flavour
 from nasdeploy.nas.checkpoint import load_checkpoint
 from nasdeploy.nas.paths import FairPathSampler
@@ -17,7 +17,6 @@ from nasdeploy.search import load_eval_data
 from nasdeploy.zoo import get_card
 
 from .helpers import assert_same_training
-
 
 
 def _random_bn(block: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -92,13 +91,6 @@ def test_warm_start_length():
     assert warm_start_steps(10, 25) == 10 and warm_start_steps(10, 0) == 0
 
 
-def test_wilson_interval_matches_known_values():
-    lo, hi = wilson(60, 100)  # textbook: 0.5020 .. 0.6906
-    assert abs(lo - 50.20) < 0.01 and abs(hi - 69.06) < 0.01
-    assert wilson(0, 50)[0] == 0.0 and abs(wilson(50, 50)[1] - 100.0) < 1e-9
-    assert abs(wilson(0, 50)[1] - 7.13) < 0.01  # never [0, 0]: 0 of 50 does not prove 0%
-
-
 def test_killed_at_the_warm_start_boundary_resumes_to_the_same_supernet(tmp_path, monkeypatch):
     cfg = TrainConfig(space="fairnas", steps=6, batch_size=4, ckpt_every=1, device="cpu", warm_start=3,
                       deterministic=True)
@@ -130,33 +122,3 @@ def test_a_short_strict_fairness_run_learns_every_reference_subnet(tmp_path):
     for v in "abc":
         acc = evaluate_subnet(sn, get_card(f"fairnas_{v}").arch, calib, val)
         assert acc.top1_ci[0] > 30.0, (v, acc.top1)
-
-
-@pytest.mark.parametrize("space, path_batches, sampler, ckpt_every, kill_at", [
-    ("scarlet", "shared", "fair", 2, 5),      # killed between checkpoints: the lost step is redone
-    pytest.param("fairnas", "separate", "fair", 3, 4,  # one batch per path, across the warm-start boundary
-                 marks=pytest.mark.extended),
-    pytest.param("fairnas", "shared", "uniform", 2, 3, marks=pytest.mark.extended),  # SPOS
-])
-def test_any_run_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, space, path_batches,
-                                                                    sampler, ckpt_every, kill_at):
-    cfg = TrainConfig(space=space, steps=6, batch_size=4, ckpt_every=ckpt_every, device="cpu",
-                      path_batches=path_batches, sampler=sampler, warm_start=2)
-    ref = train_supernet(cfg, tmp_path / "ref", progress=False)
-    real = T.accumulate_paths
-    calls = {"n": 0}
-
-    def dies(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == kill_at + 1:  # inside step kill_at (0-based), after kill_at completed steps
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(T, "accumulate_paths", dies)
-    with pytest.raises(KeyboardInterrupt):
-        train_supernet(cfg, tmp_path / "cut", progress=False)
-    saved = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"]
-    assert saved == (kill_at // ckpt_every) * ckpt_every  # at most ckpt_every - 1 steps lost
-    monkeypatch.setattr(T, "accumulate_paths", real)
-    cut = train_supernet(cfg, tmp_path / "cut", resume=True, progress=False)
-    assert_same_training(ref.path, cut.path)

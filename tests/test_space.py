@@ -1,3 +1,5 @@
+"""Search spaces and the ``Arch`` value (nasdeploy/nas/space.py): the channel and stride plan, the choices per layer, the
+text form and its errors, other stride plans."""
 import random
 
 import pytest
@@ -62,3 +64,46 @@ def test_disallowed_choice_names_position_and_allowed_choices():
 def test_unknown_space():
     with pytest.raises(ArchError, match="unknown search space 'mobilenet'"):
         get_space("mobilenet")
+
+
+def test_space_sizes_are_the_papers():
+    assert get_space("fairnas").size() == 6**19  # FairNAS: 6 choices in each of 19 layers
+    # SCARLET: 12 choices where a skip is not allowed (each of the 6 stage-opening layers), 13 elsewhere
+    assert get_space("scarlet").size() == 12**6 * 13**13
+
+
+@pytest.mark.parametrize("name", ["fairnas", "scarlet"])
+def test_another_stride_plan_keeps_the_choices_and_moves_the_strides(name):
+    from nasdeploy.data import SMALL_INPUT_STRIDES
+
+    sp = get_space(name)
+    small = sp.with_strides(SMALL_INPUT_STRIDES)
+    assert [small.choices_at(i) for i in range(19)] == [sp.choices_at(i) for i in range(19)]  # skips included
+    assert small.allow_skip is sp.allow_skip and small.name == name
+    firsts = [l.stride for l in small.layers if l.stride != 1]
+    assert firsts == [s for s in SMALL_INPUT_STRIDES if s != 1]  # the plan's strides, not the default ones
+    assert [l.stride for l in small.layers] != [l.stride for l in sp.layers]
+
+
+def test_space_errors_list_the_choices():
+    from nasdeploy.errors import ArchError
+
+    with pytest.raises(ArchError, match=r"unknown search space 'mobilenet': choose one of fairnas, scarlet$"):
+        get_space("mobilenet")
+    with pytest.raises(ArchError, match=r"'skip' is not allowed in the fairnas space; choose one of k3e3, k3e6, "):
+        get_space("fairnas").validate("-".join(["skip"] + ["k3e3"] * 18))
+
+
+def test_architecture_tokens_and_their_errors():
+    from nasdeploy.errors import ArchError
+    from nasdeploy.nas.space import Arch, Choice, layer_plan
+
+    assert Choice.parse("id") == Choice.parse("identity") == Choice.parse("skip") and Choice.parse("skip").skip
+    a = Arch.parse("k3e3-k5e6se")
+    assert Arch.parse(["k3e3", "k5e6se"]) == a == Arch.parse("k3e3, k5e6se")  # a list of tokens, other separators
+    with pytest.raises(ArchError, match=r"^'k3x3' is not a layer token: use kKeE \(e\.g\. k7e3\), kKeEse"):
+        Choice.parse("k3x3")
+    with pytest.raises(ArchError, match=r"^empty architecture string: give one token per layer"):
+        Arch.parse("  ")
+    with pytest.raises(ArchError, match=r"^a stride plan needs 6 entries, got 2$"):
+        layer_plan([2, 2])

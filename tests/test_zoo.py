@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import nasdeploy
+from nasdeploy.errors import ModelNotFoundError
 
 from .conftest import REFWEIGHTS, SHARED_REF, needs_shared
 
@@ -85,3 +86,8 @@ def test_nasdeploy_checkpoint_round_trip(tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(m(x), m2(x)) and torch.equal(m(x), m3(x))
+
+
+def test_unknown_model():
+    with pytest.raises(ModelNotFoundError, match="did you mean fairnas_a"):
+        nasdeploy.create_model("fairnas_aa")

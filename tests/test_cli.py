@@ -1,4 +1,5 @@
-"""Options that had no test (tests/README.md, "Not covered"), each run from the command line with its effect checked."""
+"""The command line (nasdeploy/cli/): options each run as a user would with their effect checked, and errors as one
+line with a non-zero exit code, never a traceback."""
 from __future__ import annotations
 
 import json
@@ -131,3 +132,20 @@ def test_pipeline_out_option_overrides_the_config(tmp_path):
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "elsewhere" / "stage_supernet.json").exists() and not (tmp_path / "cfg").exists()
     assert not (tmp_path / "elsewhere" / "stage_latency.json").exists()  # --stop-after
+
+
+def test_cli_errors_are_one_line():
+    cases = [("info", "nope"), ("bogus-command",), ("info",)]
+    for args in cases:
+        r = run_cli(*args)
+        assert r.returncode != 0, args
+        lines = [l for l in r.stderr.strip().splitlines() if l.strip()]
+        assert len(lines) == 1 and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_cli_malformed_arch_is_one_line(tmp_path):
+    card = tmp_path / "bad.toml"
+    card.write_text('format_version = 1\nname = "x"\nspace = "fairnas"\nflavour = "fairnas"\narch = "k7e3-k9e9"\n')
+    r = run_cli("info", str(card))
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "layer 1" in r.stderr

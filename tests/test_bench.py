@@ -1,0 +1,63 @@
+"""The bench job (nasdeploy/bench/): timing statistics against numpy, the round with the lowest median, the CPU bench
+against its baseline, the command line and its refusals."""
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from nasdeploy.bench.run import BASELINE, BenchOptions, bench
+from nasdeploy.bench.timing import Stats, best_round, percentile, summarize
+
+from .conftest import HAS_CUDA, run_cli
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_percentiles_equal_numpys_linear_interpolation(seed):
+    rng = np.random.default_rng(seed)
+    xs = list(rng.lognormal(size=int(rng.integers(1, 60))))
+    for q in (0, 10, 50, 90, 95, 99, 100):
+        assert percentile(xs, q) == pytest.approx(float(np.percentile(xs, q)), rel=1e-12)
+    s = summarize(xs)
+    assert s.median == pytest.approx(float(np.median(xs))) and s.mean == pytest.approx(float(np.mean(xs)))
+
+
+def test_best_round_is_the_lowest_median_whatever_the_order():
+    rounds = [Stats(m, 0, 0, 0, 0, m, 5) for m in (3.0, 1.5, 2.0, 1.6)]
+    for perm in itertools.permutations(rounds):
+        assert best_round(list(perm)).median == 1.5
+
+
+def test_cpu_bench_reports_baseline_and_speedups(tmp_path):
+    res = bench(["fairnas_a"], BenchOptions("cpu", ["torch", "onnxruntime", "tensorrt"], [1], repeats=5, progress=False))
+    backends = [r.backend for r in res.rows]
+    assert backends == [BASELINE, "torch", "onnxruntime"]
+    base = res.rows[0]
+    assert base.speedup == 1.0 and base.throughput > 0
+    for r in res.rows[1:]:
+        assert r.speedup == pytest.approx(r.throughput / base.throughput)
+        assert r.latency["p10"] <= r.latency["median"] <= r.latency["p99"]
+        assert r.parity["max_rel"] < 1e-4 and r.parity["images"] == 1  # the folded row computes the same
+    assert base.parity["max_rel"] == 0.0
+    assert any(s["backend"] == "tensorrt" for s in res.skipped)
+    assert res.environment["device"] == "cpu" and res.environment["onnxruntime"]
+
+
+def test_bench_cli_writes_json_and_plot(tmp_path):
+    r = run_cli("bench", "scarlet_c", "--backends", "onnxruntime", "--batch", "1,2", "--repeats", "3",
+                "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png"), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    d = json.loads((tmp_path / "b.json").read_text())
+    assert {row["batch"] for row in d["rows"]} == {1, 2} and (tmp_path / "b.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--backends", "tvm"], "unknown backend 'tvm'"),
+    pytest.param(["--device", "cuda"], "no CUDA device", marks=pytest.mark.skipif(HAS_CUDA, reason="has CUDA")),
+    (["--batch", "0"], "at least 1"),
+])
+def test_bench_bad_input(args, fragment):
+    r = run_cli("bench", "fairnas_a", *args)
+    assert r.returncode == 2 and fragment in r.stderr and r.stderr.count("\n") == 1, r.stderr

@@ -1,0 +1,71 @@
+"""The pipeline's report (nasdeploy/pipeline/report.py), written from the stages' typed results: every stage's row with
+its status and time, the deploy verdict as the rule decided it, and report.json holding what the stages returned
+(tests/test_pipeline.py reads a real run's report back against its JSON)."""
+from __future__ import annotations
+
+import json
+
+from nasdeploy.pipeline import PipelineConfig, PipelineResults
+from nasdeploy.pipeline.report import write_report
+from nasdeploy.pipeline.results import (AccuracyResult, BenchStageResult, DeployResult, ExportStageResult,
+                                        FinetuneResult, LatencyResult, SearchStageResult, SupernetResult)
+
+ENGINES = ("onnxruntime:fp32", "onnxruntime:int8")
+FILES = {"model.int8.onnx": "ab" * 32}
+
+
+def _results(tmp_path) -> PipelineResults:
+    best = {"arch": "k3e3-k5e6", "accuracy": 71.25, "ci95": [68.0, 74.0], "latency_ms": 0.91, "engine": ENGINES[1],
+            "params": 1234, "macs": 5678}
+    gate = {"drop": 0.25, "drop_ci95": [-0.5, 1.0], "passed": True, "agreement": 99.0}
+    r = PipelineResults()
+    r.add("supernet", SupernetResult(seconds=10.0, supernet="sn.pt", steps=4, loss_first=2.5, loss_last=1.25,
+                                     space="scarlet", sampler="fair", splits={}), "cached")
+    r.add("latency", LatencyResult(seconds=1.0, input={}, tables={e: {
+        "lut": f"lut_{e}.json", "setting": "", "entries": 243,
+        "validation": {"n": 5, "calibrated": {"mape_pct": 3.25}}} for e in ENGINES}), "cached")
+    r.add("search", SearchStageResult(seconds=7.0, target_ms=0.934, fastest_ms=0.279, trials=4, front=[best],
+                                      best=best, references={}, fronts_by_engine={ENGINES[1]: [best]}, spread=0.35,
+                                      resolved_front={}, choice={"rule": "best estimate"}, splits={},
+                                      evaluation={"eval_images": 100}, card="best.toml", pareto_png="pareto.png"),
+          "ran")
+    r.add("finetune", FinetuneResult(seconds=3.0, card="model.toml", steps=5, batch_size=16, lr=0.02), "ran")
+    r.add("export", ExportStageResult(seconds=8.0, out="export", artefacts={}, engines=list(ENGINES), skipped=[],
+                                      fold={"stabilizers_folded": 2, "bn_folded": 55}, parity=[], quantization={}),
+          "ran")
+    r.add("accuracy", AccuracyResult(seconds=0.5, images=200, split="test", reference="torch:fp32",
+                                     torch_folded={"top1": 15.5},
+                                     engines={e: {"top1": 15.5, "gate": gate, "files": FILES} for e in ENGINES}), "ran")
+    r.add("bench", BenchStageResult(seconds=2.5, bench_json="bench.json", environment={"device": "cpu"}, skipped=[],
+                                    rows=[{"backend": "onnxruntime", "dtype": "int8", "batch": 1, "throughput": 2015.5,
+                                           "latency": {"median": 0.496, "p99": 0.575}, "speedup": 14.43}]), "ran")
+    cands = [{"engine": e, "top1": 15.5, "top1_ci95": [11.1, 21.2], "gate": gate, "median_ms": m,
+              "vs_reference": v} for e, m, v in zip(ENGINES, (0.757, 0.496), (1.0, 1.53))]
+    r.add("deploy", DeployResult(seconds=0.0, engine=ENGINES[1], fastest=ENGINES[1], reference=ENGINES[0],
+                                 faster_in_every_round=True, faster_in_every_round_by_engine={}, throughput=2015.5,
+                                 files=FILES, batch=1, budget=0.5, vs_reference=1.53, deployed="deployed",
+                                 shipped_files=FILES, timed_files=FILES, gated_files=FILES, same_files=True,
+                                 searched_engine=ENGINES[1], search_targeted_it=True,
+                                 latency_tables={e: f"lut_{e}.json" for e in ENGINES}, candidates=cands), "ran")
+    return r
+
+
+def test_the_report_reads_the_stages_results(tmp_path):
+    results = _results(tmp_path)
+    prov = {"written": "2026-12-04T05:17:47+00:00", "command": "nasdeploy pipeline", "nasdeploy": "0.1.0",
+            "torch": "2.14.1", "cpu": "x86_64"}
+    md = write_report(tmp_path, PipelineConfig(out=str(tmp_path)), results, prov).read_text()
+    rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    assert rows["supernet"] == "| supernet | cached | 10.0 | 4 steps (fair) on the train split, loss 2.500 -> 1.250 |"
+    assert rows["finetune"] == ("| finetune | ran | 3.0 | the chosen architecture alone, 5 steps of 16 from its "
+                                "inherited weights |")
+    assert "| export | ran | 8.0 | 2 engines, folded (2 stabilizers, 55 BN) |" in md
+    assert ("| deploy | ran | 0.0 | onnxruntime:int8 at batch 1: 1.53x onnxruntime:fp32 (faster in every bench "
+            "round), within the 0.5-point budget |") in md
+    assert "| onnxruntime:int8 | 0.496 | 1.53x | 15.50 [11.1, 21.2] | 0.25 [-0.50, 1.00] | pass | **yes** |" in md
+    assert "(the same files the bench timed and the gate scored)" in md and "(they agree)." in md
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert list(rep["stages"]) == list(results.status)
+    assert rep["stages"]["finetune"] == {"seconds": 3.0, "card": "model.toml", "steps": 5, "batch_size": 16,
+                                         "lr": 0.02, "status": "ran"}
+    assert rep["stages"] == json.loads(json.dumps(results.as_dict()))
