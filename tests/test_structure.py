@@ -1,13 +1,16 @@
-"""The shape of the code, read from its imports: no import cycle inside nasdeploy, and the deploy stack layered
-(backends, quantize and gate never import the export command); the small-input rule and the model-resolution
-opening written once."""
+"""The shape of the code, read from its imports and its source: which room of nasdeploy may import which (checked,
+not remembered), no import cycle, nothing importing upward, the search without the training loop; one owner for
+each rule (the small-input rule, model resolution, the input setting, feasibility, device resolution, configs built
+by keyword); tests that mirror the package and import no private name; benchmarks that import no test."""
 from __future__ import annotations
 
 import ast
 import re
 from pathlib import Path
 
-PKG = Path(__file__).resolve().parents[1] / "nasdeploy"
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "nasdeploy"
+TESTS = ROOT / "tests"
 
 
 def _module(path: Path) -> str:
@@ -19,7 +22,11 @@ def _module(path: Path) -> str:
 
 
 def _imports() -> dict[str, set[str]]:
-    """nasdeploy module -> the nasdeploy modules it imports (anywhere in the file, function bodies included)."""
+    """nasdeploy module -> the nasdeploy modules it imports (anywhere in the file, function bodies included).
+
+    ``from PKG import NAME`` depends on the submodule ``PKG.NAME`` where there is one, else on ``PKG`` itself. The
+    version string read from the root package (``from . import __version__``) is not a dependency on what the root
+    package re-exports."""
     graph: dict[str, set[str]] = {}
     modules = {_module(p) for p in PKG.rglob("*.py")}
     for path in PKG.rglob("*.py"):
@@ -34,7 +41,9 @@ def _imports() -> dict[str, set[str]]:
                     target = ".".join(base + ([node.module] if node.module else []))
                 else:
                     target = node.module or ""
-                cands = [target] + [f"{target}.{a.name}" for a in node.names]
+                if target == "nasdeploy" and all(a.name == "__version__" for a in node.names):
+                    continue
+                cands = [f"{target}.{a.name}" if f"{target}.{a.name}" in modules else target for a in node.names]
             elif isinstance(node, ast.Import):
                 cands = [a.name for a in node.names]
             else:
@@ -81,6 +90,117 @@ def test_no_import_cycle_in_nasdeploy():
     assert cyc is None, " -> ".join(cyc)
 
 
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+# ------------------------------------------------------------------ the rooms and who may import whom
+
+# A room is a package of nasdeploy, or a top-level module; a few small modules everything uses share one ("base"),
+# and bench's timing and environment (which the latency tables use) are a room below the bench job (which runs
+# export folders). "nasdeploy" is the package's front door (its __init__: create_model, Arch, ...).
+SHARED = {"nasdeploy.errors": "base", "nasdeploy.io": "base", "nasdeploy.progress": "base", "nasdeploy.device": "base",
+          "nasdeploy.bench.timing": "bench.timing", "nasdeploy.bench.env": "bench.timing",
+          "nasdeploy.__main__": "cli", "nasdeploy": "nasdeploy"}
+
+# Bottom to top: a room may import only rooms before it.
+LAYERS = ("base", "data", "checkpoint", "nas", "evaluate", "pareto", "plots", "isa", "onnxgraph", "fold", "zoo",
+          "gate", "quantize", "backends", "bench.timing", "latency", "search", "export", "deploy", "bench", "verify",
+          "finetune", "pipeline", "cli", "nasdeploy")
+
+# Who imports whom, as the code does it (a room that needs another not listed here: add it, if it is below).
+ALLOWED: dict[str, set[str]] = {
+    "base": set(),
+    "data": {"base"},
+    "checkpoint": {"base"},  # official checkpoint layouts; torch.load with one-line errors
+    "nas": {"base", "data", "checkpoint"},  # the supernet side: input settings, reading files; nothing above
+    "evaluate": set(),
+    "pareto": set(),
+    "plots": {"base"},
+    "isa": {"base"},
+    "onnxgraph": {"base"},
+    "fold": {"base", "nas"},
+    "zoo": {"base", "data", "checkpoint", "nas", "fold"},
+    "gate": {"base", "data", "evaluate"},
+    "quantize": {"base", "data", "isa"},
+    "backends": {"base", "onnxgraph", "quantize"},
+    "bench.timing": {"isa", "backends"},
+    "latency": {"base", "nas", "fold", "quantize", "backends", "bench.timing"},
+    "search": {"base", "data", "nas", "evaluate", "pareto", "plots", "zoo", "backends", "latency"},
+    "export": {"base", "data", "isa", "zoo", "gate", "quantize", "backends"},
+    "deploy": set(),
+    "bench": {"base", "zoo", "gate", "quantize", "backends", "bench.timing", "export", "deploy"},
+    "verify": {"base", "data", "evaluate", "zoo", "gate", "quantize", "backends", "export"},
+    "finetune": {"base", "data", "checkpoint", "nas", "zoo"},
+    "pipeline": {"base", "data", "nas", "evaluate", "plots", "gate", "quantize", "backends", "latency", "search",
+                 "export", "deploy", "bench", "finetune"},
+    "cli": {"base", "data", "nas", "plots", "isa", "fold", "zoo", "gate", "quantize", "backends", "latency", "search",
+            "export", "bench", "verify", "pipeline"},
+    "nasdeploy": {"base", "nas", "zoo"},
+}
+
+
+def _room(module: str) -> str:
+    if module in SHARED:
+        return SHARED[module]
+    return module.split(".")[1]
+
+
+def _room_edges() -> dict[tuple[str, str], list[str]]:
+    """(room, room it imports) -> the module imports behind it."""
+    edges: dict[tuple[str, str], list[str]] = {}
+    for m, deps in _imports().items():
+        for d in deps:
+            a, b = _room(m), _room(d)
+            if a != b:
+                edges.setdefault((a, b), []).append(f"{m} -> {d}")
+    return edges
+
+
+def test_every_module_is_in_a_room_of_the_table():
+    rooms = {_room(m) for m in _imports()}
+    assert rooms == set(ALLOWED) == set(LAYERS), (rooms ^ set(ALLOWED), set(ALLOWED) ^ set(LAYERS))
+
+
+def test_the_table_only_points_down():
+    up = [(a, b) for a, bs in ALLOWED.items() for b in bs if LAYERS.index(b) >= LAYERS.index(a)]
+    assert not up, up
+
+
+def test_rooms_import_only_what_the_table_allows():
+    edges = _room_edges()
+    bad = {k: v for k, v in edges.items() if k[1] not in ALLOWED[k[0]]}
+    assert not bad, "\n".join(f"{a} may not import {b}: {', '.join(sorted(v))}" for (a, b), v in sorted(bad.items()))
+
+
+def test_the_table_says_what_the_code_does():
+    """No allowance is stale: each is used by an import, so the table is the code's layering, not a wish."""
+    edges = _room_edges()
+    stale = [(a, b) for a, bs in ALLOWED.items() for b in bs if (a, b) not in edges]
+    assert not stale, stale
+
+
+def test_the_search_reads_supernets_without_the_training_loop():
+    graph = _imports()
+    search = [n for n in graph if n.startswith("nasdeploy.search")]
+    reached, todo = set(), list(search)
+    while todo:  # everything the search imports, directly or through other modules
+        for d in graph[todo.pop()] - reached:
+            reached.add(d)
+            todo.append(d)
+    assert "nasdeploy.nas.train" not in reached
+    assert any("nasdeploy.nas.checkpoint" in graph[n] for n in search)  # supernets are read through nas/checkpoint
+
+
+def test_nothing_imports_the_command_line_and_nothing_below_imports_the_pipeline():
+    for name, deps in _imports().items():
+        if _room(name) != "cli":
+            assert not any(_room(d) == "cli" for d in deps), name
+        if _room(name) not in ("pipeline", "cli", "nasdeploy"):
+            assert not any(_room(d) == "pipeline" for d in deps), name
+
+
 def test_lower_layers_never_import_the_export_command():
     graph = _imports()
     for name, deps in graph.items():
@@ -89,25 +209,130 @@ def test_lower_layers_never_import_the_export_command():
             assert not any(d.startswith("nasdeploy.export") for d in deps), (name, sorted(deps))
 
 
-def test_the_cycle_finder_finds_a_cycle():
-    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
-    assert _cycle({"a": {"b"}, "b": set()}) is None
+def test_every_package_says_what_it_holds():
+    for init in [PKG / "__init__.py", *PKG.glob("*/__init__.py"), ROOT / "benchmarks" / "__init__.py"]:
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc and len(doc) > 40, init
 
 
-def _source_lines(pattern: str) -> list[str]:
+# ------------------------------------------------------------------ one owner for each rule
+
+def _source_lines(pattern: str, root: Path = PKG) -> list[str]:
     rx = re.compile(pattern)
-    return [f"{p.relative_to(PKG)}:{i}" for p in PKG.rglob("*.py")
+    return [f"{p.relative_to(root).as_posix()}:{i}" for p in root.rglob("*.py")
             for i, line in enumerate(p.read_text().splitlines(), 1) if rx.search(line) and not line.lstrip().startswith("#")]
+
+
+def _files(lines: list[str]) -> set[str]:
+    return {s.split(":")[0] for s in lines}
 
 
 def test_the_small_input_rule_is_written_once():
     # the stride plan for small images is chosen in data.InputSetting.for_images alone
-    assert {s.split(":")[0] for s in _source_lines(r"SMALL_INPUT_STRIDES")} == {"data.py"}
-    assert {s.split(":")[0] for s in _source_lines(r"<\s*SMALL_INPUT_LIMIT|<\s*64\b")} == {"data.py"}
+    assert _files(_source_lines(r"SMALL_INPUT_STRIDES")) == {"data.py"}
+    assert _files(_source_lines(r"<\s*SMALL_INPUT_LIMIT|<\s*64\b")) == {"data.py"}
     assert not _source_lines(r"== ?\"fashion-mnist\"|!= ?\"fashion-mnist\"")
 
 
 def test_models_are_resolved_in_one_place():
     # zoo.resolve is the opening every command takes; nothing else loads a model and folds it for itself
-    assert {s.split(":")[0] for s in _source_lines(r"\bload_any\(|\bcreate_model\(")} <= {"zoo.py", "__init__.py"}
-    assert {s.split(":")[0] for s in _source_lines(r"\bfold\(\w+(\.net)?, input_size=")} <= {"zoo.py"}
+    assert _files(_source_lines(r"\bload_any\(|\bcreate_model\(")) <= {"zoo.py", "__init__.py"}
+    assert _files(_source_lines(r"\bfold\(\w+(\.net)?, input_size=")) <= {"zoo.py"}
+
+
+def test_the_input_setting_is_given_where_a_network_is_made():
+    # Network and Supernet declare it in their constructors; nothing patches it onto a network afterwards
+    made = [f"{f}:{_line(f, 'self.input_setting = input_setting')}" for f in ("nas/net.py", "nas/supernet.py")]
+    assert sorted(_source_lines(r"\binput_setting = ")) == made
+    assert not _source_lines(r"setattr\([^)]*input_setting")
+
+
+def _line(rel: str, text: str) -> str:
+    return str(next(i for i, line in enumerate((PKG / rel).read_text().splitlines(), 1) if text in line))
+
+
+def test_feasibility_is_decided_by_the_problem_alone():
+    # a cost or a latency compared with a target: only in search/problem.py (Problem.within)
+    target = r"[\w.\]\[\"']*\btarget(?:_ms)?\b"
+    compared = _source_lines(rf"(<=|>=|<(?!=)|>(?!=))\s*{target}|{target}\s*(<=|>=|<(?![=<])|>(?![=>]))")
+    assert _files(compared) == {"search/problem.py"}, compared
+    assert len(_source_lines(r"cost\s*<=\s*target")) == 1
+
+
+def test_one_device_resolver():
+    # "auto" becomes a device in nasdeploy/device.py alone; everything else calls resolve_device
+    assert _files(_source_lines(r"\"cuda\" if torch\.cuda\.is_available\(\) else \"cpu\"")) == {"device.py"}
+    assert _files(_source_lines(r"def (resolve|check)_device\b")) == {"device.py"}
+
+
+def test_search_configs_are_built_by_keyword():
+    calls = []
+    for root in (PKG, TESTS, ROOT / "benchmarks"):
+        for p in root.rglob("*.py"):
+            for node in ast.walk(ast.parse(p.read_text())):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) in (
+                        "SearchConfig", "SearchInputs") and node.args:
+                    calls.append(f"{p.relative_to(ROOT)}:{node.lineno}")
+    assert not calls, calls
+
+
+# ------------------------------------------------------------------ tests and benchmarks
+
+def test_tests_mirror_the_package():
+    """A reader who opens nasdeploy/X.py (or the package nasdeploy/X/, or a module of nasdeploy/nas/) finds
+    tests/test_X.py."""
+    names = {p.stem for p in PKG.glob("*.py") if not p.stem.startswith("__")}
+    names |= {p.parent.name for p in PKG.glob("*/__init__.py")} - {"nas"}
+    names |= {p.stem for p in (PKG / "nas").glob("*.py") if not p.stem.startswith("__")}
+    missing = sorted(n for n in names if not (TESTS / f"test_{n}.py").exists())
+    assert not missing, missing
+
+
+def test_no_test_imports_a_private_name():
+    private = []
+    for p in TESTS.glob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nasdeploy"):
+                private += [f"{p.name}:{node.lineno} {a.name}" for a in node.names
+                            if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not private, private
+
+
+def test_benchmarks_run_as_modules_and_import_no_test():
+    for p in (ROOT / "benchmarks").glob("*.py"):
+        tree = ast.parse(p.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                assert not (node.module or "").startswith(("tests", "helpers", "conftest")), p.name
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in (
+                    "insert", "append") and ast.unparse(node.func.value) == "sys.path":
+                raise AssertionError(f"{p.name}:{node.lineno} edits sys.path: run it as python -m benchmarks.NAME")
+
+
+def test_the_tests_named_in_the_docs_exist():
+    """tests/README.md maps every command and option to tests by tests/FILE.py::NAME: each must exist."""
+    missing = []
+    for doc in (TESTS / "README.md", ROOT / "README.md", ROOT / "benchmarks" / "README.md",
+                TESTS / "deliberate_breaks.py", ROOT / "pyproject.toml"):
+        for m in re.finditer(r"tests/(test_[a-z0-9_]+)\.py(?:::(\w+))?", doc.read_text()):
+            f = TESTS / f"{m[1]}.py"
+            if not f.exists() or m[2] and not re.search(rf"^def {m[2]}\(", f.read_text(), re.M):
+                missing.append(f"{doc.name}: {m[0]}")
+    assert not missing, missing
+
+
+def test_the_readmes_layout_table_matches_the_tree():
+    """Every path the README's Layout table names exists, and every module and package of nasdeploy is named."""
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("## Layout"):].split("\n\n")[1]
+    named = set()
+    for row in table.splitlines()[2:]:
+        cells = re.findall(r"`([^`]+)`", row.split("|")[1])
+        base = cells[0].rsplit("/", 1)[0] + "/" if "/" in cells[0].rstrip("/") else ""
+        for c in cells:
+            named.add(c if "/" in c.rstrip("/") or c.endswith("/") and not base else base + c)
+    missing = sorted(n for n in named if not (ROOT / n).exists())
+    assert not missing, missing
+    tree = {f"nasdeploy/{p.name}" for p in PKG.glob("*.py") if not p.name.startswith("__")}
+    tree |= {f"nasdeploy/{p.parent.name}/" for p in PKG.glob("*/__init__.py")}
+    assert tree <= named, sorted(tree - named)
