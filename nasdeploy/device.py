@@ -1,5 +1,5 @@
-"""Devices by name: ``cpu``, ``cuda``, ``cuda:N`` and ``auto``, checked and resolved in one place (training, fine-tuning,
-export, the pipeline and every command that takes ``--device``)."""
+"""Devices by name: ``cpu``, ``cuda``, ``cuda:N`` and ``auto``, checked and resolved in one place (training,
+fine-tuning, export, the pipeline and every command that takes ``--device``)."""
 from __future__ import annotations
 
 import torch

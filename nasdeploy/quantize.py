@@ -193,7 +193,8 @@ def quantize_onnx(src: str | Path, dst: str | Path, calib: Calibration, symmetri
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         with atomic_path(dst) as out, _quiet():
-            quantize_static(str(pre), str(out), CalibrationReader(input_name, calib.batches), quant_format=QuantFormat.QDQ,
+            quantize_static(str(pre), str(out), CalibrationReader(input_name, calib.batches),
+                            quant_format=QuantFormat.QDQ,
                             per_channel=opt.per_channel, reduce_range=rule.saturation_safe,
                             activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
                             weight_type=QuantType.QInt8, nodes_to_exclude=exclude, calibrate_method=method,

@@ -1,5 +1,6 @@
-"""Fine-tuning (nasdeploy/finetune.py): killed at any moment and resumed, equal to the uninterrupted run (tests/test_pipeline.py
-kills the pipeline inside its supernet and fine-tune stages); the model's classes must match the data's."""
+"""Fine-tuning (nasdeploy/finetune.py): killed at any moment and resumed, equal to the uninterrupted run
+(tests/test_pipeline.py kills the pipeline inside its supernet and fine-tune stages); the model's classes must match
+the data's."""
 from __future__ import annotations
 
 import subprocess

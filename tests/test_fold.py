@@ -1,5 +1,5 @@
-"""Folding (nasdeploy/fold.py): BN and stabilizers folded exactly, checked numerically, refused where it cannot be exact;
-a folded network stays folded through its checkpoint."""
+"""Folding (nasdeploy/fold.py): BN and stabilizers folded exactly, checked numerically, refused where it cannot be
+exact; a folded network stays folded through its checkpoint."""
 import pytest
 import torch
 from torch import nn

@@ -1,5 +1,5 @@
-"""Search spaces and the ``Arch`` value (nasdeploy/nas/space.py): the channel and stride plan, the choices per layer, the
-text form and its errors, other stride plans."""
+"""Search spaces and the ``Arch`` value (nasdeploy/nas/space.py): the channel and stride plan, the choices per layer,
+the text form and its errors, other stride plans."""
 import random
 
 import pytest

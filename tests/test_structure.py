@@ -220,7 +220,8 @@ def test_every_package_says_what_it_holds():
 def _source_lines(pattern: str, root: Path = PKG) -> list[str]:
     rx = re.compile(pattern)
     return [f"{p.relative_to(root).as_posix()}:{i}" for p in root.rglob("*.py")
-            for i, line in enumerate(p.read_text().splitlines(), 1) if rx.search(line) and not line.lstrip().startswith("#")]
+            for i, line in enumerate(p.read_text().splitlines(), 1)
+            if rx.search(line) and not line.lstrip().startswith("#")]
 
 
 def _files(lines: list[str]) -> set[str]:

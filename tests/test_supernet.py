@@ -1,5 +1,5 @@
-"""The weight-sharing supernet (nasdeploy/nas/supernet.py): an extracted subnet computes what the supernet computes along
-its path, carries its stabilizers and its input setting."""
+"""The weight-sharing supernet (nasdeploy/nas/supernet.py): an extracted subnet computes what the supernet computes
+along its path, carries its stabilizers and its input setting."""
 import random
 
 import pytest

@@ -48,8 +48,8 @@ def test_the_rules_catch_the_graph_that_could_never_build(sources, tmp_path):
 
     src = sources.onnx("fp32")
     out = tmp_path / "old.onnx"
-    quantize_static(str(src), str(out), CalibrationReader("input", sources.calibration.batches), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+    quantize_static(str(src), str(out), CalibrationReader("input", sources.calibration.batches),
+                    quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                     extra_options={"WeightSymmetric": True, "ActivationSymmetric": True})
     problems = qdq_problems(onnx.load(str(out)))
     assert problems and any("DequantizeLinear of INT32" in p for p in problems), problems
