@@ -4,5 +4,6 @@ supernet (``supernet``), the path samplers that choose which subnets a training 
 recipe that makes a supernet learn at small budgets (``recipe``), the training loop (``train``) and the supernet
 checkpoint, read and written without the training loop (``checkpoint``).
 
-It imports nothing above it: the data's input settings, errors and file writing only.
+It imports only what lies below it: the data's input settings, the checkpoint file reader (``nasdeploy.checkpoint``),
+errors, atomic writes, devices and progress bars (``tests/test_structure.py`` holds the table).
 """

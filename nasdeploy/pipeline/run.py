@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 # ------------------------------------------------------------------ stages
 
 class Pipeline:
+    """The stages in order, each a ``stage_<name>`` method returning its typed result (``results``); ``run`` skips
+    the stages whose marker loads and hands every result on through ``self.results``."""
+
     def __init__(self, cfg: PipelineConfig, progress: bool = True, echo: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg
         self.out = Path(cfg.out)

@@ -1,6 +1,7 @@
 """Latency-constrained multi-objective search over a supernet and the latency tables of the candidate engines.
 
-Optuna supplies NSGA-II (kept to the feasible region: ``sampler``) and the storage (SQLite by default, PostgreSQL
+Optuna supplies NSGA-II (kept to the feasible region: ``sampler``, which proposes architectures to evaluate; not to
+be confused with the supernet's path samplers, ``nasdeploy.nas.paths``) and the storage (SQLite by default, PostgreSQL
 for several workers: ``study``); nasdeploy writes the problem (``problem``), the estimates compared paired on the
 same search-validation images (``estimate``) and the job with its outputs (``job``).
 """

@@ -1,4 +1,6 @@
-"""Optuna's NSGA-II, kept to the feasible region.
+"""The search's sampler: Optuna's NSGA-II, kept to the feasible region, proposing the architectures a search
+evaluates (the supernet's path samplers, which choose the subnets a training step trains, are
+``nasdeploy.nas.paths``).
 
 Every architecture the sampler proposes meets the target, so no evaluation is spent on one that cannot ship
 (Optuna's own constraint handling ranks infeasible trials below feasible ones but still evaluates them):
