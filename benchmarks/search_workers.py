@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _cmd(sn, lut, target, storage, study, out, args) -> list[str]:
     return [sys.executable, str(ROOT / "cli.py"), "search", "--supernet", str(sn), "--lut", str(lut),
-            "--latency-target", target, "--population", str(args.population), "--generations", str(args.generations),
+            "--latency-target", target, "--population", str(args.population), "--evaluations", str(args.evaluations),
             "--calib-batches", "2", "--eval-images", str(args.eval_images), "--storage", storage, "--study-name",
             study, "--out", str(out), "--no-progress"]
 
@@ -57,7 +57,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/search_workers")
     ap.add_argument("--population", type=int, default=8)
-    ap.add_argument("--generations", type=int, default=4)
+    ap.add_argument("--evaluations", type=int, default=32)
     ap.add_argument("--eval-images", type=int, default=1000)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -95,7 +95,7 @@ def main() -> None:
         subprocess.run(_worker(url, "two"), env=env2, check=True, capture_output=True)
         a.wait()
         res["two_workers_1_thread_each"] = measure(url, "two") | {"seconds": round(time.time() - t0, 1)}
-    res |= {"budget": args.population * args.generations, "eval_images": args.eval_images, "target": target,
+    res |= {"budget": args.evaluations, "eval_images": args.eval_images, "target": target,
             "cpu": this_cpu().as_dict(), "command": " ".join(sys.argv), "provenance": provenance()}
     print(json.dumps({k: v for k, v in res.items() if k.startswith(("one", "two"))}, indent=1))
     if args.json:

@@ -11,7 +11,7 @@ from nasdeploy.data import SMALL_INPUT_STRIDES
 from nasdeploy.errors import ArtifactError
 from nasdeploy.latency import LatencyTable, Settings, measure_table, validate_table
 from nasdeploy.latency import measure as measure_mod
-from nasdeploy.latency.metrics import fit_linear, kendall_tau, loo_calibrated, mape, max_error
+from nasdeploy.latency.metrics import calibrated, fit_calibration, kendall_tau, loo_calibrated, mape, max_error
 
 from .conftest import HAS_CUDA, run_cli
 
@@ -28,11 +28,11 @@ def test_metrics_on_known_numbers():
     assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)  # 5 concordant, 1 discordant
     assert kendall_tau([1, 1, 2], [1, 2, 3]) == pytest.approx(2 / (3 * 2) ** 0.5)  # tau-b with a tie in x
-    a, b = fit_linear([1, 2, 3], [3, 5, 7])
-    assert (a, b) == pytest.approx((2.0, 1.0))
-    a, b = fit_linear([2, 3, 4], [1, 3, 5])  # least squares would give b = -3: refit through the origin
-    assert b == 0.0 and a == pytest.approx((2 + 9 + 20) / (4 + 9 + 16))
-    assert loo_calibrated([1, 2, 3, 4], [3, 5, 7, 9]) == pytest.approx([3, 5, 7, 9])
+    cal = fit_calibration([1, 2, 3], [5, 5, 5], [3, 5, 7])  # blocks constant: a * sum + b
+    assert (cal["a"], cal["b"], cal["c"]) == pytest.approx((2.0, 1.0, 0.0))
+    cal = fit_calibration([2, 3, 4], [5, 5, 5], [1, 3, 5])  # a negative intercept is kept: per-call costs
+    assert (cal["a"], cal["b"]) == pytest.approx((2.0, -3.0))
+    assert loo_calibrated([1, 2, 3, 4], [5, 5, 5, 5], [3, 5, 7, 9]) == pytest.approx([3, 5, 7, 9])
 
 
 def test_small_table_structure_and_resume(tmp_path, monkeypatch):
@@ -73,7 +73,7 @@ def test_full_table_predicts_and_validates(tmp_path):
     assert m["n"] == 4 + 2 and m["raw"]["mape_pct"] >= 0  # plus the fastest and slowest architectures
     assert t.fastest(False)[0] and str(t.fastest(False)[0]) in v.archs and str(t.slowest()) in v.archs
     again = LatencyTable.load(out)
-    assert again.calibration["n"] == 6 and again.calibration["b"] >= 0
+    assert again.calibration["n"] == 6 and again.calibration["a"] > 0  # fitted on whole networks, stored
     assert again.fastest()[1] > 0
     assert again.predict(str(arch)) == pytest.approx(again.calibration["a"] * again.raw(arch) + again.calibration["b"])
 
@@ -163,36 +163,41 @@ def test_kendall_tau_edges():
     assert kendall_tau([1, 2], [2, 1]) == -1.0
 
 
-def test_fit_linear_edges():
-    assert fit_linear([1.0, 2.0, 3.0], [3.0, 5.0, 7.0]) == pytest.approx((2.0, 1.0))
-    assert fit_linear([1.0, 2.0], [2.0, 4.0]) == pytest.approx((2.0, 0.0))  # intercept exactly 0 is kept
-    assert fit_linear([2.0, 2.0], [4.0, 6.0]) == pytest.approx((2.5, 0.0))  # no spread: through the origin
-    a, b = fit_linear([1.0, 2.0, 3.0], [3.0, 2.0, 1.0])  # a negative slope is no calibration
-    assert a > 0 and b == 0.0
-    assert fit_linear([0.0, 0.0], [1.0, 2.0]) == (1.0, 0.0)
-    assert loo_calibrated([1.0, 2.0, 3.0], [2.0, 4.0, 6.0]) == pytest.approx([2.0, 4.0, 6.0])
-    # sub-millisecond predictions (spread below 1) and a slope below 1 are ordinary calibrations
-    assert fit_linear([0.1, 0.2, 0.4], [0.15, 0.2, 0.3]) == pytest.approx((0.5, 0.1))
-    assert fit_linear([1.0, 2.0, 3.0], [1.5, 2.0, 2.5]) == pytest.approx((0.5, 1.0))
-    # a flat measurement (slope 0) does not follow the prediction: through the origin, not y = mean
-    assert fit_linear([1.0, 2.0, 3.0], [5.0, 5.0, 5.0]) == pytest.approx((30 / 14, 0.0))
+def test_calibration_edges():
+    # a flat or falling measurement does not follow the table: the sum is only scaled, through the origin
+    cal = fit_calibration([1.0, 2.0, 3.0], [4, 5, 6], [3.0, 2.0, 1.0])
+    assert cal["a"] > 0 and cal["b"] == 0.0 and cal["c"] == 0.0 and cal["model"] == "a * sum"
+    assert fit_calibration([0.0, 0.0], [1, 1], [1.0, 2.0])["a"] == 1.0  # nothing to scale
+    cal = fit_calibration([1.0, 2.0, 3.0], [4, 4, 4], [5.0, 5.0, 5.0])
+    assert cal["a"] == pytest.approx(30 / 14) and cal["b"] == 0.0
+    # too few architectures for three terms: scaled only
+    assert fit_calibration([1.0, 2.0, 3.0], [1, 2, 3], [2.0, 4.0, 6.0])["model"] == "a * sum"
+    assert calibrated(None, 2.5, 7) == 2.5
+    assert calibrated({"a": 2.0, "b": 1.0, "c": -0.1, "n": 9}, 3.0, 10) == pytest.approx(6.0)
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_calibration_is_least_squares_with_a_non_negative_intercept(seed):
+def test_calibration_takes_back_a_per_block_cost(seed):
+    """Tables whose entries each carry a fixed per-call cost: the sum over-predicts by that cost per block. Least
+    squares on (sum, blocks, 1) recovers the scale, the per-block cost and the intercept (numpy's lstsq as the
+    independent reference), and leave-one-out predicts each point from a fit without it."""
     rng = np.random.default_rng(seed)
-    x = rng.uniform(1, 5, 12)
-    y = 1.3 * x + rng.choice([0.4, -0.8]) + rng.normal(0, 0.05, 12)
-    a, b = fit_linear(list(x), list(y))
-    a_ls, b_ls = np.polyfit(x, y, 1)
-    if b_ls >= 0:
-        assert (a, b) == pytest.approx((a_ls, b_ls), rel=1e-9)
-    else:  # through the origin: a = sum(xy) / sum(xx)
-        assert b == 0.0 and a == pytest.approx(float((x * y).sum() / (x * x).sum()), rel=1e-9)
-    loo = loo_calibrated(list(x), list(y))
-    for i in range(len(x)):  # leave-one-out: point i predicted by the fit without it
-        ai, bi = fit_linear([v for j, v in enumerate(x) if j != i], [v for j, v in enumerate(y) if j != i])
-        assert loo[i] == pytest.approx(ai * x[i] + bi)
+    k = rng.integers(8, 20, 24)
+    true = rng.uniform(0.2, 2.0, 24)
+    overhead = rng.uniform(0.01, 0.05)
+    raw = true + overhead * k  # what summing stand-alone blocks gives
+    meas = 0.9 * true + 0.05 + rng.normal(0, 1e-4, 24)
+    cal = fit_calibration(list(raw), list(k), list(meas))
+    ref, *_ = np.linalg.lstsq(np.c_[raw, k, np.ones(24)], meas, rcond=None)
+    assert (cal["a"], cal["c"], cal["b"]) == pytest.approx(tuple(ref), rel=1e-9, abs=1e-12)
+    assert cal["a"] == pytest.approx(0.9, rel=1e-2) and cal["c"] == pytest.approx(-0.9 * overhead, rel=2e-2)
+    loo = loo_calibrated(list(raw), list(k), list(meas))
+    for i in range(24):
+        keep = [j for j in range(24) if j != i]
+        ci = fit_calibration([raw[j] for j in keep], [k[j] for j in keep], [meas[j] for j in keep])
+        assert loo[i] == pytest.approx(calibrated(ci, raw[i], int(k[i])))
+    assert mape(loo, list(meas)) < 1.0  # the per-block cost taken back: the sum alone misses by far more
+    assert mape(list(raw), list(meas)) > 5.0
 
 
 def test_error_metrics_and_tau_against_scipy_free_references():

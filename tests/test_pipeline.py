@@ -30,7 +30,7 @@ tables = {tables}
 
 [search]
 population = 4
-generations = 1
+evaluations = 4
 calib_batches = 1
 eval_images = 100
 

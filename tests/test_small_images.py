@@ -37,7 +37,7 @@ def test_a_32px_folder_goes_through_every_command(tmp_path):
 
     target = f"{1.6 * LatencyTable.load(lut).fastest()[1]:.4f}ms"
     r = run_cli("search", "--supernet", str(tmp_path / "sn" / "supernet.pt"), "--lut", str(lut), "--latency-target",
-                target, "--population", "2", "--generations", "1", "--calib-batches", "1", "--eval-images", "20",
+                target, "--population", "2", "--evaluations", "2", "--calib-batches", "1", "--eval-images", "20",
                 "--out", str(tmp_path / "s"), "--no-progress")
     assert r.returncode == 0, r.stderr + r.stdout
     from nasdeploy.zoo import Card

@@ -20,7 +20,7 @@ from nasdeploy.search.study import wait_for_study
 from .conftest import ROOT
 from .helpers import kill_when, wait_until
 
-BUDGET = 8  # population 4 x 2 generations
+BUDGET = 8  # evaluations
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def inputs(tmp_path_factory):
 def _search(inputs, storage: str, study: str, out, *extra: str) -> list[str]:
     sn, lut, target = inputs
     return [sys.executable, str(ROOT / "cli.py"), "search", "--supernet", str(sn), "--lut", str(lut),
-            "--latency-target", target, "--population", "4", "--generations", "2", "--calib-batches", "1",
+            "--latency-target", target, "--population", "4", "--evaluations", "8", "--calib-batches", "1",
             "--eval-images", "200", "--storage", storage, "--study-name", study, "--heartbeat", "1",
             "--out", str(out), "--no-progress", *extra]
 

@@ -1,10 +1,11 @@
 """Timing done right: warm-up, many repeats, median and percentiles; CUDA events on the GPU."""
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -111,3 +112,45 @@ def time_runner(runner, x, device: str, warmup: int | None = None, repeats: int 
 
 def best_round(rounds: list[Stats]) -> Stats:
     return min(rounds, key=lambda s: s.median)
+
+
+@dataclass(frozen=True)
+class Clock:
+    """How nasdeploy times a whole network, wherever it does (a latency table's validation, the search's finalists,
+    `bench`), so that "predicted", "measured" and "shipped" are the same kind of number: ``warmup`` calls, then
+    ``repeats`` timed calls per round (the round's median), ``rounds`` rounds interleaved over everything being
+    compared in a new order each round, a ``settle`` pause before each on the CPU (the previous runtime's idle
+    threads spin for a while after their last call), and the fastest round counts (background load only adds time).
+    """
+
+    warmup: int = 10
+    repeats: int = 50
+    rounds: int = 3
+    settle: float = SETTLE_S
+
+    def interleave(self, n: int, measure: Callable[[int, int], None], device: str = "cpu", seed: int = 0,
+                   step: Callable[[], None] | None = None) -> None:
+        """``measure(i, round)`` for each of ``n`` items in ``rounds`` rounds, in a new seeded order each round."""
+        order = list(range(n))
+        rng = random.Random(seed)
+        for k in range(self.rounds):
+            rng.shuffle(order)  # nothing always follows the same neighbour (whose threads may still spin)
+            for i in order:
+                if not device.startswith("cuda"):
+                    time.sleep(self.settle)
+                measure(i, k)
+                if step:
+                    step()
+
+    def time_all(self, timers: Sequence[Callable[[], object]], device: str = "cpu", seed: int = 0,
+                 streams: Sequence | None = None, clocks: Sequence[str] | None = None,
+                 step: Callable[[], None] | None = None) -> list[list[Stats]]:
+        """Every timed call of ``timers`` measured by this clock: per timer, its rounds' statistics."""
+        out: list[list[Stats]] = [[] for _ in timers]
+
+        def measure(i: int, k: int) -> None:
+            out[i].append(time_fn(timers[i], device, self.warmup, self.repeats, 1,
+                                  streams[i] if streams else None, clocks[i] if clocks else "auto"))
+
+        self.interleave(len(timers), measure, device, seed, step)
+        return out

@@ -35,8 +35,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "accuracy,latency[,params]. The fronts are always over accuracy and latency")
     p.add_argument("--criterion", default="top1", choices=CRITERIA,
                    help="what estimates are compared by, paired on the same images: top-1 or cross-entropy loss")
-    p.add_argument("--population", type=int, default=16)
-    p.add_argument("--generations", type=int, default=4)
+    p.add_argument("--evaluations", type=int, default=64,
+                   help="architectures evaluated (default 64): the search's budget, shared by every worker of a study")
+    p.add_argument("--population", type=int, default=8,
+                   help="architectures the evolution keeps (default 8); the first ones are drawn near the target")
+    p.add_argument("--finalists", type=int, default=12,
+                   help="at most this many of the study's best and its front are timed end to end on every "
+                        "candidate engine and scored on the whole search-validation split before the choice "
+                        "(default 12)")
+    p.add_argument("--race-images", type=int, default=0,
+                   help="search-validation images the finalists are scored on (default 0: all of them)")
     p.add_argument("--calib-batches", type=int, default=4, help="BN recalibration batches per subnet")
     p.add_argument("--eval-images", type=int, default=2000,
                    help="search-validation images per subnet evaluation (default 2000)")
@@ -84,7 +92,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError("give --latency-target with units (e.g. 1.2ms), or --report with --storage")
     cfg = SearchConfig(target_ms=parse_latency(args.latency_target),
                        objectives=tuple(o.strip() for o in args.objectives.split(",")), population=args.population,
-                       generations=args.generations, seed=args.seed, calib_batches=args.calib_batches,
+                       evaluations=args.evaluations, finalists=args.finalists, race_images=args.race_images,
+                       seed=args.seed, calib_batches=args.calib_batches,
                        calib_batch_size=64, eval_images=args.eval_images, accuracy_proxy=args.accuracy_proxy,
                        device="cuda" if args.device.startswith("cuda") else "cpu", storage=args.storage,
                        study_name=args.study_name, criterion=args.criterion, heartbeat=args.heartbeat)
@@ -122,7 +131,7 @@ def _print(r, out: str) -> int:
         Console().print(f"this worker: {sp['trials']} trials, {sp['evaluated']} architectures evaluated in "
                         f"{sp['seconds']:.0f} s ({sp['evaluated_per_minute']:.1f} per minute)")
     if r.best is None:
-        Console().print("[red]no trial met the target[/]: raise --generations or the target")
+        Console().print("[red]no trial met the target[/]: raise --evaluations or the target")
         return 1
     tied = r.choice.get("tied_with_best") or []
     if tied:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -13,7 +12,7 @@ from torch import nn
 
 from ..backends import make_runner, require, tf32_mode
 from ..bench.env import environment
-from ..bench.timing import SETTLE_S, Stats, best_round, time_fn, time_runner
+from ..bench.timing import Clock, Stats, best_round, time_runner
 from ..device import check_device
 from ..errors import ArtifactError, UsageError
 from ..fold import fold, fold_bn
@@ -23,8 +22,8 @@ from ..nas.net import Network
 from ..nas.space import HEAD_CHANNELS, SEPARABLE_CHANNELS, STEM_CHANNELS, Arch, Choice, get_space
 from ..nas.supernet import SPACE_FLAVOUR
 from ..progress import progress_bar
-from .metrics import fit_linear, kendall_tau, loo_calibrated, mape, max_error
-from .table import LatencyTable
+from .metrics import fit_calibration, kendall_tau, loo_calibrated, mape, max_error
+from .table import LatencyTable, blocks
 
 log = logging.getLogger(__name__)
 
@@ -227,26 +226,29 @@ def network_for(table: LatencyTable, arch: Arch | str) -> Network:
     return plain
 
 
-def _settings(table: LatencyTable, warmup: int, repeats: int, rounds: int = 1) -> Settings:
+def settings_of(table: LatencyTable, clock: Clock) -> Settings:
+    """The measurement settings of ``table``'s engine and setting, timed by ``clock``."""
     return Settings(table.space, table.device, table.backend, table.batch, table.dtype, table.input_size,
-                    table.stride_plan, table.num_classes, warmup, repeats, rounds)
+                    table.stride_plan, table.num_classes, clock.warmup, clock.repeats, clock.rounds)
 
 
 def time_network(table: LatencyTable, arch: Arch | str, warmup: int = 5, repeats: int = 30, rounds: int = 1) -> Stats:
     return time_module(network_for(table, arch), (table.batch, 3, table.input_size, table.input_size),
-                       _settings(table, warmup, repeats, rounds))
+                       settings_of(table, Clock(warmup, repeats, rounds)))
 
 
 @dataclass
 class Validation:
     archs: list[str]
     raw: list[float]
+    blocks: list[int]
     calibrated_loo: list[float]
     measured: list[float]
     calibration: dict
+    round_medians: list[list[float]] | None = None
 
     def metrics(self) -> dict:
-        return {
+        out = {
             "n": len(self.archs),
             "raw": {"mape_pct": mape(self.raw, self.measured), "max_err_pct": max_error(self.raw, self.measured),
                     "kendall_tau": kendall_tau(self.raw, self.measured)},
@@ -256,63 +258,84 @@ class Validation:
                            "note": "leave-one-out: each architecture predicted by a fit on the others"},
             "calibration": self.calibration,
         }
+        if self.round_medians and len(self.round_medians[0]) > 1:
+            # how far the rounds of one architecture lie apart: the clock's own noise, which no predictor beats
+            spread = sorted((max(r) - min(r)) / min(r) * 100.0 for r in self.round_medians)
+            out["round_spread_pct_median"] = spread[len(spread) // 2]
+        return out
 
 
-def validation_from(archs: list[str], raw: list[float], measured: list[float]) -> Validation:
-    a, b = fit_linear(raw, measured)
-    return Validation(archs, raw, loo_calibrated(raw, measured), measured, {"a": a, "b": b, "n": len(raw)})
+def validation_from(archs: list[str], raw: list[float], blocks: list[int], measured: list[float],
+                    round_medians: list[list[float]] | None = None) -> Validation:
+    return Validation(archs, raw, blocks, loo_calibrated(raw, blocks, measured), measured,
+                      fit_calibration(raw, blocks, measured), round_medians)
 
 
-def validate_table(table: LatencyTable, n: int, seed: int = 0, progress: bool = True, repeats: int = 30,
-                   save_calibration: bool = True, rounds: int = 3) -> Validation:
-    """Time ``n`` random architectures end to end; compare with the table; fit and store the calibration."""
+def spread_archs(table: LatencyTable, n: int, rng: random.Random, pool: int = 4000) -> list[Arch]:
+    """``n`` architectures spread evenly over the table's range of sums, from the fastest possible to the slowest
+    (one per equal-width bin, from a pool of random draws biased towards cheap or dear choices so that every bin
+    can be filled), plus the fastest and the slowest: uniform random architectures gather near the median and
+    cannot measure how well a table orders the range a search moves in."""
+    sp = get_space(table.space)
+    fast, slow = table.fastest(False)[0], table.slowest()
+    lo, hi = table.raw(fast), table.raw(slow)
+    ranked = [sorted(sp.choices_at(i), key=lambda c: table.layers[i][c.token]["median"]) for i in range(sp.num_layers)]
+    cands: list[Arch] = []
+    for _ in range(pool):
+        beta = rng.uniform(-8.0, 8.0)  # < 0: towards dear choices, > 0: towards cheap ones
+        cands.append(Arch(tuple(rng.choices(o, weights=[2.718281828 ** (-beta * k / max(len(o) - 1, 1))
+                                                        for k in range(len(o))])[0] for o in ranked)))
+    sums = [table.raw(a) for a in cands]
+    out: list[Arch] = []
+    for k in range(n):
+        a, b = lo + k * (hi - lo) / n, lo + (k + 1) * (hi - lo) / n
+        inside = [c for c, v in zip(cands, sums) if a <= v <= b and c not in out]
+        centre = (a + b) / 2
+        out.append(rng.choice(inside) if inside else min((c for c in cands if c not in out),
+                                                         key=lambda c: abs(table.raw(c) - centre)))
+    return out + [fast, slow]
+
+
+def validate_table(table: LatencyTable, n: int, seed: int = 0, progress: bool = True, repeats: int | None = None,
+                   save_calibration: bool = True, rounds: int | None = None, clock: Clock | None = None) -> Validation:
+    """Time ``n`` architectures spread over the table's range end to end, by the clock every whole network is timed
+    with; compare them with the table; fit and store the calibration."""
+    clock = clock or Clock()
+    clock = Clock(clock.warmup, repeats or clock.repeats, rounds or clock.rounds, clock.settle)
     if n < 3:
         raise UsageError("--archs must be at least 3 to fit and check a calibration")
-    if rounds < 1:
-        raise UsageError(f"--rounds must be at least 1, got {rounds}")
+    if clock.rounds < 1:
+        raise UsageError(f"--rounds must be at least 1, got {clock.rounds}")
     if not table.complete:
         raise ArtifactError(f"latency table {table.path} is incomplete: rerun `nasdeploy latency-table` to finish it")
     check_device(table.device)
-    sp = get_space(table.space)
     rng = random.Random(seed)
-    # n random architectures, plus the fastest and slowest possible ones so the calibration spans the range
-    archs = [sp.sample(rng) for _ in range(n)] + [table.fastest(False)[0], table.slowest()]
+    archs = spread_archs(table, n, rng)
     raw = [table.raw(a) for a in archs]
     shape = (table.batch, 3, table.input_size, table.input_size)
-    s = _settings(table, 5, repeats)
+    s = settings_of(table, clock)
     x = torch.randn(*shape)
     bar = progress_bar(progress)
-    task = bar.add_task(f"validate {table.describe()}", total=len(archs) * (1 + rounds)) if bar else None
+    task = bar.add_task(f"validate {table.describe()}", total=len(archs) * (1 + clock.rounds)) if bar else None
     try:
         if bar:
             bar.start()
-        timers = []
+        runners = []
         for a in archs:
-            runner = runner_for(network_for(table, a), shape, s)
-            timers.append((runner.timed(x), runner.stream, runner.clock))  # placed and bound once
+            runners.append(runner_for(network_for(table, a), shape, s))  # placed and bound once
             if bar:
                 bar.update(task, advance=1)
-        rounds_ms: list[list[Stats]] = [[] for _ in archs]
-        order = list(range(len(archs)))
-        for _ in range(rounds):
-            # interleaved, so that the slow spells of a shared machine (they last seconds to minutes) touch
-            # every architecture alike, and in a new order each round, so none always follows the same one
-            rng.shuffle(order)
-            for i in order:
-                fn, stream, clock = timers[i]
-                if not s.device.startswith("cuda"):
-                    time.sleep(SETTLE_S)  # every network's runtime is alive: the last one's idle threads stop first
-                with tf32_mode(s.tf32):
-                    rounds_ms[i].append(time_fn(fn, s.device, s.warmup, s.repeats, stream=stream, clock=clock))
-                if bar:
-                    bar.update(task, advance=1)
+        with tf32_mode(s.tf32):
+            rounds_ms = clock.time_all([r.timed(x) for r in runners], s.device, seed,
+                                       [r.stream for r in runners], [r.clock for r in runners],
+                                       step=(lambda: bar.update(task, advance=1)) if bar else None)
         meas = [best_round(r).median for r in rounds_ms]
     finally:
         if bar:
             bar.stop()
-    v = validation_from([str(a) for a in archs], raw, meas)
+    v = validation_from([str(a) for a in archs], raw, [blocks(a) for a in archs], meas,
+                        [[st.median for st in r] for r in rounds_ms])
     if save_calibration and table.path:
         table.calibration = v.calibration
         table.save()
     return v
-

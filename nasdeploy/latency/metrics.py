@@ -37,27 +37,39 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
     return (conc - disc) / denom if denom else float("nan")
 
 
-def fit_linear(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
-    """Least squares y = a x + b with b >= 0 and a > 0: a fixed overhead cannot be negative (a negative
-    intercept would predict negative latencies for architectures faster than the ones measured), and a
-    measurement that does not grow with the prediction calibrates nothing. Otherwise y = a x."""
-    n = len(x)
-    mx, my = sum(x) / n, sum(y) / n
-    sxx = sum((xi - mx) ** 2 for xi in x)
-    if sxx > 0:
-        a = sum((xi - mx) * (yi - my) for xi, yi in zip(x, y)) / sxx
-        if my - a * mx >= 0 and a > 0:
-            return a, my - a * mx
-    sx2 = sum(xi * xi for xi in x)
-    return (sum(xi * yi for xi, yi in zip(x, y)) / sx2 if sx2 else 1.0), 0.0
+def fit_calibration(raw: Sequence[float], blocks: Sequence[int], measured: Sequence[float]) -> dict:
+    """Least squares ``measured = a * raw + c * blocks + b`` (``raw``: the table's sum; ``blocks``: the searchable
+    layers that are not skips). Each entry of a table is a block run alone, with the runtime's fixed cost of a
+    call and of reading and writing its tensors, which the block does not pay inside a network: that cost is per
+    block, so it is taken back per block (``c``, negative where it shows), not by scaling the sum or by one intercept.
+    ``blocks`` is left out where it does not vary (a space without skips), and a fit whose slope is not positive is
+    no calibration: the sum is then only scaled (``a``: least squares through the origin)."""
+    import numpy as np
+
+    x, k, y = (np.asarray(v, dtype=np.float64) for v in (raw, blocks, measured))
+    cols = [x] + ([k] if len(set(k.tolist())) > 1 else []) + [np.ones_like(x)]
+    if len(y) > len(cols):
+        w, *_ = np.linalg.lstsq(np.stack(cols, 1), y, rcond=None)
+        a = float(w[0])
+        if a > 0:
+            c = float(w[1]) if len(cols) == 3 else 0.0
+            return {"a": a, "b": float(w[-1]), "c": c, "n": len(y), "model": "a * sum + c * blocks + b"}
+    sxx = float((x * x).sum())
+    return {"a": float((x * y).sum() / sxx) if sxx else 1.0, "b": 0.0, "c": 0.0, "n": len(y), "model": "a * sum"}
 
 
-def loo_calibrated(x: Sequence[float], y: Sequence[float]) -> list[float]:
-    """Leave-one-out calibrated predictions: each point predicted by a fit on all the others."""
+def calibrated(cal: dict | None, raw: float, blocks: int) -> float:
+    """A table sum through a calibration (None: the sum itself)."""
+    if not cal:
+        return raw
+    return cal["a"] * raw + cal.get("c", 0.0) * blocks + cal.get("b", 0.0)
+
+
+def loo_calibrated(raw: Sequence[float], blocks: Sequence[int], measured: Sequence[float]) -> list[float]:
+    """Leave-one-out calibrated predictions: each architecture predicted by a fit on all the others."""
     out = []
-    for i in range(len(x)):
-        xs = [v for j, v in enumerate(x) if j != i]
-        ys = [v for j, v in enumerate(y) if j != i]
-        a, b = fit_linear(xs, ys)
-        out.append(a * x[i] + b)
+    for i in range(len(raw)):
+        keep = [j for j in range(len(raw)) if j != i]
+        cal = fit_calibration([raw[j] for j in keep], [blocks[j] for j in keep], [measured[j] for j in keep])
+        out.append(calibrated(cal, raw[i], blocks[i]))
     return out

@@ -8,12 +8,18 @@ from typing import Any
 
 from ..errors import ArtifactError
 from ..io import write_json
+from . import metrics
 from ..nas.space import Arch, get_space
 
 FORMAT = "nasdeploy-latency-table"
 FORMAT_VERSION = 1
 # A table is valid for exactly this measurement setting.
 SETTING_KEYS = ("space", "device", "backend", "batch", "dtype", "input_size", "stride_plan", "num_classes")
+
+
+def blocks(arch: Arch) -> int:
+    """The searchable layers of ``arch`` that are blocks, not skips (a calibration's per-block term)."""
+    return sum(not c.skip for c in arch)
 
 
 @dataclass
@@ -61,15 +67,20 @@ class LatencyTable:
             self.layers[i][c.token]["median"] for i, c in enumerate(arch))
 
     def predict(self, arch: Arch | str, calibrated: bool = True) -> float:
-        s = self.raw(arch)
-        if calibrated and self.calibration:
-            return self.calibration["a"] * s + self.calibration["b"]
-        return s
+        """The table's latency for ``arch`` (ms): the sum of its entries, through the calibration fitted on whole
+        networks timed end to end where there is one (``metrics.fit_calibration``)."""
+        arch = get_space(self.space).validate(arch)
+        return metrics.calibrated(self.calibration if calibrated else None, self.raw(arch), blocks(arch))
+
+    def layer_share(self, index: int, token: str, calibrated: bool = True) -> float:
+        """A choice's own share of the prediction (the predictor is additive over layers)."""
+        cal = self.calibration if calibrated and self.calibration else {"a": 1.0, "c": 0.0}
+        return cal["a"] * self.layers[index][token]["median"] + cal.get("c", 0.0) * (token != "skip")
 
     def fastest(self, calibrated: bool = True) -> tuple[Arch, float]:
         """The architecture with the lowest predicted latency (per-layer minimum; the predictor is additive)."""
         sp = get_space(self.space)
-        arch = Arch(tuple(min(sp.choices_at(i), key=lambda c: self.layers[i][c.token]["median"])
+        arch = Arch(tuple(min(sp.choices_at(i), key=lambda c: self.layer_share(i, c.token, calibrated))
                           for i in range(sp.num_layers)))
         return arch, self.predict(arch, calibrated)
 
@@ -176,8 +187,8 @@ class EngineTables:
         return self.best(arch)[1]
 
     def layer_cost(self, index: int, token: str) -> float:
-        """A choice's own cost, for ordering choices (the smallest median over the engines)."""
-        return min(t.layers[index][token]["median"] for t in self.tables.values())
+        """A choice's own cost, for ordering choices (its smallest share of a prediction over the engines)."""
+        return min(t.layer_share(index, token) for t in self.tables.values())
 
     def fastest(self) -> tuple[Arch, float]:
         return min((t.fastest() for t in self.tables.values()), key=lambda am: am[1])

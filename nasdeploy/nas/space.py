@@ -157,6 +157,30 @@ class SearchSpace:
             raise ArchError(f"{self.name} architectures have {self.num_layers} layers, got {len(arch)}")
         return arch
 
+    def skip_runs(self) -> list[list[int]]:
+        """Maximal runs of consecutive skippable positions (inside a stage, after its first layer): every
+        position of a run has the same shapes, so a block costs and computes alike wherever it sits in it."""
+        runs: list[list[int]] = []
+        for i in range(self.num_layers):
+            if self.allow_skip and self.layers[i].skippable:
+                if runs and runs[-1][-1] == i - 1:
+                    runs[-1].append(i)
+                else:
+                    runs.append([i])
+        return runs
+
+    def canonical(self, arch: Arch | str) -> Arch:
+        """The one form of the network ``arch`` builds: in each run of skippable positions the blocks come first
+        (in their order) and the skips last. Architectures that only move a skip inside a stage build the same
+        deployed network (same blocks on the same shapes), so they have one canonical form."""
+        arch = self.validate(arch)
+        out = list(arch.choices)
+        for run in self.skip_runs():
+            blocks = [out[i] for i in run if not out[i].skip]
+            for k, i in enumerate(run):
+                out[i] = blocks[k] if k < len(blocks) else SKIP
+        return Arch(tuple(out))
+
     def sample(self, rng: random.Random) -> Arch:
         return Arch(tuple(rng.choice(self.choices_at(i)) for i in range(self.num_layers)))
 

@@ -36,8 +36,9 @@ class LatencyStage:
 @dataclass
 class SearchStage:
     latency_target: str = "auto"  # with units, or auto: 85% of the median random architecture's latency
-    population: int = 10
-    generations: int = 3
+    population: int = 8  # architectures the search's evolution keeps
+    evaluations: int = 30  # its budget
+    finalists: int = 12  # timed end to end on every candidate engine and raced before the choice
     calib_batches: int = 4
     eval_images: int = 1000  # of the search-validation split
 

@@ -185,13 +185,14 @@ class Pipeline:
         s = self.cfg.search
         target = self._target()
         cfg = SearchConfig(target_ms=target, objectives=("accuracy",), population=s.population,
-                           generations=s.generations, seed=self.cfg.seed, calib_batches=s.calib_batches,
+                           evaluations=s.evaluations, finalists=s.finalists, seed=self.cfg.seed,
+                           calib_batches=s.calib_batches,
                            calib_batch_size=64, eval_images=s.eval_images, device=self.device)
         inp = SearchInputs(space=self.cfg.space, supernet=str(self.out / "supernet" / "supernet.pt"),
                            lut=self._luts(), data=self.cfg.data, device=self.device)
         r = search(inp, cfg, self.out / "search", progress=self.progress)
         if r.best is None:
-            raise UsageError(f"no architecture met {target} ms: raise search.generations or the target")
+            raise UsageError(f"no architecture met {target} ms: raise search.evaluations or the target")
         return SearchStageResult(target_ms=target, fastest_ms=r.fastest_ms, trials=len(r.candidates),
                                  front=[asdict(c) for c in r.front], best=asdict(r.best), references=r.references,
                                  fronts_by_engine=r.fronts_by_engine, spread=r.spread, resolved_front=r.resolved,

@@ -1,11 +1,13 @@
 """Latency-constrained multi-objective search over a supernet and the latency tables of the candidate engines.
 
-Optuna supplies NSGA-II (kept to the feasible region: ``sampler``, which proposes architectures to evaluate; not to
-be confused with the supernet's path samplers, ``nasdeploy.nas.paths``) and the storage (SQLite by default, PostgreSQL
-for several workers: ``study``); nasdeploy writes the problem (``problem``), the estimates compared paired on the
-same search-validation images (``estimate``) and the job with its outputs (``job``).
+Optuna supplies the study and its storage (SQLite by default, PostgreSQL for several workers: ``study``); nasdeploy
+writes the problem (``problem``: feasibility, canonical forms), the sampler that proposes what to evaluate
+(``sampler``: feasible steady-state evolution started near the target; not to be confused with the supernet's path
+samplers, ``nasdeploy.nas.paths``), the standing baselines a search must beat (``baselines``), the estimates
+compared paired on the same search-validation images (``estimate``), the finalists timed end to end and raced before
+the choice (``finalists``) and the job with its outputs (``job``, ``outputs``).
 """
-from .estimate import CRITERIA, Estimate, choose, paired
+from .estimate import CRITERIA, Estimate, paired
 from .config import OBJECTIVES, SearchConfig, SearchInputs, SearchResult
 from .job import (ProxyEvaluator, SearchSetup, SupernetEvaluator, check_lut_matches, load_eval_data, report, search,
                   search_worker, setup_search)
@@ -13,5 +15,5 @@ from .problem import Problem, auto_target, check_target, parse_latency, space_pr
 
 __all__ = ["CRITERIA", "OBJECTIVES", "Estimate", "Problem", "ProxyEvaluator", "SearchConfig", "SearchInputs",
            "SearchResult", "SearchSetup", "SupernetEvaluator", "auto_target", "check_lut_matches", "check_target",
-           "choose", "load_eval_data", "paired", "parse_latency", "report", "search", "search_worker", "setup_search",
+           "load_eval_data", "paired", "parse_latency", "report", "search", "search_worker", "setup_search",
            "space_problem"]

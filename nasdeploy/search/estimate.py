@@ -1,5 +1,5 @@
 """Estimates that can tell architectures apart: per-image records on the same search-validation images, compared
-paired (the difference of two architectures on the same images), and the rule that chooses among them.
+paired (the difference of two architectures on the same images).
 
 An estimate keeps, per image, whether the subnet's top-1 was right and its cross-entropy loss. Two architectures
 scored on the same images are compared by the mean of their per-image differences with its 95% interval: much
@@ -71,28 +71,3 @@ def estimate(net: nn.Module, batches, device: str = "cpu") -> Estimate:
         losses.append(nn.functional.cross_entropy(logits, y, reduction="none"))
     c, l = torch.cat(correct).numpy(), torch.cat(losses).numpy().astype(np.float32)
     return Estimate(100.0 * float(c.mean()), float(l.mean()), c, l)
-
-
-def choose(cands: list[dict], criterion: str = "top1") -> tuple[dict | None, dict]:
-    """The architecture to return among feasible ``cands`` (each with ``estimate`` and ``macs``).
-
-    The best estimate; where others are not distinguishable from it (their paired 95% interval of the difference
-    reaches 0), the one of them with the most multiply-adds: capacity decides where the estimates cannot, so the
-    cheapest architecture is returned only where its estimate is established as the best.
-    """
-    if not cands:
-        return None, {}
-    best = max(cands, key=lambda c: c["estimate"].score(criterion))
-    tied = []
-    for c in cands:
-        if c is best:
-            continue
-        diff, lo, hi = paired(best["estimate"], c["estimate"], criterion)
-        if lo <= 0.0:
-            tied.append((c, (diff, lo, hi)))
-    pick = max([best] + [c for c, _ in tied], key=lambda c: (c["macs"], c["estimate"].score(criterion)))
-    why = {"criterion": criterion, "best_estimate": best["arch"], "tied_with_best": [c["arch"] for c, _ in tied],
-           "rule": "best estimate; among those within its paired 95% interval, the most multiply-adds"}
-    if pick is not best:
-        why["paired_vs_best"] = paired(best["estimate"], pick["estimate"], criterion)
-    return pick, why

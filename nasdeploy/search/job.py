@@ -32,9 +32,9 @@ class SupernetEvaluator:
     """An architecture's subnet, BN recalibrated on search-validation images, scored image by image on others of
     the same split (never the test split)."""
 
-    def __init__(self, supernet, calib: list, val: list, device: str = "cpu", criterion: str = "top1") -> None:
+    def __init__(self, supernet, calib, val, device: str = "cpu", criterion: str = "top1") -> None:
         self.supernet, self.calib, self.val, self.device, self.criterion = supernet, calib, val, device, criterion
-        self.images = sum(len(b[1]) for b in val)
+        self.images = getattr(val, "images", None) or sum(len(b[1]) for b in val)
         self.label = "supernet loss (negated)" if criterion == "loss" else "supernet top-1 (%)"
 
     def subnet(self, arch: Arch):
@@ -89,6 +89,40 @@ def load_eval_data(data: str, calib_batches: int, calib_batch_size: int, eval_im
     pick = [rest[i] for i in torch.randperm(len(rest), generator=g)[: calib_batches * calib_batch_size].tolist()]
     calib = list(DataLoader(Subset(val, pick), batch_size=calib_batch_size))
     return calib, list(DataLoader(Subset(val, list(range(n_eval))), batch_size=250))
+
+
+class Batches:
+    """A re-iterable stream of (images, labels) batches of a dataset's subset, read afresh on each pass (the whole
+    search-validation split of an ImageNet folder does not fit in memory)."""
+
+    def __init__(self, ds, indices: list[int], batch_size: int) -> None:
+        self.ds, self.indices, self.batch_size = ds, indices, batch_size
+        self.images = len(indices)
+
+    def __iter__(self):
+        from torch.utils.data import DataLoader, Subset
+
+        for x, y, *_ in DataLoader(Subset(self.ds, self.indices), batch_size=self.batch_size):
+            yield x, y
+
+
+def race_evaluator(setup: "SearchSetup", cfg: SearchConfig) -> SupernetEvaluator | None:
+    """The finalists' race: every image of the search-validation split (``cfg.race_images`` at most, 0: all),
+    BN recalibrated on ``cfg.race_calib_images`` training images (a seeded sample; the search-validation images
+    are all scored)."""
+    import torch
+
+    from .. import data as D
+
+    if setup.supernet is None:
+        return None
+    val = D.dataset(setup.data, "search_val", setup.setting)
+    n = len(val) if cfg.race_images <= 0 else min(cfg.race_images, len(val))
+    train = D.dataset(setup.data, "train", setup.setting)
+    g = torch.Generator().manual_seed(4321)
+    pick = torch.randperm(len(train), generator=g)[: cfg.race_calib_images].tolist()
+    calib = Batches(train, pick, 64)
+    return SupernetEvaluator(setup.supernet, calib, Batches(val, list(range(n)), 250), cfg.device, cfg.criterion)
 
 
 # ------------------------------------------------------------------ the job
@@ -166,7 +200,7 @@ def _meta(setup: SearchSetup, cfg: SearchConfig, inp: SearchInputs) -> dict:
 
     return {"space": setup.space, "target_ms": cfg.target_ms, "objectives": list(cfg.objectives),
             "criterion": cfg.criterion, "budget": cfg.trials, "population": cfg.population,
-            "generations": cfg.generations, "seed": cfg.seed, "engines": sorted(setup.tables.tables),
+            "evaluations": cfg.evaluations, "seed": cfg.seed, "engines": sorted(setup.tables.tables),
             "luts": [str(Path(t.path).resolve()) for t in setup.tables.tables.values()],
             "supernet": str(Path(inp.supernet).resolve()) if inp.supernet else None, "data": setup.data,
             "accuracy_proxy": cfg.accuracy_proxy, "input": setup.setting.as_dict(),
@@ -231,7 +265,7 @@ def search(inp: SearchInputs, cfg: SearchConfig, out: str | Path, progress: bool
     setup = setup_search(inp, cfg, out, progress)
     study, problem = _study(setup, cfg, inp, out)
     stats = _run(study, problem, setup, cfg, progress)
-    return write_outputs(study, setup, problem, cfg, out, stats)
+    return write_outputs(study, setup, problem, cfg, out, stats, race_evaluator(setup, cfg), progress)
 
 
 def _from_meta(study) -> tuple[SearchInputs, SearchConfig]:
@@ -241,7 +275,7 @@ def _from_meta(study) -> tuple[SearchInputs, SearchConfig]:
     e = meta["evaluation"]
     inp = SearchInputs(space=meta["space"], supernet=meta["supernet"], lut=meta["luts"], data=meta["data"])
     cfg = SearchConfig(target_ms=meta["target_ms"], objectives=tuple(meta["objectives"]),
-                       population=meta["population"], generations=meta["generations"], seed=meta["seed"],
+                       population=meta["population"], evaluations=meta["evaluations"], seed=meta["seed"],
                        calib_batches=e["calib_batches"], calib_batch_size=e["calib_batch_size"],
                        eval_images=e["eval_images"], accuracy_proxy=meta["accuracy_proxy"], criterion=meta["criterion"],
                        study_name=study.study_name)
@@ -271,6 +305,7 @@ def report(storage: str, study_name: str | None, out: str | Path, device: str = 
     cfg.storage, cfg.device = storage, device
     setup = setup_search(inp, cfg, Path(out), False)
     return write_outputs(study, setup, _problem(setup, cfg), cfg, Path(out), {"trials": 0, "evaluated": 0,
-                                                                               "seconds": 0.0})
+                                                                               "seconds": 0.0},
+                         race_evaluator(setup, cfg))
 
 

@@ -9,9 +9,10 @@ from ..io import provenance, write_json
 from ..nas.space import get_space
 from ..nas.supernet import SPACE_FLAVOUR
 from ..pareto import Candidate, pareto_front
+from . import finalists as F
 from . import study as S
 from .config import SearchConfig, SearchResult
-from .estimate import Estimate, choose, paired
+from .estimate import Estimate, paired
 from .problem import Problem, spread
 
 
@@ -41,7 +42,11 @@ def _wilson(e: Estimate) -> tuple[float, float]:
     return round(lo, 3), round(hi, 3)
 
 
-def write_outputs(study, setup, problem: Problem, cfg: SearchConfig, out: Path, stats: dict) -> SearchResult:
+def write_outputs(study, setup, problem: Problem, cfg: SearchConfig, out: Path, stats: dict, race=None,
+                  progress: bool = False) -> SearchResult:
+    """The study's candidates and fronts; its finalists timed end to end and raced (``race``: the evaluator on
+    the whole search-validation split, None for a proxy search); the choice; pareto.json, pareto.png, best.toml
+    and best.pt."""
     from ..plots import pareto_plot
 
     cands = _candidates(study, problem)
@@ -50,9 +55,8 @@ def write_outputs(study, setup, problem: Problem, cfg: SearchConfig, out: Path, 
     front_objectives = front_of(cfg)
     front = pareto_front(cand_objs, front_objectives)
     fastest_arch, fastest = setup.tables.fastest()
-    pick, why = choose(feasible, cfg.criterion) if feasible and feasible[0]["estimate"] is not None else (
-        max(feasible, key=lambda c: (c["score"], -c["cost"])) if feasible else None, {"rule": "highest score"})
-    best = next((c for c in cand_objs if pick and c.arch == pick["arch"]), None)
+    finals, pick, why = _final(setup, problem, cfg, feasible, {c.arch for c in front}, race, progress)
+    best = _chosen(pick, cfg, setup) if pick is not None else None
     by_engine = {}
     for engine in setup.tables.tables:
         pts = [_candidate(c, setup.evaluator, c["by_engine"].get(engine, c["cost"]), engine) for c in cands
@@ -64,23 +68,32 @@ def write_outputs(study, setup, problem: Problem, cfg: SearchConfig, out: Path, 
                           choice=why, splits=study.user_attrs.get(S.META, {}).get("splits") or {},
                           evaluation={"calib_batches": cfg.calib_batches, "calib_batch_size": cfg.calib_batch_size,
                                       "eval_images": getattr(setup.evaluator, "images", None) or cfg.eval_images,
-                                      "split": "search_val", "criterion": cfg.criterion})
-    result.references = _references(setup, cand_objs, pick)
-    paired_front = _paired_vs(pick, cands, cfg.criterion, {c.arch for c in front})
+                                      "split": "search_val", "criterion": cfg.criterion,
+                                      "race_images": race.images if race is not None else None,
+                                      "race_calib_images": cfg.race_calib_images if race is not None else None})
+    result.finalists = [f.as_dict(cfg.criterion) for f in finals]
+    result.chosen = _chosen_record(pick, cfg, problem) if pick is not None else {}
+    study_pick = max(feasible, key=lambda c: c["score"]) if feasible else None
+    result.references = _references(setup, cand_objs, study_pick)
+    paired_front = _paired_vs(study_pick, cands, cfg.criterion, {c.arch for c in front})
     resolved = resolved_front(feasible, cfg.criterion)
     result.resolved = {"archs": [c["arch"] for c in resolved], "latency_ms": [c["cost"] for c in resolved],
                        "spread": round(spread([c["cost"] for c in resolved], fastest, cfg.target_ms), 3)}
+    measured = F.measured_front(finals, cfg.criterion)
     write_json(out / "pareto.json", {
         "target_ms": cfg.target_ms, "objectives": list(cfg.objectives), "accuracy": result.accuracy_label,
         "criterion": cfg.criterion, "accuracy_proxy": cfg.accuracy_proxy, "fastest_possible_ms": fastest,
         "fastest_possible_arch": str(fastest_arch), "splits": result.splits, "evaluation": result.evaluation,
         "tables": {e: {"path": str(t.path), **t.setting(), "device_name": t.device_name,
-                       "calibrated": bool(t.calibration)} for e, t in setup.tables.tables.items()},
+                       "calibrated": bool(t.calibration), "calibration": t.calibration}
+                   for e, t in setup.tables.tables.items()},
         "front": [asdict(c) for c in front], "front_spread": result.spread, "fronts_by_engine": by_engine,
         "front_resolved": {**result.resolved, "rule": "feasible architectures that no other at most as slow beats "
                                                       "with a paired 95% interval above 0"},
-        "best": asdict(best) if best else None, "choice": why, "paired_vs_best": paired_front,
-        "references": result.references, "trials": len(cands),
+        "finalists": result.finalists,
+        "front_measured": [f.arch for f in measured],
+        "best": asdict(best) if best else None, "chosen": result.chosen, "choice": why,
+        "paired_vs_study_best": paired_front, "references": result.references, "trials": len(cands),
         "evaluated": sum(1 for t in S.completed(study) if t.user_attrs.get("evaluated")),
         "throughput": stats, "study": {"name": study.study_name, "states": S.counts(study)},
         "provenance": provenance()})
@@ -90,8 +103,48 @@ def write_outputs(study, setup, problem: Problem, cfg: SearchConfig, out: Path, 
                 (best.latency_ms, best.accuracy) if best else None,
                 f"{setup.space}: {len(cands)} trials, {setup.tables.describe()}", result.accuracy_label)
     if best is not None:
-        _write_card(best, setup, cfg, out, len(cands))
+        _write_card(best, setup, cfg, out, len(cands), result.chosen, race)
     return result
+
+
+def _final(setup, problem: Problem, cfg: SearchConfig, feasible: list[dict], front_archs: set[str], race,
+           progress: bool) -> tuple[list, object, dict]:
+    """The finalists (what the search could return), timed end to end on every engine and raced; the choice."""
+    from ..bench.timing import Clock
+
+    picked = F.pick_finalists(feasible, front_archs, cfg.criterion, cfg.finalists)
+    finals = [F.Finalist(c["arch"], dict(c["by_engine"]) or {c["engine"]: c["cost"]}, study_estimate=c["estimate"],
+                         macs=c["macs"], params=c["params"], trial=c["trial"]) for c in picked]
+    if not finals:
+        return [], None, {"rule": "no feasible architecture was evaluated"}
+    F.measure(finals, setup.tables, Clock(), progress)
+    if race is not None:
+        for f in finals:
+            f.estimate = race.estimate(get_space(setup.space).validate(f.arch))
+    for f, c in zip(finals, picked):
+        f.proxy_score = c["score"]  # what ranks a finalist without estimates (a proxy search)
+    pick, why = F.choose(finals, problem.meets, cfg.criterion)
+    why["dominated_by"] = F.dominated_by(pick, finals, cfg.criterion) if pick is not None else []
+    return finals, pick, why
+
+
+def _chosen(f, cfg: SearchConfig, setup) -> Candidate:
+    """The chosen finalist as a front point: its race estimate and its measured latency on its fastest engine."""
+    e = f.estimate or f.study_estimate
+    acc = e.top1 if e is not None else f.score(cfg.criterion)
+    return Candidate(f.arch, acc, f.latency_ms, f.params, f.macs, True, f.trial, _wilson(e) if e else None,
+                     f.score(cfg.criterion), f.engine, e.loss if e else None)
+
+
+def _chosen_record(f, cfg: SearchConfig, problem: Problem) -> dict:
+    """What the user is promised: the latency the choice was made under (measured end to end on its engine), beside
+    the table's prediction and the target."""
+    return {"arch": f.arch, "engine": f.engine, "measured_ms": f.latency_ms,
+            "predicted_ms": f.predicted_ms.get(f.engine), "target_ms": cfg.target_ms,
+            "meets_target": problem.meets(f.latency_ms),
+            "measured_by_engine": f.measured_ms, "predicted_by_engine": f.predicted_ms,
+            "race_top1": f.estimate.top1 if f.estimate else None,
+            "race_images": f.estimate.images if f.estimate else None}
 
 
 def front_of(cfg: SearchConfig) -> tuple[str, ...]:
@@ -139,7 +192,7 @@ def _references(setup, cands: list[Candidate], pick: dict | None) -> dict[str, d
     return out
 
 
-def _write_card(best: Candidate, setup, cfg: SearchConfig, out: Path, trials: int) -> None:
+def _write_card(best: Candidate, setup, cfg: SearchConfig, out: Path, trials: int, chosen: dict, race) -> None:
     from ..zoo import Card, save_checkpoint
 
     arch = get_space(setup.space).validate(best.arch)
@@ -149,13 +202,15 @@ def _write_card(best: Candidate, setup, cfg: SearchConfig, out: Path, trials: in
                             description=f"searched by nasdeploy under {cfg.target_ms:g} ms on "
                                         f"{setup.tables.describe()}",
                             counts={"params": best.params, "macs": best.macs},
-                            search={"target_ms": cfg.target_ms, "predicted_latency_ms": best.latency_ms,
+                            search={"target_ms": cfg.target_ms, "measured_latency_ms": chosen.get("measured_ms"),
+                                    "predicted_latency_ms": chosen.get("predicted_ms"),
                                     "engine": best.engine, "accuracy": best.accuracy,
                                     "accuracy_kind": getattr(setup.evaluator, "label", ""), "criterion": cfg.criterion,
                                     "tables": [str(t.path) for t in setup.tables.tables.values()],
                                     "trials": trials})
     if setup.supernet is not None:
-        save_checkpoint(setup.evaluator.subnet(arch), out / "best.pt", setting=setup.setting)
+        evaluator = race or setup.evaluator  # the subnet as it was scored: BN recalibrated as in the race
+        save_checkpoint(evaluator.subnet(arch), out / "best.pt", setting=setup.setting)
         card.checkpoint = {"file": "best.pt", "layout": "nasdeploy",
                            "note": "subnet inherited from the supernet, BN recalibrated; stabilizers fold on export"}
     card.write(out / "best.toml")

@@ -37,6 +37,9 @@ class Problem:
     cost: Callable[[Tokens], float]
     layer_cost: Callable[[int, str], float]
     target: float
+    # the canonical form of an architecture: architectures that build the same network map to one form (a space
+    # with identity layers: an identity moved inside a stage); None: every architecture is its own
+    canonical_form: Callable[[Tokens], Tokens] | None = None
 
     def __post_init__(self) -> None:
         # choices of each layer from cheapest to dearest
@@ -83,21 +86,47 @@ class Problem:
             t[i] = self.order[i][self.order[i].index(t[i]) - 1]
         return self.cheapest
 
-    def stratified(self, rng: random.Random, k: int, n: int, draws: int = 4000) -> Tokens:
-        """A feasible architecture whose cost lies in the k-th of n equal bins of [cheapest, target], so that a
-        population spreads over the whole feasible range instead of gathering near the median cost."""
+    def canonical(self, tokens: Tokens) -> Tokens:
+        return tuple(self.canonical_form(tuple(tokens))) if self.canonical_form else tuple(tokens)
+
+    def mutate(self, tokens: Tokens, rng: random.Random) -> Tokens:
+        """``tokens`` with one random layer (of those with a choice) changed to another of its choices."""
+        t = list(tokens)
+        free = [i for i, c in enumerate(self.layers) if len(c) > 1]
+        if free:
+            i = rng.choice(free)
+            t[i] = rng.choice([c for c in self.layers[i] if c != t[i]])
+        return tuple(t)
+
+    def band_floor(self, band: float) -> float:
+        """The lowest cost of the top ``band`` share of [cheapest, target]."""
         lo = self.cost(self.cheapest)
-        width = (self.target - lo) / n
-        a, b = lo + k * width, lo + (k + 1) * width
-        centre, best, gap = (a + b) / 2, self.cheapest, float("inf")
-        for _ in range(draws):
-            t = self.draw(rng, rng.uniform(0.0, 12.0))
-            c = self.cost(t)
-            if a <= c <= b:
+        return self.target - band * (self.target - lo)
+
+    def near_target(self, rng: random.Random, band: float, draws: int = 400) -> Tokens:
+        """A feasible architecture whose cost lies in the top ``band`` of [cheapest, target]: a uniform draw that
+        lands there, else a draw repaired down to the target (one choice cheaper at a time in random layers) and
+        grown back up while it stays feasible (one choice dearer at a time), which ends just under the target."""
+        floor = self.band_floor(band)
+        for k in range(draws):
+            t = self.draw(rng, 0.0 if k < draws // 2 else rng.uniform(0.0, 12.0))
+            if self.cost(t) >= floor and self.feasible(t):
                 return t
-            if self.meets(c) and abs(c - centre) < gap:
-                best, gap = t, abs(c - centre)
-        return best
+        t = list(self.repair(self.draw(rng, 0.0), rng))
+        for _ in range(50 * len(t)):
+            if self.cost(tuple(t)) >= floor:
+                break
+            dearer = [i for i, o in enumerate(self.order) if o.index(t[i]) < len(o) - 1]
+            rng.shuffle(dearer)
+            for i in dearer:
+                up = list(t)
+                up[i] = self.order[i][self.order[i].index(t[i]) + 1]
+                if self.feasible(tuple(up)):
+                    t = up
+                    break
+            else:
+                break
+        return tuple(t)
 
 
 def space_problem(space, tables, target_ms: float) -> Problem:
@@ -107,8 +136,11 @@ def space_problem(space, tables, target_ms: float) -> Problem:
     def cost(tokens: Tokens) -> float:
         return tables.predict(Arch(tuple(Choice.parse(t) for t in tokens)))
 
+    def canonical(tokens: Tokens) -> Tokens:
+        return tuple(c.token for c in space.canonical(Arch(tuple(Choice.parse(t) for t in tokens))))
+
     layers = [tuple(c.token for c in space.choices_at(i)) for i in range(space.num_layers)]
-    return Problem(layers, cost, tables.layer_cost, target_ms)
+    return Problem(layers, cost, tables.layer_cost, target_ms, canonical)
 
 
 def check_target(tables, target_ms: float):

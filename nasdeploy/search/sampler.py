@@ -1,82 +1,138 @@
-"""The search's sampler: Optuna's NSGA-II, kept to the feasible region, proposing the architectures a search
-evaluates (the supernet's path samplers, which choose the subnets a training step trains, are
-``nasdeploy.nas.paths``).
+"""The search's sampler: steady-state evolution kept to the feasible region, started near the latency target
+(the supernet's path samplers, which choose the subnets a training step trains, are ``nasdeploy.nas.paths``).
 
-Every architecture the sampler proposes meets the target, so no evaluation is spent on one that cannot ship
-(Optuna's own constraint handling ranks infeasible trials below feasible ones but still evaluates them):
+Every architecture it proposes meets the target and builds a network not evaluated before, so no evaluation is
+spent on one that cannot ship or on a network already scored:
 
-* the first generation is spread over the whole feasible cost range: trial k of a generation draws from the k-th
-  of ``population`` equal bins of [cheapest, target] (random choices gather near the median cost, which a target
-  below it leaves almost empty);
-* later generations take NSGA-II's own parent selection, uniform crossover and mutation (resampling a layer
-  uniformly, as its default does), and a child over the target is repaired by cheaper choices in random layers;
-* a child that repeats an architecture already in the study is drawn again (up to ``NOVELTY_TRIES`` times).
+* **Start near the target.** Until ``population`` trials are complete, each trial draws a feasible architecture whose
+  cost lies in the top ``band`` of [cheapest, target]: under a latency cap the accurate networks are the large ones
+  the cap still admits, and a population spread over the whole feasible range spends most of a small budget far
+  below it (measured on NAS-Bench-Macro: benchmarks/README, "The search against NAS-Bench-Macro").
+* **Then evolve.** The population is the ``population`` best complete trials (steady state: a child replaces the
+  worst); a parent is the best of ``tournament`` of them drawn at random; its child changes one layer to another
+  choice, and a child over the target is repaired one choice cheaper at a time in random layers, so it stays as
+  close to its parent, and to the target, as the target allows.
+* **Each network once.** Children are put in canonical form (``Problem.canonical``: in a space with identity
+  layers, architectures that only move an identity inside a stage build the same network) and a child already in
+  the study is drawn again.
 
-The draws of a trial are seeded by (seed, trial number), so several workers sharing one study propose the same
-architectures for the same trials.
+With several objectives, selection ranks by Pareto level first (non-dominated sorting over the trials' values in
+the study's directions), then by the first objective.
+
+The draws of a trial are seeded by (seed, trial number); the population is what the study holds when the trial
+starts, so several workers sharing one study each evolve from everything evaluated so far.
 """
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Sequence
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.samplers import NSGAIISampler
+from optuna.samplers import BaseSampler
 from optuna.storages import BaseStorage, RDBStorage
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
 
-from .problem import Problem
+from .problem import Problem, Tokens
 
-NOVELTY_TRIES = 30
-# Optuna's private API, kept to two calls (tested with Optuna 5.0 and 5.1: pyproject bounds it to <5.2):
-# * ``FrozenTrial._trial_id``: the storage's id of a trial, which ``record_heartbeat`` takes and no public attribute
-#   gives (Optuna's own heartbeat thread reads it the same way);
-# * ``NSGAIISampler._child_generation_strategy``: NSGA-II's crossover and mutation, which the sampler exposes only
-#   as a whole ``sample_relative``; building our own strategy would import it from a private module instead.
+NOVELTY_TRIES = 50
+# Optuna's private API, kept to one call (tested with Optuna 5.0 and 5.1: pyproject bounds it to <5.2):
+# ``FrozenTrial._trial_id``, the storage's id of a trial, which ``record_heartbeat`` takes and no public attribute
+# gives (Optuna's own heartbeat thread reads it the same way).
+POPULATION = 8
+TOURNAMENT = 4
+BAND = 0.2
 
 
 def param_name(i: int) -> str:
     return f"L{i:02d}"
 
 
-class FeasibleNSGAIISampler(NSGAIISampler):
-    """``storage``: the storage the study lives in (a heartbeat is recorded there as soon as a trial exists, where
-    the storage beats one)."""
+def tokens_of(params: dict, layers: int) -> Tokens:
+    return tuple(params[param_name(i)] for i in range(layers))
 
-    def __init__(self, problem: Problem, population: int, seed: int = 0, storage: BaseStorage | None = None) -> None:
-        super().__init__(population_size=population, seed=seed)
-        self.problem, self.population, self.seed = problem, population, seed
+
+def pareto_levels(values: Sequence[Sequence[float]], maximize: Sequence[bool]) -> list[int]:
+    """Non-dominated sorting: level 0 is the front, level 1 the front of the rest, ..."""
+    signed = [tuple(v if m else -v for v, m in zip(vals, maximize)) for vals in values]
+
+    def dominates(a, b) -> bool:
+        return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+
+    level = [-1] * len(signed)
+    rest, k = set(range(len(signed))), 0
+    while rest:
+        front = {i for i in rest if not any(dominates(signed[j], signed[i]) for j in rest if j != i)}
+        for i in front:
+            level[i] = k
+        rest -= front
+        k += 1
+    return level
+
+
+class FeasibleEvolutionSampler(BaseSampler):
+    """Optuna sampler: feasible, near-target, steady-state evolution over one categorical parameter per layer."""
+
+    def __init__(self, problem: Problem, population: int = POPULATION, tournament: int = TOURNAMENT,
+                 band: float = BAND, seed: int = 0, storage: BaseStorage | None = None) -> None:
+        """``storage``: the storage the study lives in (a heartbeat is recorded there as soon as a trial exists,
+        where the storage beats one)."""
+        self.problem, self.population, self.tournament, self.band, self.seed = (problem, max(population, 1),
+                                                                                  max(tournament, 1), band, seed)
         self.distributions = {param_name(i): CategoricalDistribution(list(c)) for i, c in enumerate(problem.layers)}
         beats = isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
         self.heartbeat_storage = storage if beats else None
 
+    # -------------------------------------------------------------- optuna's sampler interface
     def before_trial(self, study: "optuna.Study", trial) -> None:
         """A heartbeat as soon as the trial exists: Optuna's heartbeat thread starts only once the trial's
         parameters are drawn, so a worker killed while drawing them would leave a trial running forever."""
-        super().before_trial(study, trial)
         if self.heartbeat_storage is not None:
             self.heartbeat_storage.record_heartbeat(trial._trial_id)  # private: see the note at the top
 
     def infer_relative_search_space(self, study: "optuna.Study", trial) -> dict[str, BaseDistribution]:
-        return dict(self.distributions)  # every layer, from the first trial on: all values come from sample_relative
+        return dict(self.distributions)  # every layer from the first trial on: all values come from sample_relative
 
     def sample_relative(self, study: "optuna.Study", trial, search_space: dict[str, BaseDistribution]) -> dict:
-        rng = random.Random(f"{self.seed}:{trial.number}")
-        generation = self.get_trial_generation(study, trial)
-        parents = self.get_parent_population(study, generation)
-        seen = {t.user_attrs.get("arch") for t in study.get_trials(deepcopy=False)}
-        tokens = None
-        for attempt in range(NOVELTY_TRIES):
-            if not parents:
-                tokens = self.problem.stratified(rng, (trial.number + attempt) % self.population, self.population)
-            else:
-                tokens = self.problem.repair(self._child(study, search_space, parents, rng), rng)
-            if "-".join(tokens) not in seen:
-                break
+        tokens = self.propose(study, trial.number)
         return {param_name(i): t for i, t in enumerate(tokens)}
 
-    def _child(self, study, search_space: dict, parents: list, rng: random.Random) -> tuple[str, ...]:
-        """NSGA-II's crossover and mutation; the layers it leaves to be resampled (mutated) drawn uniformly."""
-        # private: see the note at the top
-        params: dict[str, Any] = self._child_generation_strategy(study, search_space, parents)
-        return tuple(params[n] if n in params else rng.choice(d.choices) for n, d in self.distributions.items())
+    def sample_independent(self, study, trial, param_name_, param_distribution):  # pragma: no cover - not reached
+        raise RuntimeError(f"{param_name_} was not proposed by the search's sampler")
+
+    # -------------------------------------------------------------- the proposal
+    def propose(self, study: "optuna.Study", number: int) -> Tokens:
+        rng = random.Random(f"{self.seed}:{number}")
+        trials = study.get_trials(deepcopy=False)
+        seen = {t.user_attrs.get("arch") for t in trials}
+        parents = self.parents(study, trials)
+        tokens = self.problem.cheapest
+        for _ in range(NOVELTY_TRIES):
+            if len(parents) < self.population:
+                tokens = self.problem.near_target(rng, self.band)
+            else:
+                parent = self.select(parents, rng)
+                tokens = self.problem.repair(self.problem.mutate(parent, rng), rng)
+            tokens = self.problem.canonical(tokens)
+            if "-".join(tokens) not in seen:
+                return tokens
+        return tokens
+
+    def parents(self, study: "optuna.Study", trials: list) -> list[tuple[Tokens, tuple[float, ...], int]]:
+        """The population: the ``population`` best complete, feasible trials (best first)."""
+        done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None
+                and "arch" in t.user_attrs and "refused" not in t.user_attrs]
+        if not done:
+            return []
+        maximize = [d == StudyDirection.MAXIMIZE for d in study.directions]
+        levels = pareto_levels([t.values for t in done], maximize) if len(maximize) > 1 else [0] * len(done)
+        first = [(t.values[0] if maximize[0] else -t.values[0]) for t in done]
+        order = sorted(range(len(done)), key=lambda i: (levels[i], -first[i], done[i].number))
+        return [(tuple(done[i].user_attrs["arch"].split("-")), (levels[i], -first[i]), done[i].number)
+                for i in order[: self.population]]
+
+    def select(self, parents: list[tuple[Tokens, tuple[float, ...], int]], rng: random.Random) -> Tokens:
+        """Tournament: the best of ``tournament`` members drawn at random."""
+        pool = rng.sample(parents, min(self.tournament, len(parents)))
+        return min(pool, key=lambda p: (p[1], p[2]))[0]

@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 
 from ..errors import UsageError
 from .problem import Problem, Tokens
-from .sampler import FeasibleNSGAIISampler, param_name
+from .sampler import FeasibleEvolutionSampler, param_name
 
 log = logging.getLogger(__name__)
 # the heartbeat, its retry callback and fail_stale_trials are marked experimental since Optuna 2.8: used on purpose
@@ -82,12 +82,14 @@ def _poll(value: Callable[[], object], timeout: float, interval: float):
 
 
 def create_or_load(storage, name: str, directions: list[str], meta: dict, problem: Problem, population: int,
-                   seed: int, settings_wait: float = SETTINGS_WAIT) -> tuple["optuna.Study", bool]:
+                   seed: int, settings_wait: float = SETTINGS_WAIT,
+                   sampler: "optuna.samplers.BaseSampler | None" = None) -> tuple["optuna.Study", bool]:
     """The study ``name`` (created with ``meta`` as its configuration if it does not exist) and whether this call
     created it. An existing study must have been made for the same problem (same ``meta`` keys that matter); its
     configuration is waited for ``settings_wait`` seconds (its creator may be writing it right now), and a study
-    without one is refused."""
-    sampler = FeasibleNSGAIISampler(problem, population, seed, storage)
+    without one is refused. ``sampler``: what proposes architectures (default: the search's
+    ``FeasibleEvolutionSampler``)."""
+    sampler = sampler or FeasibleEvolutionSampler(problem, population, seed=seed, storage=storage)
     try:
         study = optuna.create_study(study_name=name, storage=storage, directions=directions, sampler=sampler)
         study.set_user_attr(META, meta)
