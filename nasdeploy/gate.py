@@ -1,6 +1,8 @@
 """The accuracy gate: may a reduced-precision engine replace the float32 model?
 
-It scores the engine and the float32 reference on the same held-out real images (never the calibration images).
+It scores the engine and the float32 reference on the same held-out real images: never the calibration images, and
+never the test split, whose figures are reported (the gate chooses which engine ships; it reads the first images of
+the search-validation split, carved from the training images, and records which).
 Where the labels say something about the model (the float32 top-1's 95% interval lies above chance on that
 data) the gate is on the top-1 drop in points. Where they do not (a 1000-class ImageNet model shown the built-in
 Fashion-MNIST, random weights) it is on top-1 disagreement with float32, which bounds any accuracy change from
@@ -24,6 +26,9 @@ from .errors import UsageError
 from .evaluate import wilson
 
 DEFAULT_BUDGET = 1.0  # points of top-1
+# The gate chooses (which engine may ship), so it never reads the images a reported figure comes from: it scores the
+# first images of the search-validation split (carved from the training images); the test split reports.
+GATE_SPLIT = "search_val"
 
 
 def parse_budget(value: str | float) -> float:
@@ -48,6 +53,7 @@ class GateResult:
     budget: float
     passed: bool  # the drop's estimate within the budget
     drop_ci95: tuple[float, float] = (0.0, 0.0)  # 95% interval of the drop (paired over the same images)
+    split: str = ""  # the split its images come from (GATE_SPLIT)
     # the engine's logits the gate judged (float32, CPU), for figures beyond the gate such as top-5; not recorded
     outputs: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
@@ -96,7 +102,8 @@ def gate_of(run: Callable[[torch.Tensor], torch.Tensor], held: "HeldOut", batch_
             budget: float) -> GateResult:
     """The gate of an engine on the held-out images (the float32 reference's logits computed once, in ``held``),
     fed in calls inside its ``batch_range``: what export, bench, verify and the pipeline each run."""
-    return judge(held.reference, chunked(run, held.images, *batch_range), held.labels, held.classes, budget)
+    return replace(judge(held.reference, chunked(run, held.images, *batch_range), held.labels, held.classes,
+                         budget), split=held.split)
 
 
 # ------------------------------------------------------------------ comparing an engine's outputs with float32
@@ -161,29 +168,32 @@ def chunked(run: Callable[[torch.Tensor], torch.Tensor], real: list[torch.Tensor
 
 @dataclass
 class HeldOut:
-    """Labelled images of the test split for the accuracy gate, with the float32 model's logits on them."""
+    """Labelled images for the accuracy gate (of ``split``), with the float32 model's logits on them."""
 
     images: list[torch.Tensor]
     labels: torch.Tensor
     classes: int  # classes of the data (the gate's chance level)
     reference: torch.Tensor
+    split: str = GATE_SPLIT
 
 
 @torch.no_grad()
-def held_out_from(plain: nn.Module, batches: Iterable, classes: int) -> HeldOut:
+def held_out_from(plain: nn.Module, batches: Iterable, classes: int, split: str = GATE_SPLIT) -> HeldOut:
     """Labelled ``(images, labels)`` batches already read, with the float32 logits of ``plain`` on them."""
     xs, ys = [], []
     for x, y, *_ in batches:
         xs.append(x)
         ys.append(y)
     reference = copy.deepcopy(plain).eval().float().cpu()
-    return HeldOut(xs, torch.cat(ys), classes, torch.cat([reference(x) for x in xs]))
+    return HeldOut(xs, torch.cat(ys), classes, torch.cat([reference(x) for x in xs]), split)
 
 
-def held_out(plain: nn.Module, setting, data: str | None, images: int, batch: int = 64) -> HeldOut:
-    """``images`` images of the test split of ``data`` (None: the built-in set) preprocessed for ``setting``, in
-    batches of ``batch``, and the float32 logits of ``plain`` on them."""
+def held_out(plain: nn.Module, setting, data: str | None, images: int, batch: int = 64,
+             split: str = GATE_SPLIT) -> HeldOut:
+    """``images`` images of ``split`` of ``data`` (None: the built-in set; the gate's split by default, never the
+    test split a figure is reported on) preprocessed for ``setting``, in batches of ``batch``, and the float32
+    logits of ``plain`` on them."""
     from .data import labelled_batches
 
-    batches, classes = labelled_batches(data, "test", setting, images, batch)
-    return held_out_from(plain, batches, classes)
+    batches, classes = labelled_batches(data, split, setting, images, batch)
+    return held_out_from(plain, batches, classes, split)

@@ -3,6 +3,7 @@ published numbers; for an export folder, exactly the files of one of its engines
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
@@ -112,8 +113,8 @@ def _verify(spec: str, data: str, opt: VerifyOptions) -> VerifyResult:
     if export is not None:
         why = export.isa_mismatch(f"{backend}:{dtype}")
         if why:
-            result.isa_note = f"{backend}:{dtype} {why}: its accuracy gate was run again here, on these images"
-            result.gate = _regate(export, run, loader, opt.budget, lo, hi)
+            result.isa_note = f"{backend}:{dtype} {why}: its accuracy gate was run again here"
+            result.gate = _regate(export, run, data, opt.budget, lo, hi)
     return result
 
 
@@ -136,9 +137,18 @@ def _padded(run, lo: int, hi: int | None):
     return lambda x: chunked(run, [x], lo, hi)
 
 
-def _regate(export: ExportFolder, run, loader, budget: float, lo: int, hi: int | None) -> dict:
-    """The accuracy gate of an engine against the export's float32 model on the same (labelled) images."""
-    from .gate import gate_of, held_out_from
+def _regate(export: ExportFolder, run, data: str, budget: float, lo: int, hi: int | None) -> dict:
+    """The accuracy gate of an engine against the export's float32 model, on the gate's images of ``data`` (its
+    search-validation split: the gate decides, so it never reads the test images verify reports on). A folder with
+    only test images cannot gate without reading them: the gate is then not run, and says so."""
+    from .gate import GATE_SPLIT, gate_of, held_out
 
-    held = held_out_from(export.plain(), loader, export.setting.num_classes)
+    try:
+        if Path(data).is_dir() and not any((Path(data) / s).is_dir() for s in ("train", GATE_SPLIT)):
+            raise DataError("no train/ or search_val/ images")
+        held = held_out(export.plain(), export.setting, data, 1000, split=GATE_SPLIT)
+    except DataError as e:
+        return {"passed": None, "split": GATE_SPLIT,
+                "not_run": f"{data}: {e}: the gate decides, so it does not score the test images; give a folder "
+                           "with train/ to gate this engine on this CPU"}
     return gate_of(run, held, (lo, hi), budget).as_dict()

@@ -99,12 +99,19 @@ def test_an_int8_engine_gated_on_another_instruction_set_is_gated_again(exported
     (e / "manifest.json").write_text(json.dumps(m))
     folder = write_image_folder(tmp_path / "imgs" / "val", "test", per_class=3, size=28).parent
     out = tmp_path / "v.json"
+    # a folder of test images only: the gate decides, so it does not score them, and says so
+    r = run_cli("verify", str(e), "--engine", "onnxruntime:int8", "--data", str(folder), "--json", str(out),
+                "--no-progress")
+    assert r.returncode == 0 and "could not run here" in r.stdout and "train/" in r.stdout, r.stdout
+    assert json.loads(out.read_text())["gate"]["passed"] is None
+    write_image_folder(folder / "train", "train", per_class=10, size=28)  # 100 images: 20 carved for the gate
     r = run_cli("verify", str(e), "--engine", "onnxruntime:int8", "--data", str(folder), "--json", str(out),
                 "--no-progress")
     assert r.returncode == 0, r.stderr
     v = json.loads(out.read_text())
-    assert "gate was run again" in v["isa_note"] and "this CPU is" in v["isa_note"] and v["gate"]["images"] == 30
-    assert "gate was run again" in r.stdout
+    assert "gate was run again" in v["isa_note"] and "this CPU is" in v["isa_note"]
+    assert (v["gate"]["images"], v["gate"]["split"], v["images"]) == (20, "search_val", 30)
+    assert "gate was run again" in r.stdout and "search-val images" in r.stdout
     r = run_cli("verify", str(e), "--engine", "onnxruntime:fp32", "--data", str(folder), "--json", str(out),
                 "--no-progress")
     assert json.loads(out.read_text())["isa_note"] is None  # float32: no instruction-set question

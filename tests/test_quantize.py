@@ -14,7 +14,6 @@ from nasdeploy.backends import make_runner
 from nasdeploy.data import BUILTIN_SETTING, SMALL_INPUT_STRIDES, fashion_mnist, write_image_folder
 from nasdeploy.errors import NasDeployError, UsageError
 from nasdeploy.export.api import ExportOptions, export_model, load_exported
-from nasdeploy.finetune import FinetuneConfig, train_model
 from nasdeploy.nas.net import Network
 from nasdeploy.nas.space import get_space
 from nasdeploy.quantize import Calibration, QuantOptions, calibration_images, excluded_nodes, quantize_onnx
@@ -28,21 +27,18 @@ needs_openvino = pytest.mark.skipif(not HAS_OPENVINO, reason="OpenVINO is not in
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A small SCARLET network trained briefly on the built-in images: far above chance, so labels matter."""
-    arch = get_space("scarlet").sample(random.Random(11))
-    torch.manual_seed(0)
-    net = Network(arch, "scarlet", 10, SMALL_INPUT_STRIDES)
-    train_model(net, fashion_mnist("train", 4000), FinetuneConfig(steps=80, batch_size=32, lr=0.05, device="cpu"),
-                progress=False)
+    """A small SCARLET network trained briefly on the built-in images (far above chance, so labels matter), trained
+    on ONE thread whatever the process's threads: one and two threads train measurably different networks from the
+    same seed (benchmarks/int8_isa.py's ``trained_net``, seed 0, which measured the bounds below)."""
+    from benchmarks.int8_isa import trained_net
+
     path = tmp_path_factory.mktemp("trained") / "net.pt"
-    save_checkpoint(net.eval(), path)
+    save_checkpoint(trained_net(0), path)
     return path
 
 
-def _export(spec, out, **kw):
-    # the gate on 1,000 images with a 2.5-point budget: the measured drops of such networks lie within -1.3..+1.5
-    # points (see the test above), and 400 images resolve a drop only to about +-1.2 points
-    return export_model(str(spec), out, opt=ExportOptions(parity_images=32, gate_images=1000, budget=2.5,
+def _export(spec, out, budget: float = 100.0, **kw):
+    return export_model(str(spec), out, opt=ExportOptions(parity_images=32, gate_images=1000, budget=budget,
                                                           quant=QuantOptions(images=64), **kw))
 
 
@@ -79,39 +75,38 @@ def test_a_pattern_that_matches_nothing_is_refused(tmp_path):
         excluded_nodes(onnx.load(str(src)), ("/nothing/*",))
 
 
-@needs_openvino
-def test_onnxruntime_and_openvino_run_the_int8_graph_of_a_trained_model_faithfully(trained):
-    """On 1,000 held-out real images, both runtimes' INT8 graphs (quantized by this CPU's rule) keep float32's
-    top-1 and most of its predictions.
+# Bounds for INT8 engines of the ``trained`` networks against float32 on 1,000 held-out images, from the figures of
+# both CPU classes, every rule and calibration method (benchmarks/int8_isa.py, seeds 0-3):
+# * AVX-512 VNNI (2026-12-04, results/int8_isa_vnni.json): agreement >= 86.2% (ONNX Runtime) and >= 78.4% (OpenVINO),
+#   typical error <= 0.264 and <= 0.349;
+# * AVX2, no VNNI (2026-12-02, results/int8_isa_avx2.json): agreement >= 83%, typical error <= 0.30.
+# With a margin: an INT8 engine of this network agrees on at least 70% of the images with a typical error of at most
+# 0.45. A wrong engine (zeros fed in, another network's weights, an input left unscaled) agrees on about 10% with a
+# typical error near 1. How much top-1 a runtime's kernels lose on one CPU class is a benchmark, not a test.
+MIN_AGREEMENT, MAX_TYPICAL_ERROR = 70.0, 0.45
 
-    Bounds from benchmarks/results/int8_isa_avx2.json (AVX2, no VNNI, 2026-12-02; four networks trained like this
-    one, seeds 0-3, both runtimes, this CPU's rule): top-1 drop -1.3 to +0.9 points, agreement 0.83 to 0.965,
-    typical per-image error 0.05 to 0.30; the fixture's own network (trained with one thread under xdist, two
-    otherwise) gave drops up to 1.5 points on 400 images. The AVX-512 VNNI machine gave agreement 0.895 to 0.945
-    (2026-12-01). Each bound below has a margin over all of them; an unrelated network agrees on ~10% of the
-    images with a typical error near 1. Whether the rule itself is applied is checked in tests/test_isa.py."""
-    from nasdeploy.data import fashion_mnist
+
+@needs_openvino
+@pytest.mark.parametrize("rule", ["vnni", "no-vnni"])  # native and portable are one of these two on any CPU
+def test_int8_engines_of_a_trained_model_stay_faithful_for_every_rule(trained, rule):
+    """Both runtimes' INT8 graphs, quantized for either instruction-set class (a graph for the other class runs
+    here too), keep float32's predictions within the bounds measured on both classes."""
+    from benchmarks.int8_isa import scores
     from nasdeploy.fold import fold
     from nasdeploy.zoo import load_network
 
     net, _ = fold(load_network(trained))
     x = torch.cat(calibration_images(BUILTIN_SETTING, None, QuantOptions(images=64)).batches)
-    held, labels = fashion_mnist("val", 1000).tensors
-    calib = Calibration([x], QuantOptions(images=64), "test")
+    held, labels = fashion_mnist("search_val", 1000).tensors
     with torch.no_grad():
         ref = net(held)
-    assert spread(ref) > 1e-2
-    top1_ref = float((ref.argmax(1) == labels).float().mean())
-    assert top1_ref > 0.4  # trained: the labels decide
-    scale = ref.abs().max()
+    assert spread(ref) > 1e-2 and float((ref.argmax(1) == labels).float().mean()) > 0.4  # trained: labels decide
     for backend in ("onnxruntime", "openvino"):
+        calib = Calibration([x], QuantOptions(images=64, isa=rule), "test")
         y = make_runner(backend, net, (len(held), 3, 28, 28), dtype="int8", calibration=calib)(held)
-        per_image = (y - ref).abs().amax(1) / ref.abs().amax(1)
-        err, typical = float((y - ref).abs().max() / scale), float(per_image.median())
-        agree = float((y.argmax(1) == ref.argmax(1)).float().mean())
-        drop = 100 * (top1_ref - float((y.argmax(1) == labels).float().mean()))
-        assert err > 1e-4 and typical < 0.4, (backend, err, typical)  # quantized for real, still this network
-        assert agree >= 0.75 and drop <= 2.5, (backend, agree, drop)
+        s = scores(y, ref, labels)
+        assert float((y - ref).abs().max()) > 1e-4, backend  # quantized for real
+        assert s["agreement"] >= MIN_AGREEMENT and s["typical_error"] <= MAX_TYPICAL_ERROR, (backend, rule, s)
 
 
 def test_bench_accuracy_scores_every_row_and_names_the_fastest_that_passes(trained, tmp_path):
@@ -166,23 +161,35 @@ def test_verify_int8_calibrates_on_the_given_folder(trained, tmp_path):
 # ----------------------------------------------------------------- export with the gate
 
 @needs_openvino
-def test_int8_export_passes_the_gate_on_a_trained_model_and_loads_back(trained, tmp_path):
+def test_the_export_gate_measures_each_engine_and_what_passes_loads_back(trained, tmp_path):
+    """The gate's figures are the engine's, recomputed here independently on the same images (the first 1,000 of
+    the search-validation split, never the test split), it passes exactly when the drop is within the budget, each
+    runtime gets the graph of its own quantizer, and every engine written loads back and runs."""
+    from nasdeploy.data import labelled_batches
+    from nasdeploy.gate import GATE_SPLIT, top1_class
+    from nasdeploy.zoo import load_network
+
     r = _export(trained, tmp_path / "e", engines=[("onnxruntime", "int8"), ("openvino", "int8"),
                                                   ("openvino", "bf16") if _bf16() else ("openvino", "fp32")])
     meta = json.loads((tmp_path / "e" / "parity.json").read_text())
-    g = meta["accuracy_gate"]["onnxruntime:int8"]
-    assert g["basis"] == "labels" and g["top1_reference"] > 40  # trained: the labels decide
-    assert g["passed"] and abs(g["drop"]) <= 2.5 and g["images"] == 1000
+    batches, _ = labelled_batches(None, GATE_SPLIT, BUILTIN_SETTING, 1000, batch=250)
+    x, labels = torch.cat([b for b, _ in batches]), torch.cat([y for _, y in batches])
+    plain = load_network(tmp_path / "e" / "model.pt").eval()
+    with torch.no_grad():
+        ref_hits = (top1_class(plain(x)) == labels).double()
+    for engine, g in meta["accuracy_gate"].items():
+        assert g["split"] == GATE_SPLIT and g["images"] == 1000 and g["basis"] == "labels", (engine, g)
+        assert g["passed"] == (g["drop"] <= g["budget"])
+        run = load_exported(tmp_path / "e", engine, "cpu", (1, 250))
+        hits = (top1_class(torch.cat([run(x[i:i + 250]) for i in range(0, 1000, 250)])) == labels).double()
+        assert g["drop"] == pytest.approx(100.0 * float((ref_hits - hits).mean()), abs=1e-9), engine
     assert meta["quantization"]["int8"]["calibration"].endswith("(train split)")
-    # each runtime gets the Q/DQ graph of the quantizer that knows it (nasdeploy.quantize)
     assert r.artefacts["onnxruntime:int8"] == "model.int8.onnx"
     assert r.artefacts["openvino:int8"] == "model.int8-nncf.onnx" and meta["quantization"]["int8-nncf"]["library"]
-    og = meta["accuracy_gate"]["openvino:int8"]
-    assert og["passed"] and og["basis"] == "labels" and abs(og["drop"]) <= 2.5
-    x = torch.cat(calibration_images(BUILTIN_SETTING, None, QuantOptions(images=16)).batches)
+    assert meta["quantization"]["int8-nncf"]["method"] == "entropy"  # auto: NNCF's histogram ranges
+    assert meta["quantization"]["int8"]["method"] == "minmax"  # auto: ONNX Runtime's min/max
     for engine in meta["engines"]:
-        run = load_exported(tmp_path / "e", engine, "cpu", (1, 16))
-        y = run(x)
+        y = load_exported(tmp_path / "e", engine, "cpu", (1, 16))(x[:16])
         assert y.shape == (16, 10) and spread(y) > 1e-2, engine
 
 

@@ -27,13 +27,15 @@ def _results(tmp_path) -> PipelineResults:
     r.add("search", SearchStageResult(seconds=7.0, target_ms=0.934, fastest_ms=0.279, trials=4, front=[best],
                                       best=best, references={}, fronts_by_engine={ENGINES[1]: [best]}, spread=0.35,
                                       resolved_front={}, choice={"rule": "best estimate"}, splits={},
-                                      evaluation={"eval_images": 100}, card="best.toml", pareto_png="pareto.png"),
+                                      evaluation={"eval_images": 100}, card="best.toml", pareto_png="pareto.png",
+                                      finalists=[best], chosen={"measured_ms": 0.91, "predicted_ms": 0.95,
+                                                                "engine": ENGINES[1]}),
           "ran")
     r.add("finetune", FinetuneResult(seconds=3.0, card="model.toml", steps=5, batch_size=16, lr=0.02), "ran")
     r.add("export", ExportStageResult(seconds=8.0, out="export", artefacts={}, engines=list(ENGINES), skipped=[],
                                       fold={"stabilizers_folded": 2, "bn_folded": 55}, parity=[], quantization={}),
           "ran")
-    r.add("accuracy", AccuracyResult(seconds=0.5, images=200, split="test", reference="torch:fp32",
+    r.add("accuracy", AccuracyResult(seconds=0.5, images=200, split="search_val", reference="torch:fp32",
                                      torch_folded={"top1": 15.5},
                                      engines={e: {"top1": 15.5, "gate": gate, "files": FILES} for e in ENGINES}), "ran")
     r.add("bench", BenchStageResult(seconds=2.5, bench_json="bench.json", environment={"device": "cpu"}, skipped=[],
@@ -46,7 +48,11 @@ def _results(tmp_path) -> PipelineResults:
                                  files=FILES, batch=1, budget=0.5, vs_reference=1.53, deployed="deployed",
                                  shipped_files=FILES, timed_files=FILES, gated_files=FILES, same_files=True,
                                  searched_engine=ENGINES[1], search_targeted_it=True,
-                                 latency_tables={e: f"lut_{e}.json" for e in ENGINES}, candidates=cands), "ran")
+                                 latency_tables={e: f"lut_{e}.json" for e in ENGINES}, candidates=cands,
+                                 test={"engine": ENGINES[1], "split": "test", "top1": 14.75, "images": 400},
+                                 latency={"engine": ENGINES[1], "target_ms": 0.934, "predicted_ms": 0.95,
+                                          "search_measured_ms": 0.91, "bench_median_ms": 0.496,
+                                          "bench_vs_search": 0.545, "meets_target": True}), "ran")
     return r
 
 
@@ -61,7 +67,10 @@ def test_the_report_reads_the_stages_results(tmp_path):
                                 "inherited weights |")
     assert "| export | ran | 8.0 | 2 engines, folded (2 stabilizers, 55 BN) |" in md
     assert ("| deploy | ran | 0.0 | onnxruntime:int8 at batch 1: 1.53x onnxruntime:fp32 (faster in every bench "
-            "round), within the 0.5-point budget |") in md
+            "round), within the 0.5-point budget; 14.75% on 400 test images; 0.496 ms median, meets the 0.934 ms "
+            "target |") in md
+    assert "| onnxruntime:int8 | 0.934 | 0.950 | 0.910 | 0.496 | 0.55x | yes |" in md  # the latency promise
+    assert "accuracy gate on 200 search-val images" in md
     assert "| onnxruntime:int8 | 0.496 | 1.53x | 15.50 [11.1, 21.2] | 0.25 [-0.50, 1.00] | pass | **yes** |" in md
     assert "(the same files the bench timed and the gate scored)" in md and "(they agree)." in md
     rep = json.loads((tmp_path / "report.json").read_text())

@@ -109,3 +109,42 @@ def test_the_search_reads_no_test_image(tmp_path, monkeypatch):
     assert asked and "test" not in asked and "search_val" in asked, asked
     test_images = _rows(D.fashion_mnist("test").tensors[0])
     assert seen and not _rows(torch.cat(seen)) & test_images
+
+
+def test_the_accuracy_gate_reads_no_test_image(tmp_path, monkeypatch):
+    """Export's and bench's accuracy gates choose which engine ships: every image they judge is checked against the
+    test split (they read the first images of search-validation, and say so in their record)."""
+    import random
+
+    from nasdeploy import gate as G
+    from nasdeploy.bench.run import BenchOptions, GateSpec, bench
+    from nasdeploy.export.api import ExportOptions, export_model
+    from nasdeploy.nas.net import Network
+    from nasdeploy.nas.space import get_space
+    from nasdeploy.quantize import QuantOptions
+    from nasdeploy.zoo import save_checkpoint
+
+    from .helpers import randomize
+
+    net = randomize(Network(get_space("fairnas").sample(random.Random(3)), "fairnas", 10, D.SMALL_INPUT_STRIDES), 3)
+    save_checkpoint(net, tmp_path / "n.pt")
+    seen: list[torch.Tensor] = []
+    splits: list[str] = []
+    real = G.gate_of
+
+    def spy(run, held, batch_range, budget):
+        seen.extend(held.images)
+        splits.append(held.split)
+        return real(run, held, batch_range, budget)
+
+    monkeypatch.setattr(G, "gate_of", spy)
+    r = export_model(str(tmp_path / "n.pt"), tmp_path / "e", opt=ExportOptions(
+        parity_images=8, gate_images=300, budget=100.0, engines=[("onnxruntime", "int8")],
+        quant=QuantOptions(images=16)))
+    bench([str(tmp_path / "n.pt")], BenchOptions("cpu", ["onnxruntime"], [1], dtypes=["fp32", "int8"], repeats=2,
+                                                 rounds=1, progress=False, gate=GateSpec(images=200, budget=100.0),
+                                                 quant=QuantOptions(images=16)))
+    monkeypatch.undo()
+    assert splits and set(splits) == {"search_val"}, splits
+    assert r.gates["onnxruntime:int8"]["split"] == "search_val"
+    assert len(seen) and not _rows(torch.cat(seen)) & _rows(D.fashion_mnist("test").tensors[0])

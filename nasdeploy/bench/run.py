@@ -39,8 +39,9 @@ FLOAT_DTYPES = ("fp32", "fp16", "bf16")
 
 @dataclass
 class GateSpec:
-    """Score every bench row on the test split: ``data`` (an ImageNet-layout folder, or None for the built-in
-    images), ``images`` of them, ``budget`` top-1 points."""
+    """Score every bench row with the accuracy gate: ``images`` of the gate's split (search-validation: the gate
+    names the engine to ship, so it never reads the test split) of ``data`` (an ImageNet-layout folder, or None
+    for the built-in images), ``budget`` top-1 points."""
 
     data: str | None = None
     images: int = 1000

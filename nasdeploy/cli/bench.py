@@ -150,9 +150,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
                                                     budget=parse_budget(args.budget), progress=not args.no_progress))
     if r.isa_note:
         g = r.gate
-        Console().print(f"[yellow]{r.isa_note}[/]: {'pass' if g['passed'] else 'FAIL'}, drop {g['drop']:.2f} points "
-                        f"[{g['drop_ci95'][0]:.2f}, {g['drop_ci95'][1]:.2f}] on {g['images']} images "
-                        f"(budget {g['budget']:g})")
+        if g.get("not_run"):
+            Console().print(f"[yellow]{r.isa_note.replace('was run again here', 'could not run here')}[/]: "
+                            f"{g['not_run']}")
+        else:
+            Console().print(f"[yellow]{r.isa_note}[/]: {'pass' if g['passed'] else 'FAIL'}, drop {g['drop']:.2f} "
+                            f"points [{g['drop_ci95'][0]:.2f}, {g['drop_ci95'][1]:.2f}] on {g['images']} "
+                            f"{g['split'].replace('_', '-')} images (budget {g['budget']:g})")
     t = Table(title=f"verify {r.model} ({r.backend} {r.dtype}, {r.images} images)")
     for col in ("", "measured", "reference", "difference"):
         t.add_column(col, justify="right")

@@ -68,6 +68,8 @@ class SearchStageResult(StageResult):
     evaluation: dict
     card: str  # best.toml
     pareto_png: str
+    finalists: list[dict]  # every architecture the search could return, timed end to end and raced
+    chosen: dict  # the chosen one's latency as measured end to end, beside the table's prediction and the target
 
 
 @dataclass(kw_only=True)
@@ -91,11 +93,14 @@ class ExportStageResult(StageResult):
 
 @dataclass(kw_only=True)
 class AccuracyResult(StageResult):
+    """Every exported engine through the accuracy gate, on the gate's images (the search-validation split: the gate
+    chooses which engine ships, so it never reads the test split)."""
+
     images: int
     split: str
     reference: str  # what every engine was gated against
-    torch_folded: dict  # the reference's top-1/top-5 (evaluate.Accuracy record)
-    engines: dict[str, dict]  # engine -> its accuracy, gate and the files scored
+    torch_folded: dict  # the reference's top-1/top-5 on the gate's images (evaluate.Accuracy record)
+    engines: dict[str, dict]  # engine -> its gate, its top-1 on the gate's images and the files scored
 
 
 @dataclass(kw_only=True)
@@ -129,6 +134,8 @@ class DeployResult(StageResult):
     search_targeted_it: bool
     latency_tables: dict[str, str]
     candidates: list[dict]  # every engine with its speed, accuracy and gate
+    test: dict  # the shipped engine on the test split, scored once (the figure the report quotes)
+    latency: dict  # the promise: target, the table's prediction, the search's measurement, the shipped bench median
 
 
 RESULT_TYPES: dict[str, type[StageResult]] = {

@@ -198,7 +198,8 @@ class Pipeline:
                                  fronts_by_engine=r.fronts_by_engine, spread=r.spread, resolved_front=r.resolved,
                                  choice=r.choice, splits=r.splits, evaluation=r.evaluation,
                                  card=str(self.out / "search" / "best.toml"),
-                                 pareto_png=str(self.out / "search" / "pareto.png"))
+                                 pareto_png=str(self.out / "search" / "pareto.png"), finalists=r.finalists,
+                                 chosen=r.chosen)
 
     # -- fine-tune the chosen architecture from its inherited weights
     def stage_finetune(self) -> FinetuneResult:
@@ -229,16 +230,16 @@ class Pipeline:
                                  skipped=skipped, fold=r.fold_report, parity=[p.as_dict() for p in r.parity],
                                  quantization=r.quantization)
 
-    # -- accuracy of every exported engine on the test split, and its accuracy gate
+    # -- every exported engine through the accuracy gate, on the gate's images (search-validation, never test)
     def stage_accuracy(self) -> AccuracyResult:
         from ..data import BUILTIN
         from ..evaluate import Accuracy, topk_correct
         from ..export.manifest import ExportFolder
-        from ..gate import gate_of, held_out
+        from ..gate import GATE_SPLIT, gate_of, held_out
 
         export = ExportFolder.open(self.out / "export")
         data = None if self.cfg.data == BUILTIN else self.cfg.data
-        held = held_out(export.plain(), export.setting, data, self.cfg.accuracy_images, batch=200)
+        held = held_out(export.plain(), export.setting, data, self.cfg.accuracy_images, batch=200, split=GATE_SPLIT)
         n = len(held.labels)
 
         def scored(logits) -> dict:
@@ -251,7 +252,7 @@ class Pipeline:
             lo, hi = runner.batch_range
             gate = gate_of(runner, held, (lo, hi or 200), self.cfg.deploy.budget)
             engines[engine] = scored(gate.outputs) | {"gate": gate.as_dict(), "files": runner.files}
-        return AccuracyResult(images=n, split="test", reference="torch:fp32 (the folded model in PyTorch)",
+        return AccuracyResult(images=n, split=held.split, reference="torch:fp32 (the folded model in PyTorch)",
                               torch_folded=scored(held.reference), engines=engines)
 
     # -- bench: exactly the exported files
@@ -298,12 +299,47 @@ class Pipeline:
         export = ExportFolder.open(self.out / "export")
         shipped = self._ship(export, chosen["engine"])
         searched = self.results.search.best.get("engine")
+        test = self._test(export, chosen["engine"])
+        promise = self._promise(chosen["engine"], best["median_ms"], batch)
         return DeployResult(**chosen, batch=batch, budget=self.cfg.deploy.budget, vs_reference=best["vs_reference"],
                             deployed=str(self.out / "deployed"), shipped_files=shipped, timed_files=best["files"],
                             gated_files=best["gated_files"], same_files=shipped == best["files"] == best["gated_files"],
                             searched_engine=searched, search_targeted_it=searched == chosen["engine"],
                             latency_tables={e: t["lut"] for e, t in self.results.latency.tables.items()},
-                            candidates=table)
+                            candidates=table, test=test, latency=promise)
+
+    def _test(self, export, engine: str) -> dict:
+        """The shipped engine on the test split, once: the accuracy figure the report quotes."""
+        import torch
+
+        from ..data import BUILTIN, labelled_batches
+        from ..evaluate import Accuracy, topk_correct
+        from ..gate import chunked
+
+        data = None if self.cfg.data == BUILTIN else self.cfg.data
+        batches, _ = labelled_batches(data, "test", export.setting, self.cfg.accuracy_images, batch=200)
+        labels = torch.cat([y for _, y in batches])
+        runner = export.runner(engine, self._engine_device(engine), (1, 200))
+        lo, hi = runner.batch_range
+        logits = chunked(runner, [x for x, _ in batches], lo, hi or 200)
+        c1, c5 = topk_correct(logits, labels)
+        n = len(labels)
+        return {"engine": engine, "split": "test", **Accuracy(100.0 * c1 / n, 100.0 * c5 / n, n).as_dict()}
+
+    def _promise(self, engine: str, bench_ms: float | None, batch: int) -> dict:
+        """What the search promised for the shipped engine and what the bench timed: the target, the table's
+        prediction, the search's end-to-end measurement of the chosen architecture on this engine, the bench
+        median (the same clock); whether the shipped engine meets the target."""
+        from ..search.problem import Problem
+
+        ch = self.results.search.chosen or {}
+        measured = (ch.get("measured_by_engine") or {}).get(engine)
+        target = self.results.search.target_ms
+        return {"engine": engine, "batch": batch, "target_ms": target,
+                "predicted_ms": (ch.get("predicted_by_engine") or {}).get(engine), "search_measured_ms": measured,
+                "bench_median_ms": bench_ms,
+                "bench_vs_search": bench_ms / measured if bench_ms and measured else None,
+                "meets_target": None if bench_ms is None else Problem.within(bench_ms, target)}
 
     def _ship(self, export, engine: str) -> dict[str, str]:
         """Copy the chosen engine's files (and a manifest of it alone) into OUT/deployed; their hashes."""
