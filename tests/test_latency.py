@@ -28,11 +28,11 @@ def test_metrics_on_known_numbers():
     assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)  # 5 concordant, 1 discordant
     assert kendall_tau([1, 1, 2], [1, 2, 3]) == pytest.approx(2 / (3 * 2) ** 0.5)  # tau-b with a tie in x
-    cal = fit_calibration([1, 2, 3], [5, 5, 5], [3, 5, 7])  # blocks constant: a * sum + b
-    assert (cal["a"], cal["b"], cal["c"]) == pytest.approx((2.0, 1.0, 0.0))
-    cal = fit_calibration([2, 3, 4], [5, 5, 5], [1, 3, 5])  # a negative intercept is kept: per-call costs
+    cal = fit_calibration([1, 2, 3], [5, 5, 5], [9, 9, 9], [3, 5, 7])  # blocks and sizes constant: a * sum + b
+    assert (cal["a"], cal["b"], cal["c"], cal["d"]) == pytest.approx((2.0, 1.0, 0.0, 0.0))
+    cal = fit_calibration([2, 3, 4], [5, 5, 5], [9, 9, 9], [1, 3, 5])  # a negative intercept is kept
     assert (cal["a"], cal["b"]) == pytest.approx((2.0, -3.0))
-    assert loo_calibrated([1, 2, 3, 4], [5, 5, 5, 5], [3, 5, 7, 9]) == pytest.approx([3, 5, 7, 9])
+    assert loo_calibrated([1, 2, 3, 4], [5] * 4, [9] * 4, [3, 5, 7, 9]) == pytest.approx([3, 5, 7, 9])
 
 
 def test_small_table_structure_and_resume(tmp_path, monkeypatch):
@@ -165,15 +165,16 @@ def test_kendall_tau_edges():
 
 def test_calibration_edges():
     # a flat or falling measurement does not follow the table: the sum is only scaled, through the origin
-    cal = fit_calibration([1.0, 2.0, 3.0], [4, 5, 6], [3.0, 2.0, 1.0])
+    cal = fit_calibration([1.0, 2.0, 3.0], [4, 5, 6], [7, 8, 9], [3.0, 2.0, 1.0])
     assert cal["a"] > 0 and cal["b"] == 0.0 and cal["c"] == 0.0 and cal["model"] == "a * sum"
-    assert fit_calibration([0.0, 0.0], [1, 1], [1.0, 2.0])["a"] == 1.0  # nothing to scale
-    cal = fit_calibration([1.0, 2.0, 3.0], [4, 4, 4], [5.0, 5.0, 5.0])
+    assert fit_calibration([0.0, 0.0], [1, 1], [1, 1], [1.0, 2.0])["a"] == 1.0  # nothing to scale
+    cal = fit_calibration([1.0, 2.0, 3.0], [4, 4, 4], [1, 1, 1], [5.0, 5.0, 5.0])
     assert cal["a"] == pytest.approx(30 / 14) and cal["b"] == 0.0
-    # too few architectures for three terms: scaled only
-    assert fit_calibration([1.0, 2.0, 3.0], [1, 2, 3], [2.0, 4.0, 6.0])["model"] == "a * sum"
-    assert calibrated(None, 2.5, 7) == 2.5
-    assert calibrated({"a": 2.0, "b": 1.0, "c": -0.1, "n": 9}, 3.0, 10) == pytest.approx(6.0)
+    assert calibrated(None, 2.5, 7, 100) == 2.5
+    assert calibrated({"a": 2.0, "b": 1.0, "c": -0.1, "d": 0.5, "cache_params": 10.0}, 3.0, 10, 12.0) \
+        == pytest.approx(6.0 + 1.0)
+    assert calibrated({"a": 2.0, "b": 1.0, "c": -0.1, "d": 0.5, "cache_params": 10.0}, 3.0, 10, 8.0) \
+        == pytest.approx(6.0)  # inside the cache: no memory term
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -186,18 +187,39 @@ def test_calibration_takes_back_a_per_block_cost(seed):
     true = rng.uniform(0.2, 2.0, 24)
     overhead = rng.uniform(0.01, 0.05)
     raw = true + overhead * k  # what summing stand-alone blocks gives
+    size = np.full(24, 5.0)  # every network the same size: no memory term to find
     meas = 0.9 * true + 0.05 + rng.normal(0, 1e-4, 24)
-    cal = fit_calibration(list(raw), list(k), list(meas))
+    cal = fit_calibration(list(raw), list(k), list(size), list(meas))
     ref, *_ = np.linalg.lstsq(np.c_[raw, k, np.ones(24)], meas, rcond=None)
-    assert (cal["a"], cal["c"], cal["b"]) == pytest.approx(tuple(ref), rel=1e-9, abs=1e-12)
+    assert (cal["a"], cal["c"], cal["b"]) == pytest.approx(tuple(ref), rel=1e-9, abs=1e-12) and cal["d"] == 0.0
     assert cal["a"] == pytest.approx(0.9, rel=1e-2) and cal["c"] == pytest.approx(-0.9 * overhead, rel=2e-2)
-    loo = loo_calibrated(list(raw), list(k), list(meas))
+    loo = loo_calibrated(list(raw), list(k), list(size), list(meas))
     for i in range(24):
         keep = [j for j in range(24) if j != i]
-        ci = fit_calibration([raw[j] for j in keep], [k[j] for j in keep], [meas[j] for j in keep])
-        assert loo[i] == pytest.approx(calibrated(ci, raw[i], int(k[i])))
+        ci = fit_calibration([raw[j] for j in keep], [k[j] for j in keep], [size[j] for j in keep],
+                             [meas[j] for j in keep])
+        assert loo[i] == pytest.approx(calibrated(ci, raw[i], int(k[i]), size[i]))
     assert mape(loo, list(meas)) < 1.0  # the per-block cost taken back: the sum alone misses by far more
     assert mape(list(raw), list(meas)) > 5.0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_calibration_finds_where_the_weights_outgrow_the_cache(seed):
+    """Networks whose weights outgrow the caches read them from memory on every call, which blocks timed alone
+    never do: the fit finds the size where that starts (among the measured sizes) and its cost per parameter, and
+    predicts what a sum alone misses by tens of percent."""
+    rng = np.random.default_rng(seed)
+    n = 40
+    raw = rng.uniform(0.2, 1.3, n)
+    k = rng.integers(6, 20, n)
+    size = 0.8 + 6.0 * (raw - 0.2) / 1.1 + rng.normal(0, 0.3, n)  # bigger networks are slower and larger
+    cache = float(np.quantile(size, 0.6))
+    meas = 0.8 * raw - 0.004 * k + 0.3 * np.maximum(0.0, size - cache) + 0.02
+    cal = fit_calibration(list(raw), list(k), list(size), list(meas))
+    assert cal["d"] == pytest.approx(0.3, rel=0.05) and abs(cal["cache_params"] - cache) < 0.6
+    loo = loo_calibrated(list(raw), list(k), list(size), list(meas))
+    assert mape(loo, list(meas)) < 2.0 and kendall_tau(loo, list(meas)) > 0.95
+    assert mape(list(raw), list(meas)) > 10.0
 
 
 def test_error_metrics_and_tau_against_scipy_free_references():

@@ -5,7 +5,7 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import torch
 from torch import nn
@@ -15,13 +15,13 @@ from ..bench.env import environment
 from ..bench.timing import Clock, Stats, best_round, time_runner
 from ..device import check_device
 from ..errors import ArtifactError, UsageError
-from ..fold import fold, fold_bn
+from ..fold import fold
 from ..io import provenance
-from ..nas.blocks import InvertedResidual, classifier, get_flavour, head, separable_conv, stem
 from ..nas.net import Network
-from ..nas.space import HEAD_CHANNELS, SEPARABLE_CHANNELS, STEM_CHANNELS, Arch, Choice, get_space
+from ..nas.space import Arch, get_space
 from ..nas.supernet import SPACE_FLAVOUR
 from ..progress import progress_bar
+from .blocks import choice_block, head_block, input_sizes, module_params, stem_block
 from .metrics import fit_calibration, kendall_tau, loo_calibrated, mape, max_error
 from .table import LatencyTable, blocks
 
@@ -65,64 +65,6 @@ class Settings:
     def new_table(self) -> LatencyTable:
         return LatencyTable(self.space, self.device, self.backend, self.batch, self.dtype, self.input_size,
                             list(self.stride_plan) if self.stride_plan else None, self.num_classes)
-
-
-def _out_size(h: int, stride: int) -> int:
-    return (h - 1) // stride + 1  # odd kernels, padding k // 2
-
-
-def input_sizes(space_name: str, input_size: int, stride_plan: Sequence[int] | None) -> tuple[list[int], int, int]:
-    """(input height of each searchable layer, height after the stem, height at the head)."""
-    sp = get_space(space_name)
-    if stride_plan is not None:
-        sp = sp.with_strides(stride_plan)
-    h = _out_size(input_size, 2)
-    first = h
-    sizes = []
-    for layer in sp.layers:
-        sizes.append(h)
-        h = _out_size(h, layer.stride)
-    return sizes, first, h
-
-
-class _Fixed(nn.Module):
-    def __init__(self, *mods: nn.Module, flatten_before: int | None = None) -> None:
-        super().__init__()
-        self.mods = nn.ModuleList(mods)
-        self.flatten_before = flatten_before
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, m in enumerate(self.mods):
-            if i == self.flatten_before:
-                x = torch.flatten(x, 1)
-            x = m(x)
-        return x
-
-
-def _eval_folded(m: nn.Module) -> nn.Module:
-    m.eval()
-    fold_bn(m)  # the deployed network has BN folded: time what is deployed
-    return m
-
-
-def stem_block(space: str) -> nn.Module:
-    fl = get_flavour(SPACE_FLAVOUR[space])
-    return _eval_folded(_Fixed(stem(STEM_CHANNELS, fl.stem_act), separable_conv(STEM_CHANNELS, SEPARABLE_CHANNELS,
-                                                                                 fl.separable_act)))
-
-
-def head_block(space: str, cin: int, num_classes: int) -> nn.Module:
-    fl = get_flavour(SPACE_FLAVOUR[space])
-    return _eval_folded(_Fixed(head(cin, HEAD_CHANNELS, fl.head_act), nn.AdaptiveAvgPool2d(1),
-                               classifier(HEAD_CHANNELS, num_classes, 0.0), flatten_before=2))
-
-
-def choice_block(space: str, layer: int, choice: Choice, stride_plan: Sequence[int] | None) -> nn.Module:
-    sp = get_space(space).with_strides(stride_plan) if stride_plan else get_space(space)
-    spec = sp.layers[layer]
-    fl = get_flavour(SPACE_FLAVOUR[space])
-    return _eval_folded(InvertedResidual(spec.in_channels, spec.out_channels, choice.kernel, spec.stride,
-                                         choice.expansion, choice.se, fl))
 
 
 def runner_for(module: nn.Module, shape: tuple[int, ...], s: Settings):
@@ -175,7 +117,12 @@ def _open(s: Settings, out: Path) -> LatencyTable:
 
 
 # Skips are folded away in the deployed network (no op), so they cost nothing.
-SKIP_ENTRY = Stats(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0).as_dict() | {"folded": True}
+SKIP_ENTRY = Stats(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0).as_dict() | {"folded": True, "params": 0}
+
+
+def timed_entry(module: nn.Module, shape: tuple[int, ...], s: Settings) -> dict:
+    """A table entry: the block's timing statistics and its deployed size (what a call reads from memory)."""
+    return time_module(module, shape, s).as_dict() | {"params": module_params(module)}
 
 
 def measure_table(s: Settings, out: str | Path, positions: Iterable[int] | None = None,
@@ -197,7 +144,7 @@ def measure_table(s: Settings, out: str | Path, positions: Iterable[int] | None 
         for key, label, build, shape in jobs:
             if key in ("stem", "head"):
                 if getattr(table, key) is None:
-                    setattr(table, key, time_module(build(), shape, s).as_dict())
+                    setattr(table, key, timed_entry(build(), shape, s))
                     table.save(out)
             else:
                 i, tok, sig = key
@@ -207,7 +154,7 @@ def measure_table(s: Settings, out: str | Path, positions: Iterable[int] | None 
                     elif sig in sig_stats:  # an identical block measured at another position
                         st = dict(sig_stats[sig])
                     else:
-                        st = time_module(build(), shape, s).as_dict()
+                        st = timed_entry(build(), shape, s)
                     table.layers[i][tok] = st
                     table.save(out)
                 sig_stats.setdefault(sig, table.layers[i][tok] | {"same_as": label})
@@ -242,6 +189,7 @@ class Validation:
     archs: list[str]
     raw: list[float]
     blocks: list[int]
+    params: list[int]
     calibrated_loo: list[float]
     measured: list[float]
     calibration: dict
@@ -265,10 +213,10 @@ class Validation:
         return out
 
 
-def validation_from(archs: list[str], raw: list[float], blocks: list[int], measured: list[float],
-                    round_medians: list[list[float]] | None = None) -> Validation:
-    return Validation(archs, raw, blocks, loo_calibrated(raw, blocks, measured), measured,
-                      fit_calibration(raw, blocks, measured), round_medians)
+def validation_from(archs: list[str], raw: list[float], blocks: list[int], params: list[int],
+                    measured: list[float], round_medians: list[list[float]] | None = None) -> Validation:
+    return Validation(archs, raw, blocks, params, loo_calibrated(raw, blocks, params, measured), measured,
+                      fit_calibration(raw, blocks, params, measured), round_medians)
 
 
 def spread_archs(table: LatencyTable, n: int, rng: random.Random, pool: int = 4000) -> list[Arch]:
@@ -333,7 +281,8 @@ def validate_table(table: LatencyTable, n: int, seed: int = 0, progress: bool = 
     finally:
         if bar:
             bar.stop()
-    v = validation_from([str(a) for a in archs], raw, [blocks(a) for a in archs], meas,
+    v = validation_from([str(a) for a in archs], raw, [blocks(a) for a in archs], [table.params(a) for a in archs],
+                        meas,
                         [[st.median for st in r] for r in rounds_ms])
     if save_calibration and table.path:
         table.calibration = v.calibration

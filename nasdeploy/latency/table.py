@@ -70,12 +70,31 @@ class LatencyTable:
         """The table's latency for ``arch`` (ms): the sum of its entries, through the calibration fitted on whole
         networks timed end to end where there is one (``metrics.fit_calibration``)."""
         arch = get_space(self.space).validate(arch)
-        return metrics.calibrated(self.calibration if calibrated else None, self.raw(arch), blocks(arch))
+        if not (calibrated and self.calibration):
+            return self.raw(arch)
+        return metrics.calibrated(self.calibration, self.raw(arch), blocks(arch), self.params(arch))
+
+    def params(self, arch: Arch | str) -> int:
+        """The deployed network's parameters: the sum of its entries' sizes (recorded with each entry; worked out
+        from the blocks for a table measured before sizes were recorded)."""
+        arch = get_space(self.space).validate(arch)
+        return self._size("stem", None) + self._size("head", None) + sum(
+            self._size(i, c.token) for i, c in enumerate(arch))
+
+    def _size(self, layer, token: str | None) -> int:
+        entry = getattr(self, layer) if layer in ("stem", "head") else self.layers[layer][token]
+        if "params" not in entry:
+            from .blocks import entry_params
+
+            entry["params"] = entry_params(self.space, layer, token or "", self.stride_plan, self.num_classes)
+        return int(entry["params"])
 
     def layer_share(self, index: int, token: str, calibrated: bool = True) -> float:
-        """A choice's own share of the prediction (the predictor is additive over layers)."""
+        """A choice's own share of the prediction, for ordering the choices of a layer: its entry and its per-block
+        term, and its size at the memory term's rate (what it adds once the network outgrows the caches)."""
         cal = self.calibration if calibrated and self.calibration else {"a": 1.0, "c": 0.0}
-        return cal["a"] * self.layers[index][token]["median"] + cal.get("c", 0.0) * (token != "skip")
+        return (cal["a"] * self.layers[index][token]["median"] + cal.get("c", 0.0) * (token != "skip")
+                + (cal.get("d") or 0.0) * self._size(index, token))
 
     def fastest(self, calibrated: bool = True) -> tuple[Arch, float]:
         """The architecture with the lowest predicted latency (per-layer minimum; the predictor is additive)."""
