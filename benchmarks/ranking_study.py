@@ -334,7 +334,8 @@ def supernet_estimates(cfg: StudyConfig, archs: list[str], out: Path) -> dict[st
                                         BUILTIN_SETTING)
         tc = TrainConfig(space=cfg.space, data="fashion-mnist", device="cpu", ckpt_every=20, **kw)
         t0 = time.time()
-        if not (d / "supernet.pt").exists():
+        trained = not (d / "supernet.pt").exists()  # else trained before this run was killed: scored only
+        if trained:
             train_supernet(tc, d, resume=(d / "checkpoint.pt").exists(), progress=False)
         ck = load_checkpoint(d / "supernet.pt")
         sn = supernet_from(ck, d / "supernet.pt")
@@ -345,7 +346,7 @@ def supernet_estimates(cfg: StudyConfig, archs: list[str], out: Path) -> dict[st
         res[name] = {"estimates": est, "config": asdict(tc), "loss_last": ck["history"][-1][1],
                      "seconds": round(time.time() - t0, 1)}
         write_json(path, res[name])
-        print(f"{name}: trained and scored in {res[name]['seconds']} s", flush=True)
+        print(f"{name}: {'trained and scored' if trained else 'scored'} in {res[name]['seconds']} s", flush=True)
     return res
 
 
