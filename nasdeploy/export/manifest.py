@@ -1,6 +1,7 @@
 """An export folder is the deployable unit: ``manifest.json`` lists every engine with its files and their hashes,
-precision, batch range, the instruction set an INT8 engine was quantized for and gated on, and its accuracy gate.
-``bench``, ``verify`` and the pipeline load engines through it, so what they time and score is exactly those files.
+precision, batch range, the instruction set an INT8 engine was quantized for and gated on, and its accuracy gate;
+under ``refused``, the engines the accuracy gate left out, with their gates. ``bench``, ``verify`` and the pipeline
+load engines through it, so what they time and score is exactly those files.
 """
 from __future__ import annotations
 
@@ -65,12 +66,22 @@ class ExportFolder:
         return self.manifest["engines"]
 
     @property
+    def refused(self) -> dict[str, dict]:
+        """The engines the accuracy gate left out of the export: name -> gate and reason."""
+        return self.manifest.get("refused") or {}
+
+    @property
     def name(self) -> str:
         return self.manifest.get("name") or self.path.name
 
     def entry(self, engine: str) -> dict:
         if engine not in self.engines:
-            raise ArtifactError(f"{self.path} holds no {engine} engine (it has {', '.join(self.engines) or 'none'})")
+            has = ", ".join(self.engines) or "none"
+            reason = self.refused.get(engine, {}).get("reason")
+            if isinstance(reason, str) and reason.startswith(engine):  # "ENGINE loses too much accuracy: ..."
+                raise ArtifactError(f"{self.path} holds no {engine} engine: it was left out at export, as it"
+                                    f"{reason[len(engine):]}; the export has {has}")
+            raise ArtifactError(f"{self.path} holds no {engine} engine (it has {has})")
         return self.engines[engine]
 
     def check_files(self, engine: str | None = None) -> dict[str, str]:
