@@ -12,7 +12,7 @@ from .backends import make_runner, require, tf32_mode
 from .device import check_device
 from .errors import DataError
 from .evaluate import check_reference, evaluate
-from .export.manifest import ExportFolder, is_export
+from .export.manifest import ExportFolder, open_export
 from .progress import progress_bar
 from .quantize import QuantOptions
 from .zoo import resolve
@@ -69,7 +69,7 @@ def verify(spec: str, data: str, opt: VerifyOptions | None = None) -> VerifyResu
 
 def _verify(spec: str, data: str, opt: VerifyOptions) -> VerifyResult:
     check_device(opt.device)
-    export = ExportFolder.open(spec) if is_export(spec) else None
+    export = open_export(spec)
     if export is not None:
         engine = opt.engine or next(iter(export.engines))
         setting, reference = export.setting, {}
