@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import torch
-from torch.utils.data import DataLoader
 
 from . import data as D
 from .backends import make_runner, require, tf32_mode
@@ -90,7 +89,7 @@ def _verify(spec: str, data: str, opt: VerifyOptions) -> VerifyResult:
                         "classes: give the matching validation folder")
     if opt.limit:
         ds = torch.utils.data.Subset(ds, list(range(min(opt.limit, len(ds)))))
-    loader = DataLoader(ds, batch_size=opt.batch_size, num_workers=opt.workers)
+    loader = D.Loader(ds, opt.workers, batch_size=opt.batch_size)  # an unreadable image: one line
     lo, hi = run.batch_range if export is not None else (1, None)
     on_device = backend == "torch" and dtype == "fp32" and export is None
     bar = progress_bar(opt.progress)

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from .. import data as data_mod
 from ..device import resolve_device
@@ -270,9 +270,10 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
     out.mkdir(parents=True, exist_ok=True)
     per_step = path_sampler.num_paths if cfg.path_batches == "separate" else 1
     batches = StepBatches(len(dataset), cfg.batch_size, cfg.seed, step * per_step, cfg.steps * per_step, rank, world)
+    # worker processes for image folders, at most the usable cores; an unreadable image ends the run in one line
     workers = 0 if cfg.data == data_mod.BUILTIN else cfg.workers
-    loader = iter(DataLoader(dataset, batch_sampler=batches, num_workers=workers,
-                             pin_memory=device.type == "cuda", persistent_workers=workers > 0))
+    loader = iter(data_mod.Loader(dataset, workers, persistent=True, batch_sampler=batches,
+                                  pin_memory=device.type == "cuda"))
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     amp = cfg.amp and device.type == "cuda"
     net.train()
