@@ -356,6 +356,12 @@ def dataset(data: str, split: str, setting: InputSetting, augment: bool = False)
     return _folder_split(data, split, setting.train_transform() if augment else setting.eval_transform())
 
 
+def data_record(data: str) -> str:
+    """``data`` as a run records it: the built-in name as it is, a folder as its absolute path (a relative one would
+    name another folder, or none, when the run is read from another directory)."""
+    return data if data == BUILTIN else str(Path(data).resolve())
+
+
 def num_classes(data: str) -> int:
     if data == BUILTIN:
         return len(FASHION_CLASSES)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from nasdeploy.data import (BUILTIN_SETTING, IMAGENET_SETTING, SMALL_INPUT_LIMIT, SMALL_INPUT_STRIDES, InputSetting,
-                            loader_workers, num_classes, usable_cores)
+from nasdeploy.data import (BUILTIN, BUILTIN_SETTING, IMAGENET_SETTING, SMALL_INPUT_LIMIT, SMALL_INPUT_STRIDES,
+                            InputSetting, data_record, loader_workers, num_classes, usable_cores)
 from nasdeploy.errors import DataError
 
 
@@ -62,3 +62,9 @@ def test_loader_workers_never_exceed_the_usable_cores():
 
     assert usable_cores() == len(os.sched_getaffinity(0))
     assert loader_workers(1000) == usable_cores() and loader_workers(0) == 0 and loader_workers(1) == 1
+
+
+def test_a_folder_is_recorded_by_its_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert data_record("fm32") == str(tmp_path.resolve() / "fm32")
+    assert data_record(BUILTIN) == BUILTIN

@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -244,6 +244,7 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     dataset, setting = open_train_data(cfg)
+    cfg = replace(cfg, data=data_mod.data_record(cfg.data))  # recorded so that it reads from any directory
     num_classes = setting.num_classes
     torch.manual_seed(cfg.seed)
     net = Supernet(space, num_classes, setting.stride_plan, cfg.stabilizer_bn, input_setting=setting)
