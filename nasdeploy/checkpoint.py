@@ -27,6 +27,13 @@ _TIMM_IR = {"conv_pw": "conv1", "bn1": "bn1", "conv_dw": "conv2", "bn2": "bn2", 
 _TIMM_BLOCK = re.compile(r"^blocks\.(\d+)\.(\d+)\.(.+)\.(\w+)$")
 
 
+def _looks_saved(path: Path) -> bool:
+    """Whether a file starts as ``torch.save`` writes: a zip archive, or a pickle of protocol 2 or later."""
+    with open(path, "rb") as f:
+        head = f.read(1)
+    return head == b"\x80" or zipfile.is_zipfile(path)
+
+
 def read_file(path: str | Path) -> Any:
     """``torch.load(weights_only=True)`` with each failure turned into a one-line CheckpointError."""
     path = Path(path)
@@ -38,6 +45,9 @@ def read_file(path: str | Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if not _looks_saved(path):  # text or other bytes that happen to start like a pickle opcode
+            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (neither torch.save's zip archive "
+                                  "nor a pickle): is it truncated or another kind of file?") from None
         if "weights_only" in str(e) or "Unsupported global" in str(e) or "GLOBAL" in str(e):
             raise CheckpointError(f"{path} holds Python objects that a safe load refuses ({first[:160]}); "
                                   "re-save it as a plain state dict") from None

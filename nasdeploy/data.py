@@ -11,6 +11,7 @@ gate, ``verify``). Nothing that chooses reads the test split.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from .errors import DataError
 
@@ -225,6 +226,8 @@ def check_image_folder(root: str | Path) -> list[str]:
     empty = [c for c in classes if not any(f.suffix in IMAGE_EXTENSIONS for f in (root / c).iterdir())]
     if empty:
         raise DataError(f"data folder {root}: class folder(s) {', '.join(empty[:5])} hold no images")
+    if len(classes) < 2:
+        raise DataError(f"{root} has 1 class: a classifier needs at least 2 (one subfolder per class)")
     return classes
 
 
@@ -237,6 +240,73 @@ def _loader(path: str):
             return Image.open(f).convert("RGB")
     except (UnidentifiedImageError, OSError) as e:
         raise DataError(f"{path} is not a readable image ({type(e).__name__}): remove it or replace it") from None
+
+
+# ------------------------------------------------------------------ loading in worker processes
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: taskset, a container's CPU set), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def loader_workers(requested: int) -> int:
+    """Data-loading worker processes for ``requested``: never more than the usable cores (more would only compete
+    with each other and with training, and PyTorch warns about them)."""
+    return max(0, min(requested, usable_cores()))
+
+
+class _Unreadable:
+    """An item that could not be read, carried out of a worker process as a value: an exception raised there comes
+    back with the worker's whole traceback in its message."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+class _Reported(Dataset):
+    """``dataset`` with the DataError of an item (an unreadable image) returned as an ``_Unreadable``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        try:
+            return self.dataset[i]
+        except DataError as e:
+            return _Unreadable(str(e))
+
+
+def _collate(samples: list):
+    from torch.utils.data import default_collate
+
+    bad = next((s for s in samples if isinstance(s, _Unreadable)), None)
+    return bad if bad is not None else default_collate(samples)
+
+
+class Loader:
+    """A ``DataLoader`` over ``dataset`` with ``loader_workers(workers)`` worker processes (kept alive between
+    epochs with ``persistent``), whose unreadable image ends the iteration with the one-line DataError that names
+    it, in this process, wherever the image was read. Other keywords go to ``DataLoader``."""
+
+    def __init__(self, dataset: Dataset, workers: int = 0, persistent: bool = False, **kw) -> None:
+        self.workers = loader_workers(workers)
+        self.loader = DataLoader(_Reported(dataset), num_workers=self.workers, collate_fn=_collate,
+                                 persistent_workers=persistent and self.workers > 0, **kw)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            if isinstance(batch, _Unreadable):
+                raise DataError(batch.message)
+            yield batch
 
 
 def image_folder(root: str | Path, transform=None) -> Dataset:
@@ -286,6 +356,12 @@ def dataset(data: str, split: str, setting: InputSetting, augment: bool = False)
     return _folder_split(data, split, setting.train_transform() if augment else setting.eval_transform())
 
 
+def data_record(data: str) -> str:
+    """``data`` as a run records it: the built-in name as it is, a folder as its absolute path (a relative one would
+    name another folder, or none, when the run is read from another directory)."""
+    return data if data == BUILTIN else str(Path(data).resolve())
+
+
 def num_classes(data: str) -> int:
     if data == BUILTIN:
         return len(FASHION_CLASSES)
@@ -319,8 +395,6 @@ def labelled_batches(data: str | None, split: str, setting: InputSetting, images
                      start: int = 0) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], int]:
     """Images ``start .. start + images`` of a split with their labels, preprocessed for ``setting``, in batches;
     and the number of classes of the data. ``data`` None: the built-in set."""
-    from torch.utils.data import DataLoader
-
     data = data or BUILTIN
     ds = dataset(data, split, setting)
     sub = Subset(ds, list(range(min(start, len(ds)), min(start + images, len(ds)))))

@@ -6,14 +6,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 from . import data as D
 from .backends import make_runner, require, tf32_mode
 from .device import check_device
 from .errors import DataError
 from .evaluate import check_reference, evaluate
-from .export.manifest import ExportFolder, is_export
+from .export.manifest import ExportFolder, open_export
 from .progress import progress_bar
 from .quantize import QuantOptions
 from .zoo import resolve
@@ -70,7 +69,7 @@ def verify(spec: str, data: str, opt: VerifyOptions | None = None) -> VerifyResu
 
 def _verify(spec: str, data: str, opt: VerifyOptions) -> VerifyResult:
     check_device(opt.device)
-    export = ExportFolder.open(spec) if is_export(spec) else None
+    export = open_export(spec)
     if export is not None:
         engine = opt.engine or next(iter(export.engines))
         setting, reference = export.setting, {}
@@ -91,7 +90,7 @@ def _verify(spec: str, data: str, opt: VerifyOptions) -> VerifyResult:
                         "classes: give the matching validation folder")
     if opt.limit:
         ds = torch.utils.data.Subset(ds, list(range(min(opt.limit, len(ds)))))
-    loader = DataLoader(ds, batch_size=opt.batch_size, num_workers=opt.workers)
+    loader = D.Loader(ds, opt.workers, batch_size=opt.batch_size)  # an unreadable image: one line
     lo, hi = run.batch_range if export is not None else (1, None)
     on_device = backend == "torch" and dtype == "fp32" and export is None
     bar = progress_bar(opt.progress)

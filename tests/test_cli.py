@@ -3,6 +3,8 @@ line with a non-zero exit code, never a traceback."""
 from __future__ import annotations
 
 import json
+import shutil
+
 import pytest
 import torch
 
@@ -149,3 +151,128 @@ def test_cli_malformed_arch_is_one_line(tmp_path):
     r = run_cli("info", str(card))
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "layer 1" in r.stderr
+
+
+# ----------------------------------------------------------------- bad input, tried as a new user would
+
+def _image_folder(root, classes: int = 10):
+    """DIR/train and DIR/val of tiny images (2 per class, 28 px), ``classes`` classes."""
+    for split in ("train", "val"):
+        write_image_folder(root / split, split, per_class=2, size=28)
+        for extra in sorted((root / split).iterdir())[classes:]:
+            shutil.rmtree(extra)
+    return root
+
+
+def _manifest(folder, **change):
+    """A manifest as `nasdeploy export` writes one, with ``change`` applied (``engine_KEY``: its engine's KEY)."""
+    from nasdeploy.data import BUILTIN_SETTING
+    from nasdeploy.export.manifest import FORMAT, FORMAT_VERSION
+
+    engine = {"backend": "onnxruntime", "precision": "fp32", "device": "cpu", "files": {"model.onnx": "0" * 64},
+              "batch_range": [1, None]}
+    m = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": "n.pt", "name": "n",
+         "input": BUILTIN_SETTING.as_dict(), "folded": True, "pytorch": {"file": "model.pt", "sha256": "0" * 64},
+         "engines": {"onnxruntime:fp32": engine}}
+    for key, value in change.items():
+        if key.startswith("engine_"):
+            engine[key[len("engine_"):]] = value
+        else:
+            m[key] = value
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps(m))
+    return folder
+
+
+def _corrupt_png(t):
+    root = _image_folder(t / "imgs")
+    for cls in sorted((root / "train").iterdir()):  # one broken file per class: the one batch (16) reads some
+        (cls / "00000.png").write_bytes(b"not a png")
+    return (["train-supernet", "--space", "fairnas", "--data", root, "--out", t / "run", "--steps", "1",
+             "--batch-size", "16", "--input-size", "28", "--no-progress"],
+            f"{root}/train/", "is not a readable image (UnidentifiedImageError): remove it or replace it")
+
+
+def _relative_data_recorded(t):
+    _image_folder(t / "fm32")
+    r = run_cli("train-supernet", "--space", "fairnas", "--data", "fm32", "--out", "sn", "--steps", "1",
+                "--batch-size", "4", "--input-size", "28", "--workers", "0", "--no-progress", cwd=t)
+    assert r.returncode == 0, r.stderr
+    recorded = load_checkpoint(t / "sn" / "supernet.pt")["train_config"]["data"]
+    assert recorded == str((t / "fm32").resolve())  # so that a search from any directory finds it
+    (t / "fm32").rename(t / "moved")
+    (t / "elsewhere").mkdir()
+    return (["search", "--supernet", "../sn/supernet.pt", "--latency-target", "5ms", "--out", "s", "--no-progress"],
+            f"data folder {recorded} does not exist: the supernet ../sn/supernet.pt records it", "pass --data",
+            "elsewhere")
+
+
+def _truncated_checkpoint(t):
+    torch.save({"w": torch.zeros(1000)}, t / "n.pt")
+    (t / "n.pt").write_bytes((t / "n.pt").read_bytes()[:300])
+    return ["export", t / "n.pt", "--out", t / "e"], f"{t / 'n.pt'} is not a readable PyTorch checkpoint"
+
+
+def _text_as_checkpoint(t):
+    (t / "n.pt").write_text("garbage\n")
+    return ["bench", t / "n.pt", "--no-progress"], f"{t / 'n.pt'} is not a readable PyTorch checkpoint (neither"
+
+
+def _bad_arch_token(t):
+    (t / "bad.toml").write_text('format_version = 1\nname = "x"\nspace = "fairnas"\nflavour = "fairnas"\n'
+                                'arch = "k7e3-k9e9"\n')
+    return ["export", t / "bad.toml", "--out", t / "e"], "layer 1 (32->32, stride 1): 'k9e9' is not allowed"
+
+
+BAD_INPUT = {
+    # each: tmp_path -> (arguments, the message's first words, [more it must say], [the folder it runs from])
+    "corrupt png in a training folder": _corrupt_png,
+    "manifest engines a list": lambda t: (["bench", _manifest(t / "e", engines=[]), "--no-progress"],
+                                          f"{t / 'e'}/manifest.json is not a nasdeploy export manifest: engines must "
+                                          "be a table of", "; export again"),
+    "manifest engine a string": lambda t: (["bench", _manifest(t / "e", engines={"onnxruntime:fp32": "model.onnx"})],
+                                           f"{t / 'e'}/manifest.json is not a nasdeploy export manifest: engine "
+                                           "onnxruntime:fp32 must be a table"),
+    "manifest files a list": lambda t: (["verify", _manifest(t / "e", engine_files=["model.onnx"]), "--data", t],
+                                        f"{t / 'e'}/manifest.json is not a nasdeploy export manifest: engine "
+                                        "onnxruntime:fp32: files must be a table"),
+    "bench a folder without manifest": lambda t: (["bench", t, "--no-progress"],
+                                                  f"{t} is a folder but not an export (no manifest.json): export a "
+                                                  "model into it with `nasdeploy export`"),
+    "verify a folder without manifest": lambda t: (["verify", t, "--data", t],
+                                                   f"{t} is a folder but not an export (no manifest.json)"),
+    "supernet data recorded relative": _relative_data_recorded,
+    "one-class folder": lambda t: (["train-supernet", "--data", _image_folder(t / "one", classes=1), "--out",
+                                    t / "run", "--steps", "1", "--input-size", "28", "--no-progress"],
+                                   f"{t / 'one' / 'train'} has 1 class: a classifier needs at least 2"),
+    "missing data folder": lambda t: (["train-supernet", "--data", t / "nope", "--out", t / "run", "--no-progress"],
+                                      f"data folder {t / 'nope'} does not exist"),
+    "latency target without units": lambda t: (["search", "--accuracy-proxy", "--latency-target", "5", "--out",
+                                                t / "s", "--no-progress"], "latency target '5' needs a unit"),
+    "truncated checkpoint": _truncated_checkpoint,
+    "text file as checkpoint": _text_as_checkpoint,
+    "architecture with a bad token": _bad_arch_token,
+    "cuda without a gpu": lambda t: (["train-supernet", "--device", "cuda", "--out", t / "run", "--no-progress"],
+                                     "--device cuda but no CUDA device is visible here: use --device cpu"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_corpus(case, tmp_path):
+    """Bad input a new user would try: one line on stderr that says what is wrong (and what to do), exit code 2,
+    no traceback and no warning."""
+    import warnings
+
+    if case == "cuda without a gpu" and torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible: there is no missing GPU to report")
+    args, start, *more = BAD_INPUT[case](tmp_path)
+    cwd = tmp_path / more.pop() if len(more) == 2 else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = run_cli(*args, cwd=cwd)
+    command = str(args[0])
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert r.stderr.startswith(f"nasdeploy {command}: error: {start}"), r.stderr
+    assert all(m in r.stderr for m in more), r.stderr
+    assert not [w for w in caught if "worker" in str(w.message)], [str(w.message) for w in caught]

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from nasdeploy.data import (BUILTIN_SETTING, IMAGENET_SETTING, SMALL_INPUT_LIMIT, SMALL_INPUT_STRIDES, InputSetting,
-                            num_classes)
+from nasdeploy.data import (BUILTIN, BUILTIN_SETTING, IMAGENET_SETTING, SMALL_INPUT_LIMIT, SMALL_INPUT_STRIDES,
+                            InputSetting, data_record, loader_workers, num_classes, usable_cores)
 from nasdeploy.errors import DataError
 
 
@@ -54,3 +54,17 @@ def test_too_small_images_and_malformed_records_are_refused(bad):
         InputSetting.for_images(7, 10)
     with pytest.raises(DataError, match="malformed input setting"):
         InputSetting.from_dict(bad)
+
+
+def test_loader_workers_never_exceed_the_usable_cores():
+    """More worker processes than the cores this process may use only compete (and PyTorch warns about them)."""
+    import os
+
+    assert usable_cores() == len(os.sched_getaffinity(0))
+    assert loader_workers(1000) == usable_cores() and loader_workers(0) == 0 and loader_workers(1) == 1
+
+
+def test_a_folder_is_recorded_by_its_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert data_record("fm32") == str(tmp_path.resolve() / "fm32")
+    assert data_record(BUILTIN) == BUILTIN

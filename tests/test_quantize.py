@@ -200,7 +200,8 @@ def _bf16() -> bool:
 
 
 def test_an_engine_over_the_budget_is_refused_and_nothing_is_written(tmp_path):
-    """Budget 0 on a random network: the first export (forced) measures a non-zero drop, the second is refused."""
+    """Budget 0 on a random network: the first export (forced) measures a non-zero drop and keeps the engine,
+    recorded as failing; the second is refused, and as it was the only engine asked, nothing is written."""
     drops = []
     for seed in (5, 6, 7):
         net = randomize(Network(get_space("scarlet").sample(random.Random(seed)), "scarlet", 10,
@@ -214,12 +215,54 @@ def test_an_engine_over_the_budget_is_refused_and_nothing_is_written(tmp_path):
         if drops[-1] > 0:
             break
     assert drops[-1] > 0, drops  # else this test could not fail
+    assert r.refused == {} and r.manifest["engines"]["onnxruntime:int8"]["gate"]["passed"] is False  # kept, failing
     before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(NasDeployError, match="loses too much accuracy"):
         export_model(str(tmp_path / f"n{seed}.pt"), tmp_path / "refused",
                      opt=ExportOptions(parity_images=32, gate_images=1000, engines=[("onnxruntime", "int8")],
                                        budget=0.0, quant=QuantOptions(per_channel=False, images=16)))
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no folder, no work folder
+
+
+def test_an_engine_over_the_budget_is_left_out_and_the_others_are_written(tmp_path):
+    """fp32 and INT8 asked with budget 0 on a random network: the INT8 engine is refused in one line (exit 2) and
+    left out; the fp32 engine is written with its manifest, which lists the refused engine with its gate, and the
+    folder benches."""
+    from .conftest import run_cli
+
+    for seed in (5, 6, 7):
+        ck, out = tmp_path / f"n{seed}.pt", tmp_path / f"e{seed}"
+        save_checkpoint(randomize(Network(get_space("scarlet").sample(random.Random(seed)), "scarlet", 10,
+                                          SMALL_INPUT_STRIDES), seed), ck)
+        r = run_cli("export", ck, "--engines", "onnxruntime:fp32,onnxruntime:int8", "--budget", "0", "--per-tensor",
+                    "--calib-images", "16", "--parity-images", "32", "--out", out)
+        if r.returncode != 0:  # a drop of exactly 0 passes budget 0: then the next network
+            break
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert r.stderr.startswith(f"nasdeploy export: error: exported to {out} without onnxruntime:int8: it loses too "
+                               "much accuracy: "), r.stderr
+    assert "(budget 0): try --calib-method entropy" in r.stderr and "--force-accuracy to keep it" in r.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    assert list(m["engines"]) == ["onnxruntime:fp32"]
+    from nasdeploy.export.manifest import sha256
+
+    files = m["engines"]["onnxruntime:fp32"]["files"]
+    assert files and all(sha256(out / f) == digest for f, digest in files.items())
+    assert sha256(out / "model.pt") == m["pytorch"]["sha256"]
+    g = m["refused"]["onnxruntime:int8"]["gate"]
+    assert g["drop"] > 0 and g["passed"] is False and g["budget"] == 0 and g["images"] == 1000
+    assert g["drop_ci95"][0] <= g["drop"] <= g["drop_ci95"][1] and g["basis"] in ("labels", "agreement")
+    assert not (out / "model.int8.onnx").exists()  # the refused engine's graph is not shipped
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(f".{out.name}.")]  # no work folder left
+    parity = json.loads((out / "parity.json").read_text())
+    assert parity["engines"] == ["onnxruntime:fp32"] and parity["accuracy_gate"]["onnxruntime:int8"] == g
+    b = run_cli("bench", out, "--batch", "1", "--repeats", "3", "--rounds", "1", "--json", tmp_path / "b.json",
+                "--no-progress")
+    assert b.returncode == 0, b.stderr
+    rows = {f"{x['backend']}:{x['dtype']}": x for x in json.loads((tmp_path / "b.json").read_text())["rows"]}
+    assert rows["onnxruntime:fp32"]["files"] == files and "onnxruntime:int8" not in rows
+    v = run_cli("verify", out, "--engine", "onnxruntime:int8", "--data", tmp_path / "any")
+    assert v.returncode == 2 and v.stderr.count("\n") == 1 and "left out at export" in v.stderr, v.stderr
 
 
 # ----------------------------------------------------------------- bad input, from the command line

@@ -22,7 +22,7 @@ from ..backends.compile import CompileRunner
 from ..backends.torch_eager import TorchRunner
 from ..device import check_device
 from ..errors import DeviceError, NasDeployError, UsageError
-from ..export.manifest import ExportFolder, is_export
+from ..export.manifest import ExportFolder, is_export, open_export
 from ..progress import progress_bar
 from ..quantize import QuantOptions
 from ..zoo import Resolved, resolve
@@ -175,8 +175,7 @@ class _Source:
 
     def __init__(self, spec, opt: BenchOptions, res: BenchResult) -> None:
         self.opt = opt
-        self.export = spec if isinstance(spec, ExportFolder) else (
-            ExportFolder.open(spec) if not isinstance(spec, Resolved) and is_export(spec) else None)
+        self.export = spec if isinstance(spec, ExportFolder) else open_export(spec)
         if self.export is not None:
             self.name = str(self.export.path)
             self.setting = self.export.setting

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..backends import engine_help
+from ..errors import ExportError
 from ..export.api import ExportOptions, export_model, legacy_engines, parse_batch
 from .quant_args import add_gate_args, add_quant_args, quant_options
 
@@ -56,13 +57,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     r = export_model(args.model, args.out, args.weights, opt)
     print_parity(r.parity, f"parity of {args.model} against PyTorch float32")
     if r.gates:
-        print_gates(r.gates)
+        print_gates(r.gates, r.refused)
     if r.fold_report:
         f = r.fold_report
         Console().print(f"folded: {f['bn_folded']} BN, {f['stabilizers_folded']} stabilizers "
                         f"(max rel. error {f['max_rel_error_fp64']:.1e} fp64, {f['max_rel_error_fp32']:.1e} fp32)")
     Console().print(f"artefacts in {r.out}: {', '.join(dict.fromkeys(r.artefacts.values()))}, parity.json, "
                     "manifest.json (every engine's files and hashes: `nasdeploy bench` and `verify` take the folder)")
+    if r.refused:  # the rest is written; the refusal is still an error (one line, exit 2)
+        raise ExportError(r.refusal())
     return 0
 
 
@@ -78,12 +81,13 @@ def print_parity(parity, title: str) -> None:
     Console(width=max(Console().width, 150)).print(t)
 
 
-def print_gates(gates: dict[str, dict]) -> None:
+def print_gates(gates: dict[str, dict], refused: dict[str, dict] | None = None) -> None:
     t = Table(title="accuracy gate on held-out images (against the folded float32 model)")
     for col in ("engine", "images", "basis", "float32 top-1", "top-1", "agreement", "counted drop", "budget", "verdict"):
         t.add_column(col, justify="left" if col in ("engine", "basis", "verdict") else "right")
     for name, g in gates.items():
         t.add_row(name, str(g["images"]), g["basis"], f"{g['top1_reference']:.2f}%", f"{g['top1']:.2f}%",
                   f"{g['agreement']:.2f}%", f"{g['drop']:.2f}", f"{g['budget']:g}",
-                  "[green]pass[/]" if g["passed"] else "[red]fail (kept: --force-accuracy)[/]")
+                  "[green]pass[/]" if g["passed"] else "[red]fail (refused: not written)[/]"
+                  if name in (refused or {}) else "[red]fail (kept: --force-accuracy)[/]")
     Console(width=max(Console().width, 150)).print(t)

@@ -1,6 +1,10 @@
 """`export`: fold, then build each asked engine (backend + precision) through the backend registry, in one folder,
 each with a parity check; reduced-precision engines also pass the accuracy gate or are refused. The folder is the
-deployable unit: its manifest (``export.manifest``) lists every engine's files with their hashes."""
+deployable unit: its manifest (``export.manifest``) lists every engine's files with their hashes.
+
+A refused engine is left out and the others are written: the manifest lists the engines that passed and, under
+``refused``, each refused engine with its gate; ``parity.json`` keeps every engine's parity and gate. Only when no
+engine passes is nothing written (an ``ExportError``)."""
 from __future__ import annotations
 
 import logging
@@ -64,6 +68,20 @@ class ExportResult:
     gates: dict[str, dict] = field(default_factory=dict)
     quantization: dict[str, dict] = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
+    # engines that failed the accuracy gate and were left out of the folder: name -> backend, precision, device,
+    # gate (its figures, as in ``gates``) and reason (one line)
+    refused: dict[str, dict] = field(default_factory=dict)
+
+    def refusal(self) -> str | None:
+        """One line saying which engines were left out, why, what was written and what to do; None if none was."""
+        if not self.refused:
+            return None
+        names = list(self.refused)
+        if len(names) == 1:  # "it loses too much accuracy: ..."
+            why = "it" + self.refused[names[0]]["reason"][len(names[0]):]
+        else:
+            why = "; ".join(r["reason"] for r in self.refused.values())
+        return f"exported to {self.out} without {', '.join(names)}: {why}: {_refusal_hint(self.refused)}"
 
 
 def parse_batch(batch: int | None, dynamic: str | None) -> tuple[tuple[int, int, int], bool]:
@@ -153,6 +171,7 @@ def _export(spec, out, weights, opt: ExportOptions) -> ExportResult:
         lo, opt_b, hi = opt.batch
         held = None
         engines: dict[str, dict] = {}
+        left_out: set[str] = set()  # the files of refused engines
         for backend, dtype, device in planned:
             be = get_backend(backend)
             # every call an artefact gets stays inside its batch range
@@ -170,18 +189,28 @@ def _export(spec, out, weights, opt: ExportOptions) -> ExportResult:
                      "files": {f: sha256(work / f) for f in be.files(path)},
                      "batch_range": list(rng) if be.fixed_batch else [1, None], "parity": parity.as_dict()}
             if dtype != "fp32":
-                from ..gate import held_out
+                from ..gate import gate_of, held_out
 
                 held = held or held_out(plain, setting, opt.data, opt.gate_images)
-                result.gates[name] = _gate(runner, held, rng, opt, name)
-                entry["gate"] = result.gates[name]
+                g = gate_of(runner, held, rng, opt.budget)
+                result.gates[name] = entry["gate"] = g.as_dict()
+                if not g.passed and not opt.force_accuracy:  # left out; the others are still written
+                    result.refused[name] = {"backend": backend, "precision": dtype, "device": device,
+                                            "gate": result.gates[name], "reason": g.reason(name)}
+                    left_out |= set(entry["files"])
+                    continue
             engines[name] = entry
+        if result.refused and not engines:
+            raise ExportError("; ".join(r["reason"] for r in result.refused.values()) + ": nothing written; "
+                              + _refusal_hint(result.refused) + " anyway")
+        _drop_refused(work, engines, left_out, result)
         result.quantization = dict(src.quant_reports)
         _record_isa(engines, result.quantization)
         prov = provenance()
+        refused = {"refused": result.refused} if result.refused else {}
         write_json(work / "parity.json", {"model": str(model.spec), "folded": opt.fold, "fold": result.fold_report,
                                           "batch": list(opt.batch), "dynamic_batch": opt.dynamic,
-                                          "input_size": setting.size, "engines": list(engines),
+                                          "input_size": setting.size, "engines": list(engines), **refused,
                                           "device": opt.resolved_device(), "artefacts": result.artefacts,
                                           "parity": [p.as_dict() for p in result.parity],
                                           "accuracy_gate": result.gates, "quantization": result.quantization,
@@ -191,7 +220,7 @@ def _export(spec, out, weights, opt: ExportOptions) -> ExportResult:
         result.manifest = _write_manifest(work, {
             "format": FORMAT, "format_version": FORMAT_VERSION, "model": str(model.spec), "name": model.name,
             "input": setting.as_dict(), "folded": opt.fold,
-            "pytorch": {"file": "model.pt", "sha256": sha256(work / "model.pt")}, "engines": engines,
+            "pytorch": {"file": "model.pt", "sha256": sha256(work / "model.pt")}, "engines": engines, **refused,
             "provenance": prov})
         if out.exists():
             shutil.rmtree(out)
@@ -221,15 +250,20 @@ def _record_isa(engines: dict[str, dict], quantization: dict[str, dict]) -> None
                         "gated_on": this_cpu().as_dict()}
 
 
-def _gate(runner, held, rng: tuple[int, int], opt: ExportOptions, name: str) -> dict:
-    """The accuracy gate of one engine on the held-out images; refuses it (nothing written) unless forced."""
-    from ..gate import gate_of
+def _refusal_hint(refused: dict[str, dict]) -> str:
+    """What to try for engines the gate refused (the quantization options only where an INT8 engine was)."""
+    quant = "--calib-method entropy, --quant-exclude depthwise, " if any(
+        r["precision"] == "int8" for r in refused.values()) else ""
+    return f"try {quant}a larger --budget, or --force-accuracy to keep {'it' if len(refused) == 1 else 'them'}"
 
-    g = gate_of(runner, held, rng, opt.budget)
-    if not g.passed and not opt.force_accuracy:
-        raise ExportError(g.reason(name) + ": nothing written; try --calib-method entropy, --quant-exclude "
-                          "depthwise, a larger --budget, or --force-accuracy to keep it anyway")
-    return g.as_dict()
+
+def _drop_refused(work: Path, engines: dict[str, dict], files: set[str], result: ExportResult) -> None:
+    """The refused engines' ``files`` that no written engine runs from are removed, and their artefacts unlisted."""
+    kept = {"model.pt"} | {f for e in engines.values() for f in e["files"]}
+    for f in files - kept:
+        (work / f).unlink(missing_ok=True)
+    for name in result.refused:
+        result.artefacts.pop(name, None)
 
 
 def load_exported(folder: str | Path, engine: str, device: str | None = None,

@@ -1,6 +1,8 @@
 """An export folder is the deployable unit: ``manifest.json`` lists every engine with its files and their hashes,
-precision, batch range, the instruction set an INT8 engine was quantized for and gated on, and its accuracy gate.
-``bench``, ``verify`` and the pipeline load engines through it, so what they time and score is exactly those files.
+precision, batch range, the instruction set an INT8 engine was quantized for and gated on, and its accuracy gate;
+under ``refused``, the engines the accuracy gate left out, with their gates. ``bench``, ``verify`` and the pipeline
+load engines through it, so what they time and score is exactly those files. A manifest is checked when it is read:
+a field of the wrong type is refused in one line, not met later as a crash.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data import InputSetting
-from ..errors import ArtifactError
+from ..errors import ArtifactError, DataError
 
 FORMAT = "nasdeploy-export"
 FORMAT_VERSION = 1
@@ -29,6 +31,95 @@ def is_export(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
+def open_export(spec) -> "ExportFolder | None":
+    """The export folder ``spec`` names, or None where it names something else (a zoo name, card or checkpoint);
+    a folder that holds no manifest is refused, saying so, rather than looked up as a model name."""
+    if not isinstance(spec, (str, Path)):
+        return None
+    if is_export(spec):
+        return ExportFolder.open(spec)
+    from ..zoo import list_models
+
+    if Path(spec).is_dir() and str(spec) not in list_models():
+        return ExportFolder.open(spec)  # refused: no manifest.json
+    return None
+
+
+def _kind(v) -> str:
+    """A JSON value's type, as a reader of the file would name it."""
+    if isinstance(v, dict):
+        return "a table"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, bool):
+        return "true/false"
+    if isinstance(v, (int, float)):
+        return "a number"
+    return "null"
+
+
+_ENGINE_KEYS = ("backend", "precision", "device", "files", "batch_range")
+
+
+def _engine_problem(name, e) -> str | None:
+    """What is wrong with one engine entry of a manifest, or None."""
+    if not isinstance(name, str) or name.count(":") != 1 or not all(name.split(":")):
+        return f"engine name {name!r} is not BACKEND:PRECISION"
+    if not isinstance(e, dict):
+        return f"engine {name} must be a table of {', '.join(_ENGINE_KEYS)}, not {_kind(e)}"
+    for key in ("backend", "precision", "device"):
+        if not isinstance(e.get(key), str):
+            return f"engine {name}: {key} must be a string, not {_kind(e.get(key))}"
+    files = e.get("files")
+    if not isinstance(files, dict) or not files or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        return f"engine {name}: files must be a table of file name to sha256, not {_kind(files)}"
+    rng = e.get("batch_range")
+    if not (isinstance(rng, list) and len(rng) == 2 and isinstance(rng[0], int) and not isinstance(rng[0], bool)
+            and rng[0] >= 1 and (rng[1] is None or isinstance(rng[1], int) and not isinstance(rng[1], bool)
+                                 and rng[1] >= rng[0])):
+        return f"engine {name}: batch_range must be [MIN, MAX] (MAX a number or null), not {json.dumps(rng)}"
+    for key in ("gate", "isa", "parity", "quantization"):
+        if e.get(key) is not None and not isinstance(e[key], dict):
+            return f"engine {name}: {key} must be a table, not {_kind(e[key])}"
+    gated_on = (e.get("isa") or {}).get("gated_on")
+    if gated_on is not None and not isinstance(gated_on, dict):
+        return f"engine {name}: isa.gated_on must be a table, not {_kind(gated_on)}"
+    return None
+
+
+def manifest_problem(m: dict) -> str | None:
+    """What makes ``m`` (a manifest with its format and version checked) unusable, or None: every field bench,
+    verify and the pipeline read, with its type."""
+    engines = m["engines"]
+    if not isinstance(engines, dict):
+        return f"engines must be a table of engine name (BACKEND:PRECISION) to its files and settings, not " \
+               f"{_kind(engines)}"
+    if not engines:
+        return "engines lists no engine"
+    for name, e in engines.items():
+        why = _engine_problem(name, e)
+        if why:
+            return why
+    pt = m["pytorch"]
+    if not (isinstance(pt, dict) and isinstance(pt.get("file"), str) and isinstance(pt.get("sha256"), str)):
+        return f"pytorch must be a table with file and sha256 strings, not {_kind(pt)}"
+    if not isinstance(m["input"], dict):
+        return f"input must be a table (size, num_classes, ...), not {_kind(m['input'])}"
+    try:
+        InputSetting.from_dict(m["input"])
+    except DataError:
+        return "input must hold a size and a number of classes"
+    if m.get("name") is not None and not isinstance(m["name"], str):
+        return f"name must be a string, not {_kind(m['name'])}"
+    refused = m.get("refused")
+    if refused is not None and not (isinstance(refused, dict) and all(isinstance(r, dict) for r in refused.values())):
+        return f"refused must be a table of engine name to its gate, not {_kind(refused)}"
+    return None
+
+
 @dataclass
 class ExportFolder:
     path: Path
@@ -42,8 +133,8 @@ class ExportFolder:
         try:
             m = json.loads((path / MANIFEST).read_text())
         except FileNotFoundError:
-            raise ArtifactError(f"{path} is not a nasdeploy export (no {MANIFEST}): export it again with this "
-                                "nasdeploy") from None
+            raise ArtifactError(f"{path} is a folder but not an export (no {MANIFEST}): export a model into it with "
+                                "`nasdeploy export`") from None
         except (OSError, json.JSONDecodeError, UnicodeDecodeError):
             raise ArtifactError(f"{path}/{MANIFEST} is not readable JSON: export the model again") from None
         if not isinstance(m, dict) or m.get("format") != FORMAT:
@@ -54,6 +145,9 @@ class ExportFolder:
         for key in ("engines", "input", "pytorch"):
             if key not in m:
                 raise ArtifactError(f"{path}/{MANIFEST} has no '{key}': is it truncated? export again")
+        why = manifest_problem(m)
+        if why:
+            raise ArtifactError(f"{path}/{MANIFEST} is not a nasdeploy export manifest: {why}; export again")
         return cls(path, m)
 
     @property
@@ -65,12 +159,22 @@ class ExportFolder:
         return self.manifest["engines"]
 
     @property
+    def refused(self) -> dict[str, dict]:
+        """The engines the accuracy gate left out of the export: name -> gate and reason."""
+        return self.manifest.get("refused") or {}
+
+    @property
     def name(self) -> str:
         return self.manifest.get("name") or self.path.name
 
     def entry(self, engine: str) -> dict:
         if engine not in self.engines:
-            raise ArtifactError(f"{self.path} holds no {engine} engine (it has {', '.join(self.engines) or 'none'})")
+            has = ", ".join(self.engines)
+            reason = self.refused.get(engine, {}).get("reason")
+            if isinstance(reason, str) and reason.startswith(engine):  # "ENGINE loses too much accuracy: ..."
+                raise ArtifactError(f"{self.path} holds no {engine} engine: it was left out at export, as it"
+                                    f"{reason[len(engine):]}; the export has {has}")
+            raise ArtifactError(f"{self.path} holds no {engine} engine (it has {has})")
         return self.engines[engine]
 
     def check_files(self, engine: str | None = None) -> dict[str, str]:

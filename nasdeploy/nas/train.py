@@ -14,14 +14,14 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from .. import data as data_mod
 from ..device import resolve_device
@@ -244,6 +244,7 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     dataset, setting = open_train_data(cfg)
+    cfg = replace(cfg, data=data_mod.data_record(cfg.data))  # recorded so that it reads from any directory
     num_classes = setting.num_classes
     torch.manual_seed(cfg.seed)
     net = Supernet(space, num_classes, setting.stride_plan, cfg.stabilizer_bn, input_setting=setting)
@@ -270,9 +271,10 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
     out.mkdir(parents=True, exist_ok=True)
     per_step = path_sampler.num_paths if cfg.path_batches == "separate" else 1
     batches = StepBatches(len(dataset), cfg.batch_size, cfg.seed, step * per_step, cfg.steps * per_step, rank, world)
+    # worker processes for image folders, at most the usable cores; an unreadable image ends the run in one line
     workers = 0 if cfg.data == data_mod.BUILTIN else cfg.workers
-    loader = iter(DataLoader(dataset, batch_sampler=batches, num_workers=workers,
-                             pin_memory=device.type == "cuda", persistent_workers=workers > 0))
+    loader = iter(data_mod.Loader(dataset, workers, persistent=True, batch_sampler=batches,
+                                  pin_memory=device.type == "cuda"))
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     amp = cfg.amp and device.type == "cuda"
     net.train()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..backends import table_backend
 from ..data import InputSetting
-from ..errors import UsageError
+from ..errors import DataError, UsageError
 from ..latency import EngineTables, Settings, measure_table
 from ..nas.net import Network, count_macs, count_params
 from ..nas.space import Arch, Choice, get_space
@@ -153,6 +153,9 @@ def setup_search(inp: SearchInputs, cfg: SearchConfig, out: Path, progress: bool
         if inp.space and inp.space != sn.space.name:
             raise UsageError(f"--space {inp.space} but {inp.supernet} is a {sn.space.name} supernet")
         data = inp.data or ck.get("train_config", {}).get("data", D.BUILTIN)
+        if not inp.data and data != D.BUILTIN and not Path(data).exists():
+            raise DataError(f"data folder {data} does not exist: the supernet {inp.supernet} records it as the data "
+                            "it was trained on; pass --data with where that folder is now")
         setting = sn.input_setting
         if D.num_classes(data) != setting.num_classes:
             raise UsageError(f"{data} has {D.num_classes(data)} classes, the supernet {setting.num_classes}: give the "
