@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import random
 import shutil
 import tempfile
 import time
@@ -27,7 +26,7 @@ from ..progress import progress_bar
 from ..quantize import QuantOptions
 from ..zoo import Resolved, resolve
 from .env import environment
-from .timing import SETTLE_S, Stats, best_round, time_cpu, time_runner
+from .timing import Clock, Stats, best_round, time_cpu, time_runner
 
 log = logging.getLogger(__name__)
 BASELINE = "torch-eager-fp32"
@@ -55,13 +54,18 @@ class BenchOptions:
     batches: list[int] | None = None  # None: 1 and 16 on the CPU, 1 and 256 on CUDA
     dtypes: list[str] | None = None  # None: fp32 on the CPU, fp32 and fp16 on CUDA (an export: its own)
     repeats: int | None = None
-    rounds: int = 3  # interleaved rounds over all rows of a model and batch; the fastest round counts
+    rounds: int = 5  # interleaved rounds over all rows of a model and batch; the fastest round counts
     compile_reference: bool | None = None  # plain torch.compile rows (default: on CUDA)
     tf32: bool = False
     calib_data: str | None = None  # INT8 rows built for this run: calibration images (train split)
     quant: QuantOptions | None = None
     gate: GateSpec | None = None  # score every row on held-out images and name the engine to ship
     progress: bool = True
+
+    @property
+    def clock(self) -> Clock:
+        """The clock these options time with (warm-up and pause as everywhere; these repeats and rounds)."""
+        return Clock(repeats=self.repeats or Clock.repeats, rounds=self.rounds)
 
     def check(self, exports: bool) -> "BenchOptions":
         check_device(self.device)
@@ -297,16 +301,15 @@ def _bench(models: list, opt: BenchOptions) -> BenchResult:
                     if bar:
                         bar.update(task, advance=1, description=f"{src.name} b{n}: build {r.backend} {r.dtype}")
                     _build(r, x, res, src.name, n)
-                order = list(rows)
-                for k in range(opt.rounds):
-                    random.Random(k).shuffle(order)  # no row always follows the same one (runtime threads may spin)
-                    for r in order:
-                        if r.runner is not None:
-                            if not cuda:
-                                time.sleep(SETTLE_S)  # the previous row's idle threads stop spinning first
-                            _time(r, x, opt, res, src.name, n)
-                        if bar:
-                            bar.update(task, advance=1, description=f"{src.name} b{n}: round {k + 1}/{opt.rounds}")
+                def measure(i: int, k: int, rows=rows, x=x, n=n, src=src) -> None:
+                    if rows[i].runner is not None:
+                        _time(rows[i], x, opt, res, src.name, n)
+                    if bar:
+                        bar.update(task, advance=1, description=f"{src.name} b{n}: round {k + 1}/{opt.rounds}")
+
+                # the one clock every whole-network figure is taken with (table validation, the search's finalists):
+                # interleaved rounds in a new order each, a pause before each row on the CPU, the fastest round
+                opt.clock.interleave(len(rows), measure, opt.device)
                 if gate is not None:
                     held, budget = gate
                     for r in rows:
@@ -356,7 +359,7 @@ def _build(r: _Row, x: torch.Tensor, res: BenchResult, spec: str, n: int) -> Non
 
 def _time(r: _Row, x: torch.Tensor, opt: BenchOptions, res: BenchResult, spec: str, n: int) -> None:
     try:
-        r.rounds.append(time_runner(r.runner, x, opt.device, repeats=opt.repeats))
+        r.rounds.append(time_runner(r.runner, x, opt.device, opt.clock.warmup, opt.repeats))
         r.runner.check_ran()
     except (NasDeployError, RuntimeError) as e:  # a row failing while timed is dropped, the run goes on
         _skip(r, res, spec, n, e)

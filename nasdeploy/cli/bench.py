@@ -32,8 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tf32", action="store_true",
                    help="let fp32 rows use TF32 on GPUs that have it (off by default: fp32 means float32)")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per round (default 50 CPU, 100 CUDA)")
-    p.add_argument("--rounds", type=int, default=3,
-                   help="interleaved rounds over all backends of a model and batch; the fastest round counts")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="interleaved rounds over all backends of a model and batch; the fastest round counts "
+                        "(default 5, as for latency-table validation and the search's finalists)")
     p.add_argument("--compile-reference", choices=("auto", "on", "off"), default="auto",
                    help="also time the unfolded model under plain torch.compile (default mode, channels_last) and "
                         "give every row its ratio to it (auto: on with CUDA)")

@@ -34,11 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--out", default="LUT.json")
-    p.add_argument("--archs", type=int, default=50, help="validate: random architectures timed end to end "
-                                                           "(plus the fastest and slowest possible)")
+    p.add_argument("--archs", type=int, default=30,
+                   help="validate: architectures spread evenly over the table's range, timed end to end (plus the "
+                        "fastest and slowest possible; default 30)")
     p.add_argument("--rounds", type=int, default=None,
-                   help="CPU: rounds per measurement, the fastest counts (default 3 per table entry; validate: 5, "
-                        "interleaved over all architectures)")
+                   help="CPU: rounds per measurement, the fastest counts (default 5; validate: interleaved over all "
+                        "architectures, as bench does)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_latency)
@@ -48,7 +49,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     backend = args.backend or table_backend(args.device)
     setting = InputSetting.default_for(args.input_size, args.num_classes)
     return Settings.for_input(args.space, args.device, backend, args.batch, args.dtype, setting, args.warmup,
-                              args.repeats, 3 if args.rounds is None else args.rounds)
+                              args.repeats, 5 if args.rounds is None else args.rounds)
 
 
 def cmd_latency(args: argparse.Namespace) -> int:

@@ -40,12 +40,12 @@ class Settings:
     num_classes: int = 1000
     warmup: int = 10
     repeats: int = 50
-    rounds: int = 3  # CPU: the fastest of several rounds (see bench.timing.time_fn)
+    rounds: int = 5  # CPU: the fastest of several rounds (see bench.timing.Clock)
     tf32: bool = False  # CUDA fp32: TF32 convolutions (off: fp32 means float32)
 
     @classmethod
     def for_input(cls, space: str, device: str, backend: str, batch: int, dtype: str, setting, warmup: int = 10,
-                  repeats: int = 50, rounds: int = 3) -> "Settings":
+                  repeats: int = 50, rounds: int = 5) -> "Settings":
         """The settings of a table for a model's input setting (size, stride plan, classes)."""
         return cls(space, device, backend, batch, dtype, setting.size,
                    list(setting.stride_plan) if setting.stride_plan else None, setting.num_classes, warmup, repeats,

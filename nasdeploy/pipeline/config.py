@@ -27,7 +27,8 @@ class LatencyStage:
     batch: int = 1
     repeats: int = 20
     warmup: int = 5
-    validate_archs: int = 6  # random architectures timed end to end per table (plus the fastest and slowest)
+    validate_archs: int = 12  # architectures timed end to end per table, spread over its range (plus the fastest
+    # and slowest)
     # tables measured before on this machine (any engines; each must match the run's setting): a candidate engine
     # that has one is not measured again
     tables: list[str] = field(default_factory=list)
