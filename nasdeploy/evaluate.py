@@ -39,7 +39,9 @@ class Accuracy:
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: Iterable[int] = (1, 5)) -> list[int]:
     kmax = min(max(ks), logits.shape[1])
-    pred = logits.topk(kmax, dim=1).indices
+    # a stable sort: tied logits rank by class index, so top-1 is argmax's class whatever k is asked with
+    # (topk leaves the order of ties undefined, and INT8 logits tie)
+    pred = logits.sort(dim=1, descending=True, stable=True).indices[:, :kmax]
     hit = pred.eq(labels.view(-1, 1))
     return [int(hit[:, : min(k, kmax)].any(dim=1).sum()) for k in ks]
 

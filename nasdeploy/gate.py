@@ -110,8 +110,9 @@ def gate_of(run: Callable[[torch.Tensor], torch.Tensor], held: "HeldOut", batch_
 
 def top1_class(logits: torch.Tensor) -> torch.Tensor:
     """The predicted class as top-1 accuracy counts it everywhere (``evaluate.topk_correct``): INT8 logits are
-    quantized and ties between the two largest happen, so one rule breaks them."""
-    return logits.topk(1, dim=1).indices[:, 0]
+    quantized and ties between the two largest happen, so one rule breaks them: the lowest class index among the
+    largest (``topk`` leaves the order of tied values undefined: topk(1) and topk(5) disagreed)."""
+    return logits.argmax(dim=1)
 
 
 def agreement(reference: torch.Tensor, candidate: torch.Tensor) -> float:

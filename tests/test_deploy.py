@@ -40,4 +40,7 @@ def test_an_engine_that_failed_the_gate_or_was_not_timed_never_ships():
 def test_rounds_are_compared_round_by_round():
     assert faster_every_round([1.0, 2.0], [2.0, 3.0]) is True
     assert faster_every_round([1.0, 3.0], [2.0, 3.0]) is False  # a tie is no lead
-    assert faster_every_round([1.0], [2.0, 3.0]) is None and faster_every_round(None, [1.0]) is None
+    assert faster_every_round(None, [1.0]) is None and faster_every_round([1.0], []) is None
+    # a row timed in more rounds than the other (it had not settled): the rounds both ran are compared
+    assert faster_every_round([1.0], [2.0, 0.5]) is True and faster_every_round([1.0, 2.0, 0.1], [2.0, 3.0]) is True
+    assert faster_every_round([1.0, 4.0, 0.1], [2.0, 3.0]) is False

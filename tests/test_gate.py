@@ -116,3 +116,17 @@ def test_one_gate_for_every_caller_fed_inside_the_batch_range():
     assert torch.allclose(g.outputs, held.reference * 2)
     record = g.as_dict()
     assert "outputs" not in record and record["images"] == 9 and record["drop"] == 0.0 and record["passed"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_gate_and_top1_break_ties_alike(seed):
+    """Quantized logits tie: the gate's predicted class is the one top-1 accuracy counts, image for image."""
+    from nasdeploy.evaluate import topk_correct
+    from nasdeploy.gate import top1_class
+
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randint(0, 3, (500, 10), generator=g).float()  # many ties among the largest
+    labels = torch.randint(0, 10, (500,), generator=g)
+    for i in range(len(labels)):
+        assert int(top1_class(logits[i:i + 1])[0] == labels[i]) == topk_correct(logits[i:i + 1], labels[i:i + 1])[0]
+    assert int((top1_class(logits) == labels).sum()) == topk_correct(logits, labels)[0]

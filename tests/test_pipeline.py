@@ -33,6 +33,9 @@ population = 4
 evaluations = 4
 calib_batches = 1
 eval_images = 100
+finalists = 1  # one finalist: the choice does not depend on timing, so killed and whole runs choose alike
+race_images = 200
+race_calib_images = 64
 
 [finetune]
 steps = 5
@@ -206,7 +209,7 @@ def _deployed_is_the_fastest_engine_that_passed(results: dict) -> None:
     assert dp["fastest"] == fastest
     rounds = {f"{r['backend']}:{r['dtype']}": r["latency"]["round_medians"] for r in rows if r["batch"] == dp["batch"]}
     ref_rounds = rounds["onnxruntime:fp32"]
-    assert len(ref_rounds) == 2  # the config's bench rounds
+    assert 2 <= len(ref_rounds) <= 6  # the config's bench rounds, up to three times that for a row not settled
     # shipped: the fastest passing engine that beat the reference in each round (round k against round k)
     shipped = next(e for _, e in sorted(passing, reverse=True)
                    if e == "onnxruntime:fp32" or all(a < b for a, b in zip(rounds[e], ref_rounds)))

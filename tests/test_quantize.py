@@ -330,3 +330,30 @@ def test_without_openvino_the_backend_says_how_to_install_it(tmp_path, small_ckp
                         "onnxruntime,openvino", "--batch", "1", "--rounds", "1", "--repeats", "3", "--no-progress"],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0 and "skipped openvino" in r.stdout and "pip install" in r.stdout, r.stdout[-800:]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_entropy_thresholds_are_onnxruntimes_own(seed):
+    """The array form of ONNX Runtime's KL threshold search returns its thresholds exactly, for histograms of
+    every kind: even and odd bin counts, a few bins or thousands, symmetric, one-sided (after a ReLU), with far
+    outliers, sparse."""
+    import numpy as np
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    from nasdeploy.quantize import entropy_threshold
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([129, 256, 301, 2048, 2049]))
+    data = rng.standard_normal(5000) * rng.uniform(0.01, 10)
+    if seed % 2:
+        data = np.maximum(data, 0)
+    if seed % 3 == 0:
+        data = np.concatenate([data, rng.uniform(-100, 100, 3)])
+    if seed % 4 == 3:
+        data = data[:50]
+    bound = float(np.abs(data).max())
+    hist, edges = np.histogram(data, bins=n, range=(-bound, bound))
+    h = (hist, edges.astype(np.float32), np.float32(data.min()), np.float32(data.max()))
+    want = HistogramCollector.get_entropy_threshold(None, h, 128)
+    got = entropy_threshold(h, 128)
+    assert (got[0], got[1]) == (want[0], want[1]) and got[0].dtype == want[0].dtype

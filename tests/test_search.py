@@ -32,7 +32,7 @@ def test_latency_target_needs_units():
 def _proxy(lut, out, target, pop=6, evaluations=12):
     t = LatencyTable.load(lut)
     cfg = SearchConfig(target_ms=target if target else 1.2 * t.fastest()[1], population=pop,
-                       evaluations=evaluations, accuracy_proxy=True)
+                       evaluations=evaluations, accuracy_proxy=True, finalists=6, time_rounds=2, time_repeats=10)
     return search(SearchInputs(space="fairnas", lut=str(lut), input_size=28), cfg, out, progress=False), cfg
 
 
@@ -121,7 +121,8 @@ def test_search_on_a_real_supernet_writes_the_subnet_it_scored(lut, tmp_path):
                         tmp_path / "sn", progress=False).path
     t = LatencyTable.load(lut)
     cfg = SearchConfig(target_ms=2.0 * t.fastest()[1], population=4, evaluations=4, calib_batches=1,
-                       calib_batch_size=32, eval_images=300, race_images=300, race_calib_images=64)
+                       calib_batch_size=32, eval_images=300, race_images=300, race_calib_images=64,
+                       finalists=3, time_rounds=1, time_repeats=5)
     r = search(SearchInputs(supernet=str(sn), lut=str(lut)), cfg, tmp_path / "s", progress=False)
     assert r.best is not None and r.accuracy_label == "supernet top-1 (%)"
     card = Card.read(tmp_path / "s" / "best.toml")
@@ -181,3 +182,40 @@ def test_waiting_for_a_study_that_never_appears_is_an_error(tmp_path):
     assert S.wait_for_study(storage, "there", timeout=0.1).study_name == "there"
     with pytest.raises(UsageError, match=r"study 'missing' did not appear in the storage within 0.3 s"):
         S.wait_for_study(storage, "missing", timeout=0.3)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_finalists_hold_the_whole_front_before_the_tied(seed):
+    """Whatever the study: every point of its front is a finalist (spread evenly over the front's latencies, its
+    fastest and its best included, when the front alone exceeds the limit), the tied fill what room is left, and
+    nothing else is raced."""
+    import random
+
+    import numpy as np
+
+    from nasdeploy.search.estimate import Estimate, paired
+    from nasdeploy.search.finalists import pick_finalists
+
+    rng = random.Random(seed)
+    n, images = rng.randint(8, 40), 400
+    cands = []
+    for i in range(n):
+        p = rng.uniform(0.6, 0.75)
+        correct = np.array([rng.random() < p for _ in range(images)])
+        cands.append({"arch": f"a{i}", "cost": rng.uniform(0.3, 0.5), "score": 0.0,
+                      "estimate": Estimate(100.0 * correct.mean(), 1.0, correct, np.ones(images, np.float32))})
+    front = [c for c in cands if not any(o["estimate"].top1 >= c["estimate"].top1 and o["cost"] <= c["cost"]
+                                         and (o["estimate"].top1 > c["estimate"].top1 or o["cost"] < c["cost"])
+                                         for o in cands)]
+    best = max(cands, key=lambda c: c["estimate"].top1)
+    tied = {c["arch"] for c in cands if paired(best["estimate"], c["estimate"], "top1")[1] <= 0.0}
+    for limit in (1, 3, len(front), len(front) + 4):
+        got = pick_finalists(cands, {c["arch"] for c in front}, "top1", limit)
+        archs = [c["arch"] for c in got]
+        assert len(archs) == len(set(archs)) == min(limit, len(set(tied) | {c["arch"] for c in front}))
+        assert set(archs) <= tied | {c["arch"] for c in front}
+        by_cost = sorted(front, key=lambda c: c["cost"])
+        if limit >= len(front):
+            assert {c["arch"] for c in front} <= set(archs)
+        elif limit > 1:
+            assert by_cost[0]["arch"] in archs and by_cost[-1]["arch"] in archs

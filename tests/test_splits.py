@@ -102,8 +102,9 @@ def test_the_search_reads_no_test_image(tmp_path, monkeypatch):
 
     monkeypatch.setattr("nasdeploy.search.job.estimate", spy_estimate)
     target = 1.5 * LatencyTable.load(lut).fastest()[1]
-    search(SearchInputs(supernet=str(sn), lut=str(lut)), SearchConfig(target_ms=target, population=2, evaluations=2,
-                                                                       calib_batches=1, eval_images=200),
+    search(SearchInputs(supernet=str(sn), lut=str(lut)), SearchConfig(
+        target_ms=target, population=2, evaluations=2, calib_batches=1, eval_images=200, finalists=2, race_images=300,
+        race_calib_images=64, time_rounds=1, time_repeats=5),
            tmp_path / "s", progress=False)
     monkeypatch.undo()
     assert asked and "test" not in asked and "search_val" in asked, asked

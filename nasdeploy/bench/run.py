@@ -54,7 +54,8 @@ class BenchOptions:
     batches: list[int] | None = None  # None: 1 and 16 on the CPU, 1 and 256 on CUDA
     dtypes: list[str] | None = None  # None: fp32 on the CPU, fp32 and fp16 on CUDA (an export: its own)
     repeats: int | None = None
-    rounds: int = 5  # interleaved rounds over all rows of a model and batch; the fastest round counts
+    rounds: int = 5  # interleaved rounds over all rows of a model and batch (more, up to 3x, for rows not
+    # settled: nasdeploy.bench.timing.Clock); the fastest round counts
     compile_reference: bool | None = None  # plain torch.compile rows (default: on CUDA)
     tf32: bool = False
     calib_data: str | None = None  # INT8 rows built for this run: calibration images (train split)
@@ -305,11 +306,13 @@ def _bench(models: list, opt: BenchOptions) -> BenchResult:
                     if rows[i].runner is not None:
                         _time(rows[i], x, opt, res, src.name, n)
                     if bar:
-                        bar.update(task, advance=1, description=f"{src.name} b{n}: round {k + 1}/{opt.rounds}")
+                        bar.update(task, advance=1, description=f"{src.name} b{n}: round {k + 1}/{opt.rounds}"
+                                   if k < opt.rounds else f"{src.name} b{n}: round {k + 1}, rows not settled")
 
                 # the one clock every whole-network figure is taken with (table validation, the search's finalists):
                 # interleaved rounds in a new order each, a pause before each row on the CPU, the fastest round
-                opt.clock.interleave(len(rows), measure, opt.device)
+                opt.clock.interleave(len(rows), measure, opt.device, settled=lambda i, rows=rows: (
+                    rows[i].runner is None or opt.clock.settled([st.median for st in rows[i].rounds])))
                 if gate is not None:
                     held, budget = gate
                     for r in rows:

@@ -126,17 +126,39 @@ class Clock:
     warmup: int = 10
     repeats: int = 50
     # on a shared 2-core machine the median of a round moves by tens of percent from round to round (a 28 px
-    # network's validation: 40% with 3 rounds; calibrated error 12.5% with 3 rounds, 7.4% with 7): more rounds,
-    # fastest one, is what brings the figure down to the machine's own latency
+    # network's validation: 40% with 3 rounds; calibrated error 12.5% with 3 rounds, 7.4% with 7): at least
+    # ``rounds`` rounds, then more (up to ``max_rounds``, default three times ``rounds``) for whatever has not
+    # settled: its two fastest rounds' medians more than ``agree`` apart, so no quiet round has been seen twice yet
     rounds: int = 5
     settle: float = SETTLE_S
+    max_rounds: int | None = None
+    agree: float = 0.05
+
+    @property
+    def round_cap(self) -> int:
+        return max(self.rounds, self.max_rounds if self.max_rounds is not None else 3 * self.rounds)
+
+    def settled(self, medians: Sequence[float]) -> bool:
+        """Whether rounds with these medians give the fastest round: at least ``rounds`` of them, and the two
+        fastest within ``agree`` of each other (a single fast round could be luck, two agreeing are the machine)."""
+        if len(medians) < self.rounds:
+            return False
+        if len(medians) < 2:
+            return True
+        a, b = sorted(medians)[:2]
+        return b <= a * (1.0 + self.agree)
 
     def interleave(self, n: int, measure: Callable[[int, int], None], device: str = "cpu", seed: int = 0,
-                   step: Callable[[], None] | None = None) -> None:
-        """``measure(i, round)`` for each of ``n`` items in ``rounds`` rounds, in a new seeded order each round."""
-        order = list(range(n))
+                   step: Callable[[], None] | None = None, settled: Callable[[int], bool] | None = None) -> int:
+        """``measure(i, round)`` for each of ``n`` items in ``rounds`` rounds, in a new seeded order each round; then,
+        given ``settled(i)``, more rounds over the items not settled, up to ``round_cap`` rounds. Returns the
+        rounds run."""
         rng = random.Random(seed)
-        for k in range(self.rounds):
+        k = 0
+        while k < self.round_cap:
+            order = list(range(n)) if k < self.rounds or settled is None else [i for i in range(n) if not settled(i)]
+            if not order or (k >= self.rounds and settled is None):
+                break
             rng.shuffle(order)  # nothing always follows the same neighbour (whose threads may still spin)
             for i in order:
                 if not device.startswith("cuda"):
@@ -144,6 +166,8 @@ class Clock:
                 measure(i, k)
                 if step:
                     step()
+            k += 1
+        return k
 
     def time_all(self, timers: Sequence[Callable[[], object]], device: str = "cpu", seed: int = 0,
                  streams: Sequence | None = None, clocks: Sequence[str] | None = None,
@@ -155,5 +179,6 @@ class Clock:
             out[i].append(time_fn(timers[i], device, self.warmup, self.repeats, 1,
                                   streams[i] if streams else None, clocks[i] if clocks else "auto"))
 
-        self.interleave(len(timers), measure, device, seed, step)
+        self.interleave(len(timers), measure, device, seed, step,
+                        settled=lambda i: self.settled([st.median for st in out[i]]))
         return out

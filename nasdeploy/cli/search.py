@@ -45,6 +45,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default 12)")
     p.add_argument("--race-images", type=int, default=0,
                    help="search-validation images the finalists are scored on (default 0: all of them)")
+    p.add_argument("--race-calib-images", type=int, default=1024,
+                   help="training images each finalist's BN statistics are recalibrated on before its race "
+                        "(default 1024)")
+    p.add_argument("--repeats", type=int, default=50,
+                   help="timed calls per round when the finalists are timed end to end (default 50, as bench)")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="interleaved rounds, at least, when the finalists are timed end to end (default 5, as "
+                        "bench; more for a finalist whose two fastest rounds disagree)")
     p.add_argument("--calib-batches", type=int, default=4, help="BN recalibration batches per subnet")
     p.add_argument("--eval-images", type=int, default=2000,
                    help="search-validation images per subnet evaluation (default 2000)")
@@ -93,6 +101,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     cfg = SearchConfig(target_ms=parse_latency(args.latency_target),
                        objectives=tuple(o.strip() for o in args.objectives.split(",")), population=args.population,
                        evaluations=args.evaluations, finalists=args.finalists, race_images=args.race_images,
+                       race_calib_images=args.race_calib_images, time_repeats=args.repeats, time_rounds=args.rounds,
                        seed=args.seed, calib_batches=args.calib_batches,
                        calib_batch_size=64, eval_images=args.eval_images, accuracy_proxy=args.accuracy_proxy,
                        device="cuda" if args.device.startswith("cuda") else "cpu", storage=args.storage,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -249,7 +249,7 @@ def validate_table(table: LatencyTable, n: int, seed: int = 0, progress: bool = 
     """Time ``n`` architectures spread over the table's range end to end, by the clock every whole network is timed
     with; compare them with the table; fit and store the calibration."""
     clock = clock or Clock()
-    clock = Clock(clock.warmup, repeats or clock.repeats, rounds or clock.rounds, clock.settle)
+    clock = replace(clock, repeats=repeats or clock.repeats, rounds=rounds or clock.rounds)
     if n < 3:
         raise UsageError("--archs must be at least 3 to fit and check a calibration")
     if clock.rounds < 1:

@@ -39,7 +39,9 @@ class SearchStage:
     latency_target: str = "auto"  # with units, or auto: 85% of the median random architecture's latency
     population: int = 8  # architectures the search's evolution keeps
     evaluations: int = 30  # its budget
-    finalists: int = 12  # timed end to end on every candidate engine and raced before the choice
+    finalists: int = 12  # timed end to end on every candidate engine (by the bench stage's clock) and raced
+    race_images: int = 0  # search-validation images of the finalists' race (0: all)
+    race_calib_images: int = 1024  # training images each finalist's BN is recalibrated on before its race
     calib_batches: int = 4
     eval_images: int = 1000  # of the search-validation split
 

@@ -185,7 +185,9 @@ class Pipeline:
         s = self.cfg.search
         target = self._target()
         cfg = SearchConfig(target_ms=target, objectives=("accuracy",), population=s.population,
-                           evaluations=s.evaluations, finalists=s.finalists, seed=self.cfg.seed,
+                           evaluations=s.evaluations, finalists=s.finalists, race_images=s.race_images,
+                           race_calib_images=s.race_calib_images, time_repeats=self.cfg.bench.repeats,
+                           time_rounds=self.cfg.bench.rounds, seed=self.cfg.seed,
                            calib_batches=s.calib_batches,
                            calib_batch_size=64, eval_images=s.eval_images, device=self.device)
         inp = SearchInputs(space=self.cfg.space, supernet=str(self.out / "supernet" / "supernet.pt"),

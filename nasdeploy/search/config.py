@@ -38,6 +38,16 @@ class SearchConfig:
     finalists: int = 12
     race_images: int = 0
     race_calib_images: int = 1024
+    # the finalists' end-to-end timing (nasdeploy.bench.timing.Clock: the clock `bench` uses, with these repeats
+    # per round and at least these rounds)
+    time_repeats: int = 50
+    time_rounds: int = 5
+
+    @property
+    def clock(self):
+        from ..bench.timing import Clock
+
+        return Clock(repeats=self.time_repeats, rounds=self.time_rounds)
 
     @property
     def trials(self) -> int:
@@ -60,6 +70,8 @@ class SearchConfig:
         if self.finalists < 1 or self.race_images < 0 or self.race_calib_images < 1:
             raise UsageError("--finalists and the race's calibration images must be at least 1, --race-images at "
                              "least 0 (0: every search-validation image)")
+        if self.time_repeats < 1 or self.time_rounds < 1:
+            raise UsageError("--repeats and --rounds must be at least 1")
         return self
 
 

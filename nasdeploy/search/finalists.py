@@ -63,18 +63,24 @@ class Finalist:
 
 def pick_finalists(cands: list[dict], front_archs: set[str], criterion: str,
                    limit: int = MAX_FINALISTS) -> list[dict]:
-    """The study's candidates the search could return: its point-estimate front and every feasible candidate whose
-    paired 95% interval against the best estimate reaches 0 (``cands``: feasible, each with ``estimate``)."""
-    if not cands:
+    """The study's candidates the search could return: its point-estimate front, whole (spread evenly over its
+    latencies where it alone exceeds ``limit``: the table may under-predict, and the front's faster points are what
+    still meets the target then), and, while there is room, the feasible candidates whose paired 95% interval
+    against the best estimate reaches 0, best estimates first (``cands``: feasible, each with ``estimate``)."""
+    if not cands or limit < 1:
         return []
+    front = sorted((c for c in cands if c["arch"] in front_archs), key=lambda c: c["cost"])
+    if len(front) > limit:
+        step = (len(front) - 1) / max(1, limit - 1)
+        front = [front[round(i * step)] for i in range(limit)] if limit > 1 else front[-1:]
     with_est = [c for c in cands if c["estimate"] is not None]
     if not with_est:  # a proxy search: its front
-        return [c for c in cands if c["arch"] in front_archs][:limit]
+        return front
     best = max(with_est, key=lambda c: c["estimate"].score(criterion))
     tied = [c for c in with_est if c is best or paired(best["estimate"], c["estimate"], criterion)[1] <= 0.0]
-    chosen = {c["arch"]: c for c in [c for c in cands if c["arch"] in front_archs] + tied}
-    ranked = sorted(chosen.values(), key=lambda c: -(c["estimate"].score(criterion) if c["estimate"] else c["score"]))
-    return ranked[:limit]
+    tied.sort(key=lambda c: -c["estimate"].score(criterion))
+    seen = {c["arch"] for c in front}
+    return front + [c for c in tied if c["arch"] not in seen][: limit - len(front)]
 
 
 def measure(finalists: list[Finalist], tables, clock: Clock, progress: bool = False) -> None:

@@ -209,6 +209,9 @@ def _meta(setup: SearchSetup, cfg: SearchConfig, inp: SearchInputs) -> dict:
             "accuracy_proxy": cfg.accuracy_proxy, "input": setup.setting.as_dict(),
             "evaluation": {"calib_batches": cfg.calib_batches, "calib_batch_size": cfg.calib_batch_size,
                            "eval_images": cfg.eval_images, "split": "search_val"},
+            "finalists": {"count": cfg.finalists, "race_images": cfg.race_images,
+                          "race_calib_images": cfg.race_calib_images, "time_repeats": cfg.time_repeats,
+                          "time_rounds": cfg.time_rounds},
             "splits": D.split_record(setup.data) if setup.data else None}
 
 
@@ -282,6 +285,10 @@ def _from_meta(study) -> tuple[SearchInputs, SearchConfig]:
                        calib_batches=e["calib_batches"], calib_batch_size=e["calib_batch_size"],
                        eval_images=e["eval_images"], accuracy_proxy=meta["accuracy_proxy"], criterion=meta["criterion"],
                        study_name=study.study_name)
+    fin = meta.get("finalists") or {}  # a study made before the finalists were recorded: the defaults
+    cfg.finalists = fin.get("count", cfg.finalists)
+    for k in ("race_images", "race_calib_images", "time_repeats", "time_rounds"):
+        setattr(cfg, k, fin.get(k, getattr(cfg, k)))
     if meta["accuracy_proxy"]:
         inp.input_size = meta["input"]["size"]
     return inp, cfg

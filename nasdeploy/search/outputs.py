@@ -110,14 +110,12 @@ def write_outputs(study, setup, problem: Problem, cfg: SearchConfig, out: Path, 
 def _final(setup, problem: Problem, cfg: SearchConfig, feasible: list[dict], front_archs: set[str], race,
            progress: bool) -> tuple[list, object, dict]:
     """The finalists (what the search could return), timed end to end on every engine and raced; the choice."""
-    from ..bench.timing import Clock
-
     picked = F.pick_finalists(feasible, front_archs, cfg.criterion, cfg.finalists)
     finals = [F.Finalist(c["arch"], dict(c["by_engine"]) or {c["engine"]: c["cost"]}, study_estimate=c["estimate"],
                          macs=c["macs"], params=c["params"], trial=c["trial"]) for c in picked]
     if not finals:
         return [], None, {"rule": "no feasible architecture was evaluated"}
-    F.measure(finals, setup.tables, Clock(), progress)
+    F.measure(finals, setup.tables, cfg.clock, progress)
     if race is not None:
         for f in finals:
             f.estimate = race.estimate(get_space(setup.space).validate(f.arch))
