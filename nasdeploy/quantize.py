@@ -35,8 +35,9 @@ METHODS = ("auto", "minmax", "entropy", "percentile")
 # "auto": the activation range estimator measured best for each quantizer at a bearable cost (benchmarks/README,
 # "INT8 calibration"): entropy (NNCF's histogram) for OpenVINO's graph, which on four trained networks lowered the
 # mean top-1 drop from 2.25 to 1.15 points (AVX-512 VNNI CPU, search-validation images) at the cost of min/max;
-# min/max for ONNX Runtime's, whose entropy calibration lowers its drop less (1.27 to 0.73 points) at 15 times the
-# time (85 s for 64 images of FairNAS-A at 224 px on 2 cores): `--calib-method entropy` when that time is worth it
+# min/max for ONNX Runtime's, whose entropy calibration lowers its drop less (1.27 to 0.73 points) and costs more
+# (its 2048-bin histograms of every tensor; a 40-image INT8 `verify` at 224 px: 18 s against 10 s, after its
+# threshold search lost its Python loops; 85 s before): `--calib-method entropy` when that time is worth it
 AUTO_METHOD = {"onnxruntime": "minmax", "nncf": "entropy"}
 # Which operators get INT8 inputs: "all" that ONNX Runtime's quantizer knows (Conv, Gemm, Add, Mul, pooling, ...),
 # or "conv": only the weighted ones (Conv, Gemm), the rest stays float between them
