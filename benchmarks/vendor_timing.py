@@ -1,0 +1,220 @@
+"""nasdeploy's batch-1 medians beside the vendors' own timers, for the same files; and each engine's multiply-adds
+per second against what the CPU's cores can do at that precision.
+
+For one export folder (FairNAS-A by default: ONNX Runtime fp32 and INT8, OpenVINO INT8 and fp32), in ``--repeats``
+passes, one tool at a time with nothing else running:
+
+* ``nasdeploy bench EXPORT --batch 1`` (its clock: warm-up, 50 calls per round, interleaved rounds, fastest round);
+* ONNX Runtime's perf loop in Python (``onnxruntime_perf_test`` is not shipped in the wheel): a session with the
+  options nasdeploy's runner sets (all graph optimisations, intra-op threads = the usable cores, one inter-op
+  thread), 10 warm-up runs, then ``--iterations`` runs, P50;
+* OpenVINO's ``benchmark_app -hint latency -niter N -infer_precision f32`` on the same ONNX file, its reported
+  median (and, for information, at its default precision, which is bf16 on a CPU with bf16 instructions).
+
+Each tool's figure is its fastest pass (background load only adds time). Weights are the zoo's architecture with
+random weights: the work, and so the time, does not depend on their values.
+
+Peak multiply-adds per second = usable cores x clock x MACs per cycle per core for the precision, with the clock
+read from /proc/cpuinfo (a VM's reported clock, not a measured boost) and the MACs per cycle taken from the
+instruction set (``PEAK_MACS_PER_CYCLE``); both are recorded beside the figure.
+
+    python -m benchmarks.vendor_timing --json benchmarks/results/vendor_timing_vnni.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# multiply-adds per cycle per core: fp32 FMA lanes x FMA pipes; INT8: VNNI's 4 MACs per 32-bit lane. AMD Zen 4 runs
+# AVX-512 on two 256-bit FMA pipes (16 fp32 FMAs a cycle) and one 512-bit VPDPBUSD a cycle (64 INT8 MACs); without
+# VNNI, INT8 goes through VPMADDUBSW + VPMADDWD + VPADDD (about 32 MACs a cycle on two 256-bit pipes)
+PEAK_MACS_PER_CYCLE = {("vnni", "fp32"): 16, ("vnni", "int8"): 64, ("no-vnni", "fp32"): 16, ("no-vnni", "int8"): 32}
+FILES = {"onnxruntime:fp32": "model.onnx", "onnxruntime:int8": "model.int8.onnx",
+         "openvino:int8": "model.int8-nncf.onnx", "openvino:fp32": "model.onnx"}
+
+
+def export(model: str, out: Path) -> Path:
+    from nasdeploy.export.api import ExportOptions, export_model
+
+    if (out / "manifest.json").exists():
+        return out
+    engines = [tuple(e.split(":")) for e in FILES]
+    export_model(model, out, opt=ExportOptions(engines=engines, parity_images=16, gate_images=200,
+                                               force_accuracy=True))
+    return out
+
+
+def nasdeploy_medians(folder: Path) -> dict[str, float]:
+    js = folder / "bench_b1.json"
+    subprocess.run([sys.executable, str(ROOT / "cli.py"), "bench", str(folder), "--device", "cpu", "--batch", "1",
+                    "--json", str(js), "--no-progress"], check=True, stdout=subprocess.DEVNULL)
+    rows = json.loads(js.read_text())["rows"]
+    return {f"{r['backend']}:{r['dtype']}": r["latency"]["median"] for r in rows}
+
+
+def ort_loop(path: Path, size: int, iterations: int) -> float:
+    import numpy as np
+    import onnxruntime as ort
+
+    from nasdeploy.backends.base import runtime_threads
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = runtime_threads()
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    x = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
+    for _ in range(10):
+        sess.run(None, {name: x})
+    ms = []
+    for _ in range(iterations):
+        t = time.perf_counter()
+        sess.run(None, {name: x})
+        ms.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(ms)
+
+
+def benchmark_app(path: Path, size: int, iterations: int, precision: str | None = "f32") -> float:
+    """benchmark_app's median; ``precision`` its -infer_precision (None: its default, which is bf16 on a CPU with
+    bf16 instructions even for an "fp32" model; nasdeploy's fp32 and INT8 engines run their float layers in f32)."""
+    exe = shutil.which("benchmark_app") or str(Path(sys.executable).parent / "benchmark_app")
+    extra = ["-infer_precision", precision] if precision else []
+    r = subprocess.run([exe, "-m", str(path), "-d", "CPU", "-hint", "latency", "-niter", str(iterations),
+                        "-shape", f"[1,3,{size},{size}]", *extra], capture_output=True, text=True, check=True)
+    m = re.search(r"Median:\s+([0-9.]+)\s*ms", r.stdout)
+    if not m:
+        raise RuntimeError(f"benchmark_app printed no median:\n{r.stdout[-2000:]}")
+    return float(m.group(1))
+
+
+def openvino_profile(path: Path, size: int, iterations: int = 200) -> dict:
+    """Where OpenVINO's time goes (its per-layer performance counters, summed over ``iterations`` inferences,
+    the fastest iteration's counters not singled out): milliseconds per inference by kernel family."""
+    import numpy as np
+    import openvino as ov
+
+    from nasdeploy.backends.base import runtime_threads
+
+    model = ov.Core().read_model(str(path))
+    model.reshape({model.inputs[0]: ov.PartialShape([1, 3, size, size])})
+    compiled = ov.Core().compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+                                                      "INFERENCE_NUM_THREADS": runtime_threads(),
+                                                      "INFERENCE_PRECISION_HINT": "f32", "PERF_COUNT": True})
+    req = compiled.create_infer_request()
+    x = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
+    for _ in range(20):
+        req.infer({0: x})
+    total: dict[str, float] = {}
+    for _ in range(iterations):
+        req.infer({0: x})
+        for p in req.get_profiling_info():
+            if p.status != p.Status.EXECUTED:
+                continue
+            kind = _family(p.node_type, p.exec_type, p.node_name)
+            total[kind] = total.get(kind, 0.0) + p.real_time.total_seconds() * 1e3
+    return {k: v / iterations for k, v in sorted(total.items(), key=lambda kv: -kv[1])}
+
+
+def _family(node_type: str, exec_type: str, name: str) -> str:
+    """A layer's kind as the README speaks of it: depthwise, pointwise (1x1), other convolutions, SE, head, ..."""
+    e, n = exec_type.lower(), name.lower()
+    if "conv" in node_type.lower():
+        if "mid_se" in n or "/se/" in n or ".se." in n:
+            return "SE convolutions"
+        if node_type == "GroupConvolution" or "_dw" in e:
+            return "depthwise convolutions"
+        if "1x1" in e:
+            return "pointwise (1x1) convolutions"
+        return "other convolutions (stem)" if "stem" in n else "other convolutions"
+    if "fullyconnected" in node_type.lower() or node_type == "MatMul":
+        return "classifier"
+    return "other (quantize, reorder, pooling, eltwise)"
+
+
+def cpu_clock_ghz() -> float | None:
+    try:
+        mhz = [float(v) for v in re.findall(r"cpu MHz\s*:\s*([0-9.]+)", Path("/proc/cpuinfo").read_text())]
+    except OSError:
+        return None
+    return max(mhz) / 1e3 if mhz else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="fairnas_a")
+    ap.add_argument("--out", default="runs/vendor_timing")
+    ap.add_argument("--repeats", type=int, default=3, help="passes of every tool; each tool's fastest counts")
+    ap.add_argument("--iterations", type=int, default=500)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    from nasdeploy.bench.env import environment
+    from nasdeploy.io import provenance
+    from nasdeploy.isa import this_cpu
+    from nasdeploy.zoo import model_info
+
+    size = 224
+    folder = export(args.model, Path(args.out) / args.model)
+    passes: dict[str, dict[str, list[float]]] = {"nasdeploy": {}, "onnxruntime_perf_loop": {}, "benchmark_app": {},
+                                                 "benchmark_app_default_precision": {}}
+    for k in range(args.repeats):
+        for e, ms in nasdeploy_medians(folder).items():
+            passes["nasdeploy"].setdefault(e, []).append(ms)
+        for e in ("onnxruntime:fp32", "onnxruntime:int8"):
+            passes["onnxruntime_perf_loop"].setdefault(e, []).append(ort_loop(folder / FILES[e], size,
+                                                                              args.iterations))
+        for e in ("openvino:int8", "openvino:fp32"):
+            passes["benchmark_app"].setdefault(e, []).append(benchmark_app(folder / FILES[e], size, args.iterations))
+            passes["benchmark_app_default_precision"].setdefault(e, []).append(
+                benchmark_app(folder / FILES[e], size, args.iterations, None))
+        print(f"pass {k + 1}/{args.repeats}", {t: {e: round(v[-1], 3) for e, v in d.items()} for t, d in passes.items()},
+              flush=True)
+
+    cpu = this_cpu()
+    cores = len(os.sched_getaffinity(0))
+    ghz = cpu_clock_ghz()
+    macs = model_info(args.model)["macs"]
+    rows = []
+    for e in FILES:
+        ours = min(passes["nasdeploy"][e])
+        tool = "onnxruntime_perf_loop" if e.startswith("onnxruntime") else "benchmark_app"
+        theirs = min(passes[tool][e])
+        prec = e.split(":")[1]
+        peak = cores * ghz * 1e9 * PEAK_MACS_PER_CYCLE[(cpu.int8_class, prec)] if ghz else None
+        achieved = macs / (ours / 1e3)
+        default = passes["benchmark_app_default_precision"].get(e)
+        rows.append({"benchmark_app_default_precision_ms": min(default) if default else None, "engine": e, "file": FILES[e], "nasdeploy_ms": ours, "vendor_tool": tool, "vendor_ms": theirs,
+                     "nasdeploy_vs_vendor": ours / theirs, "macs": macs, "achieved_gmacs": achieved / 1e9,
+                     "peak_gmacs": peak / 1e9 if peak else None,
+                     "share_of_peak": achieved / peak if peak else None})
+    ref = next(r["nasdeploy_ms"] for r in rows if r["engine"] == "onnxruntime:fp32")
+    for r in rows:
+        r["speedup_vs_onnxruntime_fp32"] = ref / r["nasdeploy_ms"]
+    result = {"command": " ".join(["python -m benchmarks.vendor_timing", *sys.argv[1:]]), "model": args.model,
+              "cpu": {"description": cpu.describe(), "int8_class": cpu.int8_class, "cores": cores,
+                      "clock_ghz_reported": ghz, "peak_macs_per_cycle": {f"{k[0]}:{k[1]}": v for k, v in
+                                                                         PEAK_MACS_PER_CYCLE.items()}},
+              "passes": passes, "rows": rows,
+              "openvino_int8_profile_ms": openvino_profile(folder / FILES["openvino:int8"], size), "environment": environment("cpu"), "provenance": provenance()}
+    for r in rows:
+        print(f"{r['engine']:18s} nasdeploy {r['nasdeploy_ms']:.3f} ms  {r['vendor_tool']} {r['vendor_ms']:.3f} ms  "
+              f"ratio {r['nasdeploy_vs_vendor']:.3f}  x{r['speedup_vs_onnxruntime_fp32']:.2f} ORT fp32  "
+              f"{r['achieved_gmacs']:.1f} GMAC/s of {r['peak_gmacs'] or float('nan'):.0f}")
+    print("OpenVINO INT8, ms per inference by kind:", {k: round(v, 3) for k, v in
+                                                       result["openvino_int8_profile_ms"].items()})
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
