@@ -177,7 +177,8 @@ def main() -> None:
             passes["benchmark_app"].setdefault(e, []).append(benchmark_app(folder / FILES[e], size, args.iterations))
             passes["benchmark_app_default_precision"].setdefault(e, []).append(
                 benchmark_app(folder / FILES[e], size, args.iterations, None))
-        print(f"pass {k + 1}/{args.repeats}", {t: {e: round(v[-1], 3) for e, v in d.items()} for t, d in passes.items()},
+        latest = {t: {e: round(v[-1], 3) for e, v in d.items()} for t, d in passes.items()}
+        print(f"pass {k + 1}/{args.repeats}", latest,
               flush=True)
 
     cpu = this_cpu()
@@ -193,7 +194,8 @@ def main() -> None:
         peak = cores * ghz * 1e9 * PEAK_MACS_PER_CYCLE[(cpu.int8_class, prec)] if ghz else None
         achieved = macs / (ours / 1e3)
         default = passes["benchmark_app_default_precision"].get(e)
-        rows.append({"benchmark_app_default_precision_ms": min(default) if default else None, "engine": e, "file": FILES[e], "nasdeploy_ms": ours, "vendor_tool": tool, "vendor_ms": theirs,
+        rows.append({"engine": e, "file": FILES[e], "nasdeploy_ms": ours, "vendor_tool": tool, "vendor_ms": theirs,
+                     "benchmark_app_default_precision_ms": min(default) if default else None,
                      "nasdeploy_vs_vendor": ours / theirs, "macs": macs, "achieved_gmacs": achieved / 1e9,
                      "peak_gmacs": peak / 1e9 if peak else None,
                      "share_of_peak": achieved / peak if peak else None})
@@ -205,7 +207,8 @@ def main() -> None:
                       "clock_ghz_reported": ghz, "peak_macs_per_cycle": {f"{k[0]}:{k[1]}": v for k, v in
                                                                          PEAK_MACS_PER_CYCLE.items()}},
               "passes": passes, "rows": rows,
-              "openvino_int8_profile_ms": openvino_profile(folder / FILES["openvino:int8"], size), "environment": environment("cpu"), "provenance": provenance()}
+              "openvino_int8_profile_ms": openvino_profile(folder / FILES["openvino:int8"], size),
+              "environment": environment("cpu"), "provenance": provenance()}
     for r in rows:
         print(f"{r['engine']:18s} nasdeploy {r['nasdeploy_ms']:.3f} ms  {r['vendor_tool']} {r['vendor_ms']:.3f} ms  "
               f"ratio {r['nasdeploy_vs_vendor']:.3f}  x{r['speedup_vs_onnxruntime_fp32']:.2f} ORT fp32  "

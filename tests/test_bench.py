@@ -67,7 +67,8 @@ def test_the_clock_times_again_only_what_has_not_settled(seed):
 
 
 def test_cpu_bench_reports_baseline_and_speedups(tmp_path):
-    res = bench(["fairnas_a"], BenchOptions("cpu", ["torch", "onnxruntime", "tensorrt"], [1], repeats=5, progress=False))
+    res = bench(["fairnas_a"], BenchOptions("cpu", ["torch", "onnxruntime", "tensorrt"], [1], repeats=5,
+                                            progress=False))
     backends = [r.backend for r in res.rows]
     assert backends == [BASELINE, "torch", "onnxruntime"]
     base = res.rows[0]

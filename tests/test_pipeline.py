@@ -98,8 +98,15 @@ def test_tiny_pipeline_end_to_end(reference):
         assert (out / f).exists(), f
     par = results["export"]["parity"][0]
     assert par["backend"] == "onnxruntime" and par["top1_agreement"] == 100.0
-    best = results["search"]["best"]
-    assert best["latency_ms"] <= results["search"]["target_ms"]
+    best, choice = results["search"]["best"], results["search"]["choice"]
+    # the choice was made on end-to-end timings: it meets the target as measured wherever a finalist did, and where
+    # none did (a table that under-predicts, a slow spell of the machine) the search says so
+    if choice["meet_target_measured"]:
+        assert best["latency_ms"] <= results["search"]["target_ms"]
+    else:
+        assert best["latency_ms"] > results["search"]["target_ms"] and "no finalist met the target" in choice["rule"]
+    assert results["deploy"]["latency"]["meets_target"] == (
+        results["deploy"]["latency"]["bench_median_ms"] <= results["search"]["target_ms"])
     _deployed_is_the_fastest_engine_that_passed(results)
     _shipped_is_what_was_timed_and_gated(results, out)
     _report_says_what_the_json_holds(text, json.loads((out / "report.json").read_text()))

@@ -126,7 +126,8 @@ def test_bench_accuracy_scores_every_row_and_names_the_fastest_that_passes(train
     for row in rows.values():
         assert row["accuracy"]["images"] == 300 and row["accuracy"]["budget"] == 4.0, row
     q = d["quantization"][str(trained)]
-    assert (q["method"], q["per_channel"], q["exclude"], q["calibration_images"]) == ("percentile", False, ["first"], 32)
+    assert (q["method"], q["per_channel"], q["exclude"], q["calibration_images"]) == \
+        ("percentile", False, ["first"], 32)
     passing = [x for x in d["rows"] if x["accuracy"]["passed"] and x["backend"] != d["baseline"]]
     assert passing, "float32 ONNX Runtime is the same network: it passes its own gate"
     best = max(passing, key=lambda x: x["throughput"])

@@ -20,7 +20,8 @@ def test_builtin_splits_are_disjoint_and_cover_the_set():
     assert [len(parts[s]) for s in ("train", "search_val", "test")] == [16_000, 4_000, 4_000]
     allidx = np.concatenate(list(parts.values()))
     assert len(set(allidx.tolist())) == len(allidx) == 24_000
-    assert set(D.builtin_indices("train_all").tolist()) == set(parts["train"].tolist()) | set(parts["search_val"].tolist())
+    train_all = set(D.builtin_indices("train_all").tolist())
+    assert train_all == set(parts["train"].tolist()) | set(parts["search_val"].tolist())
     rec = D.split_record(D.BUILTIN)
     assert (rec["train"], rec["search_val"], rec["test"], rec["seed"]) == (16_000, 4_000, 4_000, 0)
     assert rec["search_val_hash"] == D.indices_hash(parts["search_val"])

@@ -30,7 +30,8 @@ class SearchConfig:
     device: str = "cpu"
     storage: str | None = None  # default: OUT/search.db (SQLite)
     study_name: str | None = None
-    criterion: str = "top1"  # what an estimate is compared by: top-1, or the cross-entropy loss (nasdeploy.search.estimate)
+    # what an estimate is compared by: top-1, or the cross-entropy loss (nasdeploy.search.estimate)
+    criterion: str = "top1"
     heartbeat: int = 30  # seconds; a trial silent for two of them is failed and run again by another worker
     # the finalists (nasdeploy.search.finalists): at most this many, timed end to end on every candidate engine and
     # raced on race_images search-validation images (0: all of them) with BN recalibrated on race_calib_images
