@@ -68,7 +68,7 @@ def test_the_clock_times_again_only_what_has_not_settled(seed):
 
 def test_cpu_bench_reports_baseline_and_speedups(tmp_path):
     res = bench(["fairnas_a"], BenchOptions("cpu", ["torch", "onnxruntime", "tensorrt"], [1], repeats=5,
-                                            progress=False))
+                                            rounds=2, progress=False))
     backends = [r.backend for r in res.rows]
     assert backends == [BASELINE, "torch", "onnxruntime"]
     base = res.rows[0]
@@ -84,7 +84,7 @@ def test_cpu_bench_reports_baseline_and_speedups(tmp_path):
 
 def test_bench_cli_writes_json_and_plot(tmp_path):
     r = run_cli("bench", "scarlet_c", "--backends", "onnxruntime", "--batch", "1,2", "--repeats", "3",
-                "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png"), "--no-progress")
+                "--rounds", "2", "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png"), "--no-progress")
     assert r.returncode == 0, r.stderr
     d = json.loads((tmp_path / "b.json").read_text())
     assert {row["batch"] for row in d["rows"]} == {1, 2} and (tmp_path / "b.png").stat().st_size > 1000

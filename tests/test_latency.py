@@ -68,7 +68,7 @@ def test_full_table_predicts_and_validates(tmp_path):
     assert t.complete
     arch, fastest = t.fastest()
     assert str(arch).count("k3e3") == 19 or fastest <= t.predict("-".join(["k7e6"] * 19))
-    v = validate_table(t, 4, repeats=3, progress=False)
+    v = validate_table(t, 4, repeats=3, rounds=2, progress=False)
     m = v.metrics()
     assert m["n"] == 4 + 2 and m["raw"]["mape_pct"] >= 0  # plus the fastest and slowest architectures
     assert t.fastest(False)[0] and str(t.fastest(False)[0]) in v.archs and str(t.slowest()) in v.archs
