@@ -191,8 +191,9 @@ def quantize_onnx(src: str | Path, dst: str | Path, calib: Calibration, symmetri
     opt = calib.options
     if calib.images < 1:
         raise DataError("no calibration images: give --calib-data DIR or use the built-in images")
+    method_name = opt.check().method_for("onnxruntime")
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-              "percentile": CalibrationMethod.Percentile}[opt.check().method_for("onnxruntime")]
+              "percentile": CalibrationMethod.Percentile}[method_name]
     model = onnx.load(str(src))
     input_name = model.graph.input[0].name
     exclude = excluded_nodes(model, opt.exclude)
@@ -201,14 +202,14 @@ def quantize_onnx(src: str | Path, dst: str | Path, calib: Calibration, symmetri
     extra = {"WeightSymmetric": True, "ActivationSymmetric": symmetric,
              # TensorRT's parser takes DequantizeLinear on INT8 only: biases stay float there (as ModelOpt does)
              "QuantizeBias": not symmetric}
-    if opt.method_for("onnxruntime") == "percentile":
+    if method_name == "percentile":
         extra["CalibTensorRangeSymmetric"] = symmetric
     with tempfile.TemporaryDirectory(prefix="nasdeploy-quant-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         op_types = list(OP_SETS[opt.ops]) if OP_SETS[opt.ops] else None
         cache = _entropy_ranges(pre, calib, input_name, op_types, symmetric, Path(tmp)) \
-            if opt.method_for("onnxruntime") == "entropy" else None
+            if method_name == "entropy" else None
         with atomic_path(dst) as out, _quiet():
             quantize_static(str(pre), str(out), CalibrationReader(input_name, calib.batches),
                             quant_format=QuantFormat.QDQ,
@@ -221,7 +222,7 @@ def quantize_onnx(src: str | Path, dst: str | Path, calib: Calibration, symmetri
     return {"library": f"onnxruntime.quantization {onnxruntime.__version__}", "format": "QDQ",
             "activations": "int8 symmetric" if symmetric else "uint8 asymmetric",
             "weights": "int8 symmetric " + ("per-channel" if opt.per_channel else "per-tensor"),
-            **asdict(opt), "method_requested": opt.method, "method": opt.method_for("onnxruntime"),
+            **asdict(opt), "method_requested": opt.method, "method": method_name,
             "exclude": list(opt.exclude), "excluded_nodes": exclude, "calibration": calib.source,
             "calibration_images": calib.images, "quantize_nodes": ops.count("QuantizeLinear"),
             "dequantize_nodes": ops.count("DequantizeLinear"), **_isa_record(rule)}

@@ -302,7 +302,7 @@ def _bench(models: list, opt: BenchOptions) -> BenchResult:
                     if bar:
                         bar.update(task, advance=1, description=f"{src.name} b{n}: build {r.backend} {r.dtype}")
                     _build(r, x, res, src.name, n)
-                def measure(i: int, k: int, rows=rows, x=x, n=n, src=src) -> None:
+                def measure(i: int, k: int) -> None:  # called within this iteration: its rows, x, n, src
                     if rows[i].runner is not None:
                         _time(rows[i], x, opt, res, src.name, n)
                     if bar:
@@ -311,8 +311,9 @@ def _bench(models: list, opt: BenchOptions) -> BenchResult:
 
                 # the one clock every whole-network figure is taken with (table validation, the search's finalists):
                 # interleaved rounds in a new order each, a pause before each row on the CPU, the fastest round
-                opt.clock.interleave(len(rows), measure, opt.device, settled=lambda i, rows=rows: (
-                    rows[i].runner is None or opt.clock.settled([st.median for st in rows[i].rounds])))
+                clock = opt.clock
+                clock.interleave(len(rows), measure, opt.device, settled=lambda i: (
+                    rows[i].runner is None or clock.settled([st.median for st in rows[i].rounds])))
                 if gate is not None:
                     held, budget = gate
                     for r in rows:

@@ -127,16 +127,15 @@ class Clock:
     repeats: int = 50
     # on a shared 2-core machine the median of a round moves by tens of percent from round to round (a 28 px
     # network's validation: 40% with 3 rounds; calibrated error 12.5% with 3 rounds, 7.4% with 7): at least
-    # ``rounds`` rounds, then more (up to ``max_rounds``, default three times ``rounds``) for whatever has not
-    # settled: its two fastest rounds' medians more than ``agree`` apart, so no quiet round has been seen twice yet
+    # ``rounds`` rounds, then more (up to three times ``rounds``) for whatever has not settled: its two fastest
+    # rounds' medians more than ``agree`` apart, so no quiet round has been seen twice yet
     rounds: int = 5
     settle: float = SETTLE_S
-    max_rounds: int | None = None
     agree: float = 0.05
 
     @property
     def round_cap(self) -> int:
-        return max(self.rounds, self.max_rounds if self.max_rounds is not None else 3 * self.rounds)
+        return 3 * self.rounds
 
     def settled(self, medians: Sequence[float]) -> bool:
         """Whether rounds with these medians give the fastest round: at least ``rounds`` of them, and the two
@@ -154,11 +153,11 @@ class Clock:
         given ``settled(i)``, more rounds over the items not settled, up to ``round_cap`` rounds. Returns the
         rounds run."""
         rng = random.Random(seed)
-        k = 0
-        while k < self.round_cap:
-            order = list(range(n)) if k < self.rounds or settled is None else [i for i in range(n) if not settled(i)]
-            if not order or (k >= self.rounds and settled is None):
-                break
+        cap = self.round_cap if settled is not None else self.rounds
+        for k in range(cap):
+            order = [i for i in range(n) if k < self.rounds or not settled(i)]
+            if not order:
+                return k
             rng.shuffle(order)  # nothing always follows the same neighbour (whose threads may still spin)
             for i in order:
                 if not device.startswith("cuda"):
@@ -166,8 +165,7 @@ class Clock:
                 measure(i, k)
                 if step:
                     step()
-            k += 1
-        return k
+        return cap
 
     def time_all(self, timers: Sequence[Callable[[], object]], device: str = "cpu", seed: int = 0,
                  streams: Sequence | None = None, clocks: Sequence[str] | None = None,

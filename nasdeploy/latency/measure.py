@@ -239,8 +239,8 @@ def spread_archs(table: LatencyTable, n: int, rng: random.Random, pool: int = 40
         a, b = lo + k * (hi - lo) / n, lo + (k + 1) * (hi - lo) / n
         inside = [c for c, v in zip(cands, sums) if a <= v <= b and c not in out]
         centre = (a + b) / 2
-        out.append(rng.choice(inside) if inside else min((c for c in cands if c not in out),
-                                                         key=lambda c: abs(table.raw(c) - centre)))
+        out.append(rng.choice(inside) if inside else min(((c, v) for c, v in zip(cands, sums) if c not in out),
+                                                         key=lambda cv: abs(cv[1] - centre))[0])
     return out + [fast, slow]
 
 

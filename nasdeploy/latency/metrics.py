@@ -57,9 +57,10 @@ def fit_calibration(raw: Sequence[float], blocks: Sequence[int], params: Sequenc
     import numpy as np
 
     x, k, w, y = (np.asarray(v, dtype=np.float64) for v in (raw, blocks, params, measured))
+    has_k = len(set(k.tolist())) > 1
     best = None
     for cache in [None] + sorted(set(np.quantile(w, np.linspace(0.1, 0.9, 17)).tolist())):
-        cols = [x] + ([k] if len(set(k.tolist())) > 1 else [])
+        cols = [x] + ([k] if has_k else [])
         over = np.maximum(0.0, w - cache) if cache is not None else None
         if over is not None:
             if not over.any():
@@ -68,12 +69,12 @@ def fit_calibration(raw: Sequence[float], blocks: Sequence[int], params: Sequenc
         cols.append(np.ones_like(x))
         if len(y) <= len(cols):
             continue
-        coef, *_ = np.linalg.lstsq(np.stack(cols, 1), y, rcond=None)
+        design = np.stack(cols, 1)
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
         if coef[0] <= 0 or (over is not None and coef[-2] < 0):
             continue
-        sse = float(((np.stack(cols, 1) @ coef - y) ** 2).sum())
+        sse = float(((design @ coef - y) ** 2).sum())
         if best is None or sse < best[0] - 1e-15:
-            has_k = len(set(k.tolist())) > 1
             best = (sse, {"a": float(coef[0]), "c": float(coef[1]) if has_k else 0.0,
                           "d": float(coef[-2]) if over is not None else 0.0,
                           "cache_params": float(cache) if cache is not None else None,

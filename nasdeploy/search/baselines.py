@@ -11,6 +11,7 @@ canonical form, each network once), so that they run through the same study, bud
 from __future__ import annotations
 
 import random
+from typing import Callable
 
 import optuna
 from optuna.study import StudyDirection
@@ -23,18 +24,11 @@ UNIFORM_DRAWS = 20_000  # per proposal, before a random search gives up on meeti
 
 
 class _Baseline(FeasibleEvolutionSampler):
-    """The search sampler's plumbing (one parameter per layer, seeded draws, novelty) with another proposal."""
+    """The search sampler's plumbing (one parameter per layer, seeded draws, canonical forms, novelty:
+    ``FeasibleEvolutionSampler.propose``) with another draw."""
 
-    def propose(self, study: "optuna.Study", number: int) -> Tokens:
-        rng = random.Random(f"{self.seed}:{number}")
-        trials = study.get_trials(deepcopy=False)
-        seen = {t.user_attrs.get("arch") for t in trials}
-        tokens = self.problem.cheapest
-        for _ in range(NOVELTY_TRIES):
-            tokens = self.problem.canonical(self.draw(study, trials, rng))
-            if "-".join(tokens) not in seen:
-                return tokens
-        return tokens
+    def drawer(self, study: "optuna.Study", trials: list) -> Callable[[random.Random], Tokens]:
+        return lambda rng: self.draw(study, trials, rng)
 
     def draw(self, study, trials: list, rng: random.Random) -> Tokens:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ..bench.timing import Clock, Stats, best_round
+from ..bench.timing import Clock, best_round
+from ..pareto import dominates
 from .estimate import Estimate, paired
 
 log = logging.getLogger(__name__)
-MAX_FINALISTS = 16  # the study's best estimates first when the front and the tied exceed it
+MAX_FINALISTS = 16  # the front first (spread over its latencies), then the tied, best estimates first
 
 
 @dataclass
@@ -147,12 +148,9 @@ def choose(finalists: list[Finalist], meets, criterion: str) -> tuple[Finalist |
 
 def measured_front(finalists: list[Finalist], criterion: str) -> list[Finalist]:
     """The finalists no other beats on both axes (higher estimate and lower measured latency, one strictly)."""
-    def beats(a: Finalist, b: Finalist) -> bool:
-        sa, sb = a.score(criterion), b.score(criterion)
-        return sa >= sb and a.latency_ms <= b.latency_ms and (sa > sb or a.latency_ms < b.latency_ms)
-
-    return sorted((f for f in finalists if not any(beats(o, f) for o in finalists if o is not f)),
-                  key=lambda f: f.latency_ms)
+    point = {id(f): (-f.score(criterion), f.latency_ms) for f in finalists}  # both minimised
+    return sorted((f for f in finalists if not any(dominates(point[id(o)], point[id(f)])
+                                                   for o in finalists if o is not f)), key=lambda f: f.latency_ms)
 
 
 def dominated_by(pick: Finalist, finalists: list[Finalist], criterion: str) -> list[str]:
@@ -160,6 +158,3 @@ def dominated_by(pick: Finalist, finalists: list[Finalist], criterion: str) -> l
     return [f.arch for f in finalists if f is not pick and f.score(criterion) > pick.score(criterion)
             and f.latency_ms < pick.latency_ms]
 
-
-def stats_dict(s: Stats) -> dict:
-    return s.as_dict()

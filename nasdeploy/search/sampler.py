@@ -25,7 +25,7 @@ starts, so several workers sharing one study each evolve from everything evaluat
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from typing import Callable, Sequence
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
@@ -34,6 +34,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
+from ..pareto import dominates
 from .problem import Problem, Tokens
 
 NOVELTY_TRIES = 50
@@ -49,17 +50,9 @@ def param_name(i: int) -> str:
     return f"L{i:02d}"
 
 
-def tokens_of(params: dict, layers: int) -> Tokens:
-    return tuple(params[param_name(i)] for i in range(layers))
-
-
 def pareto_levels(values: Sequence[Sequence[float]], maximize: Sequence[bool]) -> list[int]:
     """Non-dominated sorting: level 0 is the front, level 1 the front of the rest, ..."""
-    signed = [tuple(v if m else -v for v, m in zip(vals, maximize)) for vals in values]
-
-    def dominates(a, b) -> bool:
-        return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
-
+    signed = [tuple(-v if m else v for v, m in zip(vals, maximize)) for vals in values]  # all minimised
     level = [-1] * len(signed)
     rest, k = set(range(len(signed))), 0
     while rest:
@@ -103,21 +96,26 @@ class FeasibleEvolutionSampler(BaseSampler):
 
     # -------------------------------------------------------------- the proposal
     def propose(self, study: "optuna.Study", number: int) -> Tokens:
+        """Draws (seeded by the trial's number) until one is a network the study has not seen, in canonical form;
+        after ``NOVELTY_TRIES`` the last one."""
         rng = random.Random(f"{self.seed}:{number}")
         trials = study.get_trials(deepcopy=False)
         seen = {t.user_attrs.get("arch") for t in trials}
-        parents = self.parents(study, trials)
+        draw = self.drawer(study, trials)
         tokens = self.problem.cheapest
         for _ in range(NOVELTY_TRIES):
-            if len(parents) < self.population:
-                tokens = self.problem.near_target(rng, self.band)
-            else:
-                parent = self.select(parents, rng)
-                tokens = self.problem.repair(self.problem.mutate(parent, rng), rng)
-            tokens = self.problem.canonical(tokens)
+            tokens = self.problem.canonical(draw(rng))
             if "-".join(tokens) not in seen:
                 return tokens
         return tokens
+
+    def drawer(self, study: "optuna.Study", trials: list) -> Callable[[random.Random], Tokens]:
+        """One draw of a proposal, given the study as it stands (read once per proposal): near the target until the
+        population is complete, then a mutated, repaired tournament winner."""
+        parents = self.parents(study, trials)
+        if len(parents) < self.population:
+            return lambda rng: self.problem.near_target(rng, self.band)
+        return lambda rng: self.problem.repair(self.problem.mutate(self.select(parents, rng), rng), rng)
 
     def parents(self, study: "optuna.Study", trials: list) -> list[tuple[Tokens, tuple[float, ...], int]]:
         """The population: the ``population`` best complete, feasible trials (best first)."""
