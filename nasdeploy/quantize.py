@@ -289,10 +289,13 @@ def entropy_threshold(histogram: tuple, num_quantized_bins: int) -> tuple:
     return (histogram[2] if lo < histogram[2] else lo, histogram[3] if hi > histogram[3] else hi)
 
 
-def quantize_onnx_nncf(src: str | Path, dst: str | Path, calib: Calibration, bias_correction: bool = True) -> dict:
+def quantize_onnx_nncf(src: str | Path, dst: str | Path, calib: Calibration, bias_correction: bool = True,
+                       preset: str = "performance") -> dict:
     """Quantize ``src`` to an INT8 Q/DQ graph at ``dst`` with NNCF for OpenVINO's CPU plugin (written atomically).
 
-    ``bias_correction`` off is for latency-only graphs (random calibration), where it would only cost time."""
+    ``bias_correction`` off is for latency-only graphs (random calibration), where it would only cost time.
+    ``preset``: NNCF's "performance" (symmetric activations: what ships; `benchmarks/int8_knobs.py` measured
+    "mixed", asymmetric activations, slower on every network it timed) or "mixed"."""
     import onnx
 
     from .io import atomic_path
@@ -326,7 +329,7 @@ def quantize_onnx_nncf(src: str | Path, dst: str | Path, calib: Calibration, bia
     nncf.set_log_level(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()), _quiet():  # its progress bars and INFO lines
         q = nncf.quantize(model, nncf.Dataset(items), target_device=nncf.TargetDevice.CPU, subset_size=len(items),
-                          fast_bias_correction=True, ignored_scope=nncf.IgnoredScope(names=exclude) if exclude
+                          preset=nncf.QuantizationPreset(preset), fast_bias_correction=True, ignored_scope=nncf.IgnoredScope(names=exclude) if exclude
                           else None,
                           advanced_parameters=nncf.AdvancedQuantizationParameters(
                               overflow_fix=overflow, disable_bias_correction=not bias_correction,
@@ -339,6 +342,7 @@ def quantize_onnx_nncf(src: str | Path, dst: str | Path, calib: Calibration, bia
             **asdict(opt), "method_requested": opt.method, "method": opt.method_for("nncf"),
             "exclude": list(opt.exclude), "excluded_nodes": exclude, "calibration": calib.source,
             "calibration_images": calib.images, "bias_correction": bias_correction, "overflow_fix": overflow.value,
+            "preset": preset,
             "quantize_nodes": ops.count("QuantizeLinear"), "dequantize_nodes": ops.count("DequantizeLinear"),
             **_isa_record(rule)}
 

@@ -358,3 +358,48 @@ def test_entropy_thresholds_are_onnxruntimes_own(seed):
     want = HistogramCollector.get_entropy_threshold(None, h, 128)
     got = entropy_threshold(h, 128)
     assert (got[0], got[1]) == (want[0], want[1]) and got[0].dtype == want[0].dtype
+
+
+def _activation_zero_points(path) -> list[int]:
+    """The zero points of an ONNX Q/DQ graph's activation quantizers (those whose input is not a weight)."""
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    return [int(v) for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits
+            and len(n.input) > 2 for v in inits[n.input[2]].ravel()]
+
+
+@needs_openvino
+@pytest.mark.parametrize("seed", [0, 5])
+def test_nncf_mixed_preset_shifts_activations_and_performance_does_not(seed, tmp_path):
+    """What ships ("performance") quantizes activations symmetrically, zero points all 0; "mixed" (measured slower,
+    benchmarks/int8_knobs.py) gives signed activations a zero point; the report says which preset made the graph."""
+    from nasdeploy.onnxgraph import export_onnx
+    from nasdeploy.quantize import quantize_onnx_nncf, random_calibration
+
+    net = Network(get_space("scarlet").sample(random.Random(seed)), "scarlet", 10, list(SMALL_INPUT_STRIDES)).eval()
+    randomize(net, seed)
+    src = export_onnx(net, tmp_path / "m.onnx", (1, 3, 28, 28))
+    cal = random_calibration((1, 3, 28, 28), n=16)
+    calib = Calibration(cal.batches, QuantOptions(method="minmax", images=16), cal.source, random=True)
+    reports = {p: quantize_onnx_nncf(src, tmp_path / f"{p}.onnx", calib, bias_correction=False, preset=p)
+               for p in ("performance", "mixed")}
+    assert {p: r["preset"] for p, r in reports.items()} == {"performance": "performance", "mixed": "mixed"}
+    perf, mixed = (_activation_zero_points(tmp_path / f"{p}.onnx") for p in ("performance", "mixed"))
+    assert perf and set(perf) == {0}
+    assert mixed and any(z != 0 for z in mixed)
+
+
+@needs_openvino
+@pytest.mark.parametrize("pinning", [True, False])
+def test_openvino_runner_takes_settings_over_its_own(pinning, tmp_path):
+    from nasdeploy.backends.openvino import OvRunner
+    from nasdeploy.onnxgraph import export_onnx
+
+    net = Network(get_space("scarlet").sample(random.Random(1)), "scarlet", 10, list(SMALL_INPUT_STRIDES)).eval()
+    path = export_onnx(net, tmp_path / "m.onnx", (1, 3, 28, 28))
+    r = OvRunner(path, "fp32", (1, 1), (3, 28, 28), 1, {"ENABLE_CPU_PINNING": pinning})
+    assert r.compiled.get_property("ENABLE_CPU_PINNING") is pinning
+    assert str(r.compiled.get_property("PERFORMANCE_HINT")).upper().endswith("LATENCY")  # the rest as nasdeploy sets
+    assert r(torch.zeros(1, 3, 28, 28)).shape == (1, 10)

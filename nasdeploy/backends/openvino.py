@@ -31,13 +31,14 @@ def cpu_capabilities() -> tuple[str, ...]:
 
 
 class OvRunner(Runner):
-    """A compiled OpenVINO model; host arrays in and out, so timed by the host clock."""
+    """A compiled OpenVINO model; host arrays in and out, so timed by the host clock. ``config``: OpenVINO
+    properties over nasdeploy's (for measuring what a setting does)."""
 
     name = "openvino"
     clock = "wall"
 
     def __init__(self, model_path: str | Path, dtype: str, batch_range: tuple[int, int], chw: tuple[int, ...],
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, config: dict | None = None) -> None:
         import openvino as ov
 
         super().__init__("cpu", torch.float32)
@@ -47,7 +48,7 @@ class OvRunner(Runner):
         model.reshape({model.inputs[0]: ov.PartialShape([ov.Dimension(lo, hi) if hi > lo else lo, *chw])})
         self.threads = threads or runtime_threads()
         config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": self.threads,
-                  "INFERENCE_PRECISION_HINT": "bf16" if dtype == "bf16" else "f32"}
+                  "INFERENCE_PRECISION_HINT": "bf16" if dtype == "bf16" else "f32", **(config or {})}
         self.compiled = core().compile_model(model, "CPU", config)
         hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")  # what OpenVINO says it will run
         self.precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
