@@ -24,12 +24,12 @@ $(STAMP): pyproject.toml
 # module fixtures (a trained network, a tiny pipeline run) are built once; the heaviest files are scheduled first.
 TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -q -rs -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
+	$(PY) -m pytest -q -rs --durations=15 -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
 # The suite plus its extended tests (longer variants of covered scenarios: more zoo families and seeds, the
 # supernet's learning run, AOTInductor's dynamic batches, ...): about twice as long.
 test-all: setup
-	NASDEPLOY_EXTENDED=1 $(PY) -m pytest -q -rs -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
+	NASDEPLOY_EXTENDED=1 $(PY) -m pytest -q -rs --durations=15 -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
 demo: setup
 	$(PY) -m nasdeploy pipeline --out $(DEMO_OUT)

@@ -31,6 +31,15 @@ class Accuracy:
         """95% interval of the top-1 from the number of evaluation images."""
         return wilson(round(self.top1 * self.images / 100.0), self.images)
 
+    @classmethod
+    def counted(cls, c1: int, c5: int, n: int) -> "Accuracy":
+        return cls(100.0 * c1 / max(n, 1), 100.0 * c5 / max(n, 1), n)
+
+    @classmethod
+    def of(cls, logits: torch.Tensor, labels: torch.Tensor) -> "Accuracy":
+        """Top-1/top-5 of ``logits`` (one row per image) against ``labels``."""
+        return cls.counted(*topk_correct(logits, labels), len(labels))
+
     def as_dict(self) -> dict:
         lo, hi = self.top1_ci
         return {"top1": self.top1, "top1_ci95": [round(lo, 3), round(hi, 3)], "top5": self.top5,
@@ -62,7 +71,7 @@ def evaluate(forward: Callable[[torch.Tensor], torch.Tensor] | nn.Module, batche
         c1, c5, n = c1 + a, c5 + b, n + len(y)
         if progress:
             progress(len(y))
-    return Accuracy(100.0 * c1 / max(n, 1), 100.0 * c5 / max(n, 1), n)
+    return Accuracy.counted(c1, c5, n)
 
 
 @torch.no_grad()

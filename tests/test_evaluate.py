@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nasdeploy.evaluate import evaluate, recalibrate_bn, topk_correct, wilson
+from nasdeploy.evaluate import Accuracy, evaluate, recalibrate_bn, topk_correct, wilson
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -49,3 +49,15 @@ def test_bn_recalibration_estimates_the_statistics_of_the_data_and_restores_the_
     x = torch.cat([b[0] for b in batches])
     assert torch.allclose(bn.running_mean, x.mean((0, 2, 3)), atol=1e-5)  # equal batches: the mean of the means
     assert bn.momentum == 0.3 and not model.training
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_scoring_all_logits_at_once_equals_scoring_them_batch_by_batch(seed):
+    """The pipeline scores engines on all their logits at once (Accuracy.of) and models batch by batch (evaluate):
+    the same figures, tied logits included (rounded logits tie often)."""
+    g = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(300, 10, generator=g) * 2).round()
+    labels = torch.randint(0, 10, (300,), generator=g)
+    batches = [(logits[i:i + 64], labels[i:i + 64]) for i in range(0, 300, 64)]
+    assert Accuracy.of(logits, labels) == evaluate(lambda x: x, batches)
+    assert Accuracy.of(logits[:0], labels[:0]).images == 0

@@ -235,7 +235,7 @@ class Pipeline:
     # -- every exported engine through the accuracy gate, on the gate's images (search-validation, never test)
     def stage_accuracy(self) -> AccuracyResult:
         from ..data import BUILTIN
-        from ..evaluate import Accuracy, topk_correct
+        from ..evaluate import Accuracy
         from ..export.manifest import ExportFolder
         from ..gate import GATE_SPLIT, gate_of, held_out
 
@@ -245,8 +245,7 @@ class Pipeline:
         n = len(held.labels)
 
         def scored(logits) -> dict:
-            c1, c5 = topk_correct(logits, held.labels)
-            return Accuracy(100.0 * c1 / n, 100.0 * c5 / n, n).as_dict()
+            return Accuracy.of(logits, held.labels).as_dict()
 
         engines = {}
         for engine in export.engines:
@@ -315,7 +314,7 @@ class Pipeline:
         import torch
 
         from ..data import BUILTIN, labelled_batches
-        from ..evaluate import Accuracy, topk_correct
+        from ..evaluate import Accuracy
         from ..gate import chunked
 
         data = None if self.cfg.data == BUILTIN else self.cfg.data
@@ -324,9 +323,7 @@ class Pipeline:
         runner = export.runner(engine, self._engine_device(engine), (1, 200))
         lo, hi = runner.batch_range
         logits = chunked(runner, [x for x, _ in batches], lo, hi or 200)
-        c1, c5 = topk_correct(logits, labels)
-        n = len(labels)
-        return {"engine": engine, "split": "test", **Accuracy(100.0 * c1 / n, 100.0 * c5 / n, n).as_dict()}
+        return {"engine": engine, "split": "test", **Accuracy.of(logits, labels).as_dict()}
 
     def _promise(self, engine: str, bench_ms: float | None, batch: int) -> dict:
         """What the search promised for the shipped engine and what the bench timed: the target, the table's
