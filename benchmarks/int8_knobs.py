@@ -48,14 +48,12 @@ def variants(has_se: bool, bf16: bool) -> list[tuple[str, dict]]:
 
 def quantized(fp32: Path, out: Path, knob: dict) -> Path:
     """The INT8 graph (or OpenVINO model file) a variant runs."""
-    from nasdeploy.quantize import Calibration, QuantOptions, quantize_onnx_nncf, random_calibration
+    from nasdeploy.quantize import QuantOptions, quantize_onnx_nncf, random_calibration
 
-    cal = random_calibration((1, 3, SIZE, SIZE), n=16)
+    opt = QuantOptions(method="minmax", images=16, exclude=tuple(knob.get("exclude", ())))
+    calib = random_calibration((1, 3, SIZE, SIZE), 16, options=opt)
     if knob.get("ir"):
-        return nncf_on_ir(fp32, out.with_suffix(".xml"), cal)
-    calib = Calibration(cal.batches, QuantOptions(method="minmax", images=16,
-                                                          exclude=tuple(knob.get("exclude", ()))), cal.source,
-                        random=True)
+        return nncf_on_ir(fp32, out.with_suffix(".xml"), calib)
     quantize_onnx_nncf(fp32, out, calib, bias_correction=False, preset=knob.get("preset", "performance"))
     return out
 
@@ -85,16 +83,17 @@ def sweep(name: str, work: Path, clock) -> dict:
     from nasdeploy.backends.onnxruntime import OrtRunner
     from nasdeploy.backends.openvino import OvRunner, cpu_capabilities
     from nasdeploy.onnxgraph import export_onnx
-    from nasdeploy.quantize import QuantOptions, Calibration, quantize_onnx, random_calibration
+    from nasdeploy.quantize import quantize_onnx, random_calibration
     from nasdeploy.zoo import resolve
+
+    from .profiles import graph_families
 
     plain = resolve(name).folded()[0]
     fp32 = export_onnx(plain, work / f"{name}.onnx", (1, 3, SIZE, SIZE))
-    has_se = any("se" in n for n, _ in plain.named_modules() if n.split(".")[-1] in ("se", "mid_se"))
+    has_se = "SE" in graph_families(fp32)[1]
     runners = {"onnxruntime:fp32": OrtRunner(str(fp32))}
     ort_int8 = work / f"{name}.ort-int8.onnx"
-    cal = random_calibration((1, 3, SIZE, SIZE), n=16)
-    quantize_onnx(fp32, ort_int8, Calibration(cal.batches, QuantOptions(images=16), cal.source, random=True))
+    quantize_onnx(fp32, ort_int8, random_calibration((1, 3, SIZE, SIZE), 16))
     runners["onnxruntime:int8 (nasdeploy)"] = OrtRunner(str(ort_int8))
     for label, knob in variants(has_se, "BF16" in cpu_capabilities()):
         path = quantized(fp32, work / f"{name}.{len(runners)}.onnx", knob)

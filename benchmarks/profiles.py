@@ -94,18 +94,13 @@ def _kind_of(name: str, kinds: dict[str, str]) -> str:
     return kinds[best] if best else FAMILIES[-1]
 
 
-def openvino_profile(path: str | Path, size: int, kinds: dict[str, str], threads: int, precision: str = "f32",
+def openvino_profile(path: str | Path, size: int, kinds: dict[str, str], threads: int, dtype: str = "fp32",
                      iterations: int = 200) -> dict[str, float]:
-    """OpenVINO's per-layer counters at batch 1, milliseconds per inference by kind (LATENCY hint, one stream)."""
-    import openvino as ov
+    """OpenVINO's per-layer counters at batch 1 on nasdeploy's runner (``dtype``: fp32, bf16 or int8, the file
+    being the INT8 graph for int8), milliseconds per inference by kind."""
+    from nasdeploy.backends.openvino import OvRunner
 
-    core = ov.Core()
-    model = core.read_model(str(path))
-    model.reshape({model.inputs[0]: ov.PartialShape([1, 3, size, size])})
-    compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
-                                                 "INFERENCE_NUM_THREADS": threads,
-                                                 "INFERENCE_PRECISION_HINT": precision, "PERF_COUNT": True})
-    req = compiled.create_infer_request()
+    req = OvRunner(path, dtype, (1, 1), (3, size, size), threads, {"PERF_COUNT": True}).request
     x = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
     for _ in range(20):
         req.infer({0: x})
@@ -120,26 +115,28 @@ def openvino_profile(path: str | Path, size: int, kinds: dict[str, str], threads
 
 def onnxruntime_profile(path: str | Path, size: int, kinds: dict[str, str], threads: int,
                         iterations: int = 200) -> dict[str, float]:
-    """ONNX Runtime's per-node profile at batch 1 (all graph optimisations), milliseconds per inference by kind."""
-    import onnxruntime as ort
+    """ONNX Runtime's per-node profile at batch 1 on nasdeploy's session (all graph optimisations), milliseconds per
+    inference by kind (the warm-up runs are in the profile too, and counted)."""
+    from nasdeploy.backends.onnxruntime import ort_session
 
+    warmup = 20
     with tempfile.TemporaryDirectory(prefix="nasdeploy-prof-") as tmp:
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-        so.enable_profiling = True
-        so.profile_file_prefix = str(Path(tmp) / "ort")
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        name = sess.get_inputs()[0].name
-        x = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
-        for _ in range(20):
-            sess.run(None, {name: x})
-        for _ in range(iterations):
-            sess.run(None, {name: x})
+        sess = ort_session(path, threads, profile_prefix=str(Path(tmp) / "ort"))
+        feed = {sess.get_inputs()[0].name: np.random.default_rng(0).standard_normal((1, 3, size, size),
+                                                                                       dtype=np.float32)}
+        for _ in range(warmup + iterations):
+            sess.run(None, feed)
         events = json.loads(Path(sess.end_profiling()).read_text())
-    runs = [e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
     total = {f: 0.0 for f in FAMILIES}
-    for e in runs:
-        total[_kind_of(e["name"][: -len("_kernel_time")], kinds)] += e["dur"] / 1e3
-    n = iterations + 20
-    return {k: v / n for k, v in total.items() if v}
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            total[_kind_of(e["name"][: -len("_kernel_time")], kinds)] += e["dur"] / 1e3
+    return {k: v / (warmup + iterations) for k, v in total.items() if v}
+
+
+def profile(engine: str, path: str | Path, size: int, kinds: dict[str, str], threads: int) -> dict[str, float]:
+    """The per-layer profile by kind of an engine (``backend:dtype``) on its file."""
+    backend, dtype = engine.split(":")
+    if backend == "openvino":
+        return openvino_profile(path, size, kinds, threads, dtype)
+    return onnxruntime_profile(path, size, kinds, threads)

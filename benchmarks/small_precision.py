@@ -31,11 +31,10 @@ def engines(bf16: bool) -> list[tuple[str, str]]:
 def graphs(plain, work: Path, tag: str) -> dict[str, Path]:
     """The float32 graph and both INT8 graphs of a folded network (min/max ranges from random inputs: latency only)."""
     from nasdeploy.onnxgraph import export_onnx
-    from nasdeploy.quantize import Calibration, QuantOptions, quantize_onnx, quantize_onnx_nncf, random_calibration
+    from nasdeploy.quantize import QuantOptions, quantize_onnx, quantize_onnx_nncf, random_calibration
 
     fp32 = export_onnx(plain, work / f"{tag}.onnx", (1, 3, SIZE, SIZE))
-    cal = random_calibration((1, 3, SIZE, SIZE), n=16)
-    calib = Calibration(cal.batches, QuantOptions(method="minmax", images=16), cal.source, random=True)
+    calib = random_calibration((1, 3, SIZE, SIZE), 16, options=QuantOptions(method="minmax", images=16))
     quantize_onnx(fp32, work / f"{tag}.ort-int8.onnx", calib)
     quantize_onnx_nncf(fp32, work / f"{tag}.nncf-int8.onnx", calib, bias_correction=False)
     return {"fp32": fp32, "onnxruntime:int8": work / f"{tag}.ort-int8.onnx",
@@ -97,7 +96,7 @@ def main() -> None:
     from nasdeploy.nas.space import get_space
     from nasdeploy.nas.supernet import SPACE_FLAVOUR
 
-    from .profiles import graph_families, onnxruntime_profile, openvino_profile
+    from .profiles import graph_families, profile
 
     cores = usable_cores()
     threads = sorted({1, cores})
@@ -132,9 +131,7 @@ def main() -> None:
                 for b, d in kinds_of_engine:
                     for t in threads:
                         path = files.get(f"{b}:{d}", files["fp32"])
-                        profiles[f"{b}:{d} {t}t"] = (
-                            openvino_profile(path, SIZE, kinds, t, "bf16" if d == "bf16" else "f32")
-                            if b == "openvino" else onnxruntime_profile(path, SIZE, kinds, t))
+                        profiles[f"{b}:{d} {t}t"] = profile(f"{b}:{d}", path, SIZE, kinds, t)
                 profiles["macs_by_kind"] = macs
                 for k, v in profiles.items():
                     print(f"  {k:24s}", {kk: round(vv, 4) if isinstance(vv, float) else vv for kk, vv in v.items()})

@@ -69,15 +69,10 @@ def nasdeploy_medians(folder: Path) -> dict[str, float]:
 
 def ort_loop(path: Path, size: int, iterations: int) -> float:
     import numpy as np
-    import onnxruntime as ort
 
-    from nasdeploy.backends.base import runtime_threads
+    from nasdeploy.backends.onnxruntime import ort_session
 
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = runtime_threads()
-    so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    sess = ort_session(path)  # nasdeploy's session options; the loop is the perf test's, not nasdeploy's clock
     name = sess.get_inputs()[0].name
     x = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
     for _ in range(10):
@@ -157,14 +152,13 @@ def where_time_goes(folder: Path, size: int, passes: int = 3) -> dict:
     and the measured ceilings."""
     from nasdeploy.backends.base import runtime_threads
 
-    from .profiles import graph_families, onnxruntime_profile, openvino_profile
+    from .profiles import graph_families, profile
 
     kinds, macs = graph_families(folder / FILES["onnxruntime:fp32"])
     profiles: dict[str, dict[str, float]] = {}
     for _ in range(passes):  # the engines in turn; per engine the pass with the least total time (a quiet one)
         for e, f in FILES.items():
-            prof = (openvino_profile if e.startswith("openvino") else onnxruntime_profile)(
-                folder / f, size, kinds, runtime_threads())
+            prof = profile(e, folder / f, size, kinds, runtime_threads())
             if e not in profiles or sum(prof.values()) < sum(profiles[e].values()):
                 profiles[e] = prof
     rates = {e: {k: macs[k] / (ms / 1e3) / 1e9 for k, ms in prof.items() if macs.get(k)} for e, prof in

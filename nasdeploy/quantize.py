@@ -117,11 +117,14 @@ def calibration_images(setting, data: str | None = None, options: QuantOptions |
     return Calibration(batches, options, f"{n} images of {data or 'the built-in set'} (train split)")
 
 
-def random_calibration(shape: tuple[int, ...], n: int = 8, seed: int = 0) -> Calibration:
-    """Gaussian inputs: for latency measurements only, where the ranges do not change the work done."""
+def random_calibration(shape: tuple[int, ...], n: int = 8, seed: int = 0,
+                       options: QuantOptions | None = None) -> Calibration:
+    """Gaussian inputs: for latency measurements only, where the ranges do not change the work done. ``options``:
+    how to quantize with them (default: nasdeploy's)."""
     g = torch.Generator().manual_seed(seed)
-    return Calibration([torch.randn(n, *shape[1:], generator=g)], QuantOptions(images=max(n, MIN_CALIB_IMAGES)),
-                       f"{n} random inputs (latency only)", random=True)
+    return Calibration([torch.randn(n, *shape[1:], generator=g)],
+                       options or QuantOptions(images=max(n, MIN_CALIB_IMAGES)), f"{n} random inputs (latency only)",
+                       random=True)
 
 
 class CalibrationReader:
@@ -329,8 +332,8 @@ def quantize_onnx_nncf(src: str | Path, dst: str | Path, calib: Calibration, bia
     nncf.set_log_level(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()), _quiet():  # its progress bars and INFO lines
         q = nncf.quantize(model, nncf.Dataset(items), target_device=nncf.TargetDevice.CPU, subset_size=len(items),
-                          preset=nncf.QuantizationPreset(preset), fast_bias_correction=True, ignored_scope=nncf.IgnoredScope(names=exclude) if exclude
-                          else None,
+                          preset=nncf.QuantizationPreset(preset), fast_bias_correction=True,
+                          ignored_scope=nncf.IgnoredScope(names=exclude) if exclude else None,
                           advanced_parameters=nncf.AdvancedQuantizationParameters(
                               overflow_fix=overflow, disable_bias_correction=not bias_correction,
                               activations_range_estimator_params=ranges))

@@ -381,8 +381,7 @@ def test_nncf_mixed_preset_shifts_activations_and_performance_does_not(seed, tmp
     net = Network(get_space("scarlet").sample(random.Random(seed)), "scarlet", 10, list(SMALL_INPUT_STRIDES)).eval()
     randomize(net, seed)
     src = export_onnx(net, tmp_path / "m.onnx", (1, 3, 28, 28))
-    cal = random_calibration((1, 3, 28, 28), n=16)
-    calib = Calibration(cal.batches, QuantOptions(method="minmax", images=16), cal.source, random=True)
+    calib = random_calibration((1, 3, 28, 28), 16, options=QuantOptions(method="minmax", images=16))
     reports = {p: quantize_onnx_nncf(src, tmp_path / f"{p}.onnx", calib, bias_correction=False, preset=p)
                for p in ("performance", "mixed")}
     assert {p: r["preset"] for p, r in reports.items()} == {"performance": "performance", "mixed": "mixed"}

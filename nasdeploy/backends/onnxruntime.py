@@ -10,8 +10,10 @@ from ..errors import DeviceError
 from .base import Backend, Runner, Sources, Target, runtime_threads
 
 
-def ort_session(model: bytes | str | Path, threads: int | None = None, device: str = "cpu"):
-    """An ONNX Runtime session with all graph optimisations; ``threads`` defaults to the usable cores."""
+def ort_session(model: bytes | str | Path, threads: int | None = None, device: str = "cpu",
+                profile_prefix: str | None = None):
+    """An ONNX Runtime session with all graph optimisations; ``threads`` defaults to the usable cores.
+    ``profile_prefix``: write ONNX Runtime's per-node profile there (``session.end_profiling()`` names the file)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -19,6 +21,9 @@ def ort_session(model: bytes | str | Path, threads: int | None = None, device: s
     opts.intra_op_num_threads = threads or runtime_threads()
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    if profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
     providers: list = ["CPUExecutionProvider"]
     if device.startswith("cuda"):
         if "CUDAExecutionProvider" not in ort.get_available_providers():
