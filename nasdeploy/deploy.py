@@ -5,6 +5,10 @@ Among the engines that passed the accuracy gate and were timed, the fastest whos
 established means faster in every interleaved bench round, compared round by round, so that a slow spell of the
 machine, which touches both rows of a round, cannot make the difference. Where no engine's lead is established, the
 reference ships.
+
+With a latency target, the promise comes first: where some passing engines hold the target (their bench verdict
+is "meets": the upper bound of the median at the confidence asked is under the target), only they compete; if the
+reference is not among them, the fastest of them ships.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from typing import Sequence
 
 def faster_every_round(rounds: Sequence[float] | None, ref_rounds: Sequence[float] | None) -> bool | None:
     """Whether an engine was faster than the reference in every round both ran (None: nothing to compare). Both
-    run the clock's first rounds together; after them only rows whose fastest rounds have not settled are timed
+    run the clock's first rounds together; after them only rows whose figure is not decided are timed
     again, each in the same interleaved round as the others still running, so round k pairs with round k."""
     if not rounds or not ref_rounds:
         return None
@@ -21,15 +25,20 @@ def faster_every_round(rounds: Sequence[float] | None, ref_rounds: Sequence[floa
 
 
 def choose_engine(candidates: list[dict], reference: str) -> dict | None:
-    """``candidates``: one dict per engine with ``engine``, ``throughput``, ``round_medians`` (ms per round) and
-    ``gate`` (``passed``); returns what ships and why, or None when no engine passed the gate and was timed."""
+    """``candidates``: one dict per engine with ``engine``, ``throughput``, ``round_medians`` (ms per round),
+    ``gate`` (``passed``) and, against a latency target, ``verdict`` (meets, misses, undecided); returns what ships
+    and why, or None when no engine passed the gate and was timed."""
     passing = [c for c in candidates if (c.get("gate") or {}).get("passed") and c.get("throughput")]
     if not passing:
         return None
-    ranked = sorted(passing, key=lambda c: -c["throughput"])
-    ref = next((c for c in candidates if c["engine"] == reference and c.get("round_medians")), None)
-    verdicts = {c["engine"]: (None if c is ref else faster_every_round(c.get("round_medians"),
-                                                                       ref["round_medians"] if ref else None))
+    holding = [c for c in passing if c.get("verdict") == "meets"]
+    pool = holding or passing
+    ranked = sorted(pool, key=lambda c: -c["throughput"])
+    ref_all = next((c for c in candidates if c["engine"] == reference and c.get("round_medians")), None)
+    ref = ref_all if ref_all in pool else None
+    verdicts = {c["engine"]: (None if c is ref_all else faster_every_round(c.get("round_medians"),
+                                                                           ref_all["round_medians"] if ref_all
+                                                                           else None))
                 for c in ranked}
     best = next((c for c in ranked if c is ref or verdicts[c["engine"]] is not False), ref or ranked[0])
     fastest = ranked[0]
@@ -37,6 +46,12 @@ def choose_engine(candidates: list[dict], reference: str) -> dict | None:
         established = False if fastest is not ref else None
     else:
         established = verdicts[best["engine"]]
+    target_rule = bool(holding) and ref_all is not None and ref is None
     return {"engine": best["engine"], "fastest": fastest["engine"], "reference": reference,
             "faster_in_every_round": established, "faster_in_every_round_by_engine": verdicts,
-            "throughput": best["throughput"], "files": best.get("files")}
+            "throughput": best["throughput"], "files": best.get("files"),
+            "holding_target": [c["engine"] for c in holding],
+            "why": ("the reference does not hold the latency target and this engine does" if target_rule else
+                    "faster than the reference in every bench round" if best is not ref_all else
+                    "the reference: no engine was faster in every bench round" if established is False else
+                    "the reference, the fastest engine")}

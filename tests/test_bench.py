@@ -1,15 +1,14 @@
-"""The bench job (nasdeploy/bench/): timing statistics against numpy, the round with the lowest median, the CPU bench
-against its baseline, the command line and its refusals."""
+"""The bench job (nasdeploy/bench/): timing statistics against numpy, the CPU bench against its baseline, the
+command line and its refusals (the statistic over rounds: test_stats.py)."""
 from __future__ import annotations
 
-import itertools
 import json
 
 import numpy as np
 import pytest
 
 from nasdeploy.bench.run import BASELINE, BenchOptions, bench
-from nasdeploy.bench.timing import Stats, best_round, percentile, summarize
+from nasdeploy.bench.timing import percentile, summarize
 
 from .conftest import HAS_CUDA, run_cli
 
@@ -22,48 +21,6 @@ def test_percentiles_equal_numpys_linear_interpolation(seed):
         assert percentile(xs, q) == pytest.approx(float(np.percentile(xs, q)), rel=1e-12)
     s = summarize(xs)
     assert s.median == pytest.approx(float(np.median(xs))) and s.mean == pytest.approx(float(np.mean(xs)))
-
-
-def test_best_round_is_the_lowest_median_whatever_the_order():
-    rounds = [Stats(m, 0, 0, 0, 0, m, 5) for m in (3.0, 1.5, 2.0, 1.6)]
-    for perm in itertools.permutations(rounds):
-        assert best_round(list(perm)).median == 1.5
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_the_clock_times_again_only_what_has_not_settled(seed):
-    """Rounds go on past the minimum for exactly the items whose two fastest round medians disagree, never past
-    the cap; an item settled is not timed again, and every round's items come in a new order."""
-    import random
-
-    from nasdeploy.bench.timing import Clock
-
-    rng = random.Random(seed)
-    n = rng.randint(2, 6)
-    clock = Clock(rounds=rng.randint(1, 4), settle=0.0, agree=0.05)
-    noisy = {i: rng.random() < 0.5 for i in range(n)}  # these draw a new latency each round; the others repeat
-    seen: dict[int, list[float]] = {i: [] for i in range(n)}
-    orders: list[list[int]] = []
-
-    def measure(i: int, k: int) -> None:
-        assert len(seen[i]) == k  # round k of item i is its k-th measurement: rounds pair across items
-        if len(orders) <= k:
-            orders.append([])
-        orders[k].append(i)
-        seen[i].append(rng.uniform(1.0, 3.0) if noisy[i] else 1.0)
-
-    ran = clock.interleave(n, measure, settled=lambda i: clock.settled(seen[i]))
-    assert clock.rounds <= ran <= clock.round_cap == 3 * clock.rounds
-    for i in range(n):
-        m = seen[i]
-        assert clock.rounds <= len(m) <= ran
-        if len(m) > clock.rounds:  # timed again only while not settled
-            assert not clock.settled(m[:-1])
-        if len(m) < clock.round_cap:  # stopped before the cap only once settled
-            assert clock.settled(m)
-        if not noisy[i]:
-            assert len(m) == clock.rounds
-    assert all(sorted(o) == sorted(set(o)) for o in orders) and all(len(o) == n for o in orders[:clock.rounds])
 
 
 def test_cpu_bench_reports_baseline_and_speedups(tmp_path):

@@ -44,3 +44,24 @@ def test_rounds_are_compared_round_by_round():
     # a row timed in more rounds than the other (it had not settled): the rounds both ran are compared
     assert faster_every_round([1.0], [2.0, 0.5]) is True and faster_every_round([1.0, 2.0, 0.1], [2.0, 3.0]) is True
     assert faster_every_round([1.0, 4.0, 0.1], [2.0, 3.0]) is False
+
+
+def _v(c: dict, verdict: str) -> dict:
+    return c | {"verdict": verdict}
+
+
+def test_the_target_comes_first_where_some_engines_hold_it():
+    """Where the reference does not hold the latency target and another passing engine does, that one ships even
+    without an established lead; where every engine (or none) holds it, the speed rule alone decides."""
+    ref, int8, ov = _c(REF, 100.0, [1.0, 1.0]), _c("onnxruntime:int8", 110.0, [0.9, 1.05]), \
+        _c("openvino:bf16", 105.0, [0.95, 0.97])
+    r = choose_engine([_v(ref, "undecided"), _v(int8, "meets"), _v(ov, "misses")], REF)
+    assert r["engine"] == "onnxruntime:int8" and r["holding_target"] == ["onnxruntime:int8"]
+    assert "does not hold the latency target" in r["why"]
+    for verdict in ("meets", "undecided"):  # the same verdict everywhere: the speed rule
+        r = choose_engine([_v(ref, verdict), _v(int8, verdict), _v(ov, verdict)], REF)
+        assert r["engine"] == "openvino:bf16" and r["faster_in_every_round"] is True
+    r = choose_engine([_v(ref, "meets"), _v(int8, "meets"), _v(ov, "misses")], REF)
+    assert r["engine"] == REF and r["faster_in_every_round"] is False  # the only lead is an engine that misses
+    failed = _v(_c("openvino:int8", 300.0, [0.3, 0.3], passed=False), "meets")
+    assert choose_engine([_v(ref, "misses"), failed], REF)["engine"] == REF  # the gate comes before the target

@@ -12,6 +12,11 @@ from nasdeploy.pipeline.results import (AccuracyResult, BenchStageResult, Deploy
 
 ENGINES = ("onnxruntime:fp32", "onnxruntime:int8")
 FILES = {"model.int8.onnx": "ab" * 32}
+SEARCH_LAT = {"median": 0.91, "lower": 0.9, "upper": 0.925, "rounds": 5}
+BENCH_LAT = {"median": 0.496, "lower": 0.49, "upper": 0.51, "p99": 0.575, "rounds": 5}
+FINALIST = {"arch": "k3e3-k5e6", "engine": ENGINES[1], "latency_ms": 0.91, "predicted_ms": {ENGINES[1]: 0.95},
+            "measured_ms": {ENGINES[1]: 0.905}, "upper_ms": 0.92, "verdict": "meets", "timing": {ENGINES[1]: {
+                "rounds": 5}}, "race_top1": 71.5, "study_top1": 70.25}
 
 
 def _results(tmp_path) -> PipelineResults:
@@ -28,8 +33,8 @@ def _results(tmp_path) -> PipelineResults:
                                       best=best, references={}, fronts_by_engine={ENGINES[1]: [best]}, spread=0.35,
                                       resolved_front={}, choice={"rule": "best estimate"}, splits={},
                                       evaluation={"eval_images": 100}, card="best.toml", pareto_png="pareto.png",
-                                      finalists=[best], chosen={"measured_ms": 0.91, "predicted_ms": 0.95,
-                                                                "engine": ENGINES[1]}),
+                                      finalists=[FINALIST], chosen={"measured_ms": 0.91, "predicted_ms": 0.95,
+                                                                    "engine": ENGINES[1], "latency": SEARCH_LAT}),
           "ran")
     r.add("finetune", FinetuneResult(seconds=3.0, card="model.toml", steps=5, batch_size=16, lr=0.02), "ran")
     r.add("export", ExportStageResult(seconds=8.0, out="export", artefacts={}, engines=list(ENGINES), skipped=[],
@@ -40,19 +45,23 @@ def _results(tmp_path) -> PipelineResults:
                                      engines={e: {"top1": 15.5, "gate": gate, "files": FILES} for e in ENGINES}), "ran")
     r.add("bench", BenchStageResult(seconds=2.5, bench_json="bench.json", environment={"device": "cpu"}, skipped=[],
                                     rows=[{"backend": "onnxruntime", "dtype": "int8", "batch": 1, "throughput": 2015.5,
-                                           "latency": {"median": 0.496, "p99": 0.575}, "speedup": 14.43}]), "ran")
-    cands = [{"engine": e, "top1": 15.5, "top1_ci95": [11.1, 21.2], "gate": gate, "median_ms": m,
-              "vs_reference": v} for e, m, v in zip(ENGINES, (0.757, 0.496), (1.0, 1.53))]
+                                           "latency": BENCH_LAT, "speedup": 14.43}]), "ran")
+    cands = [{"engine": e, "top1": 15.5, "top1_ci95": [11.1, 21.2], "gate": gate, "median_ms": m, "upper_ms": u,
+              "verdict": "meets", "vs_reference": v} for e, m, u, v in zip(ENGINES, (0.757, 0.496), (0.8, 0.51),
+                                                                           (1.0, 1.53))]
     r.add("deploy", DeployResult(seconds=0.0, engine=ENGINES[1], fastest=ENGINES[1], reference=ENGINES[0],
                                  faster_in_every_round=True, faster_in_every_round_by_engine={}, throughput=2015.5,
-                                 files=FILES, batch=1, budget=0.5, vs_reference=1.53, deployed="deployed",
+                                 files=FILES, holding_target=list(ENGINES), why="faster than the reference in every "
+                                                                               "bench round", batch=1, budget=0.5, vs_reference=1.53, deployed="deployed",
                                  shipped_files=FILES, timed_files=FILES, gated_files=FILES, same_files=True,
                                  searched_engine=ENGINES[1], search_targeted_it=True,
                                  latency_tables={e: f"lut_{e}.json" for e in ENGINES}, candidates=cands,
                                  test={"engine": ENGINES[1], "split": "test", "top1": 14.75, "images": 400},
-                                 latency={"engine": ENGINES[1], "target_ms": 0.934, "predicted_ms": 0.95,
-                                          "search_measured_ms": 0.91, "bench_median_ms": 0.496,
-                                          "bench_vs_search": 0.545, "meets_target": True}), "ran")
+                                 latency={"engine": ENGINES[1], "target_ms": 0.934, "confidence": 0.9,
+                                          "predicted_ms": 0.95, "search_measured_ms": 0.91, "search_latency": SEARCH_LAT,
+                                          "bench_median_ms": 0.496, "bench_latency": BENCH_LAT,
+                                          "bench_vs_search": 0.545, "verdict": "meets", "meets_target": True,
+                                          "warning": None}), "ran")
     return r
 
 
@@ -67,11 +76,15 @@ def test_the_report_reads_the_stages_results(tmp_path):
                                 "inherited weights |")
     assert "| export | ran | 8.0 | 2 engines, folded (2 stabilizers, 55 BN) |" in md
     assert ("| deploy | ran | 0.0 | onnxruntime:int8 at batch 1: 1.53x onnxruntime:fp32 (faster in every bench "
-            "round), within the 0.5-point budget; 14.75% on 400 test images; 0.496 ms median, meets the 0.934 ms "
-            "target |") in md
-    assert "| onnxruntime:int8 | 0.934 | 0.950 | 0.910 | 0.496 | 0.55x | yes |" in md  # the latency promise
+            "round), within the 0.5-point budget; 14.75% on 400 test images; 0.496 ms [0.490, 0.510], meets the "
+            "0.934 ms target |") in md
+    # the latency promise, every figure with its bounds
+    assert ("| onnxruntime:int8 | 0.934 | 0.950 | 0.910 ms [0.900, 0.925] | 0.496 ms [0.490, 0.510] | 0.55x | meets |"
+            in md)
+    assert "| **chosen** | `k3e3-k5e6` | onnxruntime:int8 | 0.950 | 0.905 | 0.920 | 5 | meets | 71.50 | 70.25 |" in md
     assert "accuracy gate on 200 search-val images" in md
-    assert "| onnxruntime:int8 | 0.496 | 1.53x | 15.50 [11.1, 21.2] | 0.25 [-0.50, 1.00] | pass | **yes** |" in md
+    assert ("| onnxruntime:int8 | 0.496 | 0.510 | meets | 1.53x | 15.50 [11.1, 21.2] | 0.25 [-0.50, 1.00] | pass | "
+            "**yes** |") in md
     assert "(the same files the bench timed and the gate scored)" in md and "(they agree)." in md
     rep = json.loads((tmp_path / "report.json").read_text())
     assert list(rep["stages"]) == list(results.status)

@@ -3,6 +3,7 @@ import json
 import pytest
 
 import nasdeploy
+from nasdeploy.bench.stats import RoundLatency
 from nasdeploy.data import SMALL_INPUT_STRIDES
 from nasdeploy.errors import ArtifactError, UsageError
 from nasdeploy.latency import LatencyTable, Settings, measure_table
@@ -41,14 +42,29 @@ def test_search_meets_the_target_and_the_front_is_non_dominated(lut, tmp_path):
     target = t.fastest()[1] + 0.5 * (t.predict("-".join(["k7e6"] * 19)) - t.fastest()[1])
     r, cfg = _proxy(lut, tmp_path / "s", target)
     assert len(r.candidates) == 12 and r.best is not None and all(c.feasible for c in r.front)
-    # the choice is made on finalists timed end to end: it meets the target measured wherever any finalist does,
-    # and no finalist is both faster and better than it
+    # the choice is made on finalists timed end to end: a finalist qualifies when its upper bound holds the target,
+    # the chosen one is confirmed by fresh rounds, and no qualifying finalist is both faster and better than it
     assert r.finalists and r.chosen["measured_ms"] == r.best.latency_ms and r.chosen["target_ms"] == target
-    assert r.chosen["meets_target"] == (r.best.latency_ms <= target)
-    if any(f["latency_ms"] <= target for f in r.finalists):
-        assert r.chosen["meets_target"]
+    lat = r.chosen["latency"]
+    assert lat["median"] == pytest.approx(r.best.latency_ms, abs=1e-6) and r.chosen["confidence"] == 0.9
+    assert r.chosen["meets_target"] == (r.chosen["verdict"] == "meets") == (lat["upper"] is not None
+                                                                           and lat["upper"] <= target)
+    for f in r.finalists:
+        tm = f["timing"][f["engine"]]
+        want = "meets" if tm["upper"] is not None and tm["upper"] <= target else \
+            "misses" if tm["lower"] is not None and tm["lower"] > target else "undecided"
+        assert f["verdict"] == want and f["upper_ms"] == pytest.approx(tm["upper"], abs=1e-6)
+        # two rounds cannot bound a median at 90%: at least four, then more while undecided, up to 3 x 2
+        assert 4 <= tm["rounds"] <= 6 and len(tm["round_medians"]) == tm["rounds"]
+        if tm["rounds"] > 4:
+            assert RoundLatency.of(tm["round_medians"][:-1]).verdict(target) == "undecided"
+    if r.choice["confirmed"]:
+        assert r.chosen["retimed"] and r.chosen["verdict"] == "meets"
+    else:
+        assert not any(f["verdict"] == "meets" and f["arch"] not in [x["arch"] for x in r.choice["not_confirmed"]]
+                       for f in r.finalists)
+    assert r.choice["dominated_by"] == []
     chosen = next(f for f in r.finalists if f["arch"] == r.best.arch)
-    assert not [f for f in r.finalists if f["score"] > chosen["score"] and f["latency_ms"] < chosen["latency_ms"]]
     assert set(chosen["measured_ms"]) == set(t.engine for t in [t]) and chosen["predicted_ms"]
     from nasdeploy.search.outputs import front_of
 

@@ -22,11 +22,12 @@ from ..backends.torch_eager import TorchRunner
 from ..device import check_device
 from ..errors import DeviceError, NasDeployError, UsageError
 from ..export.manifest import ExportFolder, is_export, open_export
-from ..progress import progress_bar
+from ..progress import advance, progress_bar
 from ..quantize import QuantOptions
 from ..zoo import Resolved, resolve
 from .env import environment
-from .timing import Clock, Stats, best_round, time_cpu, time_runner
+from .stats import DEFAULT_CONFIDENCE, RoundLatency, check_confidence, check_latency
+from .timing import Clock, Stats, latency_record, time_cpu, time_runner
 
 log = logging.getLogger(__name__)
 BASELINE = "torch-eager-fp32"
@@ -55,18 +56,26 @@ class BenchOptions:
     dtypes: list[str] | None = None  # None: fp32 on the CPU, fp32 and fp16 on CUDA (an export: its own)
     repeats: int | None = None
     rounds: int = 5  # interleaved rounds over all rows of a model and batch (more, up to 3x, for rows not
-    # settled: nasdeploy.bench.timing.Clock); the fastest round counts
+    # decided: nasdeploy.bench.timing.Clock); the median of round medians counts, with its bounds at confidence
     compile_reference: bool | None = None  # plain torch.compile rows (default: on CUDA)
     tf32: bool = False
     calib_data: str | None = None  # INT8 rows built for this run: calibration images (train split)
     quant: QuantOptions | None = None
     gate: GateSpec | None = None  # score every row on held-out images and name the engine to ship
     progress: bool = True
+    # a latency target (ms) the rows at ``target_batch`` are judged against (meets, misses, undecided at
+    # ``confidence``; undecided rows get more rounds); None: no target
+    target_ms: float | None = None
+    target_batch: int = 1
+    confidence: float = DEFAULT_CONFIDENCE
 
     @property
     def clock(self) -> Clock:
-        """The clock these options time with (warm-up and pause as everywhere; these repeats and rounds)."""
-        return Clock(repeats=self.repeats or Clock.repeats, rounds=self.rounds)
+        """The clock these options time with (warm-up and pause as everywhere; these repeats, rounds, confidence)."""
+        return Clock(repeats=self.repeats or Clock.repeats, rounds=self.rounds, confidence=self.confidence)
+
+    def target_for(self, batch: int) -> float | None:
+        return self.target_ms if batch == self.target_batch else None
 
     def check(self, exports: bool) -> "BenchOptions":
         check_device(self.device)
@@ -76,6 +85,8 @@ class BenchOptions:
             raise UsageError(f"--batch values must be at least 1, got {self.batches}")
         if self.rounds < 1:
             raise UsageError(f"--rounds must be at least 1, got {self.rounds}")
+        check_latency(self.target_ms)
+        check_confidence(self.confidence)
         if self.repeats is not None and self.repeats < 1:
             raise UsageError(f"--repeats must be at least 1, got {self.repeats}")
         for d in self.dtypes or []:
@@ -92,7 +103,9 @@ class BenchRow:
     dtype: str
     batch: int
     throughput: float  # images/s from the median latency
-    latency: dict  # Stats of one call (ms): GPU compute time on CUDA (events), wall time on CPU
+    # one call (ms; GPU compute time on CUDA, events; wall time on the CPU): each statistic's median over the
+    # rounds ("median": the median of round medians), its bounds at "confidence", every round median, stability
+    latency: dict
     latency_with_copies: dict | None = None  # CUDA: host->device input, run, device->host output (wall)
     speedup: float | None = None  # over the baseline at the same batch
     note: str = ""
@@ -103,10 +116,17 @@ class BenchRow:
     accuracy: dict | None = None  # the accuracy gate on held-out images (when asked): see nasdeploy.gate
     files: dict | None = None  # the export's files this row ran, with their sha256 (None: built for this run)
     vs_compile_dtype: str | None = None
+    target: dict | None = None  # against a latency target: {"target_ms", "verdict"} (meets, misses, undecided)
 
     @property
     def engine(self) -> str:
         return f"{self.backend}:{self.dtype}"
+
+    @property
+    def round_latency(self) -> RoundLatency:
+        """The row's latency as the statistic with its bounds."""
+        lat = self.latency
+        return RoundLatency.of(lat["round_medians"], lat.get("confidence", DEFAULT_CONFIDENCE))
 
 
 @dataclass
@@ -144,7 +164,7 @@ class BenchResult:
 def candidate(row: BenchRow) -> dict:
     """A bench row as the deploy rule reads it."""
     return {"engine": row.engine, "throughput": row.throughput, "round_medians": row.latency.get("round_medians"),
-            "gate": row.accuracy, "files": row.files}
+            "gate": row.accuracy, "files": row.files, "verdict": (row.target or {}).get("verdict")}
 
 
 def _with_copies(runner: Runner, x_cpu: torch.Tensor, repeats: int) -> Stats:
@@ -267,14 +287,24 @@ def bench(models: list, opt: BenchOptions | None = None) -> BenchResult:
     """Time every engine of every model at every batch against PyTorch eager fp32 in the same run.
 
     All rows of one model and batch are built first, then timed in ``opt.rounds`` interleaved rounds in a new
-    order each round (the round with the lowest median counts), so a slow spell of the machine touches every row
-    alike. A row that fails to build or while it is timed is listed as skipped; the others are kept.
+    order each round (the median of the round medians counts, with its bounds), so a slow spell of the machine
+    touches every row alike. A row that fails to build or while it is timed is listed as skipped; the others are
+    kept.
     """
     opt = opt or BenchOptions()
     exports = any(isinstance(m, ExportFolder) or (not isinstance(m, Resolved) and is_export(m)) for m in models)
     opt.check(exports)
     with tf32_mode(opt.tf32):
         return _bench(models, opt)
+
+
+def bench_in_clean_process(models: list[str | Path], opt: BenchOptions) -> BenchResult:
+    """``bench`` in a fresh process of its own, as `nasdeploy bench` runs standalone: a long job that trained and
+    fine-tuned first times its engines in the same state a user's bench will (benchmarks/README, "Timing in a
+    clean process")."""
+    from .worker import in_clean_process
+
+    return in_clean_process(bench, [str(m) for m in models], opt)
 
 
 def _bench(models: list, opt: BenchOptions) -> BenchResult:
@@ -299,21 +329,19 @@ def _bench(models: list, opt: BenchOptions) -> BenchResult:
                 x = torch.randn(n, 3, src.setting.size, src.setting.size)
                 rows = src.rows(n)
                 for r in rows:
-                    if bar:
-                        bar.update(task, advance=1, description=f"{src.name} b{n}: build {r.backend} {r.dtype}")
+                    advance(bar, task, description=f"{src.name} b{n}: build {r.backend} {r.dtype}")
                     _build(r, x, res, src.name, n)
                 def measure(i: int, k: int) -> None:  # called within this iteration: its rows, x, n, src
                     if rows[i].runner is not None:
                         _time(rows[i], x, opt, res, src.name, n)
-                    if bar:
-                        bar.update(task, advance=1, description=f"{src.name} b{n}: round {k + 1}/{opt.rounds}"
-                                   if k < opt.rounds else f"{src.name} b{n}: round {k + 1}, rows not settled")
+                    advance(bar, task, description=f"{src.name} b{n}: round {k + 1}/{opt.rounds}"
+                            if k < opt.rounds else f"{src.name} b{n}: round {k + 1}, rows not decided")
 
                 # the one clock every whole-network figure is taken with (table validation, the search's finalists):
-                # interleaved rounds in a new order each, a pause before each row on the CPU, the fastest round
-                clock = opt.clock
-                clock.interleave(len(rows), measure, opt.device, settled=lambda i: (
-                    rows[i].runner is None or clock.settled([st.median for st in rows[i].rounds])))
+                # interleaved rounds in a new order each, a pause before each row on the CPU, the median of rounds
+                clock, target = opt.clock, _target(src, opt, n)
+                clock.interleave(len(rows), measure, opt.device, decided=lambda i: (
+                    rows[i].runner is None or clock.decided([st.median for st in rows[i].rounds], target)))
                 if gate is not None:
                     held, budget = gate
                     for r in rows:
@@ -321,7 +349,7 @@ def _bench(models: list, opt: BenchOptions) -> BenchResult:
                         if r.runner is not None and key not in scored:
                             scored[key] = _score(r.runner, held, n, budget)
                         r.accuracy = scored.get(key)
-                _rows(rows, src.name, n, x, opt, res)
+                _rows(rows, src.name, n, x, opt, res, target)
     finally:
         if bar:
             bar.stop()
@@ -375,10 +403,20 @@ def _skip(r: _Row, res: BenchResult, spec: str, n: int, e: Exception) -> None:
     r.runner, r.rounds = None, []
 
 
-def _rows(rows: list[_Row], spec: str, n: int, x: torch.Tensor, opt: BenchOptions, res: BenchResult) -> None:
+def _target(src: _Source, opt: BenchOptions, n: int) -> float | None:
+    """The latency target rows of ``src`` at batch ``n`` are judged against: the one asked for, else the one a
+    deployed folder records (the target its engine was chosen under)."""
+    if opt.target_ms is not None:
+        return opt.target_for(n)
+    lt = src.export.latency_target if src.export is not None else None
+    return float(lt["target_ms"]) if lt and lt["batch"] == n else None
+
+
+def _rows(rows: list[_Row], spec: str, n: int, x: torch.Tensor, opt: BenchOptions, res: BenchResult,
+          target: float | None) -> None:
     timed = [r for r in rows if r.runner is not None and r.rounds]
-    best = {id(r): best_round(r.rounds) for r in timed}
-    tput = {id(r): n / (best[id(r)].median / 1e3) for r in timed}
+    lat = {id(r): latency_record(r.rounds, opt.confidence) for r in timed}
+    tput = {id(r): n / (lat[id(r)]["median"] / 1e3) for r in timed}
     base = next((r for r in timed if r.backend == BASELINE), None)
     if base is None:
         raise DeviceError(f"{spec}: the PyTorch eager baseline could not run at batch {n} (see 'skipped')")
@@ -387,17 +425,20 @@ def _rows(rows: list[_Row], spec: str, n: int, x: torch.Tensor, opt: BenchOption
     ref_engine = reference_engine(opt.device)
     ref = next((tput[id(r)] for r in timed if (r.backend, r.dtype) == ref_engine), None)
     for r in timed:
-        st = best[id(r)]
         cp = _with_copies(r.runner, x, opt.repeats or 50) if opt.device.startswith("cuda") else None
         vs_dtype = r.dtype if r.dtype in compiled else (lowest_float if r.dtype == "int8" else None)
         note = ", ".join([r.note, *r.runner.notes()])
         res.rows.append(BenchRow(
-            spec, r.backend, r.dtype, n, tput[id(r)],
-            st.as_dict() | {"rounds": len(r.rounds), "round_medians": [round(k.median, 6) for k in r.rounds]},
-            cp.as_dict() if cp else None, tput[id(r)] / tput[id(base)], note,
+            spec, r.backend, r.dtype, n, tput[id(r)], lat[id(r)], cp.as_dict() if cp else None, tput[id(r)] / tput[id(base)], note,
             tput[id(r)] / compiled[vs_dtype] if vs_dtype else None, _parity(base.out, r.out),
             tput[id(r)] / ref if ref else None, r.runner.threads, r.accuracy, r.files,
-            vs_dtype))
+            vs_dtype, _verdict(lat[id(r)], target, opt.confidence)))
+
+
+def _verdict(lat: dict, target: float | None, confidence: float) -> dict | None:
+    if target is None:
+        return None
+    return {"target_ms": target, "verdict": RoundLatency.of(lat["round_medians"], confidence).verdict(target)}
 
 
 def _parity(ref: torch.Tensor, out: torch.Tensor | None) -> dict | None:

@@ -9,6 +9,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from .stats import DEFAULT_CONFIDENCE, RoundLatency, min_rounds
+
 # On the CPU, ONNX Runtime's, OpenVINO's and PyTorch's thread pools spin for a while after their last work and would
 # take the cores from whatever runs next: a measurement that follows another runtime's starts after this pause.
 SETTLE_S = 0.3
@@ -94,13 +96,13 @@ def time_fn(fn: Callable[[], object], device: str, warmup: int | None = None, re
             rounds: int = 1, stream: torch.cuda.Stream | None = None, clock: str = "auto") -> Stats:
     """Time ``fn`` on ``device``: CUDA events on ``stream`` on a GPU unless ``clock`` is "wall".
 
-    ``rounds`` > 1 (CPU): several rounds, keeping the one with the lowest median. On a shared machine background
-    load only ever adds time, so the fastest round is the best estimate of the unloaded latency."""
+    ``rounds`` > 1 (CPU): several rounds, summarised by ``typical_round`` (each statistic's median over the rounds:
+    the median of round medians, never the luckiest round)."""
     if device.startswith("cuda"):
         if clock == "wall":
             return time_wall_cuda(fn, warmup or 20, repeats or 100, device)
         return time_cuda(fn, warmup or 20, repeats or 100, device, stream)
-    return best_round([time_cpu(fn, warmup or 10, repeats or 50) for _ in range(max(1, rounds))])
+    return typical_round([time_cpu(fn, warmup or 10, repeats or 50) for _ in range(max(1, rounds))])
 
 
 def time_runner(runner, x, device: str, warmup: int | None = None, repeats: int | None = None,
@@ -110,8 +112,20 @@ def time_runner(runner, x, device: str, warmup: int | None = None, repeats: int 
                    getattr(runner, "clock", "auto"))
 
 
-def best_round(rounds: list[Stats]) -> Stats:
-    return min(rounds, key=lambda s: s.median)
+def typical_round(rounds: Sequence[Stats]) -> Stats:
+    """Rounds summarised statistic by statistic: each one's median over the rounds (``median``: the median of round
+    medians; ``repeats``: the calls of a round). A figure that does not fall as rounds are added."""
+    if not rounds:
+        raise ValueError("no rounds to summarise")
+    pick = {k: statistics.median(getattr(r, k) for r in rounds) for k in ("median", "p10", "p90", "p95", "p99",
+                                                                          "mean")}
+    return Stats(**pick, repeats=int(statistics.median(r.repeats for r in rounds)))
+
+
+def latency_record(rounds: Sequence[Stats], confidence: float = DEFAULT_CONFIDENCE) -> dict:
+    """What a whole-network latency reports (bench rows, finalists, validation): the typical round's statistics,
+    the median of round medians with its bounds at ``confidence``, every round median, the machine's stability."""
+    return typical_round(rounds).as_dict() | RoundLatency.of([r.median for r in rounds], confidence).as_dict()
 
 
 @dataclass(frozen=True)
@@ -120,42 +134,48 @@ class Clock:
     `bench`), so that "predicted", "measured" and "shipped" are the same kind of number: ``warmup`` calls, then
     ``repeats`` timed calls per round (the round's median), ``rounds`` rounds interleaved over everything being
     compared in a new order each round, a ``settle`` pause before each on the CPU (the previous runtime's idle
-    threads spin for a while after their last call), and the fastest round counts (background load only adds time).
-    """
+    threads spin for a while after their last call). The figure is the median of the round medians, with
+    one-sided bounds at ``confidence`` (``nasdeploy.bench.stats``).
+
+    After ``rounds`` rounds, items that are not decided are timed again, up to ``round_cap`` rounds: against a
+    target, those whose bounds straddle it (a sequential test); without one, those whose bounds lie more than
+    ``agree`` from their median."""
 
     warmup: int = 10
     repeats: int = 50
-    # on a shared 2-core machine the median of a round moves by tens of percent from round to round (a 28 px
-    # network's validation: 40% with 3 rounds; calibrated error 12.5% with 3 rounds, 7.4% with 7): at least
-    # ``rounds`` rounds, then more (up to three times ``rounds``) for whatever has not settled: its two fastest
-    # rounds' medians more than ``agree`` apart, so no quiet round has been seen twice yet
     rounds: int = 5
     settle: float = SETTLE_S
     agree: float = 0.05
+    confidence: float = DEFAULT_CONFIDENCE
 
     @property
     def round_cap(self) -> int:
-        return 3 * self.rounds
+        """The most rounds an undecided item gets: three times ``rounds``, and never fewer than bounds at
+        ``confidence`` need (4 at 0.9)."""
+        return max(3 * self.rounds, min_rounds(self.confidence))
 
-    def settled(self, medians: Sequence[float]) -> bool:
-        """Whether rounds with these medians give the fastest round: at least ``rounds`` of them, and the two
-        fastest within ``agree`` of each other (a single fast round could be luck, two agreeing are the machine)."""
+    def summary(self, medians: Sequence[float]) -> RoundLatency:
+        return RoundLatency.of(medians, self.confidence)
+
+    def decided(self, medians: Sequence[float], target: float | None = None) -> bool:
+        """Whether rounds with these medians need no more: at least ``rounds`` of them, and, against ``target``, a
+        verdict (meets or misses); without one, bounds within ``agree`` of the median."""
         if len(medians) < self.rounds:
             return False
-        if len(medians) < 2:
-            return True
-        a, b = sorted(medians)[:2]
-        return b <= a * (1.0 + self.agree)
+        lat = self.summary(medians)
+        if target is not None:
+            return lat.verdict(target) != "undecided"
+        return lat.median * (1.0 - self.agree) <= lat.lower and lat.upper <= lat.median * (1.0 + self.agree)
 
     def interleave(self, n: int, measure: Callable[[int, int], None], device: str = "cpu", seed: int = 0,
-                   step: Callable[[], None] | None = None, settled: Callable[[int], bool] | None = None) -> int:
+                   step: Callable[[], None] | None = None, decided: Callable[[int], bool] | None = None) -> int:
         """``measure(i, round)`` for each of ``n`` items in ``rounds`` rounds, in a new seeded order each round; then,
-        given ``settled(i)``, more rounds over the items not settled, up to ``round_cap`` rounds. Returns the
+        given ``decided(i)``, more rounds over the items not decided, up to ``round_cap`` rounds. Returns the
         rounds run."""
         rng = random.Random(seed)
-        cap = self.round_cap if settled is not None else self.rounds
+        cap = self.round_cap if decided is not None else self.rounds
         for k in range(cap):
-            order = [i for i in range(n) if k < self.rounds or not settled(i)]
+            order = [i for i in range(n) if k < self.rounds or not decided(i)]
             if not order:
                 return k
             rng.shuffle(order)  # nothing always follows the same neighbour (whose threads may still spin)
@@ -169,8 +189,10 @@ class Clock:
 
     def time_all(self, timers: Sequence[Callable[[], object]], device: str = "cpu", seed: int = 0,
                  streams: Sequence | None = None, clocks: Sequence[str] | None = None,
-                 step: Callable[[], None] | None = None) -> list[list[Stats]]:
-        """Every timed call of ``timers`` measured by this clock: per timer, its rounds' statistics."""
+                 step: Callable[[], None] | None = None,
+                 targets: Sequence[float | None] | None = None) -> list[list[Stats]]:
+        """Every timed call of ``timers`` measured by this clock: per timer, its rounds' statistics. ``targets``:
+        per timer, the latency it is compared with (its extra rounds decide that verdict)."""
         out: list[list[Stats]] = [[] for _ in timers]
 
         def measure(i: int, k: int) -> None:
@@ -178,5 +200,6 @@ class Clock:
                                   streams[i] if streams else None, clocks[i] if clocks else "auto"))
 
         self.interleave(len(timers), measure, device, seed, step,
-                        settled=lambda i: self.settled([st.median for st in out[i]]))
+                        decided=lambda i: self.decided([st.median for st in out[i]],
+                                                       targets[i] if targets else None))
         return out

@@ -33,8 +33,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="let fp32 rows use TF32 on GPUs that have it (off by default: fp32 means float32)")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per round (default 50 CPU, 100 CUDA)")
     p.add_argument("--rounds", type=int, default=5,
-                   help="interleaved rounds over all backends of a model and batch; the fastest round counts "
-                        "(default 5, as for latency-table validation and the search's finalists)")
+                   help="interleaved rounds over all backends of a model and batch (default 5, as for latency-table "
+                        "validation and the search's finalists); the figure is the median of the round medians, with "
+                        "its bounds; a row whose bounds are wide (or straddle --latency-target) gets more rounds, up "
+                        "to three times as many")
+    p.add_argument("--latency-target", default=None,
+                   help="judge the rows at --target-batch against this latency (with units, e.g. 0.8ms): meets, "
+                        "misses or undecided at --latency-confidence (default: the target a deployed folder records)")
+    p.add_argument("--target-batch", type=int, default=1, help="the batch --latency-target applies to (default 1)")
+    p.add_argument("--latency-confidence", type=float, default=0.9,
+                   help="confidence of the bounds shown and of the verdict against a target (default 0.9)")
     p.add_argument("--compile-reference", choices=("auto", "on", "off"), default="auto",
                    help="also time the unfolded model under plain torch.compile (default mode, channels_last) and "
                         "give every row its ratio to it (auto: on with CUDA)")
@@ -92,26 +100,39 @@ def cmd_bench(args: argparse.Namespace) -> int:
                        {"auto": None, "on": True, "off": False}[args.compile_reference], args.tf32,
                        args.calib_data or args.data, quant_options(args),
                        GateSpec(args.data, args.gate_images, parse_budget(args.budget)) if args.accuracy else None,
-                       not args.no_progress)
+                       not args.no_progress, target_ms=_target(args.latency_target), target_batch=args.target_batch,
+                       confidence=args.latency_confidence)
     res = bench(models, opt)
     t = Table(title=f"nasdeploy bench on {res.environment['device_name']} (speed-up over PyTorch eager fp32, same run)")
     vs_compile = any(r.vs_compile is not None for r in res.rows)
     vs_ref = any(r.vs_reference is not None for r in res.rows)
     ref = res.as_dict()["reference_engine"]
     gated = any(r.accuracy for r in res.rows)
-    for col in ("model", "backend", "dtype", "batch", "images/s", "median ms", "p90", "p95", "p99", "with copies ms",
-                "speed-up") + (("vs torch.compile",) if vs_compile else ()) + ((f"vs {ref}",) if vs_ref else ()) \
-            + ("max rel. error",) + (("top-1 / agreement", "gate") if gated else ()):
-        t.add_column(col, justify="left" if col in ("model", "backend", "dtype") else "right")
+    targeted = any(r.target for r in res.rows)
+    conf = f"{opt.confidence:.0%}"
+    for col in ("model", "backend", "dtype", "batch", "images/s", "median ms", f"{conf} bounds", "p90", "p95", "p99",
+                "with copies ms", "speed-up") + (("vs torch.compile",) if vs_compile else ()) \
+            + ((f"vs {ref}",) if vs_ref else ()) + ("max rel. error",) + (("vs target",) if targeted else ()) \
+            + (("top-1 / agreement", "gate") if gated else ()):
+        t.add_column(col, justify="left" if col in ("model", "backend", "dtype", "vs target") else "right")
     for r in res.rows:
         lat = r.latency
         cp = f"{r.latency_with_copies['median']:.3f}" if r.latency_with_copies else "-"
-        t.add_row(r.model, r.backend, r.dtype, str(r.batch), f"{r.throughput:,.1f}", f"{lat['median']:.3f}",
+        bounds = "-" if lat.get("upper") is None else f"[{lat['lower']:.3f}, {lat['upper']:.3f}]"
+        t.add_row(r.model, r.backend, r.dtype, str(r.batch), f"{r.throughput:,.1f}", f"{lat['median']:.3f}", bounds,
                   f"{lat['p90']:.3f}", f"{lat['p95']:.3f}", f"{lat['p99']:.3f}", cp, f"{r.speedup:.2f}x",
                   *(["-" if r.vs_compile is None else f"{r.vs_compile:.2f}x"] if vs_compile else []),
                   *(["-" if r.vs_reference is None else f"{r.vs_reference:.2f}x"] if vs_ref else []),
-                  f"{r.parity['max_rel']:.1e}" if r.parity else "-", *(_gate_cells(r.accuracy) if gated else []))
+                  f"{r.parity['max_rel']:.1e}" if r.parity else "-",
+                  *([_target_cell(r.target)] if targeted else []), *(_gate_cells(r.accuracy) if gated else []))
     Console(width=max(Console().width, 150)).print(t)
+    Console().print(f"median ms: the median of the round medians (at least {opt.rounds} interleaved rounds per row); "
+                    f"bounds: each a one-sided {conf} bound on it")
+    for r in res.rows:
+        w = (r.latency.get("stability") or {}).get("warning")
+        if w:
+            Console().print(f"[yellow]{r.backend} {r.dtype} batch {r.batch}: {w}[/]: the machine was busy or changed "
+                            "speed while timing; close other work or time again (more --rounds)")
     for s in res.skipped:
         Console().print(f"[yellow]skipped[/] {s.get('backend')} {s.get('dtype', '')}: {s['reason']}")
     for note in res.isa_notes:
@@ -134,6 +155,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _target(text: str | None) -> float | None:
+    from ..search.problem import parse_latency
+
+    return None if text is None else parse_latency(text)
+
+
+def _target_cell(t: dict | None) -> str:
+    if not t:
+        return "-"
+    colour = {"meets": "green", "misses": "red"}.get(t["verdict"], "yellow")
+    return f"[{colour}]{t['verdict']}[/] {t['target_ms']:g} ms"
+
+
 def _gate_cells(acc: dict | None) -> list[str]:
     if not acc:
         return ["-", "-"]
@@ -153,11 +187,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         g = r.gate
         if g.get("not_run"):
             Console().print(f"[yellow]{r.isa_note.replace('was run again here', 'could not run here')}[/]: "
-                            f"{g['not_run']}")
+                            f"{g['not_run']}", soft_wrap=True)
         else:
             Console().print(f"[yellow]{r.isa_note}[/]: {'pass' if g['passed'] else 'FAIL'}, drop {g['drop']:.2f} "
                             f"points [{g['drop_ci95'][0]:.2f}, {g['drop_ci95'][1]:.2f}] on {g['images']} "
-                            f"{g['split'].replace('_', '-')} images (budget {g['budget']:g})")
+                            f"{g['split'].replace('_', '-')} images (budget {g['budget']:g})", soft_wrap=True)
     t = Table(title=f"verify {r.model} ({r.backend} {r.dtype}, {r.images} images)")
     for col in ("", "measured", "reference", "difference"):
         t.add_column(col, justify="right")

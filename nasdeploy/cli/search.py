@@ -52,7 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="timed calls per round when the finalists are timed end to end (default 50, as bench)")
     p.add_argument("--rounds", type=int, default=5,
                    help="interleaved rounds, at least, when the finalists are timed end to end (default 5, as "
-                        "bench; more for a finalist whose two fastest rounds disagree)")
+                        "bench; more, up to three times as many, for a finalist whose bounds straddle the target)")
+    p.add_argument("--latency-confidence", type=float, default=0.9,
+                   help="how sure the measured latency must be to hold the target: a finalist qualifies when the "
+                        "upper bound of its median latency at this confidence is under the target, and the chosen "
+                        "one is confirmed by fresh rounds (default 0.9)")
     p.add_argument("--calib-batches", type=int, default=4, help="BN recalibration batches per subnet")
     p.add_argument("--eval-images", type=int, default=2000,
                    help="search-validation images per subnet evaluation (default 2000)")
@@ -105,7 +109,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                        seed=args.seed, calib_batches=args.calib_batches,
                        calib_batch_size=64, eval_images=args.eval_images, accuracy_proxy=args.accuracy_proxy,
                        device="cuda" if args.device.startswith("cuda") else "cpu", storage=args.storage,
-                       study_name=args.study_name, criterion=args.criterion, heartbeat=args.heartbeat)
+                       study_name=args.study_name, criterion=args.criterion, heartbeat=args.heartbeat,
+                       latency_confidence=args.latency_confidence)
     inp = SearchInputs(space=args.space, supernet=args.supernet, lut=args.lut, data=args.data, device=args.device,
                        batch=args.batch, dtype=args.dtype, backend=args.backend, input_size=args.input_size)
     return _print(search(inp, cfg, args.out, progress=not args.no_progress), args.out)
@@ -119,22 +124,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _print(r, out: str) -> int:
-    t = Table(title=f"Pareto front ({r.accuracy_label}; {len(r.candidates)} trials, spread {r.spread:.0%} of "
-                    "[fastest possible, target])")
-    for col in ("", "architecture", "engine", "top-1", "95% interval", "latency (ms)", "params", "MACs (M)"):
+    console = Console(width=200)
+    t = Table(title=f"Pareto front of the study ({r.accuracy_label} on the search's evaluation images, latency "
+                    f"predicted by the tables; {len(r.candidates)} trials, spread {r.spread:.0%} of \\[fastest "
+                    "possible, target])")
+    for col in ("", "architecture", "engine", "study top-1", "95% interval", "predicted ms", "params", "MACs (M)"):
         t.add_column(col)
 
     def ci(v) -> str:
         return f"[{v[0]:.1f}, {v[1]:.1f}]" if v else "-"
 
     for c in r.front:
-        mark = "*" if r.best and c.arch == r.best.arch else ""
-        t.add_row(mark, c.arch, c.engine, f"{c.accuracy:.2f}", ci(c.ci95), f"{c.latency_ms:.3f}", f"{c.params:,}",
+        t.add_row("", c.arch, c.engine, f"{c.accuracy:.2f}", ci(c.ci95), f"{c.latency_ms:.3f}", f"{c.params:,}",
                   f"{c.macs / 1e6:.1f}")
     for name, ref in r.references.items():
         acc = f"{ref['accuracy']:.2f}" if ref["accuracy"] is not None else "-"
         t.add_row("ref", name, ref.get("engine", ""), acc, ci(ref.get("ci95")), f"{ref['latency_ms']:.3f}", "", "")
-    Console(width=200).print(t)
+    console.print(t)
+    if r.finalists:
+        console.print(finalists_table(r))
     sp = r.throughput
     if sp.get("evaluated_per_minute"):
         Console().print(f"this worker: {sp['trials']} trials, {sp['evaluated']} architectures evaluated in "
@@ -142,10 +150,52 @@ def _print(r, out: str) -> int:
     if r.best is None:
         Console().print("[red]no trial met the target[/]: raise --evaluations or the target")
         return 1
-    tied = r.choice.get("tied_with_best") or []
-    if tied:
-        Console().print(f"{len(tied)} architecture(s) within the best estimate's paired 95% interval: chosen among "
-                        "them by multiply-adds (the estimates cannot tell them apart)")
-    Console().print(f"chosen: {r.best.arch} ({r.best.accuracy:.2f}, {r.best.latency_ms:.3f} ms on {r.best.engine}) -> "
-                    f"{out}/best.toml; fronts: {out}/pareto.json, {out}/pareto.png")
+    ch = r.chosen or {}
+    lat = ch.get("latency") or {}
+    fresh = "fresh rounds after the choice" if ch.get("retimed") else "its rounds among the finalists"
+    bounds = (f" \\[{lat['lower']:.3f}, {lat['upper']:.3f}]" if lat.get("upper") is not None else "")
+    Console().print(f"chosen: {r.best.arch} on {r.best.engine}: race top-1 {r.best.accuracy:.2f}% "
+                    f"(search-validation), measured {r.best.latency_ms:.3f} ms{bounds} ({fresh}, "
+                    f"{_pct(ch.get('confidence'))} bounds) against the {ch.get('target_ms'):g} ms target: "
+                    f"{_verdict(ch.get('verdict'))}")
+    Console().print(f"-> {out}/best.toml; fronts and finalists: {out}/pareto.json, {out}/pareto.png")
+    for w in sorted({(x.get("fresh") or {}).get("stability", {}).get("warning") for x in
+                     r.choice.get("not_confirmed", [])} - {None}):
+        Console().print(f"[yellow]{w}[/]")
     return 0
+
+
+def _pct(c) -> str:
+    return f"{c:.0%}" if c is not None else "-"
+
+
+def _verdict(v: str | None) -> str:
+    return {"meets": "[green]meets[/]", "misses": "[red]misses[/]", "undecided": "[yellow]undecided[/]"}.get(
+        v or "", "-")
+
+
+def finalists_table(r) -> Table:
+    """Every finalist with the figures the choice was made on, each labelled."""
+    conf = _pct((r.chosen or {}).get("confidence") or r.choice.get("confidence"))
+    t = Table(title=f"Finalists: timed end to end on this machine (median of round medians, {conf} upper bound) "
+                    "and raced on the whole search-validation split; the choice: the best race top-1 whose upper "
+                    "bound is under the target, confirmed by fresh rounds")
+    for col in ("", "architecture", "engine", "predicted ms", "measured ms", "upper ms", "rounds", "verdict",
+                "race top-1", "study top-1"):
+        t.add_column(col, justify="left" if col in ("", "architecture", "engine", "verdict") else "right")
+    chosen = r.best.arch if r.best else None
+    for f in sorted(r.finalists, key=lambda f: f["latency_ms"]):
+        timing = (f.get("timing") or {}).get(f["engine"]) or {}
+        t.add_row("*" if f["arch"] == chosen else "", f["arch"], f["engine"],
+                  _ms(f["predicted_ms"].get(f["engine"])), _ms((f.get("measured_ms") or {}).get(f["engine"])),
+                  _ms(f.get("upper_ms")), str(timing.get("rounds", "-")), _verdict(f.get("verdict")),
+                  _num(f.get("race_top1")), _num(f.get("study_top1")))
+    return t
+
+
+def _ms(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.2f}"

@@ -114,6 +114,11 @@ def manifest_problem(m: dict) -> str | None:
         return "input must hold a size and a number of classes"
     if m.get("name") is not None and not isinstance(m["name"], str):
         return f"name must be a string, not {_kind(m['name'])}"
+    lt = m.get("latency_target")
+    if lt is not None and not (isinstance(lt, dict) and isinstance(lt.get("target_ms"), (int, float))
+                               and not isinstance(lt.get("target_ms"), bool) and lt["target_ms"] > 0
+                               and isinstance(lt.get("batch"), int) and lt["batch"] >= 1):
+        return "latency_target must be a table with a positive target_ms and a batch"
     refused = m.get("refused")
     if refused is not None and not (isinstance(refused, dict) and all(isinstance(r, dict) for r in refused.values())):
         return f"refused must be a table of engine name to its gate, not {_kind(refused)}"
@@ -166,6 +171,12 @@ class ExportFolder:
     @property
     def name(self) -> str:
         return self.manifest.get("name") or self.path.name
+
+    @property
+    def latency_target(self) -> dict | None:
+        """The latency target a deployed folder's engine was chosen under: target_ms, batch, confidence (None: an
+        export folder, made before any target)."""
+        return self.manifest.get("latency_target")
 
     def entry(self, engine: str) -> dict:
         if engine not in self.engines:

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..backends import make_runner, require, tf32_mode
 from ..bench.env import environment
-from ..bench.timing import Clock, Stats, best_round, time_runner
+from ..bench.timing import Clock, Stats, time_runner, typical_round
 from ..device import check_device
 from ..errors import ArtifactError, UsageError
 from ..fold import fold
@@ -20,7 +20,7 @@ from ..io import provenance
 from ..nas.net import Network
 from ..nas.space import Arch, get_space
 from ..nas.supernet import SPACE_FLAVOUR
-from ..progress import progress_bar
+from ..progress import advance, progress_bar
 from .blocks import choice_block, head_block, input_sizes, module_params, stem_block
 from .metrics import fit_calibration, kendall_tau, loo_calibrated, mape, max_error
 from .table import LatencyTable, blocks
@@ -40,7 +40,7 @@ class Settings:
     num_classes: int = 1000
     warmup: int = 10
     repeats: int = 50
-    rounds: int = 5  # CPU: the fastest of several rounds (see bench.timing.Clock)
+    rounds: int = 5  # CPU: several rounds, their medians' median (see bench.timing.Clock)
     tf32: bool = False  # CUDA fp32: TF32 convolutions (off: fp32 means float32)
 
     @classmethod
@@ -210,7 +210,21 @@ class Validation:
             # how far the rounds of one architecture lie apart: the clock's own noise, which no predictor beats
             spread = sorted((max(r) - min(r)) / min(r) * 100.0 for r in self.round_medians)
             out["round_spread_pct_median"] = spread[len(spread) // 2]
+            out["measured"] = measured_summary(self.round_medians)
         return out
+
+
+def measured_summary(round_medians: list[list[float]]) -> dict:
+    """What the end-to-end figures are and how sure: the statistic, the median width of their bounds relative to
+    the median, and how many architectures were timed in unstable rounds (the warnings, de-duplicated)."""
+    from ..bench.stats import RoundLatency
+
+    lats = [RoundLatency.of(r) for r in round_medians]
+    widths = sorted((x.upper - x.lower) / x.median * 100.0 for x in lats if x.upper != float("inf"))
+    return {"statistic": "median of round medians", "confidence": lats[0].confidence,
+            "bounds_width_pct_median": round(widths[len(widths) // 2], 2) if widths else None,
+            "unstable": sum(not x.stability.stable for x in lats), "archs": len(lats),
+            "warnings": sorted({x.stability.warning for x in lats if x.stability.warning})[:3]}
 
 
 def validation_from(archs: list[str], raw: list[float], blocks: list[int], params: list[int],
@@ -276,8 +290,8 @@ def validate_table(table: LatencyTable, n: int, seed: int = 0, progress: bool = 
         with tf32_mode(s.tf32):
             rounds_ms = clock.time_all([r.timed(x) for r in runners], s.device, seed,
                                        [r.stream for r in runners], [r.clock for r in runners],
-                                       step=(lambda: bar.update(task, advance=1)) if bar else None)
-        meas = [best_round(r).median for r in rounds_ms]
+                                       step=lambda: advance(bar, task))
+        meas = [typical_round(r).median for r in rounds_ms]
     finally:
         if bar:
             bar.stop()

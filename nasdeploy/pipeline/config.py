@@ -44,9 +44,14 @@ class SearchStage:
     race_calib_images: int = 1024  # training images each finalist's BN is recalibrated on before its race
     calib_batches: int = 4
     eval_images: int = 1000  # of the search-validation split
+    # how sure the measured latency must be to hold the target (the finalists' and the deploy check's upper bound)
+    latency_confidence: float = 0.9
 
     def __post_init__(self) -> None:
+        from ..bench.stats import check_confidence
+
         _ = self.target_ms  # a target without units is refused with the configuration, before any stage runs
+        check_confidence(self.latency_confidence)
 
     @property
     def target_ms(self) -> float | None:

@@ -121,6 +121,8 @@ class DeployResult(StageResult):
     faster_in_every_round_by_engine: dict
     throughput: float
     files: dict | None
+    holding_target: list[str]  # the passing engines whose bench verdict against the target is "meets"
+    why: str  # the deploy rule's reason, in words
     # what was shipped, and what it rests on
     batch: int
     budget: float
@@ -135,7 +137,9 @@ class DeployResult(StageResult):
     latency_tables: dict[str, str]
     candidates: list[dict]  # every engine with its speed, accuracy and gate
     test: dict  # the shipped engine on the test split, scored once (the figure the report quotes)
-    latency: dict  # the promise: target, the table's prediction, the search's measurement, the shipped bench median
+    # the promise: target, confidence, the table's prediction, the search's measurement (fresh rounds after the
+    # choice), the shipped engine's bench latency with its bounds and its verdict (meets, misses, undecided)
+    latency: dict
 
 
 RESULT_TYPES: dict[str, type[StageResult]] = {

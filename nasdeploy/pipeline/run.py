@@ -187,7 +187,8 @@ class Pipeline:
         cfg = SearchConfig(target_ms=target, objectives=("accuracy",), population=s.population,
                            evaluations=s.evaluations, finalists=s.finalists, race_images=s.race_images,
                            race_calib_images=s.race_calib_images, time_repeats=self.cfg.bench.repeats,
-                           time_rounds=self.cfg.bench.rounds, seed=self.cfg.seed,
+                           time_rounds=self.cfg.bench.rounds, latency_confidence=s.latency_confidence,
+                           seed=self.cfg.seed,
                            calib_batches=s.calib_batches,
                            calib_batch_size=64, eval_images=s.eval_images, device=self.device)
         inp = SearchInputs(space=self.cfg.space, supernet=str(self.out / "supernet" / "supernet.pt"),
@@ -256,15 +257,17 @@ class Pipeline:
         return AccuracyResult(images=n, split=held.split, reference="torch:fp32 (the folded model in PyTorch)",
                               torch_folded=scored(held.reference), engines=engines)
 
-    # -- bench: exactly the exported files
+    # -- bench: exactly the exported files, judged against the target at the latency batch
     def stage_bench(self) -> BenchStageResult:
-        from ..bench.run import BenchOptions, bench
+        from ..bench.run import BenchOptions, bench_in_clean_process
         from ..plots import throughput_plot
 
         b = self.cfg.bench
         batches = b.batches if self.device == "cpu" else sorted(set(b.batches) | {256})
-        res = bench([self.out / "export"], BenchOptions(self.device, batches=batches, repeats=b.repeats,
-                                                       rounds=b.rounds, progress=self.progress))
+        opt = BenchOptions(self.device, batches=batches, repeats=b.repeats, rounds=b.rounds, progress=self.progress,
+                           target_ms=self.results.search.target_ms, target_batch=self.cfg.latency.batch,
+                           confidence=self.cfg.search.latency_confidence)
+        res = bench_in_clean_process([self.out / "export"], opt)
         write_json(self.out / "bench.json", res.as_dict())
         series: dict[str, list] = {}
         for r in res.rows:
@@ -287,7 +290,9 @@ class Pipeline:
             r = speed.get(engine)
             table.append({"engine": engine, "top1": a["top1"], "top1_ci95": a["top1_ci95"], "gate": a["gate"],
                           "median_ms": r["latency"]["median"] if r else None,
+                          "upper_ms": r["latency"].get("upper") if r else None,
                           "round_medians": r["latency"].get("round_medians") if r else None,
+                          "verdict": (r.get("target") or {}).get("verdict") if r else None,
                           "throughput": r["throughput"] if r else None,
                           "vs_reference": r.get("vs_reference") if r else None,
                           "files": r["files"] if r else None, "gated_files": a["files"]})
@@ -298,10 +303,10 @@ class Pipeline:
                              "raise deploy.budget or add the reference engine to deploy.engines")
         best = next(c for c in table if c["engine"] == chosen["engine"])
         export = ExportFolder.open(self.out / "export")
-        shipped = self._ship(export, chosen["engine"])
+        promise = self._promise(chosen["engine"], speed.get(chosen["engine"]), batch)
+        shipped = self._ship(export, chosen["engine"], promise)
         searched = self.results.search.best.get("engine")
         test = self._test(export, chosen["engine"])
-        promise = self._promise(chosen["engine"], best["median_ms"], batch)
         return DeployResult(**chosen, batch=batch, budget=self.cfg.deploy.budget, vs_reference=best["vs_reference"],
                             deployed=str(self.out / "deployed"), shipped_files=shipped, timed_files=best["files"],
                             gated_files=best["gated_files"], same_files=shipped == best["files"] == best["gated_files"],
@@ -325,23 +330,32 @@ class Pipeline:
         logits = chunked(runner, [x for x, _ in batches], lo, hi or 200)
         return {"engine": engine, "split": "test", **Accuracy.of(logits, labels).as_dict()}
 
-    def _promise(self, engine: str, bench_ms: float | None, batch: int) -> dict:
-        """What the search promised for the shipped engine and what the bench timed: the target, the table's
-        prediction, the search's end-to-end measurement of the chosen architecture on this engine, the bench
-        median (the same clock); whether the shipped engine meets the target."""
-        from ..search.problem import Problem
+    def _promise(self, engine: str, row: dict | None, batch: int) -> dict:
+        """What the search promised for the shipped engine and what the bench timed, by the same statistic (the
+        median of round medians): the target and its confidence, the table's prediction, the search's measurement
+        of the chosen architecture on this engine (fresh rounds after the choice), the bench latency with its
+        bounds, and the verdict (meets: the upper bound under the target; misses: the lower bound over it;
+        undecided)."""
+        from ..bench.stats import RoundLatency
 
-        ch = self.results.search.chosen or {}
+        se = self.results.search
+        ch = se.chosen or {}
+        target, confidence = se.target_ms, self.cfg.search.latency_confidence
         measured = (ch.get("measured_by_engine") or {}).get(engine)
-        target = self.results.search.target_ms
-        return {"engine": engine, "batch": batch, "target_ms": target,
+        lat = RoundLatency.of(row["latency"]["round_medians"], confidence) if row else None
+        bench_ms = lat.median if lat else None
+        verdict = lat.verdict(target) if lat else None
+        return {"engine": engine, "batch": batch, "target_ms": target, "confidence": confidence,
                 "predicted_ms": (ch.get("predicted_by_engine") or {}).get(engine), "search_measured_ms": measured,
-                "bench_median_ms": bench_ms,
+                "search_latency": (ch.get("latency_by_engine") or {}).get(engine),
+                "bench_median_ms": bench_ms, "bench_latency": lat.as_dict() if lat else None,
                 "bench_vs_search": bench_ms / measured if bench_ms and measured else None,
-                "meets_target": None if bench_ms is None else Problem.within(bench_ms, target)}
+                "verdict": verdict, "meets_target": None if verdict is None else verdict == "meets",
+                "statistic": "median of round medians", "warning": lat.stability.warning if lat else None}
 
-    def _ship(self, export, engine: str) -> dict[str, str]:
-        """Copy the chosen engine's files (and a manifest of it alone) into OUT/deployed; their hashes."""
+    def _ship(self, export, engine: str, promise: dict) -> dict[str, str]:
+        """Copy the chosen engine's files (and a manifest of it alone, with the latency target it was chosen
+        under) into OUT/deployed; their hashes."""
         from ..export.manifest import MANIFEST, sha256
 
         dst = self.out / "deployed"
@@ -352,7 +366,9 @@ class Pipeline:
         keep = set(files) | {export.manifest["pytorch"]["file"]}
         for name in keep:
             shutil.copy2(export.path / name, tmp / name)
-        m = dict(export.manifest, engines={engine: export.entry(engine)})
+        m = dict(export.manifest, engines={engine: export.entry(engine)},
+                 latency_target={"target_ms": promise["target_ms"], "batch": promise["batch"], "engine": engine,
+                                 "confidence": promise["confidence"]})
         write_json(tmp / MANIFEST, m)
         shutil.rmtree(dst, ignore_errors=True)
         tmp.rename(dst)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..bench.stats import check_confidence
 from ..errors import UsageError
 from ..pareto import Candidate
 from .estimate import CRITERIA
@@ -43,12 +44,15 @@ class SearchConfig:
     # per round and at least these rounds)
     time_repeats: int = 50
     time_rounds: int = 5
+    # the confidence at which a finalist's measured latency must hold the target (its one-sided upper bound, from
+    # the order statistics of its round medians, under the target: nasdeploy.bench.stats)
+    latency_confidence: float = 0.9
 
     @property
     def clock(self):
         from ..bench.timing import Clock
 
-        return Clock(repeats=self.time_repeats, rounds=self.time_rounds)
+        return Clock(repeats=self.time_repeats, rounds=self.time_rounds, confidence=self.latency_confidence)
 
     @property
     def trials(self) -> int:
@@ -73,6 +77,7 @@ class SearchConfig:
                              "least 0 (0: every search-validation image)")
         if self.time_repeats < 1 or self.time_rounds < 1:
             raise UsageError("--repeats and --rounds must be at least 1")
+        check_confidence(self.latency_confidence)
         return self
 
 

@@ -4,17 +4,26 @@ search-validation split, and the choice made on those figures.
 The per-block latency tables are the search's fast filter; they are not what the user is promised. Before choosing,
 the finalists (the point-estimate front of the study and every feasible architecture tied with its best estimate)
 are built as deployed networks for every candidate engine and timed end to end by the one clock nasdeploy times
-whole networks with (``bench.timing.Clock``: the same threads, warm-up, pauses and statistic as `bench`), and they
-are scored again on every image of the search-validation split, with BN recalibrated on training images. The chosen
-architecture is the finalist with the best race estimate among those whose measured latency meets the target
-(ties: the faster), so no finalist is both faster and more accurate than it.
+whole networks with (``bench.timing.Clock``: the same threads, warm-up, pauses and statistic as `bench`: the median
+of interleaved rounds' medians with one-sided bounds at the search's latency confidence), and they are scored again
+on every image of the search-validation split, with BN recalibrated on training images.
+
+A finalist **qualifies** when the target holds at the confidence asked: the upper bound of its latency on its
+fastest engine is under the target. Finalists whose bounds straddle the target are timed again, round after round
+(a sequential test), until they are decided or reach the clock's cap. The qualifying finalist with the best race
+estimate (ties: the faster) is then **timed again with fresh rounds**, so the figure reported carries no selection
+bias (the winner's curse: among noisy measurements, the one that looked fast enough is likely to have been lucky);
+if the fresh rounds do not show the target holding, the next qualifying finalist is taken, and the record says so.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
-from ..bench.timing import Clock, best_round
+from ..bench.stats import RoundLatency
+from ..bench.timing import Clock
 from ..pareto import dominates
 from .estimate import Estimate, paired
 
@@ -26,8 +35,8 @@ MAX_FINALISTS = 16  # the front first (spread over its latencies), then the tied
 class Finalist:
     arch: str
     predicted_ms: dict[str, float]  # per engine, from its latency table (calibrated)
-    measured_ms: dict[str, float] = field(default_factory=dict)  # per engine, end to end (the clock's best round)
-    round_medians: dict[str, list[float]] = field(default_factory=dict)
+    timing: dict[str, RoundLatency] = field(default_factory=dict)  # per engine, end to end (qualifying rounds)
+    retimed: dict[str, RoundLatency] = field(default_factory=dict)  # per engine, fresh rounds after the choice
     study_estimate: Estimate | None = None  # on the search's evaluation images
     estimate: Estimate | None = None  # the race: every search-validation image
     macs: int = 0
@@ -36,15 +45,31 @@ class Finalist:
     proxy_score: float | None = None  # the study's score, for a search without estimates
 
     @property
+    def measured_ms(self) -> dict[str, float]:
+        """Per engine, the median of its round medians."""
+        return {e: t.median for e, t in self.timing.items()}
+
+    @property
     def engine(self) -> str:
-        """The engine measured fastest (predicted fastest where nothing was measured)."""
+        """The engine measured fastest (the lowest median; predicted fastest where nothing was measured)."""
         src = self.measured_ms or self.predicted_ms
         return min(src, key=src.get)
 
     @property
     def latency_ms(self) -> float:
-        src = self.measured_ms or self.predicted_ms
-        return src[self.engine]
+        """On its engine: the fresh rounds' median where it was timed again, else the qualifying rounds'."""
+        t = self.latency
+        return t.median if t is not None else self.predicted_ms[self.engine]
+
+    @property
+    def latency(self) -> RoundLatency | None:
+        e = self.engine
+        return self.retimed.get(e) or self.timing.get(e)
+
+    def verdict(self, target: float) -> str:
+        """The qualifying rounds on its engine against ``target``: meets, misses or undecided."""
+        t = self.timing.get(self.engine)
+        return t.verdict(target) if t is not None else "undecided"
 
     def score(self, criterion: str) -> float:
         e = self.estimate or self.study_estimate
@@ -52,11 +77,18 @@ class Finalist:
             return e.score(criterion)
         return self.proxy_score if self.proxy_score is not None else float("-inf")
 
-    def as_dict(self, criterion: str) -> dict:
+    def as_dict(self, criterion: str, target: float | None = None) -> dict:
         e = self.estimate
+        t = self.timing.get(self.engine) if self.timing else None
         return {"arch": self.arch, "trial": self.trial, "engine": self.engine, "latency_ms": self.latency_ms,
+                "upper_ms": t.upper if t is not None and t.upper != float("inf") else None,
+                "lower_ms": t.lower if t is not None and t.lower != float("-inf") else None,
+                "verdict": self.verdict(target) if target is not None and t is not None else None,
                 "predicted_ms": self.predicted_ms, "measured_ms": self.measured_ms,
-                "round_medians": self.round_medians, "macs": self.macs, "params": self.params,
+                "round_medians": {k: list(v.round_medians) for k, v in self.timing.items()},
+                "timing": {k: v.as_dict() for k, v in self.timing.items()},
+                "retimed": {k: v.as_dict() for k, v in self.retimed.items()},
+                "macs": self.macs, "params": self.params,
                 "study_top1": self.study_estimate.top1 if self.study_estimate else None,
                 "race_top1": e.top1 if e else None, "race_loss": e.loss if e else None,
                 "race_images": e.images if e else None, "score": self.score(criterion)}
@@ -84,62 +116,161 @@ def pick_finalists(cands: list[dict], front_archs: set[str], criterion: str,
     return front + [c for c in tied if c["arch"] not in seen][: limit - len(front)]
 
 
-def measure(finalists: list[Finalist], tables, clock: Clock, progress: bool = False) -> None:
-    """Every finalist built as its deployed network for every engine of ``tables`` and timed end to end, all of one
-    engine interleaved by ``clock`` (measured_ms and round_medians filled in)."""
-    import torch
+class FinalistTimer:
+    """Times finalists end to end on the engines of ``tables`` by ``clock``, in this process: each (engine,
+    architecture) built once as its deployed network and kept for the fresh rounds after the choice; ``close()``
+    lets them go. ``CleanTimer`` runs one in a fresh process."""
 
-    from ..backends import tf32_mode
-    from ..latency.measure import network_for, runner_for, settings_of
-    from ..progress import progress_bar
+    def __init__(self, tables, clock: Clock, progress: bool = False) -> None:
+        self.tables, self.clock, self.progress = tables, clock, progress
+        self._runners: dict[tuple[str, str], object] = {}
 
-    bar = progress_bar(progress)
-    total = len(finalists) * len(tables.tables) * (1 + clock.rounds)
-    task = bar.add_task("finalists end to end", total=total) if bar else None
-    try:
-        if bar:
-            bar.start()
-        for engine, table in tables.tables.items():
-            s = settings_of(table, clock)
+    def engines(self) -> list[str]:
+        return list(self.tables.tables)
+
+    def _runner(self, engine: str, arch: str):
+        from ..latency.measure import network_for, runner_for, settings_of
+
+        key = (engine, arch)
+        if key not in self._runners:
+            table = self.tables.tables[engine]
             shape = (table.batch, 3, table.input_size, table.input_size)
-            x = torch.randn(*shape)
+            self._runners[key] = runner_for(network_for(table, arch), shape, settings_of(table, self.clock))
+        return self._runners[key]
+
+    def time(self, engine: str, archs: list[str], target: float | None, seed: int = 0,
+             label: str = "time") -> list[RoundLatency]:
+        """``archs`` on ``engine``, interleaved; with ``target``, the undecided timed again up to the cap."""
+        import torch
+
+        from ..backends import tf32_mode
+        from ..latency.measure import settings_of
+        from ..progress import advance, progress_bar
+
+        table = self.tables.tables[engine]
+        s = settings_of(table, self.clock)
+        x = torch.randn(table.batch, 3, table.input_size, table.input_size)
+        bar = progress_bar(self.progress)
+        task = bar.add_task(f"{label} {engine}", total=len(archs) * (1 + self.clock.rounds)) if bar else None
+        try:
+            if bar:
+                bar.start()
             runners = []
-            for f in finalists:
-                runners.append(runner_for(network_for(table, f.arch), shape, s))
-                if bar:
-                    bar.update(task, advance=1, description=f"build {engine}")
+            for a in archs:
+                runners.append(self._runner(engine, a))
+                advance(bar, task)
             with tf32_mode(s.tf32):
-                rounds = clock.time_all([r.timed(x) for r in runners], s.device, streams=[r.stream for r in runners],
-                                        clocks=[r.clock for r in runners],
-                                        step=(lambda: bar.update(task, advance=1)) if bar else None)
-            for f, r, rs in zip(finalists, runners, rounds):
-                r.check_ran()
-                f.measured_ms[engine] = best_round(rs).median
-                f.round_medians[engine] = [round(k.median, 6) for k in rs]
-    finally:
-        if bar:
-            bar.stop()
+                rounds = self.clock.time_all([r.timed(x) for r in runners], s.device, seed=seed,
+                                             streams=[r.stream for r in runners], clocks=[r.clock for r in runners],
+                                             step=lambda: advance(bar, task), targets=[target] * len(runners))
+        finally:
+            if bar:
+                bar.stop()
+        for r in runners:
+            r.check_ran()
+        return [self.clock.summary([k.median for k in rs]) for rs in rounds]
+
+    def close(self) -> None:
+        self._runners.clear()
 
 
-def choose(finalists: list[Finalist], meets, criterion: str) -> tuple[Finalist | None, dict]:
-    """The best race estimate among the finalists whose measured latency meets the target (``meets``: the problem's
-    rule), the faster of equals. Returns it and why."""
-    ok = [f for f in finalists if meets(f.latency_ms)]
+# the timer of a timing process (CleanTimer's worker): built by _open, used by _time
+_TIMER: FinalistTimer | None = None
+
+
+def _open(luts: list[str], clock: Clock, progress: bool) -> None:
+    from ..latency.table import EngineTables
+
+    global _TIMER
+    _TIMER = FinalistTimer(EngineTables.load(luts), clock, progress)
+
+
+def _time(engine: str, archs: list[str], target: float | None, seed: int, label: str) -> list[RoundLatency]:
+    assert _TIMER is not None, "_open first"
+    return _TIMER.time(engine, archs, target, seed, label)
+
+
+class CleanTimer:
+    """A ``FinalistTimer`` in a fresh process of its own (``bench.worker``): the finalists are timed in the same
+    state as `nasdeploy bench` times the shipped engine, whatever this process did before (training, fine-tuning:
+    benchmarks/README, "Timing in a clean process")."""
+
+    def __init__(self, tables, clock: Clock, progress: bool = False) -> None:
+        from ..bench.worker import TimingWorker
+
+        self.clock = clock
+        self._engines = list(tables.tables)
+        self._worker = TimingWorker()
+        self._worker.call(_open, [str(Path(t.path).resolve()) for t in tables.tables.values()], clock, progress)
+
+    def engines(self) -> list[str]:
+        return self._engines
+
+    def time(self, engine: str, archs: list[str], target: float | None, seed: int = 0,
+             label: str = "time") -> list[RoundLatency]:
+        return self._worker.call(_time, engine, archs, target, seed, label)
+
+    def close(self) -> None:
+        self._worker.close()
+
+
+def measure(finalists: list[Finalist], timer: FinalistTimer | CleanTimer, target: float | None = None) -> None:
+    """Every finalist timed end to end on every engine, all of one engine interleaved; with ``target``, those
+    whose bounds straddle it timed again (``timing`` filled in)."""
+    for engine in timer.engines():
+        for f, lat in zip(finalists, timer.time(engine, [f.arch for f in finalists], target,
+                                                label="finalists end to end:")):
+            f.timing[engine] = lat
+
+
+Retime = Callable[[Finalist], dict[str, RoundLatency]]
+
+
+def choose(finalists: list[Finalist], target: float, criterion: str,
+           retime: Retime | None = None) -> tuple[Finalist | None, dict]:
+    """The best race estimate among the finalists that qualify (the target holds at the clock's confidence on their
+    engine), the faster of equals, confirmed by fresh rounds (``retime``: per engine, a new timing of one
+    finalist); one whose fresh rounds do not confirm it gives way to the next. Returns it and why."""
+    ok = sorted((f for f in finalists if f.verdict(target) == "meets"),
+                key=lambda f: (-f.score(criterion), f.latency_ms))
+    confidence = next((t.confidence for f in finalists for t in f.timing.values()), None)
     why = {"rule": "the best estimate on every search-validation image among the finalists whose end-to-end "
-                   "latency meets the target (equal estimates: the faster)",
-           "criterion": criterion, "finalists": len(finalists), "meet_target_measured": len(ok),
-           "over_target_measured": [f.arch for f in finalists if not meets(f.latency_ms)]}
+                   "latency meets the target at the latency confidence (upper bound under the target; equal "
+                   "estimates: the faster), confirmed by fresh rounds",
+           "criterion": criterion, "confidence": confidence, "finalists": len(finalists),
+           "meet_target_measured": len(ok),
+           "verdicts": {f.arch: f.verdict(target) for f in finalists},
+           "over_target_measured": [f.arch for f in finalists if f.verdict(target) == "misses"],
+           "not_confirmed": []}
     if not finalists:
         return None, why
-    if ok:
-        pick = max(ok, key=lambda f: (f.score(criterion), -f.latency_ms))
-    else:  # the table let through only networks that are slower than it said: the fastest, said plainly
+    pick = None
+    for f in ok:
+        if retime is None:
+            pick = f
+            break
+        f.retimed = retime(f)
+        fresh = f.retimed.get(f.engine)
+        verdict = fresh.verdict(target) if fresh is not None else "undecided"
+        if verdict == "meets":
+            pick = f
+            break
+        why["not_confirmed"].append({"arch": f.arch, "engine": f.engine, "verdict": verdict,
+                                     "fresh": fresh.as_dict() if fresh is not None else None})
+        log.info("finalist %s met the target in its first rounds but its fresh rounds say %s: the next one is "
+                 "taken", f.arch, verdict)
+    if pick is None:  # nothing holds the target at this confidence: the fastest, said plainly
         pick = min(finalists, key=lambda f: f.latency_ms)
-        why["rule"] = ("no finalist met the target when timed end to end (the latency table under-predicts them): "
-                       "the fastest finalist, which does not meet the target either")
-        log.warning("no finalist of the search met the latency target when timed end to end: the fastest of them "
-                    "(%s, %.3f ms) is returned; validate the latency table (nasdeploy latency-table validate) or "
-                    "raise the target", pick.arch, pick.latency_ms)
+        why["rule"] = ("no finalist met the target at the latency confidence when timed end to end (the latency "
+                       "table under-predicts them, or the machine is too noisy to tell): the fastest finalist, "
+                       "which does not hold the target either")
+        log.warning("no finalist of the search met the latency target at the asked confidence when timed end to "
+                    "end: the fastest of them (%s, %.3f ms) is returned; validate the latency table (nasdeploy "
+                    "latency-table validate), raise the target or lower --latency-confidence", pick.arch,
+                    pick.latency_ms)
+        why["confirmed"] = False
+    else:
+        why["confirmed"] = retime is not None
     if pick.estimate is not None:
         why["paired_vs_chosen"] = {f.arch: [round(v, 4) for v in paired(f.estimate, pick.estimate, criterion)]
                                    for f in finalists if f is not pick and f.estimate is not None}
@@ -153,8 +284,16 @@ def measured_front(finalists: list[Finalist], criterion: str) -> list[Finalist]:
                                                    for o in finalists if o is not f)), key=lambda f: f.latency_ms)
 
 
-def dominated_by(pick: Finalist, finalists: list[Finalist], criterion: str) -> list[str]:
-    """Finalists both faster and more accurate than ``pick`` (empty for a right choice)."""
-    return [f.arch for f in finalists if f is not pick and f.score(criterion) > pick.score(criterion)
-            and f.latency_ms < pick.latency_ms]
+def eligible(f: Finalist, target: float) -> bool:
+    """Whether ``f`` holds the target at the confidence asked: its rounds say so, and its fresh rounds, where it
+    was timed again, too."""
+    fresh = f.retimed.get(f.engine)
+    return f.verdict(target) == "meets" and (fresh is None or fresh.verdict(target) == "meets")
+
+
+def dominated_by(pick: Finalist, finalists: list[Finalist], criterion: str, target: float) -> list[str]:
+    """Finalists that hold the target and are both faster and more accurate than ``pick`` (empty for a right
+    choice)."""
+    return [f.arch for f in finalists if f is not pick and eligible(f, target)
+            and f.score(criterion) > pick.score(criterion) and f.latency_ms < pick.latency_ms]
 

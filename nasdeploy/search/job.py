@@ -211,7 +211,7 @@ def _meta(setup: SearchSetup, cfg: SearchConfig, inp: SearchInputs) -> dict:
                            "eval_images": cfg.eval_images, "split": "search_val"},
             "finalists": {"count": cfg.finalists, "race_images": cfg.race_images,
                           "race_calib_images": cfg.race_calib_images, "time_repeats": cfg.time_repeats,
-                          "time_rounds": cfg.time_rounds},
+                          "time_rounds": cfg.time_rounds, "latency_confidence": cfg.latency_confidence},
             "splits": D.split_record(setup.data) if setup.data else None}
 
 
@@ -287,7 +287,7 @@ def _from_meta(study) -> tuple[SearchInputs, SearchConfig]:
                        study_name=study.study_name)
     fin = meta.get("finalists") or {}  # a study made before the finalists were recorded: the defaults
     cfg.finalists = fin.get("count", cfg.finalists)
-    for k in ("race_images", "race_calib_images", "time_repeats", "time_rounds"):
+    for k in ("race_images", "race_calib_images", "time_repeats", "time_rounds", "latency_confidence"):
         setattr(cfg, k, fin.get(k, getattr(cfg, k)))
     if meta["accuracy_proxy"]:
         inp.input_size = meta["input"]["size"]

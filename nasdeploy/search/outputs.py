@@ -71,7 +71,7 @@ def write_outputs(study, setup, problem: Problem, cfg: SearchConfig, out: Path, 
                                       "split": "search_val", "criterion": cfg.criterion,
                                       "race_images": race.images if race is not None else None,
                                       "race_calib_images": cfg.race_calib_images if race is not None else None})
-    result.finalists = [f.as_dict(cfg.criterion) for f in finals]
+    result.finalists = [f.as_dict(cfg.criterion, cfg.target_ms) for f in finals]
     result.chosen = _chosen_record(pick, cfg, problem) if pick is not None else {}
     study_pick = max(feasible, key=lambda c: c["score"]) if feasible else None
     result.references = _references(setup, cand_objs, study_pick)
@@ -109,20 +109,30 @@ def write_outputs(study, setup, problem: Problem, cfg: SearchConfig, out: Path, 
 
 def _final(setup, problem: Problem, cfg: SearchConfig, feasible: list[dict], front_archs: set[str], race,
            progress: bool) -> tuple[list, object, dict]:
-    """The finalists (what the search could return), timed end to end on every engine and raced; the choice."""
+    """The finalists (what the search could return), timed end to end on every engine against the target (those
+    that straddle it timed again) and raced; the choice, confirmed by fresh rounds."""
     picked = F.pick_finalists(feasible, front_archs, cfg.criterion, cfg.finalists)
     finals = [F.Finalist(c["arch"], dict(c["by_engine"]) or {c["engine"]: c["cost"]}, study_estimate=c["estimate"],
                          macs=c["macs"], params=c["params"], trial=c["trial"]) for c in picked]
     if not finals:
         return [], None, {"rule": "no feasible architecture was evaluated"}
-    F.measure(finals, setup.tables, cfg.clock, progress)
-    if race is not None:
-        for f in finals:
-            f.estimate = race.estimate(get_space(setup.space).validate(f.arch))
-    for f, c in zip(finals, picked):
-        f.proxy_score = c["score"]  # what ranks a finalist without estimates (a proxy search)
-    pick, why = F.choose(finals, problem.meets, cfg.criterion)
-    why["dominated_by"] = F.dominated_by(pick, finals, cfg.criterion) if pick is not None else []
+    timer = F.CleanTimer(setup.tables, cfg.clock, progress)
+    try:
+        F.measure(finals, timer, cfg.target_ms)
+        if race is not None:
+            for f in finals:
+                f.estimate = race.estimate(get_space(setup.space).validate(f.arch))
+        for f, c in zip(finals, picked):
+            f.proxy_score = c["score"]  # what ranks a finalist without estimates (a proxy search)
+
+        def retime(f: F.Finalist) -> dict:  # fresh rounds on every engine, the chosen one's verdict decided
+            return {e: timer.time(e, [f.arch], cfg.target_ms, seed=1 + f.trial, label="the choice, fresh rounds:")[0]
+                    for e in timer.engines()}
+
+        pick, why = F.choose(finals, cfg.target_ms, cfg.criterion, retime)
+    finally:
+        timer.close()
+    why["dominated_by"] = F.dominated_by(pick, finals, cfg.criterion, cfg.target_ms) if pick is not None else []
     return finals, pick, why
 
 
@@ -135,12 +145,20 @@ def _chosen(f, cfg: SearchConfig, setup) -> Candidate:
 
 
 def _chosen_record(f, cfg: SearchConfig, problem: Problem) -> dict:
-    """What the user is promised: the latency the choice was made under (measured end to end on its engine), beside
-    the table's prediction and the target."""
+    """What the user is promised: the latency the choice was made under (measured end to end on its engine, in
+    fresh rounds after the choice where it was confirmed), with its bounds and verdict, beside the table's
+    prediction and the target."""
+    lat = f.latency
     return {"arch": f.arch, "engine": f.engine, "measured_ms": f.latency_ms,
             "predicted_ms": f.predicted_ms.get(f.engine), "target_ms": cfg.target_ms,
-            "meets_target": problem.meets(f.latency_ms),
-            "measured_by_engine": f.measured_ms, "predicted_by_engine": f.predicted_ms,
+            "confidence": cfg.latency_confidence,
+            "latency": lat.as_dict() if lat is not None else None,
+            "verdict": lat.verdict(cfg.target_ms) if lat is not None else None,
+            "meets_target": lat.verdict(cfg.target_ms) == "meets" if lat is not None else None,
+            "retimed": bool(f.retimed),
+            "measured_by_engine": {e: (f.retimed.get(e) or t).median for e, t in f.timing.items()},
+            "latency_by_engine": {e: (f.retimed.get(e) or t).as_dict() for e, t in f.timing.items()},
+            "predicted_by_engine": f.predicted_ms,
             "race_top1": f.estimate.top1 if f.estimate else None,
             "race_images": f.estimate.images if f.estimate else None}
 
