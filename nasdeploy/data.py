@@ -309,11 +309,47 @@ class Loader:
             yield batch
 
 
+def class_files(class_dir: str | Path, root: str | Path) -> list[str]:
+    """The image files of one class folder of ``root``, its subfolders included. A linked folder is followed when
+    it leads out of ``root`` (each real folder once); one that leads back into ``root`` (to the class folder, one
+    above it, or another class's images) would count images twice or under the wrong class, and is refused."""
+    class_real, root_real = os.path.realpath(class_dir), os.path.realpath(root)
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def inside(path: str, folder: str) -> bool:
+        return path == folder or path.startswith(folder + os.sep)
+
+    def walk(d: str) -> None:
+        real = os.path.realpath(d)
+        if real in seen:
+            return
+        seen.add(real)
+        for e in sorted(os.scandir(d), key=lambda e: e.name):
+            if e.is_dir():
+                target = os.path.realpath(e.path)
+                if e.is_symlink() and (inside(class_real, target) or inside(target, root_real)):
+                    raise DataError(f"{e.path} is a link to {target}, which is inside the data folder {root}: its "
+                                    "images would be counted again or under the wrong class; remove the link")
+                walk(e.path)
+            elif e.name.endswith(IMAGE_EXTENSIONS):
+                out.append(e.path)
+
+    walk(str(class_dir))
+    return out
+
+
 def image_folder(root: str | Path, transform=None) -> Dataset:
     from torchvision.datasets import ImageFolder
 
+    class _Folder(ImageFolder):
+        @staticmethod
+        def make_dataset(directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+            return [(f, idx) for c, idx in sorted(class_to_idx.items())
+                    for f in class_files(Path(directory) / c, directory)]
+
     check_image_folder(root)
-    return ImageFolder(str(root), transform=transform, loader=_loader)
+    return _Folder(str(root), transform=transform, loader=_loader)
 
 
 def resolve_split(data: str | Path, split: str) -> Path:

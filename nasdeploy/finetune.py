@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from .device import resolve_device
 from .errors import UsageError
-from .io import torch_save
-from .nas.train import StepBatches, warmup_cosine
+from .io import folder_lock, torch_save
+from .nas.train import StepBatches, check_optimizer, warmup_cosine
 from .progress import progress_bar
 from .zoo import get_card, resolve, save_checkpoint
 
@@ -41,6 +41,7 @@ def train_model(model: nn.Module, dataset: Dataset, cfg: FinetuneConfig, state_p
     """
     if cfg.steps <= 0 or cfg.batch_size <= 0:
         raise UsageError("--steps and --batch-size must be positive")
+    check_optimizer(cfg.lr, cfg.weight_decay, cfg.label_smoothing)
     device = torch.device(resolve_device(cfg.device))
     model = model.to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
@@ -85,12 +86,17 @@ def finetune(spec: str, out: str | Path, cfg: FinetuneConfig, data: str = "fashi
              progress: bool = True) -> Path:
     """Train ``spec`` (a card with its weights, or a checkpoint) on the train split of ``data``, with the input
     setting it records; returns the card (or checkpoint) of the result."""
-    from . import data as D
-
     if cfg.steps <= 0 or cfg.batch_size <= 0:
         raise UsageError("--steps and --batch-size must be positive")
+    check_optimizer(cfg.lr, cfg.weight_decay, cfg.label_smoothing)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, "a fine-tune"):
+        return _finetune(spec, out, cfg, data, progress)
+
+
+def _finetune(spec: str, out: Path, cfg: FinetuneConfig, data: str, progress: bool) -> Path:
+    from . import data as D
+
     model = resolve(spec)
     classes = D.num_classes(data)
     if classes != model.setting.num_classes:

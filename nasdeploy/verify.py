@@ -83,11 +83,16 @@ def _verify(spec: str, data: str, opt: VerifyOptions) -> VerifyResult:
         reference = model.card.reference if model.card is not None else {}
         backend, dtype = opt.backend, opt.dtype
         run = _runner(model, opt, data)
-    root = D.resolve_split(data, "test")
-    ds = D.image_folder(root, setting.eval_transform())
-    if len(ds.classes) != setting.num_classes:
-        raise DataError(f"{root} has {len(ds.classes)} class folders but {spec} predicts {setting.num_classes} "
-                        "classes: give the matching validation folder")
+    if data == D.BUILTIN:  # the built-in images' test split
+        root, ds, classes = f"the built-in {D.BUILTIN} test images", D.dataset(data, "test", setting), \
+            D.num_classes(data)
+    else:
+        root = D.resolve_split(data, "test")
+        ds = D.image_folder(root, setting.eval_transform())
+        classes = len(ds.classes)
+    if classes != setting.num_classes:
+        raise DataError(f"{root}: {classes} classes, but {spec} predicts {setting.num_classes}: give the matching "
+                        "validation folder")
     if opt.limit:
         ds = torch.utils.data.Subset(ds, list(range(min(opt.limit, len(ds)))))
     loader = D.Loader(ds, opt.workers, batch_size=opt.batch_size)  # an unreadable image: one line

@@ -47,6 +47,7 @@ class Card:
             if key not in d:
                 raise ArtifactError(f"{where}: card has no '{key}'")
         arch = get_space(d["space"]).validate(d["arch"])
+        _check_stride_plan(d, where)
         return cls(name=d["name"], space=d["space"], flavour=d["flavour"], arch=arch,
                    num_classes=int(d.get("num_classes", 1000)), input_size=int(d.get("input_size", 224)),
                    dropout=float(d.get("dropout", 0.0)), stride_plan=d.get("stride_plan"),
@@ -89,10 +90,17 @@ class Card:
         return write_text(path, "# nasdeploy model card\n" + tomli_w.dumps(self.to_dict()))
 
     def local_weights(self) -> Path | None:
-        """The weights file a card names, when it lies beside the card (search results carry theirs)."""
+        """The weights file a card names, when it lies beside the card (search results carry theirs). A card of
+        the user's (not the zoo's, whose official weights are downloaded by the user and given with --weights) that
+        names a file which is not there is refused: it would build a network of random weights without a word."""
         f = self.checkpoint.get("file")
-        if f and self.path is not None and (self.path.parent / f).is_file():
+        if not f or self.path is None:
+            return None
+        if (self.path.parent / f).is_file():
             return self.path.parent / f
+        if self.path.resolve().parent != CARDS_DIR:
+            raise CheckpointError(f"card {self.path} names its weights {f}, which is not beside it "
+                                  f"({self.path.parent / f}): put the file there, or pass --weights")
         return None
 
     def build(self, num_classes: int | None = None) -> Network:
@@ -115,6 +123,21 @@ class Card:
                    stride_plan=list(setting.stride_plan) if setting.stride_plan else None,
                    preprocess={"mean": list(setting.mean), "std": list(setting.std), "crop_pct": setting.crop_pct},
                    **kw)
+
+
+def _check_stride_plan(d: dict, where: str) -> None:
+    """A card's stride plan must be the one its input size takes (``InputSetting``: the small-input plan under
+    64 px, the official one above), or absent: any other describes a network no input setting runs."""
+    try:
+        size = int(d.get("input_size", 224))
+    except (TypeError, ValueError):
+        raise ArtifactError(f"{where}: input_size must be a number of pixels, not {d.get('input_size')!r}") from None
+    want = InputSetting.for_images(size, 2).stride_plan
+    plan = d.get("stride_plan")
+    if plan is not None and (not isinstance(plan, list) or tuple(plan) != tuple(want or ())):
+        wanted = list(want) if want else "none (the official plan)"
+        raise ArtifactError(f"{where}: stride_plan {plan!r} is not the plan {size} px inputs take ({wanted}): "
+                            "remove stride_plan, nasdeploy derives it from input_size")
 
 
 def _zoo_order(path: Path) -> tuple:
@@ -149,11 +172,29 @@ def get_card(name_or_path: str | Path) -> Card:
         return cards()[s]
     if s.endswith(".toml") or Path(s).is_file():
         return Card.read(s)
+    if Path(s).is_dir():
+        raise ModelNotFoundError(f"{s} is {_folder_kind(Path(s))}, not a model: give a zoo model name, a card file "
+                                 "or a checkpoint")
     if "/" in s or s.endswith((".pt", ".pth", ".tar", ".toml")):
         raise ModelNotFoundError(f"{s} does not exist: give a zoo model name, a card file or a checkpoint path")
-    close = difflib.get_close_matches(s, list(cards()), n=3)
+    key = s.lower().replace("-", "_").replace(" ", "_")
+    if key in cards():
+        raise ModelNotFoundError(f"unknown model '{s}': did you mean {key}? `nasdeploy zoo` lists the "
+                                 f"{len(cards())} models")
+    close = difflib.get_close_matches(key, list(cards()), n=3)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise ModelNotFoundError(f"unknown model '{s}': {hint}`nasdeploy zoo` lists the {len(cards())} models")
+
+
+def _folder_kind(path: Path) -> str:
+    """What a folder given as a model is, in words."""
+    if (path / "manifest.json").is_file():
+        return "an export folder (bench or verify it: `nasdeploy bench`, `nasdeploy verify`)"
+    if (path / "supernet.pt").is_file() or (path / "checkpoint.pt").is_file():
+        return "a supernet training folder (search it: `nasdeploy search --supernet`)"
+    if (path / "train").is_dir() or (path / "val").is_dir():
+        return "a data folder"
+    return "a folder"
 
 
 def find_card(spec: str | Path) -> Card | None:

@@ -178,7 +178,7 @@ BACKEND = FlakyBackend()
 '''
 
 
-def test_a_row_that_fails_while_timed_is_skipped_and_the_json_written(tmp_path, monkeypatch):
+def test_a_row_that_fails_while_timed_is_a_failure_and_the_json_written(tmp_path, monkeypatch):
     import json
 
     from .conftest import run_cli
@@ -196,8 +196,10 @@ def test_a_row_that_fails_while_timed_is_skipped_and_the_json_written(tmp_path, 
     finally:
         B.refresh_registry()
         sys.modules.pop("nasdeploy.backends.flaky", None)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr  # the other rows are timed and written; the exit code says a row failed
+    assert "failed flaky fp32 batch 1: " in r.stdout and "went away while it was timed" in r.stdout
     res = json.loads((tmp_path / "b.json").read_text())
     assert {x["backend"] for x in res["rows"]} == {"torch-eager-fp32", "onnxruntime"}
-    skipped = [s for s in res["skipped"] if s.get("backend") == "flaky"]
-    assert skipped and "went away while it was timed" in skipped[0]["reason"]
+    failed = [s for s in res["failed"] if s.get("backend") == "flaky"]
+    assert failed and "went away while it was timed" in failed[0]["reason"]
+    assert not [s for s in res["skipped"] if s.get("backend") == "flaky"]  # a failure is not a skip

@@ -55,3 +55,25 @@ def test_bench_cli_writes_json_and_plot(tmp_path):
 def test_bench_bad_input(args, fragment):
     r = run_cli("bench", "fairnas_a", *args)
     assert r.returncode == 2 and fragment in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_the_timing_process_returns_results_errors_and_survives_a_crash():
+    """The clean process timing runs in (nasdeploy.bench.worker): a result comes back as it is, a nasdeploy error as
+    the same error, a crash of the process (a native runtime's SIGSEGV) as one line naming the signal, and the next
+    call starts a new process."""
+    import os
+    import signal
+
+    from nasdeploy.bench.worker import TimingWorker
+    from nasdeploy.errors import ArtifactError, DeviceError
+    from nasdeploy.latency.table import LatencyTable
+
+    with TimingWorker() as w:
+        pid = w.call(os.getpid)
+        assert pid != os.getpid() and w.call(sum, [1, 2, 3]) == 6
+        with pytest.raises(ArtifactError, match="latency table /nonexistent.json does not exist"):
+            w.call(LatencyTable.load, "/nonexistent.json")
+        assert w.call(os.getpid) == pid  # an error does not end the process
+        with pytest.raises(DeviceError, match=r"the timing process died \(killed by SIGSEGV\) while running kill"):
+            w.call(os.kill, pid, signal.SIGSEGV)
+        assert w.call(os.getpid) not in (pid, os.getpid())

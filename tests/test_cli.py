@@ -224,6 +224,111 @@ def _bad_arch_token(t):
     return ["export", t / "bad.toml", "--out", t / "e"], "layer 1 (32->32, stride 1): 'k9e9' is not allowed"
 
 
+def _small_net(t):
+    """A 10-class network for 28 px images, saved as a nasdeploy checkpoint."""
+    import random
+
+    from nasdeploy.nas.net import Network
+    from nasdeploy.nas.space import get_space
+
+    net = Network(get_space("fairnas").sample(random.Random(1)), "fairnas", 10, SMALL_INPUT_STRIDES)
+    save_checkpoint(net.eval(), t / "n.pt")
+    return t / "n.pt"
+
+
+def _symlink_loop(t):
+    root = _image_folder(t / "imgs")
+    cls = sorted((root / "val").iterdir())[0]
+    (cls / "loop").symlink_to("..")
+    return (["verify", _small_net(t), "--data", root, "--no-progress"],
+            f"{cls / 'loop'} is a link to {(root / 'val').resolve()}, which is inside the data folder")
+
+
+def _card(t, extra: str = "", name: str = "c.toml"):
+    (t / name).write_text('format_version = 1\nname = "c"\nspace = "fairnas"\nflavour = "fairnas"\n'
+                          f'arch = "{"-".join(["k3e3"] * 19)}"\n' + extra)
+    return t / name
+
+
+def _table(t, median, space: str = "fairnas"):
+    """A complete latency table of 28 px fairnas blocks, one entry's median set to ``median``."""
+    from nasdeploy.data import BUILTIN_SETTING
+    from nasdeploy.latency.table import FORMAT, FORMAT_VERSION
+    from nasdeploy.nas.space import get_space
+
+    sp = get_space(space)
+    entry = {"median": 0.01, "p10": 0.01, "p90": 0.01, "p95": 0.01, "p99": 0.01, "mean": 0.01, "repeats": 5}
+    layers = [{c.token: dict(entry) for c in sp.choices_at(i)} for i in range(sp.num_layers)]
+    first = next(iter(layers[3]))
+    layers[3][first]["median"] = median
+    d = {"format": FORMAT, "format_version": FORMAT_VERSION, "space": space, "device": "cpu",
+         "backend": "onnxruntime", "batch": 1, "dtype": "fp32", "input_size": 28,
+         "stride_plan": list(BUILTIN_SETTING.stride_plan), "num_classes": 10, "stem": dict(entry),
+         "head": dict(entry), "layers": layers, "calibration": None}
+    (t / "lut.json").write_text(json.dumps(d).replace("NaN", "NaN"))
+    return t / "lut.json", f"layer 3 {first}"
+
+
+def _bad_median(t, median, command):
+    lut, where = _table(t, median)
+    args = (["search", "--accuracy-proxy", "--lut", lut, "--latency-target", "5ms", "--input-size", "28",
+             "--space", "fairnas", "--out", t / "s", "--no-progress"] if command == "search"
+            else ["latency-table", "validate", lut, "--no-progress"])
+    return args, f"latency table {lut}: {where} has a median of {median!r}"
+
+
+def _altered_export(t):
+    e = _manifest(t / "e")
+    (e / "model.pt").write_bytes(b"not what was exported")
+    (e / "model.onnx").write_bytes(b"not what was exported")
+    return ["bench", e, "--no-progress"], f"{e / 'model.onnx'} changed after it was exported"
+
+
+def _resume_past_steps(t):
+    r = run_cli("train-supernet", "--space", "fairnas", "--out", t / "sn", "--steps", "2", "--batch-size", "4",
+                "--ckpt-every", "1", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    return (["train-supernet", "--space", "fairnas", "--out", t / "sn", "--steps", "1", "--resume", "--no-progress"],
+            f"{t / 'sn' / 'checkpoint.pt'} is at step 2, beyond --steps 1")
+
+
+def _negative_toml_steps(t):
+    (t / "p.toml").write_text("[supernet]\nsteps = -5\n")
+    return ["pipeline", "--config", t / "p.toml", "--no-progress"], "supernet.steps must be at least 1, got -5"
+
+
+def _export_into_a_file(t):
+    (t / "f").write_text("a file")
+    return ["export", "fairnas_a", "--onnx", "--out", t / "f"], f"--out {t / 'f'} is a file, not a folder"
+
+
+def _file_as_folder(t):
+    (t / "f").write_text("a file")
+    return ["bench", "fairnas_a", "--json", t / "f" / "b.json", "--no-progress"], \
+        f"--json {t / 'f' / 'b.json'}: {t / 'f'} is a file, so nothing can be written under it"
+
+
+def _outside_manifest(t, how: str):
+    """An export folder whose manifest names a file outside it: by '..', by an absolute path, or by a link."""
+    (t / "ex").mkdir()
+    (t / "ex" / "model.onnx").write_bytes(b"elsewhere")
+    if how == "link":
+        e = _manifest(t / "e")
+        (e / "model.pt").write_bytes(b"x")
+        (e / "model.onnx").symlink_to(t / "ex" / "model.onnx")
+        from nasdeploy.export.manifest import sha256
+
+        m = json.loads((e / "manifest.json").read_text())
+        m["pytorch"]["sha256"] = sha256(e / "model.pt")
+        m["engines"]["onnxruntime:fp32"]["files"] = {"model.onnx": sha256(t / "ex" / "model.onnx")}
+        (e / "manifest.json").write_text(json.dumps(m))
+        return e, f"{e / 'model.onnx'} leads out of the export folder"
+    name = "../ex/model.onnx" if how == "dotdot" else str(t / "ex" / "model.onnx")
+    e = _manifest(t / "e", engine_files={name: "0" * 64})
+    return e, f"{e}/manifest.json is not a nasdeploy export manifest: engine onnxruntime:fp32 names the file " \
+              f"'{name}': an export's files are inside its folder"
+
+
 BAD_INPUT = {
     # each: tmp_path -> (arguments, the message's first words, [more it must say], [the folder it runs from])
     "corrupt png in a training folder": _corrupt_png,
@@ -254,6 +359,44 @@ BAD_INPUT = {
     "architecture with a bad token": _bad_arch_token,
     "cuda without a gpu": lambda t: (["train-supernet", "--device", "cuda", "--out", t / "run", "--no-progress"],
                                      "--device cuda but no CUDA device is visible here: use --device cpu"),
+    # round four: nothing silently wrong, nothing outside an export folder, output paths checked first
+    "a link back into the data folder": _symlink_loop,
+    "card whose weights file is missing": lambda t: (
+        ["export", _card(t, '[checkpoint]\nfile = "w.pt"\n'), "--out", t / "e"],
+        f"card {t / 'c.toml'} names its weights w.pt, which is not beside it"),
+    "bench an export whose files were altered": _altered_export,
+    "latency table with a negative median": lambda t: _bad_median(t, -0.1, "search"),
+    "latency table with a NaN median": lambda t: _bad_median(t, float("nan"), "validate"),
+    "latency table with a string median": lambda t: _bad_median(t, "fast", "search"),
+    "card with a stride plan no input takes": lambda t: (
+        ["info", _card(t, "stride_plan = [3, 2, 2, 2, 1, 2]\n")],
+        f"{t / 'c.toml'}: stride_plan [3, 2, 2, 2, 1, 2] is not the plan 224 px inputs take"),
+    "negative learning rate": lambda t: (["train-supernet", "--out", t / "r", "--lr=-1", "--no-progress"],
+                                         "--lr must be positive, got -1.0"),
+    "label smoothing of 2": lambda t: (["train-supernet", "--out", t / "r", "--label-smoothing", "2",
+                                        "--no-progress"], "--label-smoothing must be at least 0 and below 1, got 2.0"),
+    "negative weight decay": lambda t: (["train-supernet", "--out", t / "r", "--weight-decay=-1", "--no-progress"],
+                                        "--weight-decay must be 0 or more, got -1.0"),
+    "verify the built-in images with a 1000-class model": lambda t: (
+        ["verify", "fairnas_a", "--data", "fashion-mnist", "--no-progress"],
+        "the built-in fashion-mnist test images: 10 classes, but fairnas_a predicts 1000"),
+    "tensorrt on the cpu": lambda t: (["latency-table", "--backend", "tensorrt", "--device", "cpu", "--out",
+                                       t / "l.json"], "backend tensorrt cannot run fp32 on cpu here: the tensorrt "
+                                                      "backend runs on cuda, not cpu"),
+    "a model name as the paper writes it": lambda t: (["bench", "FairNAS-A", "--no-progress"],
+                                                      "unknown model 'FairNAS-A': did you mean fairnas_a?"),
+    "export of an export folder": lambda t: (["export", _manifest(t / "e"), "--out", t / "o"],
+                                             f"{t / 'e'} is an export folder (bench or verify it"),
+    "info of a data folder": lambda t: (["info", _image_folder(t / "imgs")], f"{t / 'imgs'} is a data folder, "
+                                                                              "not a model"),
+    "negative steps in a pipeline config": _negative_toml_steps,
+    "resume past the steps asked": _resume_past_steps,
+    "export into a file": _export_into_a_file,
+    "a 300-character output name": lambda t: (["fold", "scarlet_a", t / ("n" * 300 + ".pt")],
+                                              "OUTPUT: the name nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn... is 303 bytes long"),
+    "bench json under a file": _file_as_folder,
+    "bench plot onto a folder": lambda t: (["bench", "fairnas_a", "--plot", t, "--no-progress"],
+                                           f"--plot {t} is a folder: give a file name"),
 }
 
 
@@ -276,3 +419,16 @@ def test_bad_input_corpus(case, tmp_path):
     assert r.stderr.startswith(f"nasdeploy {command}: error: {start}"), r.stderr
     assert all(m in r.stderr for m in more), r.stderr
     assert not [w for w in caught if "worker" in str(w.message)], [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize("command", ["bench", "verify"])
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "link"])
+def test_a_manifest_naming_a_file_outside_its_folder_is_refused(command, how, tmp_path):
+    """An export folder is exactly its files: a manifest that names one by '..', by an absolute path or through a
+    link leading out of the folder is refused in one line, exit 2, before anything runs."""
+    e, start = _outside_manifest(tmp_path, how)
+    args = ["bench", e, "--no-progress"] if command == "bench" else ["verify", e, "--data", "fashion-mnist",
+                                                                      "--no-progress"]
+    r = run_cli(*args)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"nasdeploy {command}: error: {start}"), r.stderr

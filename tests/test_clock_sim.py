@@ -35,7 +35,7 @@ def test_round_medians_were_measured_here():
 @pytest.mark.parametrize("model", [m for base in _models() for m in (base, stress(base))],
                          ids=lambda m: m.source[-60:])
 def test_the_promise_holds_at_its_confidence(model):
-    runs = 600
+    runs = 400
     r = simulate(model, runs=runs, seed=7, confidence=0.9, gap=60)  # the race: about 20 s between rounds
     new, old = r["confidence_rule"], r["fastest_round_rule"]
     assert new["miss_rate"] <= 0.10, (model, new)

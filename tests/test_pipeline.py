@@ -7,7 +7,7 @@ import pytest
 from nasdeploy.errors import UsageError
 from nasdeploy.pipeline import PipelineConfig, run_pipeline
 
-from .conftest import ROOT
+from .conftest import ROOT, run_cli
 from .helpers import kill_when
 
 TINY = """
@@ -34,6 +34,7 @@ evaluations = 4
 calib_batches = 1
 eval_images = 100
 finalists = 1  # one finalist: the choice does not depend on timing, so killed and whole runs choose alike
+latency_confidence = 0.75  # bounds from 2 rounds (the slowest of two): the bench's 2 rounds decide
 race_images = 200
 race_calib_images = 64
 
@@ -159,6 +160,31 @@ def test_killed_pipeline_resumes_to_the_uninterrupted_result(reference, tmp_path
         sb = b.get("state_dict", b.get("model"))
         assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), f
     assert json.loads((out / "stage_bench.json").read_text())["rows"]
+
+
+def test_another_config_on_a_run_folder_is_refused_before_anything_is_written(reference, tmp_path, tiny_tables):
+    """A run folder records its settings: another configuration on it is refused in one line before anything is
+    written (its stages would be reused for settings they were not made with); the folder still resumes with its
+    own, and --stop-after is honoured where the stage was done before."""
+    ref, cfg = reference
+    other = _config(tmp_path, "other", tiny_tables)
+    other.write_text(other.read_text().replace("[supernet]\nsteps = 4", "[supernet]\nsteps = 3"))
+
+    def snapshot() -> dict:
+        return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in ref.rglob("*") if p.is_file()}
+
+    before = snapshot()
+    r = run_cli("pipeline", "--config", other, "--out", ref, "--no-progress")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"nasdeploy pipeline: error: {ref} holds a pipeline run made with other settings "
+                               "(supernet.steps: 4 here before, 3 now): choose another --out"), r.stderr
+    assert snapshot() == before
+    r = run_cli("pipeline", "--config", cfg, "--stop-after", "latency", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "[supernet] done before: skipped" in r.stdout and "[latency] done before: skipped" in r.stdout
+    assert "[search]" not in r.stdout and "stopped after latency" in r.stdout
+    r = run_cli("pipeline", "--config", cfg, "--no-progress")
+    assert r.returncode == 0 and r.stdout.count("done before: skipped") == 8, r.stdout
 
 
 @pytest.mark.parametrize("text, fragment", [

@@ -30,10 +30,11 @@ def test_latency_target_needs_units():
             parse_latency(bad)
 
 
-def _proxy(lut, out, target, pop=6, evaluations=12):
+def _proxy(lut, out, target, pop=6, evaluations=12, confidence=0.9):
     t = LatencyTable.load(lut)
     cfg = SearchConfig(target_ms=target if target else 1.2 * t.fastest()[1], population=pop,
-                       evaluations=evaluations, accuracy_proxy=True, finalists=6, time_rounds=2, time_repeats=10)
+                       evaluations=evaluations, accuracy_proxy=True, finalists=6, time_rounds=2, time_repeats=10,
+                       latency_confidence=confidence)
     return search(SearchInputs(space="fairnas", lut=str(lut), input_size=28), cfg, out, progress=False), cfg
 
 
@@ -235,3 +236,22 @@ def test_the_finalists_hold_the_whole_front_before_the_tied(seed):
             assert {c["arch"] for c in front} <= set(archs)
         elif limit > 1:
             assert by_cost[0]["arch"] in archs and by_cost[-1]["arch"] in archs
+
+
+@pytest.mark.parametrize("above", [1.5])
+def test_a_target_above_every_network_spends_the_budget_on_new_networks(lut, tmp_path, above):
+    """A target above the slowest network of the space: the first generation is drawn near the slowest network that
+    exists, not in a band above every network (where it would be one network over and over), and every trial of
+    the budget evaluates a network of its own."""
+    from nasdeploy.search.problem import space_problem
+    from nasdeploy.latency import EngineTables
+    from nasdeploy.nas.space import get_space
+
+    tables = EngineTables.load(lut)
+    slowest = tables.predict(tables.first.slowest())
+    r, _ = _proxy(lut, tmp_path / "s", above * slowest, pop=8, evaluations=16, confidence=0.5)
+    archs = [c.arch for c in r.candidates]
+    assert len(archs) == 16 and len(set(archs)) == 16, archs
+    assert r.throughput["evaluated"] == 16 and r.throughput.get("reused", 0) == 0
+    problem = space_problem(get_space("fairnas"), tables, above * slowest)
+    assert problem.band_floor(0.2) < slowest  # the band lies under the slowest network, inside the space

@@ -112,3 +112,74 @@ def test_any_run_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path, mo
     monkeypatch.setattr(T, "accumulate_paths", real)
     cut = train_supernet(cfg, tmp_path / "cut", resume=True, progress=False)
     assert_same_training(ref.path, cut.path)
+
+
+def test_a_second_training_on_the_same_folder_is_refused_and_the_first_completes(tmp_path):
+    """Two trainings aimed at one folder: the second is refused at once, in one line, while the first goes on and
+    ends intact (its supernet at its last step, its checkpoint its own)."""
+    from nasdeploy.io import LOCK
+
+    from .helpers import wait_until
+
+    out, steps = tmp_path / "run", 6
+    first = subprocess.Popen(_train_cmd(out, steps), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: (out / "checkpoint.pt").exists() or first.poll() is not None, 300, "the first checkpoint")
+        assert first.poll() is None, "the first training ended before the second could try"
+        r = run_cli("train-supernet", "--space", "fairnas", "--steps", "3", "--out", out, "--resume", "--no-progress")
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert r.stderr.startswith(f"nasdeploy train-supernet: error: {out} is being written by another nasdeploy "
+                                   "process (a supernet training, pid"), r.stderr
+    finally:
+        _, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    assert load_checkpoint(out / "supernet.pt")["step"] == steps and (out / LOCK).exists()
+    r = run_cli("train-supernet", "--space", "fairnas", "--steps", str(steps), "--out", out, "--resume",
+                "--no-progress")  # the lock goes with its process: the folder can be continued afterwards
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("ckpt_every", [1, 1000])
+def test_an_interrupted_training_says_what_it_left(tmp_path, ckpt_every):
+    """Ctrl-C during training: with a checkpoint, the line says where and that --resume continues; before the first
+    one, that nothing was saved, and the empty folder is gone."""
+    import signal
+
+    from .helpers import wait_until
+
+    out = tmp_path / "run"
+    cmd = _train_cmd(out, 10_000)
+    cmd[cmd.index("--ckpt-every") + 1] = str(ckpt_every)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ready = (lambda: (out / "checkpoint.pt").exists()) if ckpt_every == 1 else (lambda: (out / ".nasdeploy.lock")
+                                                                                 .exists())
+    try:
+        wait_until(lambda: ready() or proc.poll() is not None, 300, "the training to start")
+        if ckpt_every == 1000:
+            import time
+
+            time.sleep(3)  # inside the first steps
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    line = err.strip().splitlines()[-1]
+    if ckpt_every == 1:
+        assert line.startswith("nasdeploy train-supernet: interrupted: the checkpoint at step ") and \
+            f"is in {out}: the same command with --resume continues from it" in line, err
+    else:
+        assert line == f"nasdeploy train-supernet: interrupted: stopped before the first checkpoint: nothing was " \
+                       f"saved in {out}", err
+        assert not out.exists()
+
+
+def test_resume_without_a_checkpoint_says_it_starts_fresh(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="nasdeploy"):
+        r = run_cli("train-supernet", "--space", "fairnas", "--steps", "1", "--batch-size", "4", "--out",
+                    tmp_path / "r", "--resume", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert f"no checkpoint in {tmp_path / 'r'} to resume from: training starts at step 0" in caplog.text

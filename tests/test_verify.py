@@ -77,7 +77,7 @@ def test_verify_through_onnxruntime_matches_torch(oracle):
 
 
 def test_verify_refuses_mismatched_classes_and_bad_folders(folder, tmp_path):
-    with pytest.raises(DataError, match="10 class folders but fairnas_a predicts 1000"):
+    with pytest.raises(DataError, match="10 classes, but fairnas_a predicts 1000"):
         verify("fairnas_a", str(folder), VerifyOptions(progress=False))
     flat = tmp_path / "flat"
     flat.mkdir()

@@ -42,7 +42,8 @@ def _search(inputs, storage: str, study: str, out, *extra: str) -> list[str]:
     return [sys.executable, str(ROOT / "cli.py"), "search", "--supernet", str(sn), "--lut", str(lut),
             "--latency-target", target, "--population", "4", "--evaluations", "8", "--calib-batches", "1",
             "--eval-images", "200", "--finalists", "2", "--race-images", "200", "--race-calib-images", "64",
-            "--rounds", "1", "--repeats", "3", "--storage", storage, "--study-name", study, "--heartbeat", "1",
+            "--rounds", "1", "--repeats", "3", "--latency-confidence", "0.5", "--storage", storage, "--study-name",
+            study, "--heartbeat", "1",
             "--out", str(out), "--no-progress", *extra]
 
 

@@ -187,7 +187,7 @@ class TensorRtBackend(Backend):
 
     def unavailable(self, device: str) -> str | None:
         why = super().unavailable(device)
-        if why and self.package in why:
+        if why and why.startswith(f"{self.package} is not installed"):
             return INSTALL_HINT
         if why is None and not torch.cuda.is_available():
             return "TensorRT needs a CUDA device and none is visible here"

@@ -133,7 +133,8 @@ class BenchRow:
 class BenchResult:
     environment: dict
     rows: list[BenchRow] = field(default_factory=list)
-    skipped: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)  # engines that cannot run here, with the reason
+    failed: list[dict] = field(default_factory=list)  # rows that failed to build or while timed, with the reason
     quantization: dict[str, dict] = field(default_factory=dict)  # per model: how its int8 rows were calibrated
     isa_notes: list[str] = field(default_factory=list)  # INT8 engines gated on another instruction set
 
@@ -157,7 +158,8 @@ class BenchResult:
     def as_dict(self) -> dict:
         return {"environment": self.environment, "baseline": BASELINE, "compile_reference": COMPILE_REFERENCE,
                 "reference_engine": ":".join(reference_engine(self.environment["device"])),
-                "rows": [asdict(r) for r in self.rows], "skipped": self.skipped, "deployable": self.deployable(),
+                "rows": [asdict(r) for r in self.rows], "skipped": self.skipped, "failed": self.failed,
+                "deployable": self.deployable(),
                 "quantization": self.quantization, "isa_notes": self.isa_notes}
 
 
@@ -204,6 +206,8 @@ class _Source:
         if self.export is not None:
             self.name = str(self.export.path)
             self.setting = self.export.setting
+            for b, d in self._pairs(BenchResult({})):  # an altered, missing or outside file: refused before any work
+                self.export.check_files(f"{b}:{d}")
             self.plain = self.export.plain()
             self.baseline_model, self.what = self.plain, "the export's folded model.pt"
         else:
@@ -288,8 +292,8 @@ def bench(models: list, opt: BenchOptions | None = None) -> BenchResult:
 
     All rows of one model and batch are built first, then timed in ``opt.rounds`` interleaved rounds in a new
     order each round (the median of the round medians counts, with its bounds), so a slow spell of the machine
-    touches every row alike. A row that fails to build or while it is timed is listed as skipped; the others are
-    kept.
+    touches every row alike. A row that fails to build or while it is timed is listed under ``failed`` with its
+    reason; the others are kept.
     """
     opt = opt or BenchOptions()
     exports = any(isinstance(m, ExportFolder) or (not isinstance(m, Resolved) and is_export(m)) for m in models)
@@ -398,8 +402,9 @@ def _time(r: _Row, x: torch.Tensor, opt: BenchOptions, res: BenchResult, spec: s
 
 
 def _skip(r: _Row, res: BenchResult, spec: str, n: int, e: Exception) -> None:
-    res.skipped.append({"model": spec, "backend": r.backend, "dtype": r.dtype, "batch": n,
-                        "reason": str(e).splitlines()[0][:200] if str(e) else type(e).__name__})
+    """A row that failed: recorded with its reason (a failure, not a skip: the run's exit code says so)."""
+    res.failed.append({"model": spec, "backend": r.backend, "dtype": r.dtype, "batch": n,
+                       "reason": str(e).splitlines()[0][:200] if str(e) else type(e).__name__})
     r.runner, r.rounds = None, []
 
 

@@ -126,10 +126,24 @@ def _signal_name(code: int | None) -> str:
     return f"exit code {code}"
 
 
+_SHARED: TimingWorker | None = None
+
+
+def shared_worker() -> TimingWorker:
+    """This process's timing worker, started on first use and kept until this process ends (it only ever builds
+    and times, so it stays in the state of a standalone bench; one start serves every timing of a long job)."""
+    global _SHARED
+    if _SHARED is None:
+        import atexit
+
+        _SHARED = TimingWorker()
+        atexit.register(_SHARED.close)
+    return _SHARED
+
+
 def in_clean_process(fn: Callable[..., Any], *args, **kwargs) -> Any:
-    """``fn(*args, **kwargs)`` in a fresh worker process, which ends with it."""
-    with TimingWorker() as w:
-        return w.call(fn, *args, **kwargs)
+    """``fn(*args, **kwargs)`` in this process's timing worker (``shared_worker``)."""
+    return shared_worker().call(fn, *args, **kwargs)
 
 
 if __name__ == "__main__":

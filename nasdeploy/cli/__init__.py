@@ -48,6 +48,17 @@ def _setup_logging(verbose: bool) -> None:
                         handlers=[RichHandler(show_path=False, show_time=False, rich_tracebacks=False)])
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every output path a command was given, checked before it starts working (``outputs``: its arguments that
+    name one, "dir" or "file")."""
+    from ..io import check_output
+
+    for attr, kind in getattr(args, "outputs", {}).items():
+        value = getattr(args, attr, None)
+        if isinstance(value, str):
+            check_output(value, kind, "OUTPUT" if attr == "output" else f"--{attr}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -57,12 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     func: Callable[[argparse.Namespace], int | None] = args.func
     try:
+        check_outputs(args)
         return int(func(args) or 0)
     except NasDeployError as e:
         print(f"nasdeploy {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"nasdeploy {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # the job may say what it left (a checkpoint to resume from)
+        print(f"nasdeploy {args.command}: interrupted" + (f": {e}" if str(e) else ""), file=sys.stderr)
         return 130
     except Exception as e:  # a bug, not bad input: keep one line unless asked for more
         if args.verbose or os.environ.get("NASDEPLOY_TRACEBACK"):

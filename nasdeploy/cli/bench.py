@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..backends import engine_help
@@ -20,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "no GPU.")
     p.add_argument("models", nargs="*",
                    help="zoo names, cards, checkpoints or export folders (default: every zoo model on the CPU; "
-                        "FairNAS-A, SCARLET-A and FairNAS-A-SE on CUDA, --all for every model)")
+                        "fairnas_a, scarlet_a and fairnas_a_se on CUDA, --all for every model)")
     p.add_argument("--all", action="store_true", help="without models: every zoo model (hours on CUDA)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--backends", default=None,
@@ -56,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "images)")
     add_quant_args(p)
     add_gate_args(p, force=False)
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func=cmd_bench, outputs={"json": "file", "plot": "file"})
 
     v = sub.add_parser("verify", help="top-1/top-5 on an ImageNet-layout folder, checked against the published numbers",
                        description="Scores the test split (DIR/val) with the preprocessing the model records (its "
@@ -64,7 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "INT8 engine gated on a CPU of another instruction-set class is gated again here.")
     v.add_argument("model", help="zoo name, card, checkpoint or export folder")
     v.add_argument("--weights", help="official or nasdeploy checkpoint")
-    v.add_argument("--data", required=True, help="ImageNet-layout folder (DIR/val/CLASS/*.JPEG or DIR/CLASS/...)")
+    v.add_argument("--data", required=True,
+                   help="ImageNet-layout folder (DIR/val/CLASS/*.JPEG or DIR/CLASS/...), or 'fashion-mnist' for the "
+                        "built-in images' 4,000 test images")
     v.add_argument("--device", default="cpu")
     v.add_argument("--backend", default="torch", help=f"for a model: the backend to run it with ({engine_help()})")
     v.add_argument("--dtype", default="fp32", help="for a model: the precision the backend runs")
@@ -77,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--json", help="write the result as JSON")
     v.add_argument("--no-progress", action="store_true")
     add_quant_args(v)
-    v.set_defaults(func=cmd_verify)
+    v.set_defaults(func=cmd_verify, outputs={"json": "file"})
 
 
 def _csv(s: str | None, cast=str):
@@ -134,9 +137,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
             Console().print(f"[yellow]{r.backend} {r.dtype} batch {r.batch}: {w}[/]: the machine was busy or changed "
                             "speed while timing; close other work or time again (more --rounds)")
     for s in res.skipped:
-        Console().print(f"[yellow]skipped[/] {s.get('backend')} {s.get('dtype', '')}: {s['reason']}")
+        Console().print(f"[yellow]skipped[/] {s.get('backend')} {s.get('dtype', '')}: {escape(s['reason'])}",
+                        soft_wrap=True)
+    for f in res.failed:
+        Console().print(f"[red]failed[/] {f['backend']} {f['dtype']} batch {f['batch']}: {escape(f['reason'])}",
+                        soft_wrap=True)
     for note in res.isa_notes:
-        Console().print(f"[yellow]{note}[/]")
+        Console().print(f"[yellow]{escape(note)}[/]", soft_wrap=True)
     for d in res.deployable():
         ratio = f", {d['vs_reference']:.2f}x {ref}" if d["vs_reference"] else ""
         why = {True: "faster than the reference in every round", False: "no engine was faster than the reference "
@@ -152,7 +159,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for r in res.rows:
             series.setdefault(f"{r.model} {r.backend} {r.dtype}", []).append((r.batch, r.throughput))
         throughput_plot(args.plot, series, f"throughput vs batch on {res.environment['device_name']}")
-    return 0
+    return 1 if res.failed else 0
 
 
 def _target(text: str | None) -> float | None:

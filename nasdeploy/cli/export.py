@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_gate_args(p, force=True)
     p.add_argument("--out", default=None, help="output folder (default: exports/MODEL)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(func=cmd_export, outputs={"out": "dir"})
 
 
 def cmd_export(args: argparse.Namespace) -> int:

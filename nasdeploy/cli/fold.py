@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="weights for a zoo name or card (official or nasdeploy checkpoint)")
     p.add_argument("--max-condition", type=float, default=DEFAULT_MAX_CONDITION,
                    help="refuse to invert a stabilizer whose condition number is above this (default %(default)g)")
-    p.set_defaults(func=cmd_fold)
+    p.set_defaults(func=cmd_fold, outputs={"output": "file"})
 
 
 def cmd_fold(args: argparse.Namespace) -> int:

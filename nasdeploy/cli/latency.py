@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "architectures, as bench does)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_latency)
+    p.set_defaults(func=cmd_latency, outputs={"out": "file"})
 
 
 def settings_from(args: argparse.Namespace) -> Settings:

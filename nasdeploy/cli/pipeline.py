@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="auto | cpu | cuda")
     p.add_argument("--stop-after", choices=Pipeline.STAGES, help="stop after this stage (the rest run on a rerun)")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_pipeline)
+    p.set_defaults(func=cmd_pipeline, outputs={"out": "dir"})
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:

@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/search", help="output folder (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_search)
+    p.set_defaults(func=cmd_search, outputs={"out": "dir"})
 
     w = sub.add_parser("search-worker", help="one more worker on a study made by `nasdeploy search --storage URL`",
                        description="Works on the study (its settings are stored in it: supernet, tables, data, target) "

@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--deterministic", action="store_true", help="torch deterministic algorithms")
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, outputs={"out": "dir"})
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 from ..errors import ExportError, UsageError
-from ..io import provenance, write_json
+from ..io import check_output, provenance, write_json
 from ..quantize import QuantOptions
 from ..zoo import Resolved, resolve, save_checkpoint
 from .manifest import FORMAT, FORMAT_VERSION, MANIFEST, sha256
@@ -119,6 +119,7 @@ def _preflight(out: Path, opt: ExportOptions) -> list[tuple[str, str, str]]:
 
     if out.exists() and not opt.force:
         raise UsageError(f"{out} already exists: pass --force to replace it, or choose another --out")
+    check_output(out, "dir", "--out")  # the default folder too: refused now, not after the export's work
     device = opt.resolved_device()
     engines = opt.all_engines()
     if not engines:

@@ -45,6 +45,12 @@ def open_export(spec) -> "ExportFolder | None":
     return None
 
 
+def inside_name(name: str) -> bool:
+    """Whether a file name of a manifest stays inside its folder: relative, without '..' or a drive."""
+    p = Path(name)
+    return bool(name) and not p.is_absolute() and ".." not in p.parts and not name.startswith("~")
+
+
 def _kind(v) -> str:
     """A JSON value's type, as a reader of the file would name it."""
     if isinstance(v, dict):
@@ -76,6 +82,10 @@ def _engine_problem(name, e) -> str | None:
     if not isinstance(files, dict) or not files or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
         return f"engine {name}: files must be a table of file name to sha256, not {_kind(files)}"
+    outside = next((f for f in files if not inside_name(f)), None)
+    if outside is not None:
+        return f"engine {name} names the file {outside!r}: an export's files are inside its folder (a relative name, " \
+               "no '..')"
     rng = e.get("batch_range")
     if not (isinstance(rng, list) and len(rng) == 2 and isinstance(rng[0], int) and not isinstance(rng[0], bool)
             and rng[0] >= 1 and (rng[1] is None or isinstance(rng[1], int) and not isinstance(rng[1], bool)
@@ -106,6 +116,9 @@ def manifest_problem(m: dict) -> str | None:
     pt = m["pytorch"]
     if not (isinstance(pt, dict) and isinstance(pt.get("file"), str) and isinstance(pt.get("sha256"), str)):
         return f"pytorch must be a table with file and sha256 strings, not {_kind(pt)}"
+    if not inside_name(pt["file"]):
+        return f"pytorch names the file {pt['file']!r}: an export's files are inside its folder (a relative name, " \
+               "no '..')"
     if not isinstance(m["input"], dict):
         return f"input must be a table (size, num_classes, ...), not {_kind(m['input'])}"
     try:
@@ -192,8 +205,12 @@ class ExportFolder:
         """The files of ``engine`` (None: the PyTorch model) with their hashes, checked against the manifest."""
         files = self.entry(engine)["files"] if engine else {self.manifest["pytorch"]["file"]:
                                                             self.manifest["pytorch"]["sha256"]}
+        root = self.path.resolve()
         for name, digest in files.items():
             f = self.path / name
+            if not f.resolve().is_relative_to(root):
+                raise ArtifactError(f"{f} leads out of the export folder (to {f.resolve()}): an export's files are "
+                                    "inside its folder; export the model again")
             if not f.is_file():
                 raise ArtifactError(f"{f} is missing from the export: export the model again")
             if sha256(f) != digest:

@@ -141,9 +141,13 @@ class LatencyTable:
                     provenance=d.get("provenance", {}), path=path)
         except (KeyError, TypeError) as e:
             raise ArtifactError(f"latency table {path} lacks {e}: is it truncated?") from None
-        if len(t.layers) != get_space(t.space).num_layers:
-            raise ArtifactError(f"latency table {path} has {len(t.layers)} layers, the {t.space} space has "
+        if not isinstance(t.layers, list) or len(t.layers) != get_space(t.space).num_layers:
+            n = len(t.layers) if isinstance(t.layers, list) else "no list of"
+            raise ArtifactError(f"latency table {path} has {n} layers, the {t.space} space has "
                                 f"{get_space(t.space).num_layers}")
+        why = entries_problem(t)
+        if why:
+            raise ArtifactError(f"latency table {path}: {why}; measure the table again")
         if space is not None and t.space != space:
             raise ArtifactError(f"latency table {path} was measured for the {t.space} space, not {space}: "
                                 f"measure one with `nasdeploy latency-table --space {space}`")
@@ -156,6 +160,51 @@ class LatencyTable:
     @property
     def engine(self) -> str:
         return f"{self.backend}:{self.dtype}"
+
+
+def _median_problem(where: str, entry, skip: bool = False) -> str | None:
+    import math
+
+    if not isinstance(entry, dict):
+        return f"{where} is not a table entry"
+    m = entry.get("median")
+    if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m):
+        return f"{where} has a median of {m!r}: a latency must be a finite number of milliseconds"
+    if m < 0 or (m == 0 and not skip):  # a skip is folded away: it costs nothing
+        return f"{where} has a median of {m} ms: a latency must be positive"
+    return None
+
+
+def entries_problem(t: "LatencyTable") -> str | None:
+    """What makes a table's entries unusable (a median that is missing, not a number, not finite or not positive;
+    a choice the space does not have; a calibration term that is not a finite number), or None."""
+    for where, entry in (("the stem", t.stem), ("the head", t.head)):
+        if entry is not None or t.complete:
+            why = _median_problem(where, entry)
+            if why:
+                return why
+    sp = get_space(t.space)
+    for i, layer in enumerate(t.layers):
+        if not isinstance(layer, dict):
+            return f"layer {i} is not a table of choices"
+        allowed = {c.token: c for c in sp.choices_at(i)}
+        for token, entry in layer.items():
+            if token not in allowed:
+                return f"layer {i} has a choice '{token}' the {t.space} space does not have there"
+            why = _median_problem(f"layer {i} {token}", entry, skip=allowed[token].skip)
+            if why:
+                return why
+    cal = t.calibration
+    if cal is not None:
+        import math
+
+        if not isinstance(cal, dict):
+            return "its calibration is not a table of terms"
+        bad = [k for k in ("a", "b", "c", "d") if k in cal and (isinstance(cal[k], bool) or not (
+            isinstance(cal[k], (int, float)) and math.isfinite(cal[k])))]
+        if bad:
+            return f"its calibration has terms that are not finite numbers ({', '.join(bad)})"
+    return None
 
 
 class EngineTables:

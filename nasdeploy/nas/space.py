@@ -81,6 +81,8 @@ def layer_plan(stride_plan: Sequence[int] | None = None) -> tuple[LayerSpec, ...
     strides = list(stride_plan) if stride_plan is not None else [s for _, _, s in STAGE_PLAN]
     if len(strides) != len(STAGE_PLAN):
         raise ArchError(f"a stride plan needs {len(STAGE_PLAN)} entries, got {len(strides)}")
+    if any(isinstance(s, bool) or s not in (1, 2) for s in strides):
+        raise ArchError(f"a stride plan takes strides of 1 or 2, got {list(strides)}")
     layers: list[LayerSpec] = []
     cin = SEPARABLE_CHANNELS
     for (cout, repeats, _), first_stride in zip(STAGE_PLAN, strides):

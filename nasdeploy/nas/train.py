@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,7 +26,8 @@ from torch.utils.data import Dataset
 
 from .. import data as data_mod
 from ..device import resolve_device
-from ..errors import ArtifactError, DataError, DeviceError, UsageError
+from ..errors import ArtifactError, DataError, DeviceError, NasDeployError, UsageError
+from ..io import LOCK, folder_lock, remove_if_empty
 from ..progress import progress_bar
 from .checkpoint import load_checkpoint, save_checkpoint
 from .paths import make_path_sampler
@@ -230,6 +232,52 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
         raise UsageError(f"--micro-batches must divide --batch-size ({cfg.batch_size}), got {cfg.micro_batches}")
     if cfg.ckpt_every <= 0:
         raise UsageError(f"--ckpt-every must be at least 1, got {cfg.ckpt_every}")
+    check_optimizer(cfg.lr, cfg.weight_decay, cfg.label_smoothing, cfg.momentum)
+    device = _local_device(torch.device(resolve_device(cfg.device)))
+    rank, world = _dist(device)
+    # one writer per folder: a second training on it is refused at once (torchrun's ranks share rank 0's)
+    with folder_lock(out, "a supernet training") if rank == 0 else nullcontext():
+        made = not any(p.name != LOCK for p in out.iterdir()) if out.is_dir() else True
+        try:
+            return _train(cfg, out, space, resume, progress, device, rank, world)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(_interrupted(out, made and rank == 0)) from None
+
+
+def check_optimizer(lr: float, weight_decay: float, label_smoothing: float, momentum: float = 0.9,
+                    where: str = "--") -> None:
+    """The optimizer's settings, refused in one line before any data is read (named as flags, ``where`` "--", or
+    as keys of a configuration section, ``where`` "supernet.")."""
+    def name(key: str) -> str:
+        return where + (key.replace("_", "-") if where == "--" else key)
+
+    if not lr > 0:
+        raise UsageError(f"{name('lr')} must be positive, got {lr}")
+    if not weight_decay >= 0:
+        raise UsageError(f"{name('weight_decay')} must be 0 or more, got {weight_decay}")
+    if not 0 <= label_smoothing < 1:
+        raise UsageError(f"{name('label_smoothing')} must be at least 0 and below 1, got {label_smoothing}")
+    if not 0 <= momentum < 1:
+        raise UsageError(f"{name('momentum')} must be at least 0 and below 1, got {momentum}")
+
+
+def _interrupted(out: Path, made: bool) -> str:
+    """What an interrupted run leaves: a checkpoint to resume from, or nothing (its empty folder removed)."""
+    ckpt = out / CHECKPOINT
+    if ckpt.exists():
+        try:
+            step = int(load_checkpoint(ckpt)["step"])
+        except NasDeployError:
+            step = None
+        at = f" at step {step}" if step is not None else ""
+        return f"the checkpoint{at} is in {out}: the same command with --resume continues from it"
+    if made:
+        remove_if_empty(out)
+    return f"stopped before the first checkpoint: nothing was saved in {out}"
+
+
+def _train(cfg: TrainConfig, out: Path, space, resume: bool, progress: bool, device, rank: int,
+           world: int) -> "TrainResult":
     ckpt_path = out / CHECKPOINT
     state = None
     if ckpt_path.exists():
@@ -239,8 +287,11 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
         if state["config"]["space"] != space.name:
             raise ArtifactError(f"{ckpt_path} is a {state['config']['space']} supernet, not {space.name}: "
                                 "use the same --space or another --out")
-    device = _local_device(torch.device(resolve_device(cfg.device)))
-    rank, world = _dist(device)
+        if int(state["step"]) > cfg.steps:
+            raise UsageError(f"{ckpt_path} is at step {state['step']}, beyond --steps {cfg.steps}: give --steps "
+                             f"{state['step']} or more to continue it, or choose another --out")
+    elif resume:
+        log.info("no checkpoint in %s to resume from: training starts at step 0", out)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     dataset, setting = open_train_data(cfg)

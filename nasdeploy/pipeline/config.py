@@ -100,7 +100,37 @@ class PipelineConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PipelineConfig":
-        return from_table(cls, d, "config")
+        return from_table(cls, d, "config").check()
+
+    def check(self) -> "PipelineConfig":
+        """Values of the right type but out of range, refused with the configuration, named by their keys."""
+        from ..nas.train import check_optimizer
+
+        counts = {"supernet.steps": self.supernet.steps, "supernet.batch_size": self.supernet.batch_size,
+                  "supernet.ckpt_every": self.supernet.ckpt_every, "latency.batch": self.latency.batch,
+                  "latency.repeats": self.latency.repeats,
+                  "search.population": self.search.population, "search.evaluations": self.search.evaluations,
+                  "search.finalists": self.search.finalists, "search.calib_batches": self.search.calib_batches,
+                  "search.eval_images": self.search.eval_images, "finetune.steps": self.finetune.steps,
+                  "finetune.batch_size": self.finetune.batch_size, "finetune.ckpt_every": self.finetune.ckpt_every,
+                  "bench.repeats": self.bench.repeats, "bench.rounds": self.bench.rounds,
+                  "deploy.calib_images": self.deploy.calib_images, "accuracy_images": self.accuracy_images,
+                  "export.parity_images": self.export.parity_images}
+        for key, value in counts.items():
+            if value < 1:
+                raise UsageError(f"{key} must be at least 1, got {value}")
+        if self.latency.validate_archs < 3:
+            raise UsageError(f"latency.validate_archs must be at least 3 (to fit and check a calibration), got "
+                             f"{self.latency.validate_archs}")
+        if not self.bench.batches or any(b < 1 for b in self.bench.batches):
+            raise UsageError(f"bench.batches must list batch sizes of at least 1, got {self.bench.batches}")
+        if self.latency.warmup < 0 or self.search.race_images < 0 or self.deploy.budget < 0:
+            raise UsageError("latency.warmup, search.race_images and deploy.budget must be 0 or more")
+        check_optimizer(self.supernet.lr, self.supernet.weight_decay, self.supernet.label_smoothing,
+                        self.supernet.momentum, where="supernet.")
+        check_optimizer(self.finetune.lr, self.finetune.weight_decay, self.finetune.label_smoothing,
+                        where="finetune.")
+        return self
 
     @classmethod
     def demo(cls) -> "PipelineConfig":

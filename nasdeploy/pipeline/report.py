@@ -105,6 +105,8 @@ def write_report(out: Path, cfg, results: PipelineResults, prov: dict) -> Path:
                  f"{_bounds(r['latency'])} | {r['latency']['p99']:.3f} | {r['speedup']:.2f}x |")
     for s in be.skipped:
         L.append(f"\nskipped {s.get('backend')}: {s['reason']}")
+    for f in be.failed:
+        L.append(f"\n**failed** {f['backend']} {f['dtype']} batch {f['batch']}: {f['reason']}")
     L += ["", "![throughput](bench.png)", "", "## Artefacts", "",
           f"- supernet: `{sn.supernet}`",
           "- latency tables: " + ", ".join(f"`{t['lut']}`" for t in tables.values()) + " (validation plots beside them)",

@@ -108,7 +108,8 @@ class BenchStageResult(StageResult):
     bench_json: str
     environment: dict
     rows: list[dict]  # bench.run.BenchRow records
-    skipped: list[dict]
+    skipped: list[dict]  # engines that cannot run here
+    failed: list[dict] = field(default_factory=list)  # rows that failed to build or while timed, with the reason
 
 
 @dataclass(kw_only=True)

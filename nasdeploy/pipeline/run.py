@@ -21,7 +21,7 @@ from typing import Callable
 from ..device import resolve_device
 from ..errors import UsageError
 from ..finetune import FinetuneConfig
-from ..io import provenance, write_json
+from ..io import folder_lock, provenance, write_json
 from ..nas.train import TrainConfig
 from .config import PipelineConfig
 from .results import (RESULT_TYPES, STAGES, AccuracyResult, BenchStageResult, DeployResult, ExportStageResult,
@@ -70,26 +70,48 @@ class Pipeline:
 
     def run(self, stop_after: str | None = None) -> PipelineResults:
         self.validate()
-        self.out.mkdir(parents=True, exist_ok=True)
-        write_json(self.out / "config.json", asdict(self.cfg))
-        for stage, run in self.stages.items():
-            m = self.marker(stage)
-            done = RESULT_TYPES[stage].load(m) if m.exists() else None
-            if done is not None:
-                self.results.add(stage, done, "cached")
-                self.echo(f"[{stage}] done before: skipped")
-                continue
-            if m.exists():  # written atomically, so from another version or edited: redone
-                log.debug("%s does not load as this stage's result: the stage runs again", m)
-            self.echo(f"[{stage}] running")
-            t0 = time.perf_counter()
-            result = run()
-            result.seconds = round(time.perf_counter() - t0, 1)
-            write_json(m, result.as_dict())
-            self.results.add(stage, result, "ran")
-            if stage == stop_after:
-                break
+        self._check_recorded()  # refused before anything is written, the lock file included
+        with folder_lock(self.out, "a pipeline run"):
+            self._check_recorded()  # and again under the lock: another run may have started meanwhile
+            write_json(self.out / "config.json", asdict(self.cfg))
+            for stage, run in self.stages.items():
+                m = self.marker(stage)
+                done = RESULT_TYPES[stage].load(m) if m.exists() else None
+                if done is not None:
+                    self.results.add(stage, done, "cached")
+                    self.echo(f"[{stage}] done before: skipped")
+                else:
+                    if m.exists():  # written atomically, so from another version or edited: redone
+                        log.debug("%s does not load as this stage's result: the stage runs again", m)
+                    self.echo(f"[{stage}] running")
+                    t0 = time.perf_counter()
+                    result = run()
+                    result.seconds = round(time.perf_counter() - t0, 1)
+                    write_json(m, result.as_dict())
+                    self.results.add(stage, result, "ran")
+                if stage == stop_after:
+                    break
         return self.results
+
+    def _check_recorded(self) -> None:
+        """A run folder made with other settings is refused before anything is written: its stages would be reused
+        for settings they were not made with (only ``out``, where the folder is, may differ)."""
+        import json
+
+        path = self.out / "config.json"
+        if not path.exists():
+            return
+        try:
+            recorded = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return  # unreadable: written atomically, so from elsewhere; the stages' own checks stand
+        mine = asdict(self.cfg)
+        diff = _differences(recorded, mine, ignore={"out"})
+        if diff:
+            shown = "; ".join(f"{k}: {a!r} here before, {b!r} now" for k, a, b in diff[:3])
+            more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
+            raise UsageError(f"{self.out} holds a pipeline run made with other settings ({shown}{more}): choose "
+                             f"another --out, or run it with its own settings ({path})")
 
     # -- which engines compete
     def candidates(self) -> tuple[list[tuple[str, str]], list[dict]]:
@@ -274,7 +296,8 @@ class Pipeline:
             series.setdefault(f"{r.backend} {r.dtype}", []).append((r.batch, r.throughput))
         throughput_plot(self.out / "bench.png", series, f"searched model on {res.environment['device_name']}")
         return BenchStageResult(bench_json=str(self.out / "bench.json"), environment=res.environment,
-                                rows=[asdict(r) for r in res.rows], skipped=res.skipped)
+                                rows=[asdict(r) for r in res.rows], skipped=res.skipped,
+                                failed=res.failed)
 
     # -- deploy: the one rule (nasdeploy.deploy), then the chosen engine's files, byte for byte
     def stage_deploy(self) -> DeployResult:
@@ -373,6 +396,18 @@ class Pipeline:
         shutil.rmtree(dst, ignore_errors=True)
         tmp.rename(dst)
         return {name: sha256(dst / name) for name in files}
+
+
+def _differences(a, b, ignore: set[str] = frozenset(), where: str = "") -> list[tuple[str, object, object]]:
+    """(key path, a's value, b's value) wherever two configurations differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            if k in ignore and not where:
+                continue
+            out += _differences(a.get(k), b.get(k), ignore, f"{where}{k}.")
+        return out
+    return [] if a == b else [(where.rstrip("."), a, b)]
 
 
 def _check_given(table, st) -> None:

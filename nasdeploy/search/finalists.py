@@ -190,17 +190,24 @@ def _time(engine: str, archs: list[str], target: float | None, seed: int, label:
     return _TIMER.time(engine, archs, target, seed, label)
 
 
+def _close() -> None:
+    global _TIMER
+    if _TIMER is not None:
+        _TIMER.close()
+    _TIMER = None
+
+
 class CleanTimer:
     """A ``FinalistTimer`` in a fresh process of its own (``bench.worker``): the finalists are timed in the same
     state as `nasdeploy bench` times the shipped engine, whatever this process did before (training, fine-tuning:
     benchmarks/README, "Timing in a clean process")."""
 
     def __init__(self, tables, clock: Clock, progress: bool = False) -> None:
-        from ..bench.worker import TimingWorker
+        from ..bench.worker import shared_worker
 
         self.clock = clock
         self._engines = list(tables.tables)
-        self._worker = TimingWorker()
+        self._worker = shared_worker()
         self._worker.call(_open, [str(Path(t.path).resolve()) for t in tables.tables.values()], clock, progress)
 
     def engines(self) -> list[str]:
@@ -211,7 +218,12 @@ class CleanTimer:
         return self._worker.call(_time, engine, archs, target, seed, label)
 
     def close(self) -> None:
-        self._worker.close()
+        from ..errors import NasDeployError
+
+        try:
+            self._worker.call(_close)  # the runners go; the worker stays for the next timing
+        except NasDeployError:  # the worker died meanwhile: nothing is left to close
+            pass
 
 
 def measure(finalists: list[Finalist], timer: FinalistTimer | CleanTimer, target: float | None = None) -> None:

@@ -45,6 +45,7 @@ class Problem:
         # choices of each layer from cheapest to dearest
         self.order = [tuple(sorted(c, key=lambda t, i=i: self.layer_cost(i, t))) for i, c in enumerate(self.layers)]
         self.cheapest = tuple(o[0] for o in self.order)
+        self.dearest = tuple(o[-1] for o in self.order)
         if not self.meets(self.cost(self.cheapest)):
             raise UsageError(f"no architecture can meet the target {self.target:g}: the cheapest costs "
                              f"{self.cost(self.cheapest):g}")
@@ -99,9 +100,12 @@ class Problem:
         return tuple(t)
 
     def band_floor(self, band: float) -> float:
-        """The lowest cost of the top ``band`` share of [cheapest, target]."""
+        """The lowest cost of the top ``band`` share of [cheapest, the highest feasible cost]: the target, or the
+        dearest architecture's cost where the target lies above it (a band above every network holds only the
+        dearest, and a first generation drawn there would be one network over and over)."""
         lo = self.cost(self.cheapest)
-        return self.target - band * (self.target - lo)
+        top = min(self.target, self.cost(self.dearest))
+        return top - band * (top - lo)
 
     def near_target(self, rng: random.Random, band: float, draws: int = 400) -> Tokens:
         """A feasible architecture whose cost lies in the top ``band`` of [cheapest, target]: a uniform draw that

@@ -97,14 +97,17 @@ class FeasibleEvolutionSampler(BaseSampler):
     # -------------------------------------------------------------- the proposal
     def propose(self, study: "optuna.Study", number: int) -> Tokens:
         """Draws (seeded by the trial's number) until one is a network the study has not seen, in canonical form;
-        after ``NOVELTY_TRIES`` the last one."""
+        after ``NOVELTY_TRIES``, as many draws from anywhere in the feasible region (a uniform draw, repaired), so
+        that a repeat, which spends a trial of the budget on nothing new, comes only when the feasible networks
+        are nearly all seen; then the last one."""
         rng = random.Random(f"{self.seed}:{number}")
         trials = study.get_trials(deepcopy=False)
         seen = {t.user_attrs.get("arch") for t in trials}
         draw = self.drawer(study, trials)
+        anywhere = lambda r: self.problem.repair(self.problem.draw(r, 0.0), r)  # noqa: E731
         tokens = self.problem.cheapest
-        for _ in range(NOVELTY_TRIES):
-            tokens = self.problem.canonical(draw(rng))
+        for k in range(2 * NOVELTY_TRIES):
+            tokens = self.problem.canonical((draw if k < NOVELTY_TRIES else anywhere)(rng))
             if "-".join(tokens) not in seen:
                 return tokens
         return tokens
