@@ -41,6 +41,17 @@ def randomize(model: nn.Module, seed: int = 0, stab_noise: float = 0.3, size: in
     return model.eval()
 
 
+def small_net(seed: int) -> nn.Module:
+    """A random SCARLET network for 28 px images, 10 classes, with weights and BN statistics of spread (a randomly
+    initialised network's activations shrink to ~1e-10 before its classifier: every input would give the bias)."""
+    from nasdeploy.data import SMALL_INPUT_STRIDES
+    from nasdeploy.nas.net import Network
+    from nasdeploy.nas.space import get_space
+
+    arch = get_space("scarlet").sample(random.Random(seed))
+    return randomize(Network(arch, "scarlet", 10, SMALL_INPUT_STRIDES), seed)
+
+
 def spread(y: torch.Tensor) -> float:
     """How much outputs vary across the inputs of a batch, relative to their size."""
     return float((y - y.mean(0)).abs().max() / y.abs().max())

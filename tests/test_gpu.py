@@ -16,6 +16,7 @@ from nasdeploy.nas.train import TrainConfig, train_supernet
 from nasdeploy.zoo import create_model
 
 from .conftest import needs_cuda
+from .helpers import small_net
 
 pytestmark = [pytest.mark.gpu, needs_cuda]
 
@@ -61,13 +62,7 @@ def test_supernet_step_with_amp_on_cuda(tmp_path):
 # ------------------------------------------------ what the review of the never-run GPU code named
 
 def _small(seed: int):
-    import random
-
-    from nasdeploy.nas.net import Network
-    from nasdeploy.nas.space import get_space
-
-    arch = get_space("scarlet").sample(random.Random(seed))
-    return Network(arch, "scarlet", 10, SMALL_INPUT_STRIDES).eval()
+    return small_net(seed)
 
 
 def test_cuda_graph_outputs_are_not_overwritten_by_the_next_call():

@@ -54,3 +54,17 @@ def test_the_folded_structure_has_no_bn_and_no_stabilizer():
     assert all(m.bias is not None for m in net.modules() if isinstance(m, nn.Conv2d))
     y = net.eval()(torch.randn(2, 3, 28, 28))
     assert y.shape == (2, 10)
+
+
+def test_the_small_test_network_answers_its_input():
+    """The GPU tests' small network (tests/helpers.small_net): its outputs change with its input, so a test that two
+    inputs give different outputs can fail. A network as initialised gives its classifier's bias whatever the input
+    (its activations shrink to about 1e-10): a parity or "outputs differ" check on it could never fail."""
+    from .helpers import small_net, spread
+
+    x = torch.randn(4, 3, 28, 28, generator=torch.Generator().manual_seed(0))
+    for seed in range(3):
+        with torch.no_grad():
+            raw = Network(get_space("scarlet").sample(random.Random(seed)), "scarlet", 10, SMALL_INPUT_STRIDES).eval()
+            assert spread(raw(x)) < 1e-4  # the old fixture: the same output for every input
+            assert spread(small_net(seed).eval()(x)) > 0.05

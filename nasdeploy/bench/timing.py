@@ -159,9 +159,12 @@ class Clock:
 
     def decided(self, medians: Sequence[float], target: float | None = None) -> bool:
         """Whether rounds with these medians need no more: at least ``rounds`` of them, and, against ``target``, a
-        verdict (meets or misses); without one, bounds within ``agree`` of the median."""
+        verdict (meets or misses); without one, bounds within ``agree`` of the median (where ``rounds`` is too few
+        for bounds at ``confidence``, those rounds and no more: the caller chose speed over bounds)."""
         if len(medians) < self.rounds:
             return False
+        if target is None and self.rounds < min_rounds(self.confidence):
+            return True  # fewer rounds asked than bounds need, and no verdict to reach: exactly those rounds
         lat = self.summary(medians)
         if target is not None:
             return lat.verdict(target) != "undecided"
