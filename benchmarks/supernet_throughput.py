@@ -125,25 +125,22 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
     sn_step, m = make_supernet_step(device, args.batch, args.size, amp, args.channels_last)
     plain_step = make_plain_step(device, args.batch, args.size, amp, args.channels_last)
-    for fn in (sn_step, plain_step):  # warm-up: cuDNN autotuning, allocator
+    warmup = {}
+    for name, fn in (("supernet", sn_step), ("plain", plain_step)):  # cuDNN autotuning, allocator: timed apart
+        t0 = time.perf_counter()
         images_per_second(fn, device, 2)
+        warmup[name] = round(time.perf_counter() - t0, 2)
+        print(f"{time.strftime('%H:%M:%S')} warm-up {name}: {warmup[name]} s", flush=True)
+    mac_ratio = mean_path_macs(args.size) / count_macs(create_model("fairnas_a"), args.size)
     rounds = []
-    for _ in range(args.rounds):
+    for k in range(args.rounds):
         plain = images_per_second(plain_step, device, args.steps * m)  # as many forward/backward passes as the supernet
         sn = images_per_second(sn_step, device, args.steps)
         rounds.append({"plain_images_per_s": plain, "supernet_path_images_per_s": sn, "cost_ratio": plain / sn})
-    ratio = statistics.median(r["cost_ratio"] for r in rounds)
-    mac_ratio = mean_path_macs(args.size) / count_macs(create_model("fairnas_a"), args.size)
-    result = {
-        "what": "supernet strict-fairness step vs plain FairNAS-A step, cost per image",
-        "command": "python -m benchmarks.supernet_throughput " + " ".join(sys.argv[1:]),
-        "environment": environment(args.device), "batch": args.batch, "input_size": args.size,
-        "amp": "bf16 autocast" if amp else "off", "channels_last": args.channels_last, "paths_per_step": m,
-        "rounds": rounds, "supernet_cost_per_image_over_plain": ratio, "target": 1.15,
-        # the average path is not FairNAS-A: this much of the ratio is arithmetic, the rest is overhead
-        "mean_path_macs_over_fairnas_a": mac_ratio, "overhead_beyond_macs": ratio / mac_ratio,
-        "provenance": {k: str(v) for k, v in provenance().items()},
-    }
+        print(f"{time.strftime('%H:%M:%S')} round {k + 1}/{args.rounds}: cost ratio {plain / sn:.3f}", flush=True)
+        if args.out:  # after each round: a run stopped by its time limit keeps what it measured
+            write_json(args.out, _result(args, amp, m, rounds, mac_ratio, warmup))
+    result = _result(args, amp, m, rounds, mac_ratio, warmup)
     if args.out:
         write_json(args.out, result)
     print(json.dumps({k: result[k] for k in ("batch", "input_size", "amp", "supernet_cost_per_image_over_plain",
@@ -151,6 +148,20 @@ def main() -> None:
                      | {"median_plain_images_per_s": statistics.median(r["plain_images_per_s"] for r in rounds),
                         "median_supernet_path_images_per_s":
                             statistics.median(r["supernet_path_images_per_s"] for r in rounds)}, indent=1))
+
+
+def _result(args, amp: bool, m: int, rounds: list[dict], mac_ratio: float, warmup: dict) -> dict:
+    ratio = statistics.median(r["cost_ratio"] for r in rounds)
+    return {
+        "what": "supernet strict-fairness step vs plain FairNAS-A step, cost per image",
+        "command": "python -m benchmarks.supernet_throughput " + " ".join(sys.argv[1:]),
+        "environment": environment(args.device), "batch": args.batch, "input_size": args.size,
+        "amp": "bf16 autocast" if amp else "off", "channels_last": args.channels_last, "paths_per_step": m,
+        "rounds": rounds, "supernet_cost_per_image_over_plain": ratio, "target": 1.15,
+        # the average path is not FairNAS-A: this much of the ratio is arithmetic, the rest is overhead
+        "mean_path_macs_over_fairnas_a": mac_ratio, "overhead_beyond_macs": ratio / mac_ratio,
+        "warmup_seconds": warmup, "provenance": {k: str(v) for k, v in provenance().items()},
+    }
 
 
 if __name__ == "__main__":

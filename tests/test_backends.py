@@ -203,3 +203,57 @@ def test_a_row_that_fails_while_timed_is_a_failure_and_the_json_written(tmp_path
     failed = [s for s in res["failed"] if s.get("backend") == "flaky"]
     assert failed and "went away while it was timed" in failed[0]["reason"]
     assert not [s for s in res["skipped"] if s.get("backend") == "flaky"]  # a failure is not a skip
+
+
+CRASHING = '''
+"""A native runtime that takes its process down while it loads (as an AOTInductor package did on a GPU)."""
+import os
+import signal
+
+from nasdeploy.backends.base import Backend
+
+
+class CrashingBackend(Backend):
+    name = "crashing"
+    dtypes = {"cpu": ("fp32",)}
+    isolated = True
+
+    def build(self, src, target):
+        return None
+
+    def load(self, src, path, target):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
+BACKEND = CrashingBackend()
+'''
+
+
+def test_an_engine_that_crashes_its_process_costs_its_row_not_the_run(tmp_path, monkeypatch):
+    """A backend that kills its own process while loading: its row says so ("crashed: SIGSEGV while building"), the
+    other rows are timed and written, and the exit code says a row failed. Its file is found by the bench and by
+    the row's own process alike (NASDEPLOY_BACKENDS)."""
+    import json
+
+    from .conftest import run_cli
+
+    d = tmp_path / "plugins"
+    d.mkdir()
+    (d / "crashing.py").write_text(textwrap.dedent(CRASHING))
+    monkeypatch.setenv(B.PLUGINS, str(d))
+    B.refresh_registry()
+    try:
+        net = randomize(Network(get_space("fairnas").sample(random.Random(3)), "fairnas", 10, SMALL_INPUT_STRIDES), 3)
+        save_checkpoint(net, tmp_path / "n.pt")
+        r = run_cli("bench", str(tmp_path / "n.pt"), "--backends", "onnxruntime,crashing", "--batch", "1", "--repeats",
+                    "3", "--rounds", "2", "--json", str(tmp_path / "b.json"), "--no-progress")
+    finally:
+        monkeypatch.delenv(B.PLUGINS)
+        B.refresh_registry()
+        sys.modules.pop("nasdeploy.backends.crashing", None)
+    assert r.returncode == 1, r.stderr
+    res = json.loads((tmp_path / "b.json").read_text())
+    assert {x["backend"] for x in res["rows"]} == {"torch-eager-fp32", "onnxruntime"}
+    assert res["failed"] == [{"model": str(tmp_path / "n.pt"), "backend": "crashing", "dtype": "fp32", "batch": 1,
+                              "reason": "crashed: SIGSEGV while building"}]
+    assert "failed crashing fp32 batch 1: crashed: SIGSEGV while building" in r.stdout

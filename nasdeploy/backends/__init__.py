@@ -7,6 +7,7 @@ precision it runs, by name (``onnxruntime``, ``openvino:int8``, ...).
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import tempfile
 from functools import lru_cache
@@ -25,16 +26,35 @@ __all__ = ["DTYPES", "Backend", "Runner", "Sources", "Target", "backend_names", 
            "tf32_mode", "tf32_state", "unavailable_reason"]
 
 
+PLUGINS = "NASDEPLOY_BACKENDS"  # folders of backend files of your own (os.pathsep-separated), beside the built-in
+
+
 @lru_cache(maxsize=1)
 def _registry() -> dict[str, Backend]:
-    found = []
-    for info in pkgutil.iter_modules(__path__):
-        if info.name == "base":
-            continue
-        backend = getattr(importlib.import_module(f"{__name__}.{info.name}"), "BACKEND", None)
-        if isinstance(backend, Backend):
-            found.append(backend)
+    modules = [importlib.import_module(f"{__name__}.{info.name}") for info in pkgutil.iter_modules(__path__)
+               if info.name != "base"]
+    found = [b for b in (getattr(m, "BACKEND", None) for m in modules + _plugins()) if isinstance(b, Backend)]
     return {b.name: b for b in sorted(found, key=lambda b: (b.order, b.name))}
+
+
+def _plugins() -> list:
+    """The backend files of the folders ``NASDEPLOY_BACKENDS`` names (an environment variable, so that a process
+    of its own, a bench row's or a timing process, finds them too)."""
+    import importlib.util
+    import sys
+
+    out = []
+    for folder in filter(None, os.environ.get(PLUGINS, "").split(os.pathsep)):
+        for path in sorted(Path(folder).glob("*.py")):
+            name = f"{__name__}.{path.stem}"
+            mod = sys.modules.get(name)
+            if mod is None or getattr(mod, "__file__", None) != str(path):
+                spec = importlib.util.spec_from_file_location(name, path)
+                mod = importlib.util.module_from_spec(spec)
+                sys.modules[name] = mod
+                spec.loader.exec_module(mod)
+            out.append(mod)
+    return out
 
 
 def refresh_registry() -> None:

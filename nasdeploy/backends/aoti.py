@@ -79,6 +79,7 @@ class AotiBackend(Backend):
     description = "AOTInductor package (.pt2) compiled for the CPU or the GPU"
     dtypes = {"cpu": ("fp32",), "cuda": ("fp32", "fp16", "bf16")}
     artefact = "model.pt2"
+    isolated = True  # a native package: a crash while loading costs its bench row, not the run
     candidates = {"cuda": ("fp16",)}
 
     def build(self, src: Sources, target: Target) -> Path | None:

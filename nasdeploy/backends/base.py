@@ -215,6 +215,9 @@ class Backend:
     candidates: dict[str, tuple[str, ...]] = {}
     table_default: tuple[str, ...] = ()
     reference: dict[str, str] = {}
+    # a native runtime that can take its process down (a crash loading a package): `bench` builds, loads and times
+    # it in a process of its own, so that a crash costs its row and not the run
+    isolated = False
 
     @property
     def fixed_batch(self) -> bool:

@@ -183,6 +183,7 @@ class TensorRtBackend(Backend):
     install_hint = "pip install 'nasdeploy[tensorrt]'"
     dtypes = {"cuda": ("fp32", "fp16", "int8")}
     artefact = "model.engine"  # built for its optimisation profile: called only inside it
+    isolated = True  # a native engine: a crash while loading costs its bench row, not the run
     candidates = {"cuda": ("fp16", "int8")}
 
     def unavailable(self, device: str) -> str | None:

@@ -15,8 +15,8 @@ from typing import Callable
 
 import torch
 
-from ..backends import (Runner, Sources, backend_names, device_context, dtype_reason, make_runner, parse_dtype,
-                        reference_engine, tf32_mode, unavailable_reason)
+from ..backends import (Runner, Sources, backend_names, device_context, dtype_reason, get_backend, make_runner,
+                        parse_dtype, reference_engine, tf32_mode, unavailable_reason)
 from ..backends.compile import CompileRunner
 from ..backends.torch_eager import TorchRunner
 from ..device import check_device
@@ -26,6 +26,7 @@ from ..progress import advance, progress_bar
 from ..quantize import QuantOptions
 from ..zoo import Resolved, resolve
 from .env import environment
+from . import isolated
 from .stats import DEFAULT_CONFIDENCE, RoundLatency, check_confidence, check_latency
 from .timing import Clock, Stats, latency_record, time_cpu, time_runner
 
@@ -68,6 +69,9 @@ class BenchOptions:
     target_ms: float | None = None
     target_batch: int = 1
     confidence: float = DEFAULT_CONFIDENCE
+    # called with the result after each model and batch (and before their timing, once built): the CLI writes its
+    # JSON there, so a run killed or crashed later keeps what it measured
+    on_update: Callable[["BenchResult"], None] | None = None
 
     @property
     def clock(self) -> Clock:
@@ -270,14 +274,17 @@ class _Source:
                      for d in floats]
         ref = reference_engine(dev)
         for b, d in self.pairs:
+            alone = get_backend(b).isolated  # a native runtime that can crash: a process of its own
             if self.export is not None:
                 engine = f"{b}:{d}"
-                rows.append(_Row(b, d, "the export's files", lambda e=engine: self.export.runner(e, dev, (n, n)),
-                                 self.export.entry(engine)["files"]))
+                load = (lambda e=engine: isolated.load_export(self.export.path, e, dev, n)) if alone else \
+                    (lambda e=engine: self.export.runner(e, dev, (n, n)))
+                rows.append(_Row(b, d, "the export's files", load, self.export.entry(engine)["files"]))
             else:
-                rows.append(_Row(b, d, "folded" + (", CUDA graph" if b == "torch" and cuda else ""),
-                                 lambda b=b, d=d: make_runner(b, self.plain, shape, dev, d, tf32=opt.tf32,
-                                                              sources=self.sources)))
+                build = (lambda b=b, d=d: isolated.build_model(b, self.plain, shape, dev, d, opt.tf32,
+                                                               self.sources)) if alone else \
+                    (lambda b=b, d=d: make_runner(b, self.plain, shape, dev, d, tf32=opt.tf32, sources=self.sources))
+                rows.append(_Row(b, d, "folded" + (", CUDA graph" if b == "torch" and cuda else ""), build))
         if self.export is not None and ref not in self.pairs and not unavailable_reason(ref[0], dev):
             rows.append(_Row(*ref, "the reference, built for this run from the export's model.pt",
                              lambda: make_runner(ref[0], self.plain, shape, dev, ref[1])))
@@ -332,34 +339,53 @@ def _bench(models: list, opt: BenchOptions) -> BenchResult:
             for n in batches:
                 x = torch.randn(n, 3, src.setting.size, src.setting.size)
                 rows = src.rows(n)
-                for r in rows:
-                    advance(bar, task, description=f"{src.name} b{n}: build {r.backend} {r.dtype}")
-                    _build(r, x, res, src.name, n)
-                def measure(i: int, k: int) -> None:  # called within this iteration: its rows, x, n, src
-                    if rows[i].runner is not None:
-                        _time(rows[i], x, opt, res, src.name, n)
-                    advance(bar, task, description=f"{src.name} b{n}: round {k + 1}/{opt.rounds}"
-                            if k < opt.rounds else f"{src.name} b{n}: round {k + 1}, rows not decided")
-
-                # the one clock every whole-network figure is taken with (table validation, the search's finalists):
-                # interleaved rounds in a new order each, a pause before each row on the CPU, the median of rounds
-                clock, target = opt.clock, _target(src, opt, n)
-                clock.interleave(len(rows), measure, opt.device, decided=lambda i: (
-                    rows[i].runner is None or clock.decided([st.median for st in rows[i].rounds], target)))
-                if gate is not None:
-                    held, budget = gate
+                try:
+                    _batch(src, rows, n, x, opt, res, gate, scored, bar, task)
+                finally:
                     for r in rows:
-                        key = f"{r.backend}:{r.dtype}"
-                        if r.runner is not None and key not in scored:
-                            scored[key] = _score(r.runner, held, n, budget)
-                        r.accuracy = scored.get(key)
-                _rows(rows, src.name, n, x, opt, res, target)
+                        _close(r)
+                _update(opt, res)
     finally:
         if bar:
             bar.stop()
         for src in sources:
             src.close()
     return res
+
+
+def _batch(src: _Source, rows: list[_Row], n: int, x: torch.Tensor, opt: BenchOptions, res: BenchResult, gate,
+           scored: dict, bar, task) -> None:
+    """One model at one batch: every row built, timed in interleaved rounds, scored where asked, and reported."""
+    for r in rows:
+        advance(bar, task, description=f"{src.name} b{n}: build {r.backend} {r.dtype}")
+        _build(r, x, res, src.name, n)
+    _update(opt, res)  # a failed build is on disk before the timing starts
+
+    def measure(i: int, k: int) -> None:
+        if rows[i].runner is not None:
+            _time(rows[i], x, opt, res, src.name, n)
+        advance(bar, task, description=f"{src.name} b{n}: round {k + 1}/{opt.rounds}"
+                if k < opt.rounds else f"{src.name} b{n}: round {k + 1}, rows not decided")
+
+    # the one clock every whole-network figure is taken with (table validation, the search's finalists):
+    # interleaved rounds in a new order each, a pause before each row on the CPU, the median of rounds
+    clock, target = opt.clock, _target(src, opt, n)
+    clock.interleave(len(rows), measure, opt.device, decided=lambda i: (
+        rows[i].runner is None or clock.decided([st.median for st in rows[i].rounds], target)))
+    if gate is not None:
+        held, budget = gate
+        for r in rows:
+            key = f"{r.backend}:{r.dtype}"
+            if r.runner is not None and key not in scored:
+                scored[key] = _score(r.runner, held, n, budget)
+            r.accuracy = scored.get(key)
+    _rows(rows, src.name, n, x, opt, res, target)
+
+
+def _update(opt: BenchOptions, res: BenchResult) -> None:
+    """The result as it stands, to whoever keeps it (the CLI writes its JSON): a run killed later keeps this."""
+    if opt.on_update is not None:
+        opt.on_update(res)
 
 
 def _gate_for(src: _Source, opt: BenchOptions, res: BenchResult):
@@ -395,7 +421,10 @@ def _build(r: _Row, x: torch.Tensor, res: BenchResult, spec: str, n: int) -> Non
 
 def _time(r: _Row, x: torch.Tensor, opt: BenchOptions, res: BenchResult, spec: str, n: int) -> None:
     try:
-        r.rounds.append(time_runner(r.runner, x, opt.device, opt.clock.warmup, opt.repeats))
+        if isinstance(r.runner, isolated.IsolatedRunner):  # a round timed in the row's own process
+            r.rounds.append(r.runner.time_round(x, opt.device, opt.clock.warmup, opt.repeats))
+        else:
+            r.rounds.append(time_runner(r.runner, x, opt.device, opt.clock.warmup, opt.repeats))
         r.runner.check_ran()
     except (NasDeployError, RuntimeError) as e:  # a row failing while timed is dropped, the run goes on
         _skip(r, res, spec, n, e)
@@ -405,7 +434,13 @@ def _skip(r: _Row, res: BenchResult, spec: str, n: int, e: Exception) -> None:
     """A row that failed: recorded with its reason (a failure, not a skip: the run's exit code says so)."""
     res.failed.append({"model": spec, "backend": r.backend, "dtype": r.dtype, "batch": n,
                        "reason": str(e).splitlines()[0][:200] if str(e) else type(e).__name__})
+    _close(r)
     r.runner, r.rounds = None, []
+
+
+def _close(r: _Row) -> None:
+    if isinstance(r.runner, isolated.IsolatedRunner):
+        r.runner.close()
 
 
 def _target(src: _Source, opt: BenchOptions, n: int) -> float | None:
@@ -430,7 +465,10 @@ def _rows(rows: list[_Row], spec: str, n: int, x: torch.Tensor, opt: BenchOption
     ref_engine = reference_engine(opt.device)
     ref = next((tput[id(r)] for r in timed if (r.backend, r.dtype) == ref_engine), None)
     for r in timed:
-        cp = _with_copies(r.runner, x, opt.repeats or 50) if opt.device.startswith("cuda") else None
+        cp = None
+        if opt.device.startswith("cuda"):
+            cp = r.runner.with_copies(x, opt.repeats or 50) if isinstance(r.runner, isolated.IsolatedRunner) else \
+                _with_copies(r.runner, x, opt.repeats or 50)
         vs_dtype = r.dtype if r.dtype in compiled else (lowest_float if r.dtype == "int8" else None)
         note = ", ".join([r.note, *r.runner.notes()])
         res.rows.append(BenchRow(

@@ -53,6 +53,14 @@ def _error(kind: str, message: str) -> Exception:
     return RuntimeError(message)
 
 
+class WorkerDied(DeviceError):
+    """The worker process died while running a call (``how``: "killed by SIGSEGV", "exit code 1")."""
+
+    def __init__(self, message: str, how: str) -> None:
+        super().__init__(message)
+        self.how = how
+
+
 class TimingWorker:
     """A fresh Python process that runs timing functions on request (a context manager; ``close`` ends it). It is
     started as ``python -m nasdeploy.bench.worker`` and talks over two pipes of its own, so the caller's script is
@@ -85,8 +93,9 @@ class TimingWorker:
         except (EOFError, OSError, pickle.UnpicklingError):
             code = self._proc.wait(10)
             self._proc = None
-            raise DeviceError(f"the timing process died ({_signal_name(code)}) while running {fn.__name__}: a native "
-                              "runtime crashed; run again, or leave that engine out") from None
+            how = _signal_name(code)
+            raise WorkerDied(f"the timing process died ({how}) while running {fn.__name__}: a native runtime "
+                             "crashed; run again, or leave that engine out", how) from None
         if reply[0] == "ok":
             return reply[1]
         _, kind, message, trace = reply

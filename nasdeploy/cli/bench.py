@@ -104,7 +104,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                        args.calib_data or args.data, quant_options(args),
                        GateSpec(args.data, args.gate_images, parse_budget(args.budget)) if args.accuracy else None,
                        not args.no_progress, target_ms=_target(args.latency_target), target_batch=args.target_batch,
-                       confidence=args.latency_confidence)
+                       confidence=args.latency_confidence,
+                       on_update=(lambda res: write_json(args.json, res.as_dict())) if args.json else None)
     res = bench(models, opt)
     t = Table(title=f"nasdeploy bench on {res.environment['device_name']} (speed-up over PyTorch eager fp32, same run)")
     vs_compile = any(r.vs_compile is not None for r in res.rows)

@@ -61,6 +61,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                       workers=args.workers, deterministic=args.deterministic, warm_start=args.warm_start,
                       grad_mode=args.grad_mode, zero_init_residual=not args.no_zero_init_residual,
                       grad_clip=args.grad_clip, micro_batches=args.micro_batches)
+    from pathlib import Path
+
+    from ..nas.train import CHECKPOINT
+
+    if args.resume and not (Path(args.out) / CHECKPOINT).exists():
+        Console().print(f"no checkpoint in {args.out} to resume from: training starts at step 0", soft_wrap=True)
     r = train_supernet(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     first, last = r.loss_summary()
     t = Table(title=f"supernet written to {r.path}", show_header=False)

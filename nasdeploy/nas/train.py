@@ -290,8 +290,8 @@ def _train(cfg: TrainConfig, out: Path, space, resume: bool, progress: bool, dev
         if int(state["step"]) > cfg.steps:
             raise UsageError(f"{ckpt_path} is at step {state['step']}, beyond --steps {cfg.steps}: give --steps "
                              f"{state['step']} or more to continue it, or choose another --out")
-    elif resume:
-        log.info("no checkpoint in %s to resume from: training starts at step 0", out)
+    elif resume:  # the command line says so where the user asked for --resume
+        log.debug("no checkpoint in %s to resume from: training starts at step 0", out)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     dataset, setting = open_train_data(cfg)
