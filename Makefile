@@ -7,7 +7,7 @@ STAMP := $(VENV)/.nasdeploy-installed
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 DEMO_OUT ?= runs/demo
 
-.PHONY: setup test test-all demo zoo clean
+.PHONY: setup test test-all test-oldest demo zoo clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,13 @@ test: setup
 # supernet's learning run, AOTInductor's dynamic batches, ...): about twice as long.
 test-all: setup
 	NASDEPLOY_EXTENDED=1 $(PY) -m pytest -q -rs --durations=15 -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
+
+# The suite on the oldest PyTorch nasdeploy claims (pyproject's torch range), in a venv of its own: 2.11 is the
+# release GPU images ship. Downloads a CUDA build of PyTorch (about 3 GB with its NVIDIA libraries) once.
+OLDEST_VENV ?= .venv-oldest
+OLDEST_TORCH ?= torch==2.11.0 torchvision==0.26.0
+test-oldest:
+	$(MAKE) test VENV=$(OLDEST_VENV) TORCH_PIN='$(OLDEST_TORCH)'
 
 demo: setup
 	$(PY) -m nasdeploy pipeline --out $(DEMO_OUT)

@@ -90,6 +90,19 @@ def test_typical_round_takes_each_statistics_median_over_rounds():
         typical_round([])
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_two_timings_joined_are_the_figure_of_all_their_rounds(seed):
+    """The search's figure of its chosen architecture takes its qualifying and its fresh rounds together: a spell of
+    the machine during either moves the joined median less than it moves that timing's own."""
+    rng = random.Random(seed)
+    a = [1.0 + rng.gauss(0, 0.02) for _ in range(5)]
+    b = [0.75 + rng.gauss(0, 0.02) for _ in range(3)] + [1.0 + rng.gauss(0, 0.02) for _ in range(2)]  # a fast spell
+    j = RoundLatency.of(a, 0.8).joined(RoundLatency.of(b, 0.9))
+    assert j.round_medians == tuple(a + b) and j.confidence == 0.8 and j.median == statistics.median(a + b)
+    assert abs(j.median - 1.0) < abs(RoundLatency.of(b).median - 1.0)
+    assert j.lower <= j.median <= j.upper < math.inf
+
+
 def test_verdicts_against_a_target():
     lat = RoundLatency.of([1.0, 1.02, 0.98, 1.01, 0.99])  # 5 rounds at 90%: bounds are the extremes
     assert (lat.lower, lat.upper) == (0.98, 1.02)

@@ -153,6 +153,11 @@ class RoundLatency:
     def rounds(self) -> int:
         return len(self.round_medians)
 
+    def joined(self, other: "RoundLatency") -> "RoundLatency":
+        """The rounds of both timings of one thing as one figure (more rounds: a figure less at the mercy of the
+        machine's speed during either), at this one's confidence."""
+        return RoundLatency.of(self.round_medians + other.round_medians, self.confidence)
+
     def verdict(self, target: float) -> str:
         """'meets' (upper bound at or under ``target``), 'misses' (lower bound over it) or 'undecided'."""
         if self.upper <= target:

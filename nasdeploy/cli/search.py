@@ -1,5 +1,6 @@
-"""`nasdeploy search --latency-target 1.2ms ...` (NSGA-II over the supernet and the latency tables of the candidate
-engines), `nasdeploy search-worker` (one more worker on a shared study) and `search --report`."""
+"""`nasdeploy search --latency-target 1.2ms ...` (a steady-state evolution kept to the architectures that meet the
+target, over the supernet and the latency tables of the candidate engines), `nasdeploy search-worker` (one more
+worker on a shared study) and `search --report`."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,8 @@ from ..search import CRITERIA, SearchConfig, SearchInputs, parse_latency, report
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("search", help="latency-constrained multi-objective architecture search (NSGA-II, Optuna)",
+    p = sub.add_parser("search", help="latency-constrained multi-objective architecture search (an evolution kept "
+                                       "to the target, as an Optuna sampler)",
                        description="Searches the architectures most accurate within a latency target, evaluating "
                                    "only ones that meet it; estimates come from the search-validation split, never "
                                    "the test split. Killed and rerun with the same command, it continues from the "
@@ -31,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default=None)
     p.add_argument("--input-size", type=int, default=None, help="with --accuracy-proxy: image size (default 224)")
     p.add_argument("--objectives", default="accuracy",
-                   help="what NSGA-II selects by: accuracy (default; the latency target is a hard constraint), or "
-                        "accuracy,latency[,params]. The fronts are always over accuracy and latency")
+                   help="what the evolution selects by: accuracy (default; the latency target is a hard constraint), "
+                        "or accuracy,latency[,params]. The fronts are always over accuracy and latency")
     p.add_argument("--criterion", default="top1", choices=CRITERIA,
                    help="what estimates are compared by, paired on the same images: top-1 or cross-entropy loss")
     p.add_argument("--evaluations", type=int, default=64,
@@ -152,7 +154,8 @@ def _print(r, out: str) -> int:
         return 1
     ch = r.chosen or {}
     lat = ch.get("latency") or {}
-    fresh = "fresh rounds after the choice" if ch.get("retimed") else "its rounds among the finalists"
+    fresh = "its rounds among the finalists and fresh rounds after the choice" if ch.get("retimed") else \
+        "its rounds among the finalists"
     bounds = (f" \\[{lat['lower']:.3f}, {lat['upper']:.3f}]" if lat.get("upper") is not None else "")
     Console().print(f"chosen: {r.best.arch} on {r.best.engine}: race top-1 {r.best.accuracy:.2f}% "
                     f"(search-validation), measured {r.best.latency_ms:.3f} ms{bounds} ({fresh}, "

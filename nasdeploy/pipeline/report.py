@@ -211,10 +211,12 @@ def _promise(se: SearchStageResult, dp: DeployResult) -> list[str]:
          f"The search filtered with the latency tables, then timed its {len(se.finalists)} finalists end to end "
          "(the same clock as the bench: threads, warm-up, pauses, interleaved rounds) and chose among those whose "
          f"latency holds the target at {conf} confidence; the chosen architecture was then timed again in fresh "
-         "rounds. Every figure is the median of the round medians, with one-sided "
+         "rounds, which confirm the choice (they carry no selection bias), and the search's figure takes every round "
+         "it was timed in, the qualifying and the fresh ones. Every figure is the median of the round medians, with "
+         "one-sided "
          f"{conf} bounds [lower, upper] from their order statistics: the target holds (meets) when the upper bound "
          "is under it, fails (misses) when the lower bound is over it, and is undecided in between.", "",
-         "| engine | target (ms) | table prediction (ms) | search, fresh rounds (ms) [bounds] | shipped, bench (ms) "
+         "| engine | target (ms) | table prediction (ms) | search, all rounds (ms) [bounds] | shipped, bench (ms) "
          "[bounds] | bench / search | verdict |", "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
          f"| {p.get('engine')} | {_f(p.get('target_ms'))} | {_f(p.get('predicted_ms'))} | "
          f"{_bounds(p.get('search_latency'))} | {_bounds(p.get('bench_latency'))} | "

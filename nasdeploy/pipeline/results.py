@@ -138,8 +138,8 @@ class DeployResult(StageResult):
     latency_tables: dict[str, str]
     candidates: list[dict]  # every engine with its speed, accuracy and gate
     test: dict  # the shipped engine on the test split, scored once (the figure the report quotes)
-    # the promise: target, confidence, the table's prediction, the search's measurement (fresh rounds after the
-    # choice), the shipped engine's bench latency with its bounds and its verdict (meets, misses, undecided)
+    # the promise: target, confidence, the table's prediction, the search's measurement (every round the chosen
+    # architecture was timed in), the shipped engine's bench latency with its bounds and its verdict (meets, misses, undecided)
     latency: dict
 
 

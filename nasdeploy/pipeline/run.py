@@ -356,7 +356,7 @@ class Pipeline:
     def _promise(self, engine: str, row: dict | None, batch: int) -> dict:
         """What the search promised for the shipped engine and what the bench timed, by the same statistic (the
         median of round medians): the target and its confidence, the table's prediction, the search's measurement
-        of the chosen architecture on this engine (fresh rounds after the choice), the bench latency with its
+        of the chosen architecture on this engine (every round it was timed in), the bench latency with its
         bounds, and the verdict (meets: the upper bound under the target; misses: the lower bound over it;
         undecided)."""
         from ..bench.stats import RoundLatency

@@ -57,14 +57,24 @@ class Finalist:
 
     @property
     def latency_ms(self) -> float:
-        """On its engine: the fresh rounds' median where it was timed again, else the qualifying rounds'."""
+        """On its engine: the median of all its round medians (qualifying and fresh rounds); predicted where it was
+        not timed."""
         t = self.latency
         return t.median if t is not None else self.predicted_ms[self.engine]
 
     @property
     def latency(self) -> RoundLatency | None:
-        e = self.engine
-        return self.retimed.get(e) or self.timing.get(e)
+        return self.latency_on(self.engine)
+
+    def latency_on(self, engine: str) -> RoundLatency | None:
+        """Every round it was timed in on ``engine``, as one figure: the qualifying rounds, joined by the fresh ones
+        where it was timed again. The fresh rounds alone decide whether the choice is confirmed (they carry no
+        selection bias); the figure the search reports takes all of them, so that a spell of the machine during
+        either timing moves it less."""
+        t, fresh = self.timing.get(engine), self.retimed.get(engine)
+        if t is None or fresh is None:
+            return fresh or t
+        return t.joined(fresh)
 
     def verdict(self, target: float) -> str:
         """The qualifying rounds on its engine against ``target``: meets, misses or undecided."""

@@ -145,19 +145,23 @@ def _chosen(f, cfg: SearchConfig, setup) -> Candidate:
 
 
 def _chosen_record(f, cfg: SearchConfig, problem: Problem) -> dict:
-    """What the user is promised: the latency the choice was made under (measured end to end on its engine, in
-    fresh rounds after the choice where it was confirmed), with its bounds and verdict, beside the table's
-    prediction and the target."""
+    """What the user is promised: the latency the choice was made under (measured end to end on its engine: every
+    round it was timed in, the qualifying and the fresh ones), with its bounds, beside the table's prediction and the
+    target; the verdict is the fresh rounds' where it was timed again (what confirmed the choice), else the
+    qualifying rounds'."""
     lat = f.latency
+    fresh = f.retimed.get(f.engine)
+    judge = fresh or f.timing.get(f.engine)
     return {"arch": f.arch, "engine": f.engine, "measured_ms": f.latency_ms,
             "predicted_ms": f.predicted_ms.get(f.engine), "target_ms": cfg.target_ms,
             "confidence": cfg.latency_confidence,
             "latency": lat.as_dict() if lat is not None else None,
-            "verdict": lat.verdict(cfg.target_ms) if lat is not None else None,
-            "meets_target": lat.verdict(cfg.target_ms) == "meets" if lat is not None else None,
+            "fresh": fresh.as_dict() if fresh is not None else None,
+            "verdict": judge.verdict(cfg.target_ms) if judge is not None else None,
+            "meets_target": judge.verdict(cfg.target_ms) == "meets" if judge is not None else None,
             "retimed": bool(f.retimed),
-            "measured_by_engine": {e: (f.retimed.get(e) or t).median for e, t in f.timing.items()},
-            "latency_by_engine": {e: (f.retimed.get(e) or t).as_dict() for e, t in f.timing.items()},
+            "measured_by_engine": {e: f.latency_on(e).median for e in f.timing},
+            "latency_by_engine": {e: f.latency_on(e).as_dict() for e in f.timing},
             "predicted_by_engine": f.predicted_ms,
             "race_top1": f.estimate.top1 if f.estimate else None,
             "race_images": f.estimate.images if f.estimate else None}
