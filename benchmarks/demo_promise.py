@@ -35,8 +35,10 @@ def promise(run: Path, benches: list[Path]) -> dict:
            "search_all_rounds": _figure(qual + fresh, conf),
            "search_fresh_rounds": _figure(fresh, conf) if fresh else None,
            "pipeline_bench": {k: bench[k] for k in ("median", "lower", "upper", "rounds")},
-           "verdict": p["verdict"], "stage_seconds": {k: v.get("seconds") for k, v in r["stages"].items()
-                                                       if isinstance(v, dict) and "seconds" in v},
+           "verdict": p["verdict"], "search_verdict": se["chosen"].get("verdict"),
+           "search_confirmed": (se.get("choice") or {}).get("confirmed"),
+           "stage_seconds": {k: v.get("seconds") for k, v in r["stages"].items()
+                             if isinstance(v, dict) and "seconds" in v},
            "standalone": []}
     out["bench_vs_search_all"] = bench["median"] / out["search_all_rounds"]["median"]
     if fresh:
@@ -46,7 +48,8 @@ def promise(run: Path, benches: list[Path]) -> dict:
                 and x["batch"] == 1]
         for x in rows:
             out["standalone"].append({"file": str(b), "median": x["latency"]["median"], "lower": x["latency"]["lower"],
-                                      "upper": x["latency"]["upper"], "under_target": x["latency"]["median"] < target})
+                                      "upper": x["latency"]["upper"], "under_target": x["latency"]["median"] < target,
+                                      "verdict": (x.get("target") or {}).get("verdict")})
     return out
 
 
@@ -62,8 +65,9 @@ def main() -> None:
         s, b = x["search_all_rounds"], x["pipeline_bench"]
         print(f"{x['run']}: {x['engine']} target {x['target_ms']:.3f} ms; search {s['median']:.3f} "
               f"[{s['lower']:.3f}, {s['upper']:.3f}] ({s['rounds']} rounds); bench {b['median']:.3f} "
-              f"[{b['lower']:.3f}, {b['upper']:.3f}]; {x['bench_vs_search_all']:.2f}x ({x['verdict']}); standalone "
-              + ", ".join(f"{y['median']:.3f}" for y in x["standalone"]))
+              f"[{b['lower']:.3f}, {b['upper']:.3f}]; {x['bench_vs_search_all']:.2f}x; search says "
+              f"{x['search_verdict']}, bench {x['verdict']}; standalone "
+              + ", ".join(f"{y['median']:.3f} ({y['verdict']})" for y in x["standalone"]))
     if a.json:
         a.json.write_text(json.dumps(results, indent=1) + "\n")
 

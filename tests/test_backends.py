@@ -178,24 +178,32 @@ BACKEND = FlakyBackend()
 '''
 
 
-def test_a_row_that_fails_while_timed_is_a_failure_and_the_json_written(tmp_path, monkeypatch):
-    import json
-
+def _bench_with_plugin(tmp_path, monkeypatch, name: str, source: str, seed: int):
+    """`nasdeploy bench` of a small network on onnxruntime and on backend ``name``, defined by ``source`` in a
+    plugin folder (NASDEPLOY_BACKENDS): what the bench and every process of its own find."""
     from .conftest import run_cli
 
     d = tmp_path / "plugins"
     d.mkdir()
-    (d / "flaky.py").write_text(textwrap.dedent(FAILING))
-    monkeypatch.setattr(B, "__path__", [*B.__path__, str(d)])
+    (d / f"{name}.py").write_text(textwrap.dedent(source))
+    monkeypatch.setenv(B.PLUGINS, str(d))
     B.refresh_registry()
     try:
-        net = randomize(Network(get_space("fairnas").sample(random.Random(2)), "fairnas", 10, SMALL_INPUT_STRIDES), 2)
+        net = randomize(Network(get_space("fairnas").sample(random.Random(seed)), "fairnas", 10,
+                                SMALL_INPUT_STRIDES), seed)
         save_checkpoint(net, tmp_path / "n.pt")
-        r = run_cli("bench", str(tmp_path / "n.pt"), "--backends", "onnxruntime,flaky", "--batch", "1", "--repeats",
-                    "3", "--rounds", "2", "--json", str(tmp_path / "b.json"), "--no-progress")
+        return run_cli("bench", str(tmp_path / "n.pt"), "--backends", f"onnxruntime,{name}", "--batch", "1",
+                       "--repeats", "3", "--rounds", "2", "--json", str(tmp_path / "b.json"), "--no-progress")
     finally:
+        monkeypatch.delenv(B.PLUGINS)
         B.refresh_registry()
-        sys.modules.pop("nasdeploy.backends.flaky", None)
+        sys.modules.pop(f"nasdeploy.backends.{name}", None)
+
+
+def test_a_row_that_fails_while_timed_is_a_failure_and_the_json_written(tmp_path, monkeypatch):
+    import json
+
+    r = _bench_with_plugin(tmp_path, monkeypatch, "flaky", FAILING, seed=2)
     assert r.returncode == 1, r.stderr  # the other rows are timed and written; the exit code says a row failed
     assert "failed flaky fp32 batch 1: " in r.stdout and "went away while it was timed" in r.stdout
     res = json.loads((tmp_path / "b.json").read_text())
@@ -235,22 +243,7 @@ def test_an_engine_that_crashes_its_process_costs_its_row_not_the_run(tmp_path, 
     the row's own process alike (NASDEPLOY_BACKENDS)."""
     import json
 
-    from .conftest import run_cli
-
-    d = tmp_path / "plugins"
-    d.mkdir()
-    (d / "crashing.py").write_text(textwrap.dedent(CRASHING))
-    monkeypatch.setenv(B.PLUGINS, str(d))
-    B.refresh_registry()
-    try:
-        net = randomize(Network(get_space("fairnas").sample(random.Random(3)), "fairnas", 10, SMALL_INPUT_STRIDES), 3)
-        save_checkpoint(net, tmp_path / "n.pt")
-        r = run_cli("bench", str(tmp_path / "n.pt"), "--backends", "onnxruntime,crashing", "--batch", "1", "--repeats",
-                    "3", "--rounds", "2", "--json", str(tmp_path / "b.json"), "--no-progress")
-    finally:
-        monkeypatch.delenv(B.PLUGINS)
-        B.refresh_registry()
-        sys.modules.pop("nasdeploy.backends.crashing", None)
+    r = _bench_with_plugin(tmp_path, monkeypatch, "crashing", CRASHING, seed=3)
     assert r.returncode == 1, r.stderr
     res = json.loads((tmp_path / "b.json").read_text())
     assert {x["backend"] for x in res["rows"]} == {"torch-eager-fp32", "onnxruntime"}

@@ -341,3 +341,23 @@ def test_a_stage_marker_loads_back_as_its_typed_result_or_the_stage_is_redone(tm
         assert FinetuneResult.load(m) is None, bad
     m.write_text('{"seconds": 1.0, "card": ')
     assert FinetuneResult.load(m) is None
+
+
+@pytest.mark.parametrize("searched, bench, says", [
+    ([0.81, 0.76, 0.84, 0.79, 0.92, 0.80, 0.77], [0.69, 0.68, 0.70, 0.68, 0.69], "misses"),  # the demo of 2026-12-07
+    ([0.70, 0.71, 0.69, 0.70, 0.72], [0.90, 0.91, 0.88, 0.92, 0.90], "meets"),
+    ([0.70, 0.71, 0.69, 0.70, 0.72], [0.71, 0.69, 0.70, 0.72, 0.70], None),  # overlapping bounds: they agree
+])
+def test_the_promise_says_when_search_and_bench_disagree_beyond_their_bounds(searched, bench, says):
+    """Rounds of one engine taken minutes apart whose bounds do not overlap: the machine changed speed between the
+    timings, and the report says so instead of letting the bench's verdict stand alone."""
+    from nasdeploy.bench.stats import RoundLatency
+    from nasdeploy.pipeline.run import disagreement
+
+    note = disagreement(RoundLatency.of(searched).as_dict(), RoundLatency.of(bench), 0.75)
+    if says is None:
+        assert note is None
+    else:
+        assert f"({says})" in note and "time the deployed folder again" in note
+    assert disagreement(None, RoundLatency.of(bench), 0.75) is None
+    assert disagreement(RoundLatency.of(searched[:3]).as_dict(), RoundLatency.of(bench), 0.75) is None  # no bounds

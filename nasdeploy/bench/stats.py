@@ -153,6 +153,10 @@ class RoundLatency:
     def rounds(self) -> int:
         return len(self.round_medians)
 
+    def overlaps(self, other: "RoundLatency") -> bool:
+        """Whether the two figures' bounds overlap (without bounds, nothing can be told apart: True)."""
+        return self.lower <= other.upper and other.lower <= self.upper
+
     def joined(self, other: "RoundLatency") -> "RoundLatency":
         """The rounds of both timings of one thing as one figure (more rounds: a figure less at the mercy of the
         machine's speed during either), at this one's confidence."""

@@ -190,7 +190,8 @@ def _meets(p: dict) -> str:
     if not p or p.get("verdict") is None:
         return "latency against the target not measured"
     word = {"meets": "meets", "misses": "**misses**", "undecided": "**undecided** against"}[p["verdict"]]
-    return f"{_bounds(p.get('bench_latency'))}, {word} the {p['target_ms']} ms target"
+    said = f"{_bounds(p.get('bench_latency'))}, {word} the {p['target_ms']} ms target"
+    return said + ("; the search's rounds disagree (see The latency promise)" if p.get("disagreement") else "")
 
 
 def _bounds(lat: dict | None) -> str:
@@ -224,6 +225,8 @@ def _promise(se: SearchStageResult, dp: DeployResult) -> list[str]:
     if p.get("warning"):
         L += ["", f"Stability of the shipped engine's bench rounds: {p['warning']}. The machine was busy or changed "
                   "speed while timing; the bounds widen accordingly."]
+    if p.get("disagreement"):
+        L += ["", f"**The search and the bench disagree**: {p['disagreement']}."]
     L += ["", "On a quiet machine of your own the rounds agree more closely: the bounds narrow and the median "
               "moves little, so an engine that meets the target here meets it there."]
     return L + _finalists(se)

@@ -368,9 +368,10 @@ class Pipeline:
         lat = RoundLatency.of(row["latency"]["round_medians"], confidence) if row else None
         bench_ms = lat.median if lat else None
         verdict = lat.verdict(target) if lat else None
+        searched = (ch.get("latency_by_engine") or {}).get(engine)
         return {"engine": engine, "batch": batch, "target_ms": target, "confidence": confidence,
                 "predicted_ms": (ch.get("predicted_by_engine") or {}).get(engine), "search_measured_ms": measured,
-                "search_latency": (ch.get("latency_by_engine") or {}).get(engine),
+                "search_latency": searched, "disagreement": disagreement(searched, lat, target),
                 "bench_median_ms": bench_ms, "bench_latency": lat.as_dict() if lat else None,
                 "bench_vs_search": bench_ms / measured if bench_ms and measured else None,
                 "verdict": verdict, "meets_target": None if verdict is None else verdict == "meets",
@@ -396,6 +397,22 @@ class Pipeline:
         shutil.rmtree(dst, ignore_errors=True)
         tmp.rename(dst)
         return {name: sha256(dst / name) for name in files}
+
+
+def disagreement(searched: dict | None, bench, target: float) -> str | None:
+    """Where the search's rounds and the bench's rounds of one engine disagree beyond both bounds (the machine's
+    speed changed between the two timings by more than either saw), what that means for the verdict; else None."""
+    from ..bench.stats import RoundLatency
+
+    if not searched or bench is None:
+        return None
+    s = RoundLatency.of(searched["round_medians"], bench.confidence)
+    if s.overlaps(bench):
+        return None
+    return (f"the search timed it at {s.median:.3f} ms [{s.lower:.3f}, {s.upper:.3f}] ({s.verdict(target)}) and the "
+            f"bench at {bench.median:.3f} ms [{bench.lower:.3f}, {bench.upper:.3f}]: the machine's speed changed "
+            "between the two timings by more than either's bounds, so neither verdict speaks for the other; time the "
+            "deployed folder again (nasdeploy bench DIR/deployed) when the machine is quiet")
 
 
 def _differences(a, b, ignore: set[str] = frozenset(), where: str = "") -> list[tuple[str, object, object]]:
