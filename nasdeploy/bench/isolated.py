@@ -72,6 +72,11 @@ def _check() -> None:
     _ROW["runner"].check_ran()
 
 
+def _crashed(e: WorkerDied, what: str) -> EngineCrashed:
+    """The row's failure: "crashed: SIGSEGV while loading"."""
+    return EngineCrashed(f"crashed: {e.how.replace('killed by ', '')} while {what}")
+
+
 class IsolatedRunner(Runner):
     """A runner living in a process of its own."""
 
@@ -87,7 +92,7 @@ class IsolatedRunner(Runner):
         try:
             return self.worker.call(fn, *args)
         except WorkerDied as e:
-            raise EngineCrashed(f"crashed: {e.how.replace('killed by ', '')} while {what}") from None
+            raise _crashed(e, what) from None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self._ask("running", _call, x)
@@ -114,7 +119,7 @@ def _start(what: str, fn, *args) -> IsolatedRunner:
         return IsolatedRunner(worker, worker.call(fn, *args))
     except WorkerDied as e:
         worker.close()
-        raise EngineCrashed(f"crashed: {e.how.replace('killed by ', '')} while {what}") from None
+        raise _crashed(e, what) from None
     except BaseException:
         worker.close()
         raise

@@ -416,7 +416,7 @@ def _build(r: _Row, x: torch.Tensor, res: BenchResult, spec: str, n: int) -> Non
         log.debug("%s %s first call %.1fs", r.backend, r.dtype, time.perf_counter() - t0)
         r.runner = runner
     except (NasDeployError, RuntimeError) as e:  # one row that cannot run never ends the whole run
-        _skip(r, res, spec, n, e)
+        _fail(r, res, spec, n, e)
 
 
 def _time(r: _Row, x: torch.Tensor, opt: BenchOptions, res: BenchResult, spec: str, n: int) -> None:
@@ -427,10 +427,10 @@ def _time(r: _Row, x: torch.Tensor, opt: BenchOptions, res: BenchResult, spec: s
             r.rounds.append(time_runner(r.runner, x, opt.device, opt.clock.warmup, opt.repeats))
         r.runner.check_ran()
     except (NasDeployError, RuntimeError) as e:  # a row failing while timed is dropped, the run goes on
-        _skip(r, res, spec, n, e)
+        _fail(r, res, spec, n, e)
 
 
-def _skip(r: _Row, res: BenchResult, spec: str, n: int, e: Exception) -> None:
+def _fail(r: _Row, res: BenchResult, spec: str, n: int, e: Exception) -> None:
     """A row that failed: recorded with its reason (a failure, not a skip: the run's exit code says so)."""
     res.failed.append({"model": spec, "backend": r.backend, "dtype": r.dtype, "batch": n,
                        "reason": str(e).splitlines()[0][:200] if str(e) else type(e).__name__})

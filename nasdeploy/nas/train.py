@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 from .. import data as data_mod
 from ..device import resolve_device
 from ..errors import ArtifactError, DataError, DeviceError, NasDeployError, UsageError
-from ..io import LOCK, folder_lock, remove_if_empty
+from ..io import folder_lock, remove_if_empty
 from ..progress import progress_bar
 from .checkpoint import load_checkpoint, save_checkpoint
 from .paths import make_path_sampler
@@ -237,11 +237,10 @@ def train_supernet(cfg: TrainConfig, out: str | Path, resume: bool = False, prog
     rank, world = _dist(device)
     # one writer per folder: a second training on it is refused at once (torchrun's ranks share rank 0's)
     with folder_lock(out, "a supernet training") if rank == 0 else nullcontext():
-        made = not any(p.name != LOCK for p in out.iterdir()) if out.is_dir() else True
         try:
             return _train(cfg, out, space, resume, progress, device, rank, world)
         except KeyboardInterrupt:
-            raise KeyboardInterrupt(_interrupted(out, made and rank == 0)) from None
+            raise KeyboardInterrupt(_interrupted(out, rank == 0)) from None
 
 
 def check_optimizer(lr: float, weight_decay: float, label_smoothing: float, momentum: float = 0.9,
@@ -261,8 +260,9 @@ def check_optimizer(lr: float, weight_decay: float, label_smoothing: float, mome
         raise UsageError(f"{name('momentum')} must be at least 0 and below 1, got {momentum}")
 
 
-def _interrupted(out: Path, made: bool) -> str:
-    """What an interrupted run leaves: a checkpoint to resume from, or nothing (its empty folder removed)."""
+def _interrupted(out: Path, tidy: bool) -> str:
+    """What an interrupted run leaves: a checkpoint to resume from, or nothing (``tidy``: its folder removed where
+    it holds nothing but the lock)."""
     ckpt = out / CHECKPOINT
     if ckpt.exists():
         try:
@@ -271,7 +271,7 @@ def _interrupted(out: Path, made: bool) -> str:
             step = None
         at = f" at step {step}" if step is not None else ""
         return f"the checkpoint{at} is in {out}: the same command with --resume continues from it"
-    if made:
+    if tidy:
         remove_if_empty(out)
     return f"stopped before the first checkpoint: nothing was saved in {out}"
 

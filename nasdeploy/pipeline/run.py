@@ -16,7 +16,7 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..device import resolve_device
 from ..errors import UsageError
@@ -26,6 +26,9 @@ from ..nas.train import TrainConfig
 from .config import PipelineConfig
 from .results import (RESULT_TYPES, STAGES, AccuracyResult, BenchStageResult, DeployResult, ExportStageResult,
                       FinetuneResult, LatencyResult, PipelineResults, SearchStageResult, StageResult, SupernetResult)
+
+if TYPE_CHECKING:
+    from ..bench.stats import RoundLatency
 
 log = logging.getLogger(__name__)
 
@@ -399,7 +402,7 @@ class Pipeline:
         return {name: sha256(dst / name) for name in files}
 
 
-def disagreement(searched: dict | None, bench, target: float) -> str | None:
+def disagreement(searched: dict | None, bench: RoundLatency | None, target: float) -> str | None:
     """Where the search's rounds and the bench's rounds of one engine disagree beyond both bounds (the machine's
     speed changed between the two timings by more than either saw), what that means for the verdict; else None."""
     from ..bench.stats import RoundLatency
