@@ -31,7 +31,10 @@ def promise(run: Path, benches: list[Path]) -> dict:
     qual = f["timing"][engine]["round_medians"]
     fresh = (f.get("retimed") or {}).get(engine, {}).get("round_medians", [])
     bench = p["bench_latency"]
+    checks = (se.get("speed") or {}).get("checks") or {}
     out = {"run": str(run), "date": r.get("date"), "engine": engine, "target_ms": target, "confidence": conf,
+           "aim_ms": se.get("aim_ms"), "headroom": se.get("headroom"),
+           "speed_factors": {e: c["factor"] for e, c in checks.items()},
            "search_all_rounds": _figure(qual + fresh, conf),
            "search_fresh_rounds": _figure(fresh, conf) if fresh else None,
            "pipeline_bench": {k: bench[k] for k in ("median", "lower", "upper", "rounds")},
@@ -63,7 +66,8 @@ def main() -> None:
     results = [promise(run, benches.get(run, [])) for run in a.runs]
     for x in results:
         s, b = x["search_all_rounds"], x["pipeline_bench"]
-        print(f"{x['run']}: {x['engine']} target {x['target_ms']:.3f} ms; search {s['median']:.3f} "
+        aim = f" (aimed at {x['aim_ms']:.3f})" if x.get("aim_ms") else ""
+        print(f"{x['run']}: {x['engine']} target {x['target_ms']:.3f} ms{aim}; search {s['median']:.3f} "
               f"[{s['lower']:.3f}, {s['upper']:.3f}] ({s['rounds']} rounds); bench {b['median']:.3f} "
               f"[{b['lower']:.3f}, {b['upper']:.3f}]; {x['bench_vs_search_all']:.2f}x; search says "
               f"{x['search_verdict']}, bench {x['verdict']}; standalone "

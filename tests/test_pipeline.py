@@ -66,9 +66,11 @@ def tiny(tmp_path, tables, name="run", steps=2, extra=""):
 
 def _config(d, name: str, tables):
     """The tiny config with a longer supernet and a fine-tune that checkpoints every step (so that a kill lands
-    inside each)."""
+    inside each), and no speed check: its timing would move the tables, the target and so the choice between the
+    killed run and the whole one (tests/test_speed.py checks it)."""
     p = tiny(d, tables, name, steps=4)
-    p.write_text(p.read_text().replace("[finetune]\nsteps = 5", "[finetune]\nsteps = 8\nckpt_every = 1"))
+    p.write_text(p.read_text().replace("[finetune]\nsteps = 5", "[finetune]\nsteps = 8\nckpt_every = 1")
+                 .replace("[search]\n", "[search]\nspeed_archs = 0\n"))
     return p
 
 
@@ -200,6 +202,9 @@ def test_another_config_on_a_run_folder_is_refused_before_anything_is_written(re
     ('[deploy]\nengines = ["nosuch:int8"]\n', "unknown backend 'nosuch'"),
     ('[deploy]\nengines = ["onnxruntime:int4"]\n', "unknown precision 'int4'"),
     ('[search]\nlatency_target = "2"\n', "needs a unit"),
+    ('[search]\nlatency_headroom = "lots"\n', "latency_headroom must be auto or a share"),
+    ("[search]\nlatency_headroom = 1.5\n", "latency_headroom must be auto or a share"),
+    ("[search]\nspeed_archs = -1\n", "search.speed_archs .*must be 0 or more"),
     ('data = "/nowhere/at/all"\n', "does not exist"),
     ("[bench]\nbatches = [1, \"x\"]\n", "must be int"),
     ("seed = true\n", "config.seed must be int"),

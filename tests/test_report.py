@@ -18,6 +18,10 @@ FINALIST = {"arch": "k3e3-k5e6", "engine": ENGINES[1], "latency_ms": 0.91, "pred
             "measured_ms": {ENGINES[1]: 0.905}, "upper_ms": 0.92, "verdict": "meets", "timing": {ENGINES[1]: {
                 "rounds": 5}}, "race_top1": 71.5, "study_top1": 70.25}
 
+SPEED = {"headroom": 0.0997, "luts": ["search/tables/lut_x.json"], "checks": {
+    ENGINES[1]: {"engine": ENGINES[1], "factor": 1.0997, "largest_change": 0.0997, "archs": ["a", "b"],
+                 "predicted_ms": [0.5, 0.75], "measured_ms": [0.55, 0.8248]}}}
+
 
 def _results(tmp_path) -> PipelineResults:
     best = {"arch": "k3e3-k5e6", "accuracy": 71.25, "ci95": [68.0, 74.0], "latency_ms": 0.91, "engine": ENGINES[1],
@@ -34,7 +38,8 @@ def _results(tmp_path) -> PipelineResults:
                                       resolved_front={}, choice={"rule": "best estimate"}, splits={},
                                       evaluation={"eval_images": 100}, card="best.toml", pareto_png="pareto.png",
                                       finalists=[FINALIST], chosen={"measured_ms": 0.91, "predicted_ms": 0.95,
-                                                                    "engine": ENGINES[1], "latency": SEARCH_LAT}),
+                                                                    "engine": ENGINES[1], "latency": SEARCH_LAT},
+                                      aim_ms=0.8493, headroom=0.0997, speed=SPEED),
           "ran")
     r.add("finetune", FinetuneResult(seconds=3.0, card="model.toml", steps=5, batch_size=16, lr=0.02), "ran")
     r.add("export", ExportStageResult(seconds=8.0, out="export", artefacts={}, engines=list(ENGINES), skipped=[],
@@ -82,6 +87,10 @@ def test_the_report_reads_the_stages_results(tmp_path):
     assert ("| onnxruntime:int8 | 0.934 | 0.950 | 0.910 ms [0.900, 0.925] | 0.496 ms [0.490, 0.510] | 0.55x | meets |"
             in md)
     assert "| **chosen** | `k3e3-k5e6` | onnxruntime:int8 | 0.950 | 0.905 | 0.920 | 5 | meets | 71.50 | 70.25 |" in md
+    # the machine's speed when the search started, and the aim it left
+    assert "target 0.934 ms, aimed at 0.849 ms (headroom 10%; fastest possible 0.279 ms)" in md
+    assert "| onnxruntime:int8 | 2 | 0.500, 0.750 | 0.550, 0.825 | 1.100x | 10% |" in md
+    assert "the search aimed at 0.849 ms, the 0.934 ms target / (1 + 10%)" in md
     assert "accuracy gate on 200 search-val images" in md
     assert ("| onnxruntime:int8 | 0.496 | 0.510 | meets | 1.53x | 15.50 [11.1, 21.2] | 0.25 [-0.50, 1.00] | pass | "
             "**yes** |") in md

@@ -46,12 +46,21 @@ class SearchStage:
     eval_images: int = 1000  # of the search-validation split
     # how sure the measured latency must be to hold the target (the finalists' and the deploy check's upper bound)
     latency_confidence: float = 0.9
+    # the headroom the choice keeps for the machine's speed changing after the search (the search aims at
+    # target / (1 + headroom)): auto, the change measured when the search starts against the latency tables
+    # (nasdeploy.search.speed); or a share (0.1: 10%; 0: none)
+    latency_headroom: float | str = "auto"
+    speed_archs: int = 3  # random architectures timed per engine for that measure (0: no check, the tables as they are)
 
     def __post_init__(self) -> None:
         from ..bench.stats import check_confidence
 
         _ = self.target_ms  # a target without units is refused with the configuration, before any stage runs
         check_confidence(self.latency_confidence)
+        h = self.latency_headroom
+        if isinstance(h, str) and h != "auto" or isinstance(h, (int, float)) and not 0.0 <= h < 1.0:
+            raise UsageError(f"search.latency_headroom must be auto or a share from 0 to below 1 (0.1: 10%), "
+                             f"got {h!r}")
 
     @property
     def target_ms(self) -> float | None:
@@ -124,8 +133,9 @@ class PipelineConfig:
                              f"{self.latency.validate_archs}")
         if not self.bench.batches or any(b < 1 for b in self.bench.batches):
             raise UsageError(f"bench.batches must list batch sizes of at least 1, got {self.bench.batches}")
-        if self.latency.warmup < 0 or self.search.race_images < 0 or self.deploy.budget < 0:
-            raise UsageError("latency.warmup, search.race_images and deploy.budget must be 0 or more")
+        if min(self.latency.warmup, self.search.race_images, self.search.speed_archs, self.deploy.budget) < 0:
+            raise UsageError("latency.warmup, search.race_images, search.speed_archs and deploy.budget must be 0 or "
+                             "more")
         check_optimizer(self.supernet.lr, self.supernet.weight_decay, self.supernet.label_smoothing,
                         self.supernet.momentum, where="supernet.")
         check_optimizer(self.finetune.lr, self.finetune.weight_decay, self.finetune.label_smoothing,

@@ -42,7 +42,8 @@ def write_report(out: Path, cfg, results: PipelineResults, prov: dict) -> Path:
                     f"{_f(sn.loss_last)}",
         "latency": "; ".join(f"{e}: {t['entries']} entries, " + _validation(t["validation"])
                              for e, t in tables.items()),
-        "search": f"target {se.target_ms} ms (fastest possible {_f(se.fastest_ms)} ms), {se.trials} trials, "
+        "search": f"target {se.target_ms} ms, aimed at {_f(se.aim_ms)} ms (headroom {_pct(se.headroom)}; fastest "
+                  f"possible {_f(se.fastest_ms)} ms), {se.trials} trials, "
                   f"{len(se.finalists)} finalists timed end to end; chosen "
                   f"{_bounds((se.chosen or {}).get('latency'))} measured on {best.get('engine')} (table: "
                   f"{_f((se.chosen or {}).get('predicted_ms'))} ms) at {_acc(best)}% (search-validation)",
@@ -222,6 +223,7 @@ def _promise(se: SearchStageResult, dp: DeployResult) -> list[str]:
          f"| {p.get('engine')} | {_f(p.get('target_ms'))} | {_f(p.get('predicted_ms'))} | "
          f"{_bounds(p.get('search_latency'))} | {_bounds(p.get('bench_latency'))} | "
          f"{_f(ratio, 2) + 'x' if ratio else '-'} | {_meets_word(p)} |"]
+    L += _speed(se)
     if p.get("warning"):
         L += ["", f"Stability of the shipped engine's bench rounds: {p['warning']}. The machine was busy or changed "
                   "speed while timing; the bounds widen accordingly."]
@@ -230,6 +232,27 @@ def _promise(se: SearchStageResult, dp: DeployResult) -> list[str]:
     L += ["", "On a quiet machine of your own the rounds agree more closely: the bounds narrow and the median "
               "moves little, so an engine that meets the target here meets it there."]
     return L + _finalists(se)
+
+
+def _speed(se: SearchStageResult) -> list[str]:
+    """The machine's speed when the search started against its latency tables, and the aim that left."""
+    checks = (se.speed or {}).get("checks") or {}
+    if not checks:
+        return []
+    L = ["", "### The machine's speed and the headroom", "",
+         "Before the search, a few random architectures were timed end to end on every engine and compared with the "
+         "latency tables (measured minutes before): the tables were rescaled by the median ratio, so the search's "
+         "constraint speaks of the machine as it ran then. A bound covers the noise within one timing, not a change "
+         "of the machine's speed before the next one; the largest change seen (the ratio either way, or two speed "
+         f"modes within the rounds) is kept as headroom: the search aimed at {_f(se.aim_ms)} ms, the "
+         f"{_f(se.target_ms)} ms target / (1 + {_pct(se.headroom)}).", "",
+         "| engine | architectures | table (ms) | now (ms) | now / table | largest change |",
+         "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for engine, c in checks.items():
+        L.append(f"| {engine} | {len(c['archs'])} | {', '.join(_f(v) for v in c['predicted_ms'])} | "
+                 f"{', '.join(_f(v) for v in c['measured_ms'])} | {_f(c['factor'], 3)}x | "
+                 f"{_pct(c.get('largest_change'))} |")
+    return L
 
 
 def _finalists(se: SearchStageResult) -> list[str]:

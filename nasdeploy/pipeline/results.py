@@ -70,6 +70,9 @@ class SearchStageResult(StageResult):
     pareto_png: str
     finalists: list[dict]  # every architecture the search could return, timed end to end and raced
     chosen: dict  # the chosen one's latency as measured end to end, beside the table's prediction and the target
+    aim_ms: float | None = None  # what the search ran under: the target less the headroom for a change of speed
+    headroom: float = 0.0  # that headroom, as a share of the aim
+    speed: dict = field(default_factory=dict)  # the machine's speed when the search started (search.speed)
 
 
 @dataclass(kw_only=True)

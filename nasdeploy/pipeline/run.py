@@ -197,19 +197,52 @@ class Pipeline:
         return EngineTables.load(self._luts())
 
     # -- search
-    def _target(self) -> float:
-        """The target in milliseconds: the configuration's, or chosen from the latency tables (auto)."""
-        from ..search import auto_target
+    def _speed(self) -> dict:
+        """The machine's speed when the search starts against the latency tables (nasdeploy.search.speed), and the
+        rescaled tables the search uses; measured once per run and kept in search/speed.json, so that a search
+        resumed after a kill finds the same tables, target and aim."""
+        from ..latency import LatencyTable
+        from ..search.speed import check_speed, headroom, rescaled
 
-        t = self.cfg.search.target_ms
-        return t if t is not None else auto_target(self._tables(), self.cfg.space, self.cfg.seed)
+        path = self.out / "search" / "speed.json"
+        kept = _read_kept(path)
+        if kept is not None:
+            return kept
+        from ..bench.timing import Clock
+
+        s, b = self.cfg.search, self.cfg.bench
+        if s.speed_archs == 0:  # no check asked: the tables as measured, no measured headroom
+            kept = {"checks": {}, "headroom": 0.0, "luts": self._luts()}
+            write_json(path, kept)
+            return kept
+        clock = Clock(repeats=b.repeats, rounds=b.rounds, confidence=s.latency_confidence)
+        checks = check_speed(self._tables(), clock, s.speed_archs, self.cfg.seed, self.progress)
+        luts = [str(rescaled(LatencyTable.load(self.lut_path(e)), c.factor,
+                             self.out / "search" / "tables" / self.lut_path(e).name).path)
+                for e, c in checks.items()]
+        kept = {"checks": {e: c.as_dict() for e, c in checks.items()}, "headroom": round(headroom(checks), 4),
+                "luts": luts}
+        write_json(path, kept)
+        return kept
+
+    def _aim(self, tables, target: float, headroom: float) -> tuple[float, float]:
+        """(what the search runs under: ``target / (1 + headroom)``, never below 5% over the fastest possible
+        architecture nor above the target; the headroom that leaves)."""
+        floor = 1.05 * tables.fastest()[1]
+        aim = max(target / (1 + headroom), min(floor, target))
+        return round(aim, 4), round(target / aim - 1, 4)
 
     def stage_search(self) -> SearchStageResult:
-        from ..search import SearchConfig, SearchInputs, search
+        from ..latency.table import EngineTables
+        from ..search import SearchConfig, SearchInputs, auto_target, search
 
         s = self.cfg.search
-        target = self._target()
-        cfg = SearchConfig(target_ms=target, objectives=("accuracy",), population=s.population,
+        speed = self._speed()
+        tables = EngineTables.load(speed["luts"])
+        target = s.target_ms if s.target_ms is not None else auto_target(tables, self.cfg.space, self.cfg.seed)
+        aim, headroom = self._aim(tables, target, speed["headroom"] if s.latency_headroom == "auto"
+                                  else float(s.latency_headroom))
+        cfg = SearchConfig(target_ms=aim, objectives=("accuracy",), population=s.population,
                            evaluations=s.evaluations, finalists=s.finalists, race_images=s.race_images,
                            race_calib_images=s.race_calib_images, time_repeats=self.cfg.bench.repeats,
                            time_rounds=self.cfg.bench.rounds, latency_confidence=s.latency_confidence,
@@ -217,11 +250,12 @@ class Pipeline:
                            calib_batches=s.calib_batches,
                            calib_batch_size=64, eval_images=s.eval_images, device=self.device)
         inp = SearchInputs(space=self.cfg.space, supernet=str(self.out / "supernet" / "supernet.pt"),
-                           lut=self._luts(), data=self.cfg.data, device=self.device)
+                           lut=speed["luts"], data=self.cfg.data, device=self.device)
         r = search(inp, cfg, self.out / "search", progress=self.progress)
         if r.best is None:
-            raise UsageError(f"no architecture met {target} ms: raise search.evaluations or the target")
-        return SearchStageResult(target_ms=target, fastest_ms=r.fastest_ms, trials=len(r.candidates),
+            raise UsageError(f"no architecture met {aim} ms: raise search.evaluations or the target")
+        return SearchStageResult(target_ms=target, aim_ms=aim, headroom=headroom, speed=speed,
+                                 fastest_ms=r.fastest_ms, trials=len(r.candidates),
                                  front=[asdict(c) for c in r.front], best=asdict(r.best), references=r.references,
                                  fronts_by_engine=r.fronts_by_engine, spread=r.spread, resolved_front=r.resolved,
                                  choice=r.choice, splits=r.splits, evaluation=r.evaluation,
@@ -400,6 +434,20 @@ class Pipeline:
         shutil.rmtree(dst, ignore_errors=True)
         tmp.rename(dst)
         return {name: sha256(dst / name) for name in files}
+
+
+def _read_kept(path: Path) -> dict | None:
+    """A speed check kept by an earlier run of the search stage, where it is whole and its tables are there."""
+    import json
+
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    ok = isinstance(kept, dict) and isinstance(kept.get("luts"), list) and kept["luts"] \
+        and all(isinstance(p, str) and Path(p).is_file() for p in kept["luts"]) \
+        and isinstance(kept.get("headroom"), (int, float))
+    return kept if ok else None
 
 
 def disagreement(searched: dict | None, bench: RoundLatency | None, target: float) -> str | None:
