@@ -71,7 +71,7 @@ def held(split: str, n: int):
 
 
 def measure(seeds: list[int], images: int, backends=BACKENDS, rules=RULES, methods=METHODS) -> list[dict]:
-    from nasdeploy.backends import make_runner
+    from nasdeploy.backends import RunnerSpec, make_runner
     from nasdeploy.data import BUILTIN_SETTING
     from nasdeploy.fold import fold
     from nasdeploy.quantize import Calibration, QuantOptions, calibration_images
@@ -89,7 +89,7 @@ def measure(seeds: list[int], images: int, backends=BACKENDS, rules=RULES, metho
                 for method in methods:
                     calib = Calibration(calib_x, QuantOptions(images=64, isa=rule, method=method), "64 train images")
                     t0 = time.perf_counter()
-                    run = make_runner(backend, net, (images, 3, 28, 28), dtype="int8", calibration=calib)
+                    run = make_runner(RunnerSpec(backend, (images, 3, 28, 28), dtype="int8"), net, calibration=calib)
                     row = {"seed": seed, "backend": backend, "isa_rule": rule, "method": method,
                            "float32_top1": base}
                     for s, (x, y) in splits.items():

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(phases, indent=1), flush=True)
         for stage in ("finetune", "export", "accuracy"):
             t0 = time.time()
-            p.results.add(stage, getattr(p, f"stage_{stage}")(), "ran")
+            p.results.add(stage, p.stage(stage), "ran")
             phases[f"after {stage} ({time.time() - t0:.0f} s)"] = compare(export, args.pairs, args.rounds)
             print(stage, json.dumps(phases[list(phases)[-1]], indent=1), flush=True)
         import gc

@@ -130,7 +130,7 @@ def ceilings(channels: int = 256, side: int = 28, depth: int = 4) -> dict[str, f
     engine its highest rate; 56 px maps spill the caches and lose a quarter of the INT8 rate)."""
     import torch
 
-    from nasdeploy.backends import make_runner
+    from nasdeploy.backends import RunnerSpec, make_runner
     from nasdeploy.bench.timing import Clock
     from nasdeploy.quantize import random_calibration
 
@@ -141,7 +141,7 @@ def ceilings(channels: int = 256, side: int = 28, depth: int = 4) -> dict[str, f
     shape = (1, channels, side, side)
     x = torch.randn(shape)
     engines = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "int8"), ("openvino", "fp32")]
-    runners = [make_runner(b, net, shape, "cpu", d, calibration=random_calibration(shape)) for b, d in engines]
+    runners = [make_runner(RunnerSpec(b, shape, "cpu", d), net, calibration=random_calibration(shape)) for b, d in engines]
     rounds = Clock(repeats=50).time_all([r.timed(x) for r in runners])
     macs = channels * channels * side * side * depth
     return {f"{b}:{d}": macs / (min(st.median for st in rs) / 1e3) / 1e9 for (b, d), rs in zip(engines, rounds)}

@@ -12,7 +12,39 @@ reference is not among them, the fastest of them ships.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Sequence
+
+
+@dataclass(kw_only=True)
+class Contender:
+    """An engine as the deploy rule reads it: its bench figures and its accuracy gate."""
+
+    engine: str  # BACKEND:PRECISION
+    throughput: float | None  # images/s at the batch compared (None: not timed)
+    round_medians: list[float] | None  # ms per interleaved bench round
+    gate: dict | None  # the accuracy gate's record (``passed``); None: not scored
+    files: dict | None = None  # the files it ran, with their sha256
+    verdict: str | None = None  # against a latency target: meets, misses, undecided
+
+    @property
+    def passed(self) -> bool:
+        return bool((self.gate or {}).get("passed"))
+
+
+@dataclass(kw_only=True)
+class Choice:
+    """What ships and why."""
+
+    engine: str
+    fastest: str  # the engine with the highest throughput in the pool
+    reference: str
+    faster_in_every_round: bool | None  # the shipped engine's lead over the reference (None: it is the reference)
+    faster_in_every_round_by_engine: dict[str, bool | None]
+    throughput: float
+    files: dict | None
+    holding_target: list[str] = field(default_factory=list)  # the passing engines whose verdict is meets
+    why: str = ""
 
 
 def faster_every_round(rounds: Sequence[float] | None, ref_rounds: Sequence[float] | None) -> bool | None:
@@ -24,34 +56,30 @@ def faster_every_round(rounds: Sequence[float] | None, ref_rounds: Sequence[floa
     return all(a < b for a, b in zip(rounds, ref_rounds))
 
 
-def choose_engine(candidates: list[dict], reference: str) -> dict | None:
-    """``candidates``: one dict per engine with ``engine``, ``throughput``, ``round_medians`` (ms per round),
-    ``gate`` (``passed``) and, against a latency target, ``verdict`` (meets, misses, undecided); returns what ships
-    and why, or None when no engine passed the gate and was timed."""
-    passing = [c for c in candidates if (c.get("gate") or {}).get("passed") and c.get("throughput")]
+def choose_engine(candidates: Sequence[Contender], reference: str) -> Choice | None:
+    """What ships among ``candidates`` and why, or None when no engine passed the gate and was timed."""
+    passing = [c for c in candidates if c.passed and c.throughput]
     if not passing:
         return None
-    holding = [c for c in passing if c.get("verdict") == "meets"]
+    holding = [c for c in passing if c.verdict == "meets"]
     pool = holding or passing
-    ranked = sorted(pool, key=lambda c: -c["throughput"])
-    ref_all = next((c for c in candidates if c["engine"] == reference and c.get("round_medians")), None)
+    ranked = sorted(pool, key=lambda c: -c.throughput)
+    ref_all = next((c for c in candidates if c.engine == reference and c.round_medians), None)
     ref = ref_all if ref_all in pool else None
-    verdicts = {c["engine"]: (None if c is ref_all else faster_every_round(c.get("round_medians"),
-                                                                           ref_all["round_medians"] if ref_all
-                                                                           else None))
+    verdicts = {c.engine: (None if c is ref_all else faster_every_round(c.round_medians,
+                                                                       ref_all.round_medians if ref_all else None))
                 for c in ranked}
-    best = next((c for c in ranked if c is ref or verdicts[c["engine"]] is not False), ref or ranked[0])
+    best = next((c for c in ranked if c is ref or verdicts[c.engine] is not False), ref or ranked[0])
     fastest = ranked[0]
     if best is ref:
         established = False if fastest is not ref else None
     else:
-        established = verdicts[best["engine"]]
+        established = verdicts[best.engine]
     target_rule = bool(holding) and ref_all is not None and ref is None
-    return {"engine": best["engine"], "fastest": fastest["engine"], "reference": reference,
-            "faster_in_every_round": established, "faster_in_every_round_by_engine": verdicts,
-            "throughput": best["throughput"], "files": best.get("files"),
-            "holding_target": [c["engine"] for c in holding],
-            "why": ("the reference does not hold the latency target and this engine does" if target_rule else
-                    "faster than the reference in every bench round" if best is not ref_all else
-                    "the reference: no engine was faster in every bench round" if established is False else
-                    "the reference, the fastest engine")}
+    return Choice(engine=best.engine, fastest=fastest.engine, reference=reference,
+                  faster_in_every_round=established, faster_in_every_round_by_engine=verdicts,
+                  throughput=best.throughput, files=best.files, holding_target=[c.engine for c in holding],
+                  why=("the reference does not hold the latency target and this engine does" if target_rule else
+                       "faster than the reference in every bench round" if best is not ref_all else
+                       "the reference: no engine was faster in every bench round" if established is False else
+                       "the reference, the fastest engine"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from . import data as D
-from .backends import make_runner, require, tf32_mode
+from .backends import RunnerSpec, make_runner, require, tf32_mode
 from .device import check_device
 from .errors import DataError
 from .evaluate import check_reference, evaluate
@@ -131,8 +131,8 @@ def _runner(model, opt: VerifyOptions, data: str):
         from .quantize import calibration_images
 
         calib = calibration_images(model.setting, opt.calib_data or data, opt.quant)
-    return make_runner(opt.backend, plain, model.shape(opt.batch_size), opt.device, opt.dtype, dynamic_batch=True,
-                       calibration=calib)
+    return make_runner(RunnerSpec(opt.backend, model.shape(opt.batch_size), opt.device, opt.dtype, dynamic_batch=True),
+                       plain, calibration=calib)
 
 
 def _padded(run, lo: int, hi: int | None):

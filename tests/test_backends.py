@@ -119,13 +119,13 @@ def test_every_backend_keeps_the_runner_contract(backend, dtype, tmp_path):
     tests/test_deploy_cpu.py, where their CPU compiles (half a minute each) are shared with other checks."""
     import torch
 
-    from nasdeploy.backends import Runner, make_runner
+    from nasdeploy.backends import Runner, RunnerSpec, make_runner
     from nasdeploy.quantize import random_calibration
 
     net = randomize(Network(get_space("fairnas").sample(random.Random(3)), "fairnas", 10, SMALL_INPUT_STRIDES), 3)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     calib = random_calibration((4, 3, 28, 28), n=16) if dtype == "int8" else None
-    r = make_runner(backend, net, (4, 3, 28, 28), "cpu", dtype, calibration=calib, workdir=tmp_path)
+    r = make_runner(RunnerSpec(backend, (4, 3, 28, 28), "cpu", dtype), net, calibration=calib, workdir=tmp_path)
     assert isinstance(r, Runner)
     x = torch.randn(4, 3, 28, 28, generator=torch.Generator().manual_seed(1))
     y = r(x)

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from nasdeploy.backends import dtype_reason, make_runner, unavailable_reason
+from nasdeploy.backends import RunnerSpec, dtype_reason, make_runner, unavailable_reason
 from nasdeploy.backends.aoti import AotiRunner, example_batch, export_aoti
 from nasdeploy.backends.compile import CompileRunner
 from nasdeploy.backends.onnxruntime import OrtRunner
@@ -153,7 +153,7 @@ def test_backends_and_exports_leave_the_callers_model_as_it_was():
     net = small_net(5).double()
     before = _state(net)
     to_onnx_bytes(net, (1, 3, 28, 28), dtype=torch.float16)
-    make_runner("torch", net, (1, 3, 28, 28))
+    make_runner(RunnerSpec("torch", (1, 3, 28, 28)), net)
     OrtRunner(to_onnx_bytes(net, (1, 3, 28, 28)))
     check_parity(net, lambda x: net.float()(x) if False else torch.zeros(len(x), 10), "x", "fp32", 28,
                  [torch.randn(2, 3, 28, 28)])

@@ -36,6 +36,8 @@ calib_batches = 1
 eval_images = 100
 finalists = 1  # one finalist: the choice does not depend on timing, so killed and whole runs choose alike
 latency_confidence = 0.75  # bounds from 2 rounds (the slowest of two): the bench's 2 rounds decide
+time_repeats = 5  # the finalists' clock, as the bench's
+time_rounds = 2
 race_images = 200
 race_calib_images = 64
 
@@ -328,6 +330,37 @@ def _report_says_what_the_json_holds(text: str, rep: dict) -> None:
         assert row[5] == f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}]: {expected}", row
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_configuration_reads(path):
+    """configs/: each reads with every key known and every value of its type, and its engines are known names."""
+    from nasdeploy.backends import parse_engines
+
+    cfg = PipelineConfig.read(path)
+    assert cfg.deploy.engines == "auto" or parse_engines(cfg.deploy.engines)
+    assert cfg.search.search_config(1.0, "cpu", cfg.seed).check().evaluations == cfg.search.evaluations
+
+
+def test_the_search_section_is_the_searchs_own_configuration(tmp_path):
+    """[search] takes every setting of SearchConfig by name; the target is latency_target (with units) and the
+    device and seed are the pipeline's, refused in the section."""
+    from nasdeploy.search import SearchConfig
+
+    p = tmp_path / "c.toml"
+    p.write_text('[search]\nlatency_target = "1.5ms"\ntime_rounds = 7\nobjectives = ["accuracy", "params"]\n'
+                 'criterion = "loss"\n')
+    s = PipelineConfig.read(p).search
+    assert s.target == 1.5 and s.time_rounds == 7 and s.objectives == ("accuracy", "params")
+    sc = s.search_config(1.2, "cpu", seed=3)
+    assert type(sc) is SearchConfig and (sc.target_ms, sc.seed, sc.time_rounds, sc.criterion) == (1.2, 3, 7, "loss")
+    assert PipelineConfig.demo().search.evaluations == 30 and SearchConfig(target_ms=1.0).evaluations == 64
+    for bad, says in (("target_ms = 1.0", "search.target_ms is the pipeline's"),
+                      ('device = "cuda"', "search.device and search.seed are the pipeline's"),
+                      ("seed = 5", "search.device and search.seed are the pipeline's")):
+        p.write_text(f"[search]\n{bad}\n")
+        with pytest.raises(UsageError, match=says):
+            PipelineConfig.read(p)
+
+
 def test_a_stage_marker_loads_back_as_its_typed_result_or_the_stage_is_redone(tmp_path):
     """stage_<name>.json: the result's fields, seconds first; read back into the stage's dataclass on a rerun, and a
     marker that does not load as one (unreadable, a field missing or unknown, a value of the wrong type) is None, so
@@ -357,7 +390,7 @@ def test_the_promise_says_when_search_and_bench_disagree_beyond_their_bounds(sea
     """Rounds of one engine taken minutes apart whose bounds do not overlap: the machine changed speed between the
     timings, and the report says so instead of letting the bench's verdict stand alone."""
     from nasdeploy.bench.stats import RoundLatency
-    from nasdeploy.pipeline.run import disagreement
+    from nasdeploy.pipeline.ship_stages import disagreement
 
     note = disagreement(RoundLatency.of(searched).as_dict(), RoundLatency.of(bench), 0.75)
     if says is None:

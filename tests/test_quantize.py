@@ -10,7 +10,7 @@ import onnx
 import pytest
 import torch
 
-from nasdeploy.backends import make_runner
+from nasdeploy.backends import RunnerSpec, make_runner
 from nasdeploy.data import BUILTIN_SETTING, SMALL_INPUT_STRIDES, fashion_mnist, write_image_folder
 from nasdeploy.errors import NasDeployError, UsageError
 from nasdeploy.export.api import ExportOptions, export_model, load_exported
@@ -103,7 +103,7 @@ def test_int8_engines_of_a_trained_model_stay_faithful_for_every_rule(trained, r
     assert spread(ref) > 1e-2 and float((ref.argmax(1) == labels).float().mean()) > 0.4  # trained: labels decide
     for backend in ("onnxruntime", "openvino"):
         calib = Calibration([x], QuantOptions(images=64, isa=rule), "test")
-        y = make_runner(backend, net, (len(held), 3, 28, 28), dtype="int8", calibration=calib)(held)
+        y = make_runner(RunnerSpec(backend, (len(held), 3, 28, 28), dtype="int8"), net, calibration=calib)(held)
         s = scores(y, ref, labels)
         assert float((y - ref).abs().max()) > 1e-4, backend  # quantized for real
         assert s["agreement"] >= MIN_AGREEMENT and s["typical_error"] <= MAX_TYPICAL_ERROR, (backend, rule, s)

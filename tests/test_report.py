@@ -4,11 +4,16 @@ its status and time, the deploy verdict as the rule decided it, and report.json 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 from nasdeploy.pipeline import PipelineConfig, PipelineResults
 from nasdeploy.pipeline.report import write_report
-from nasdeploy.pipeline.results import (AccuracyResult, BenchStageResult, DeployResult, ExportStageResult,
-                                        FinetuneResult, LatencyResult, SearchStageResult, SupernetResult)
+from nasdeploy.bench.run import BenchRow
+from nasdeploy.pareto import Candidate
+from nasdeploy.pipeline.results import (AccuracyResult, BenchStageResult, DeployCandidate, DeployResult,
+                                        EngineAccuracy, ExportStageResult, FinetuneResult, LatencyResult, Promise,
+                                        SearchStageResult, SpeedRecord, SupernetResult, TableRecord)
+from nasdeploy.search.config import Chosen
 
 ENGINES = ("onnxruntime:fp32", "onnxruntime:int8")
 FILES = {"model.int8.onnx": "ab" * 32}
@@ -18,27 +23,29 @@ FINALIST = {"arch": "k3e3-k5e6", "engine": ENGINES[1], "latency_ms": 0.91, "pred
             "measured_ms": {ENGINES[1]: 0.905}, "upper_ms": 0.92, "verdict": "meets", "timing": {ENGINES[1]: {
                 "rounds": 5}}, "race_top1": 71.5, "study_top1": 70.25}
 
-SPEED = {"headroom": 0.0997, "luts": ["search/tables/lut_x.json"], "checks": {
+SPEED = SpeedRecord(headroom=0.0997, luts=["search/tables/lut_x.json"], checks={
     ENGINES[1]: {"engine": ENGINES[1], "factor": 1.0997, "largest_change": 0.0997, "archs": ["a", "b"],
-                 "predicted_ms": [0.5, 0.75], "measured_ms": [0.55, 0.8248]}}}
+                 "predicted_ms": [0.5, 0.75], "measured_ms": [0.55, 0.8248]}})
+CHOSEN = Chosen(arch="k3e3-k5e6", engine=ENGINES[1], measured_ms=0.91, predicted_ms=0.95, target_ms=0.8493,
+                confidence=0.9, latency=SEARCH_LAT, fresh=None, verdict="meets", meets_target=True, retimed=False,
+                measured_by_engine={ENGINES[1]: 0.91}, latency_by_engine={ENGINES[1]: SEARCH_LAT},
+                predicted_by_engine={ENGINES[1]: 0.95}, race_top1=71.5, race_images=100)
 
 
 def _results(tmp_path) -> PipelineResults:
-    best = {"arch": "k3e3-k5e6", "accuracy": 71.25, "ci95": [68.0, 74.0], "latency_ms": 0.91, "engine": ENGINES[1],
-            "params": 1234, "macs": 5678}
+    best = Candidate(arch="k3e3-k5e6", accuracy=71.25, ci95=(68.0, 74.0), latency_ms=0.91, engine=ENGINES[1],
+                     params=1234, macs=5678, feasible=True, trial=2)
     gate = {"drop": 0.25, "drop_ci95": [-0.5, 1.0], "passed": True, "agreement": 99.0}
     r = PipelineResults()
     r.add("supernet", SupernetResult(seconds=10.0, supernet="sn.pt", steps=4, loss_first=2.5, loss_last=1.25,
                                      space="scarlet", sampler="fair", splits={}), "cached")
-    r.add("latency", LatencyResult(seconds=1.0, input={}, tables={e: {
-        "lut": f"lut_{e}.json", "setting": "", "entries": 243,
-        "validation": {"n": 5, "calibrated": {"mape_pct": 3.25}}} for e in ENGINES}), "cached")
-    r.add("search", SearchStageResult(seconds=7.0, target_ms=0.934, fastest_ms=0.279, trials=4, front=[best],
-                                      best=best, references={}, fronts_by_engine={ENGINES[1]: [best]}, spread=0.35,
-                                      resolved_front={}, choice={"rule": "best estimate"}, splits={},
-                                      evaluation={"eval_images": 100}, card="best.toml", pareto_png="pareto.png",
-                                      finalists=[FINALIST], chosen={"measured_ms": 0.91, "predicted_ms": 0.95,
-                                                                    "engine": ENGINES[1], "latency": SEARCH_LAT},
+    r.add("latency", LatencyResult(seconds=1.0, input={}, tables={e: TableRecord(
+        f"lut_{e}.json", "", 243, {"n": 5, "calibrated": {"mape_pct": 3.25}}) for e in ENGINES}), "cached")
+    r.add("search", SearchStageResult(seconds=7.0, target_ms=0.934, fastest_ms=0.279, candidates=[best] * 4,
+                                      front=[best], best=best, accuracy_label="supernet top-1 (%)", references={},
+                                      fronts_by_engine={ENGINES[1]: [asdict(best)]}, spread=0.35, resolved={},
+                                      choice={"rule": "best estimate"}, splits={}, evaluation={"eval_images": 100},
+                                      card="best.toml", pareto_png="pareto.png", finalists=[FINALIST], chosen=CHOSEN,
                                       aim_ms=0.8493, headroom=0.0997, speed=SPEED),
           "ran")
     r.add("finetune", FinetuneResult(seconds=3.0, card="model.toml", steps=5, batch_size=16, lr=0.02), "ran")
@@ -47,13 +54,15 @@ def _results(tmp_path) -> PipelineResults:
           "ran")
     r.add("accuracy", AccuracyResult(seconds=0.5, images=200, split="search_val", reference="torch:fp32",
                                      torch_folded={"top1": 15.5},
-                                     engines={e: {"top1": 15.5, "gate": gate, "files": FILES} for e in ENGINES}), "ran")
+                                     engines={e: EngineAccuracy(top1=15.5, top1_ci95=[11.1, 21.2], top5=60.0,
+                                                                images=200, gate=gate, files=FILES)
+                                              for e in ENGINES}), "ran")
     r.add("bench", BenchStageResult(seconds=2.5, bench_json="bench.json", environment={"device": "cpu"}, skipped=[],
-                                    rows=[{"backend": "onnxruntime", "dtype": "int8", "batch": 1, "throughput": 2015.5,
-                                           "latency": BENCH_LAT, "speedup": 14.43}]), "ran")
-    cands = [{"engine": e, "top1": 15.5, "top1_ci95": [11.1, 21.2], "gate": gate, "median_ms": m, "upper_ms": u,
-              "verdict": "meets", "vs_reference": v} for e, m, u, v in zip(ENGINES, (0.757, 0.496), (0.8, 0.51),
-                                                                           (1.0, 1.53))]
+                                    rows=[BenchRow(model="export", backend="onnxruntime", dtype="int8", batch=1,
+                                                   throughput=2015.5, latency=BENCH_LAT, speedup=14.43)]), "ran")
+    cands = [DeployCandidate(engine=e, top1=15.5, top1_ci95=[11.1, 21.2], gate=gate, median_ms=m, upper_ms=u,
+                             verdict="meets", vs_reference=v, throughput=1000 / m, round_medians=[m] * 5)
+             for e, m, u, v in zip(ENGINES, (0.757, 0.496), (0.8, 0.51), (1.0, 1.53))]
     r.add("deploy", DeployResult(seconds=0.0, engine=ENGINES[1], fastest=ENGINES[1], reference=ENGINES[0],
                                  faster_in_every_round=True, faster_in_every_round_by_engine={}, throughput=2015.5,
                                  files=FILES, holding_target=list(ENGINES), why="faster than the reference in every "
@@ -62,11 +71,10 @@ def _results(tmp_path) -> PipelineResults:
                                  searched_engine=ENGINES[1], search_targeted_it=True,
                                  latency_tables={e: f"lut_{e}.json" for e in ENGINES}, candidates=cands,
                                  test={"engine": ENGINES[1], "split": "test", "top1": 14.75, "images": 400},
-                                 latency={"engine": ENGINES[1], "target_ms": 0.934, "confidence": 0.9,
-                                          "predicted_ms": 0.95, "search_measured_ms": 0.91, "search_latency": SEARCH_LAT,
-                                          "bench_median_ms": 0.496, "bench_latency": BENCH_LAT,
-                                          "bench_vs_search": 0.545, "verdict": "meets", "meets_target": True,
-                                          "warning": None}), "ran")
+                                 latency=Promise(engine=ENGINES[1], batch=1, target_ms=0.934, confidence=0.9,
+                                                 predicted_ms=0.95, search_measured_ms=0.91, search_latency=SEARCH_LAT,
+                                                 disagreement=None, bench_median_ms=0.496, bench_latency=BENCH_LAT,
+                                                 bench_vs_search=0.545, verdict="meets", meets_target=True)), "ran")
     return r
 
 
@@ -100,3 +108,23 @@ def test_the_report_reads_the_stages_results(tmp_path):
     assert rep["stages"]["finetune"] == {"seconds": 3.0, "card": "model.toml", "steps": 5, "batch_size": 16,
                                          "lr": 0.02, "status": "ran"}
     assert rep["stages"] == json.loads(json.dumps(results.as_dict()))
+
+
+def test_every_stage_result_loads_back_as_its_typed_records(tmp_path):
+    """A stage marker holds the result's records as JSON tables; loaded back they are the same typed records (a
+    bench row, a deploy candidate, the promise, the chosen architecture), so a rerun's report reads what a run's
+    did."""
+    from nasdeploy.io import write_json
+    from nasdeploy.pipeline.results import RESULT_TYPES
+
+    results = _results(tmp_path)
+    back = {}
+    for stage in results.status:
+        r = getattr(results, stage)
+        back[stage] = RESULT_TYPES[stage].load(write_json(tmp_path / f"stage_{stage}.json", r.as_dict()))
+        assert back[stage] is not None and back[stage].as_dict() == r.as_dict(), stage
+    assert isinstance(back["deploy"].latency, Promise) and back["deploy"].latency == results.deploy.latency
+    assert all(isinstance(c, DeployCandidate) for c in back["deploy"].candidates)
+    assert isinstance(back["bench"].rows[0], BenchRow) and back["bench"].rows[0].median_ms == 0.496
+    assert back["search"].chosen == CHOSEN and back["search"].best == results.search.best
+    assert isinstance(back["latency"].tables[ENGINES[0]], TableRecord)

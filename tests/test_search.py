@@ -45,15 +45,15 @@ def test_search_meets_the_target_and_the_front_is_non_dominated(lut, tmp_path):
     assert len(r.candidates) == 12 and r.best is not None and all(c.feasible for c in r.front)
     # the choice is made on finalists timed end to end: a finalist qualifies when its upper bound holds the target,
     # the chosen one is confirmed by fresh rounds, and no qualifying finalist is both faster and better than it
-    assert r.finalists and r.chosen["measured_ms"] == r.best.latency_ms and r.chosen["target_ms"] == target
-    lat = r.chosen["latency"]
-    assert lat["median"] == pytest.approx(r.best.latency_ms, abs=1e-6) and r.chosen["confidence"] == 0.9
+    assert r.finalists and r.chosen.measured_ms == r.best.latency_ms and r.chosen.target_ms == target
+    lat = r.chosen.latency
+    assert lat["median"] == pytest.approx(r.best.latency_ms, abs=1e-6) and r.chosen.confidence == 0.9
     # the verdict is the fresh rounds' (what confirms the choice); the figure takes every round it was timed in
-    judge = r.chosen["fresh"] or lat
-    assert r.chosen["meets_target"] == (r.chosen["verdict"] == "meets") == (judge["upper"] is not None
-                                                                           and judge["upper"] <= target)
+    judge = r.chosen.fresh or lat
+    assert r.chosen.meets_target == (r.chosen.verdict == "meets") == (judge["upper"] is not None
+                                                                     and judge["upper"] <= target)
     own = next(f for f in r.finalists if f["arch"] == r.best.arch)["timing"][r.best.engine]["round_medians"]
-    assert lat["round_medians"] == own + (r.chosen["fresh"] or {}).get("round_medians", [])
+    assert lat["round_medians"] == own + (r.chosen.fresh or {}).get("round_medians", [])
     for f in r.finalists:
         tm = f["timing"][f["engine"]]
         want = "meets" if tm["upper"] is not None and tm["upper"] <= target else \
@@ -64,7 +64,7 @@ def test_search_meets_the_target_and_the_front_is_non_dominated(lut, tmp_path):
         if tm["rounds"] > 4:
             assert RoundLatency.of(tm["round_medians"][:-1]).verdict(target) == "undecided"
     if r.choice["confirmed"]:
-        assert r.chosen["retimed"] and r.chosen["verdict"] == "meets"
+        assert r.chosen.retimed and r.chosen.verdict == "meets"
     else:
         assert not any(f["verdict"] == "meets" and f["arch"] not in [x["arch"] for x in r.choice["not_confirmed"]]
                        for f in r.finalists)
@@ -259,3 +259,69 @@ def test_a_target_above_every_network_spends_the_budget_on_new_networks(lut, tmp
     assert r.throughput["evaluated"] == 16 and r.throughput.get("reused", 0) == 0
     problem = space_problem(get_space("fairnas"), tables, above * slowest)
     assert problem.band_floor(0.2) < slowest  # the band lies under the slowest network, inside the space
+
+
+# settings whose valid values the type alone cannot give (checked against a list)
+OTHER_VALUE = {"criterion": "loss", "objectives": ("accuracy", "latency")}
+
+
+def _other(name: str, value, hint):
+    """A valid value of a search setting other than ``value``, derived from its type: a new setting needs no entry
+    here unless its values are a closed list."""
+    import typing
+
+    if name in OTHER_VALUE:
+        return OTHER_VALUE[name]
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return max(2, value // 4) if value > 2 else value + 1  # smaller budgets keep the search quick
+    if isinstance(value, float):
+        return round(value * 0.9, 4)
+    if isinstance(value, str) or str in typing.get_args(hint):
+        return f"{value or ''}-other"
+    raise AssertionError(f"give OTHER_VALUE a value for the search setting {name} ({hint})")
+
+
+def test_every_search_setting_round_trips_through_the_study_and_reaches_the_report(lut, tmp_path):
+    """Each setting of SearchConfig, set to a value other than its default, is stored with the study, read back by
+    a worker (and `search --report`), and written to pareto.json and the result; the list of settings is the
+    dataclass's, so a new field is covered without an edit here."""
+    import dataclasses
+    import typing
+
+    from nasdeploy.search import study as S
+    from nasdeploy.search.job import study_config
+
+    hints = typing.get_type_hints(SearchConfig)
+    base = SearchConfig(target_ms=1.0)
+    kw = {f.name: _other(f.name, getattr(base, f.name), hints[f.name])
+          for f in dataclasses.fields(SearchConfig) if not f.metadata.get("run")}
+    t = LatencyTable.load(lut)
+    kw |= {"target_ms": round(2.0 * t.fastest()[1], 4), "accuracy_proxy": True}  # a proxy search: no supernet
+    cfg = SearchConfig(**kw).check()
+    assert all(getattr(cfg, k) != getattr(base, k) for k in kw), "every setting differs from its default"
+    r = search(SearchInputs(space="fairnas", lut=str(lut), input_size=28), cfg, tmp_path, progress=False)
+    assert r.settings == cfg.settings() == json.loads((tmp_path / "pareto.json").read_text())["settings"]
+    study = S.load(S.open_storage(f"sqlite:///{tmp_path / 'search.db'}", None), None)
+    _, back = study_config(study, device="cpu")
+    assert back.settings() == cfg.settings() and back.objectives == cfg.objectives
+    clash = SearchConfig.defining()
+    assert set(clash) >= {"target_ms", "objectives", "criterion", "evaluations"}
+    for k in clash:  # another value for a defining setting is another study
+        other = {"settings": {**cfg.settings(), k: "changed"}, "space": "fairnas"}
+        assert S.clashes({"settings": cfg.settings(), "space": "fairnas"}, other) == [k]
+
+
+def test_a_study_stored_by_the_version_before_reads_back():
+    """Settings beside the inputs, some under evaluation and finalists, the budget twice: the same settings."""
+    from nasdeploy.search import study as S
+
+    old = {"space": "fairnas", "target_ms": 1.5, "objectives": ["accuracy"], "criterion": "top1", "budget": 30,
+           "population": 8, "evaluations": 30, "seed": 3, "engines": ["onnxruntime:fp32"], "accuracy_proxy": False,
+           "evaluation": {"calib_batches": 2, "calib_batch_size": 64, "eval_images": 500, "split": "search_val"},
+           "finalists": {"count": 4, "race_images": 0, "race_calib_images": 512, "time_repeats": 20,
+                         "time_rounds": 3, "latency_confidence": 0.8}}
+    cfg = SearchConfig.from_settings(S.stored_settings(old))
+    assert (cfg.target_ms, cfg.evaluations, cfg.seed, cfg.eval_images, cfg.finalists, cfg.time_rounds,
+            cfg.latency_confidence, cfg.objectives) == (1.5, 30, 3, 500, 4, 3, 0.8, ("accuracy",))

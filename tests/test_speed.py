@@ -77,13 +77,13 @@ def test_the_speed_check_times_random_architectures_on_every_engine(tiny_tables)
     (0.51, 0.3, 0.51),      # a target within 5% of the fastest: the target, no headroom left
 ])
 def test_the_search_aims_under_the_target_by_the_headroom(target, h, aim):
-    from nasdeploy.pipeline.run import Pipeline
+    from nasdeploy.pipeline.model_stages import aim as aim_of
 
     class Tables:
         def fastest(self):
             return None, 0.5
 
-    got, left = Pipeline._aim(None, Tables(), target, h)
+    got, left = aim_of(Tables(), target, h)
     assert got == pytest.approx(aim) and left == pytest.approx(target / aim - 1, abs=1e-4)
 
 
@@ -91,15 +91,18 @@ def test_a_kept_speed_check_is_read_back_only_whole(tmp_path):
     """A search resumed after a kill reuses the speed check of its first start (same tables, target, aim); one
     cut short, or whose tables are gone, is measured again."""
     from nasdeploy.io import write_json
-    from nasdeploy.pipeline.run import _read_kept
+    from nasdeploy.pipeline.model_stages import read_kept
+    from nasdeploy.pipeline.results import SpeedRecord
 
     lut = tmp_path / "lut.json"
     lut.write_text("{}")
     path = tmp_path / "speed.json"
-    assert _read_kept(path) is None
+    assert read_kept(path) is None
     write_json(path, {"checks": {}, "headroom": 0.1, "luts": [str(lut)]})
-    assert _read_kept(path)["headroom"] == 0.1
+    assert read_kept(path) == SpeedRecord(luts=[str(lut)], headroom=0.1)
     path.write_text('{"checks": {}, "headroom": 0.1, "lu')
-    assert _read_kept(path) is None
-    write_json(path, {"checks": {}, "headroom": 0.1, "luts": [str(tmp_path / "gone.json")]})
-    assert _read_kept(path) is None
+    assert read_kept(path) is None
+    for bad in ({"headroom": 0.1, "luts": [str(tmp_path / "gone.json")]}, {"headroom": "a lot", "luts": [str(lut)]},
+                {"headroom": 0.1, "luts": []}):
+        write_json(path, bad)
+        assert read_kept(path) is None, bad

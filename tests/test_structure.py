@@ -135,8 +135,8 @@ ALLOWED: dict[str, set[str]] = {
     "bench": {"base", "zoo", "gate", "quantize", "backends", "bench.timing", "export", "deploy"},
     "verify": {"base", "data", "evaluate", "zoo", "gate", "quantize", "backends", "export"},
     "finetune": {"base", "data", "checkpoint", "nas", "zoo"},
-    "pipeline": {"base", "data", "nas", "evaluate", "plots", "gate", "quantize", "backends", "bench.timing", "latency",
-                 "search", "export", "deploy", "bench", "finetune"},
+    "pipeline": {"base", "data", "nas", "evaluate", "pareto", "plots", "gate", "quantize", "backends", "bench.timing",
+                 "latency", "search", "export", "deploy", "bench", "finetune"},
     "cli": {"base", "data", "nas", "plots", "isa", "fold", "zoo", "gate", "quantize", "backends", "latency", "search",
             "export", "bench", "verify", "pipeline"},
     "nasdeploy": {"base", "nas", "zoo"},
@@ -201,6 +201,35 @@ def test_nothing_imports_the_command_line_and_nothing_below_imports_the_pipeline
             assert not any(_room(d) == "cli" for d in deps), name
         if _room(name) not in ("pipeline", "cli", "nasdeploy"):
             assert not any(_room(d) == "pipeline" for d in deps), name
+
+
+def _string_key_lookups(path: Path) -> list[str]:
+    """``x["key"]`` and ``x.get("key")`` in a module, each as its source text."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and isinstance(
+                node.slice.value, str):
+            out.append(ast.unparse(node))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
+                and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            out.append(ast.unparse(node))
+    return out
+
+
+def test_the_pipeline_wires_typed_stages():
+    """pipeline/run.py is the wiring: an ordered stage table of functions, no getattr lookup of stages and no
+    string-key lookup at all; the stages read the results before them by attribute (a lower layer's own record,
+    such as the bench environment, may still be a table)."""
+    from nasdeploy.pipeline.results import STAGES
+    from nasdeploy.pipeline.run import STAGE_TABLE
+
+    run = PKG / "pipeline" / "run.py"
+    assert tuple(STAGE_TABLE) == STAGES and all(callable(f) for f in STAGE_TABLE.values())
+    assert _string_key_lookups(run) == []
+    assert "getattr" not in run.read_text()
+    for name in ("model_stages.py", "ship_stages.py", "context.py"):
+        into_results = [x for x in _string_key_lookups(PKG / "pipeline" / name) if "results" in x]
+        assert not into_results, (name, into_results)
 
 
 def test_lower_layers_never_import_the_export_command():
@@ -324,6 +353,15 @@ def test_the_tests_named_in_the_docs_exist():
             if not f.exists() or m[2] and not re.search(rf"^def {m[2]}\(", f.read_text(), re.M):
                 missing.append(f"{doc.name}: {m[0]}")
     assert not missing, missing
+
+
+def test_every_deliberate_break_can_still_be_planted():
+    """tests/deliberate_breaks.py plants each bug by replacing a line of code: that line must still be there, or
+    the break plants nothing and proves nothing."""
+    from .deliberate_breaks import BREAKS
+
+    stale = [b.name for b in BREAKS if b.file and b.old not in (ROOT / b.file).read_text()]
+    assert not stale, stale
 
 
 def test_the_readmes_layout_table_matches_the_tree():

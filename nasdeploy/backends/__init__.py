@@ -10,6 +10,7 @@ import importlib
 import os
 import pkgutil
 import tempfile
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from ..errors import DeviceError, UsageError
 from .base import (DTYPES, Backend, Runner, Sources, Target, device_context, device_kind, parse_dtype,
                    quiet_cpu_compiler, tf32_mode, tf32_state)
 
-__all__ = ["DTYPES", "Backend", "Runner", "Sources", "Target", "backend_names", "default_engines",
+__all__ = ["DTYPES", "Backend", "Runner", "RunnerSpec", "Sources", "Target", "backend_names", "default_engines",
            "device_context", "device_kind", "dtype_reason", "engine_help", "get_backend", "make_runner", "parse_dtype",
            "parse_engines", "quiet_cpu_compiler", "reference_engine", "refresh_registry", "require", "table_backend",
            "tf32_mode", "tf32_state", "unavailable_reason"]
@@ -135,28 +136,42 @@ def require(backend: str, dtype: str, device: str) -> Backend:
     return b
 
 
-def make_runner(backend: str, model: nn.Module, input_shape: tuple[int, ...], device: str = "cpu",
-                dtype: str = "fp32", workdir: str | Path | None = None, dynamic_batch: bool = False,
-                tf32: bool = False, calibration=None, graphs: dict[str, Path] | None = None,
-                sources: Sources | None = None) -> Runner:
-    """Build ``backend``'s runner from a (folded) module; refuses with the reason where it cannot run.
+@dataclass(frozen=True)
+class RunnerSpec:
+    """Which runner to build: ``backend`` for inputs of ``shape`` (batch, C, H, W) on ``device`` in ``dtype``.
+    ``dynamic_batch``: the runner takes any batch from 1 to ``shape[0]`` (a ragged last batch); otherwise exactly
+    ``shape[0]`` where the backend fixes it. ``tf32``: CUDA fp32 may use TF32."""
 
-    The caller's module is never modified. ``dynamic_batch``: the runner takes any batch from 1 to
-    ``input_shape[0]`` (a ragged last batch); otherwise exactly ``input_shape[0]`` where the backend fixes it.
-    ``calibration`` (a ``nasdeploy.quantize.Calibration``) is needed for int8 unless ``graphs`` already holds the
-    INT8 graph: ONNX graphs to use as they are instead of making them ({"fp32": model.onnx, "int8": ...}, as an
-    export wrote them). ``sources``: build from (and into) a caller's ``Sources``, which then outlives the runner.
+    backend: str
+    shape: tuple[int, ...]
+    device: str = "cpu"
+    dtype: str = "fp32"
+    dynamic_batch: bool = False
+    tf32: bool = False
+
+    def target(self) -> Target:
+        n = self.shape[0]
+        return Target(tuple(self.shape), (1, n) if self.dynamic_batch else (n, n), self.device, self.dtype, self.tf32)
+
+
+def make_runner(spec: RunnerSpec, model: nn.Module, *, workdir: str | Path | None = None, calibration=None,
+                graphs: dict[str, Path] | None = None, sources: Sources | None = None) -> Runner:
+    """Build ``spec``'s runner from a (folded) module; refuses with the reason where it cannot run.
+
+    The caller's module is never modified. ``calibration`` (a ``nasdeploy.quantize.Calibration``) is needed for
+    int8 unless ``graphs`` already holds the INT8 graph: ONNX graphs to use as they are instead of making them
+    ({"fp32": model.onnx, "int8": ...}, as an export wrote them). ``sources``: build from (and into) a caller's
+    ``Sources``, which then outlives the runner. ``workdir``: where its files go (default: a temporary folder).
     """
-    check_device(device)
-    b = require(backend, dtype, device)
-    n = input_shape[0]
-    target = Target(tuple(input_shape), (1, n) if dynamic_batch else (n, n), device, dtype, tf32)
+    check_device(spec.device)
+    b = require(spec.backend, spec.dtype, spec.device)
+    target = spec.target()
     made = {k: Path(v) for k, v in (graphs or {}).items()}
     if sources is not None:  # shared with the caller's other runners: every graph (INT8 included) made once
         return b.load(sources, b.build(sources, target), target)
     if workdir is not None:
-        src = Sources(model, Path(workdir), tuple(input_shape[1:]), calibration, made)
+        src = Sources(model, Path(workdir), target.chw, calibration, made)
         return b.load(src, b.build(src, target), target)
     with tempfile.TemporaryDirectory(prefix="nasdeploy-") as tmp:  # every runtime holds what it loaded
-        src = Sources(model, Path(tmp), tuple(input_shape[1:]), calibration, made)
+        src = Sources(model, Path(tmp), target.chw, calibration, made)
         return b.load(src, b.build(src, target), target)

@@ -39,9 +39,9 @@ def _load_export(path: str, engine: str, device: str, batch: int) -> dict:
 
 def _build_model(backend: str, module: torch.nn.Module, shape: tuple[int, ...], device: str, dtype: str,
                  tf32: bool, work: str, calibration, graphs: dict[str, str]) -> dict:
-    from ..backends import make_runner
+    from ..backends import RunnerSpec, make_runner
 
-    _ROW["runner"] = make_runner(backend, module, shape, device, dtype, workdir=work, tf32=tf32,
+    _ROW["runner"] = make_runner(RunnerSpec(backend, shape, device, dtype, tf32=tf32), module, workdir=work,
                                  calibration=calibration, graphs=graphs)
     return _describe(_ROW["runner"])
 

@@ -4,10 +4,7 @@ A model is either resolved (zoo name, card, checkpoint: every engine is built fo
 or an export folder (every engine is the folder's own files, hashes checked: what ships is what is timed)."""
 from __future__ import annotations
 
-import copy
 import logging
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,27 +12,21 @@ from typing import Callable
 
 import torch
 
-from ..backends import (Runner, Sources, backend_names, device_context, dtype_reason, get_backend, make_runner,
-                        parse_dtype, reference_engine, tf32_mode, unavailable_reason)
-from ..backends.compile import CompileRunner
-from ..backends.torch_eager import TorchRunner
+from ..backends import Runner, device_context, parse_dtype, reference_engine, tf32_mode, unavailable_reason
+from ..deploy import Contender
 from ..device import check_device
 from ..errors import DeviceError, NasDeployError, UsageError
-from ..export.manifest import ExportFolder, is_export, open_export
+from ..export.manifest import ExportFolder, is_export
 from ..progress import advance, progress_bar
 from ..quantize import QuantOptions
-from ..zoo import Resolved, resolve
-from .env import environment
+from ..zoo import Resolved
 from . import isolated
+from .env import environment
+from .source import BASELINE, COMPILE_REFERENCE, PlannedRow, Source
 from .stats import DEFAULT_CONFIDENCE, RoundLatency, check_confidence, check_latency
 from .timing import Clock, Stats, latency_record, time_cpu, time_runner
 
 log = logging.getLogger(__name__)
-BASELINE = "torch-eager-fp32"
-# What users compare a deployment toolkit with on the GPU: the unfolded model under plain torch.compile
-# (default mode, channels_last), in the benchmarked float precision. Timed in the same run.
-COMPILE_REFERENCE = "torch-compile-plain"
-FLOAT_DTYPES = ("fp32", "fp16", "bf16")
 
 
 @dataclass
@@ -129,8 +120,25 @@ class BenchRow:
     @property
     def round_latency(self) -> RoundLatency:
         """The row's latency as the statistic with its bounds."""
-        lat = self.latency
-        return RoundLatency.of(lat["round_medians"], lat.get("confidence", DEFAULT_CONFIDENCE))
+        return RoundLatency.of(self.latency["round_medians"], self.latency.get("confidence", DEFAULT_CONFIDENCE))
+
+    @property
+    def round_medians(self) -> list[float] | None:
+        return self.latency.get("round_medians")
+
+    @property
+    def median_ms(self) -> float:
+        """The median of its round medians."""
+        return self.latency["median"]
+
+    @property
+    def upper_ms(self) -> float | None:
+        return self.latency.get("upper")
+
+    @property
+    def verdict(self) -> str | None:
+        """Against a latency target: meets, misses or undecided (None: no target)."""
+        return (self.target or {}).get("verdict")
 
 
 @dataclass
@@ -154,8 +162,8 @@ class BenchResult:
                      and r.backend != COMPILE_REFERENCE and r.accuracy]
             chosen = choose_engine(cands, ref)
             if chosen:
-                row = next(r for r in self.rows if (r.model, r.batch) == key and r.engine == chosen["engine"])
-                out.append({"model": key[0], "batch": key[1], **chosen, "vs_reference": row.vs_reference,
+                row = next(r for r in self.rows if (r.model, r.batch) == key and r.engine == chosen.engine)
+                out.append({"model": key[0], "batch": key[1], **asdict(chosen), "vs_reference": row.vs_reference,
                             "accuracy": row.accuracy})
         return out
 
@@ -167,10 +175,10 @@ class BenchResult:
                 "quantization": self.quantization, "isa_notes": self.isa_notes}
 
 
-def candidate(row: BenchRow) -> dict:
+def candidate(row: BenchRow) -> Contender:
     """A bench row as the deploy rule reads it."""
-    return {"engine": row.engine, "throughput": row.throughput, "round_medians": row.latency.get("round_medians"),
-            "gate": row.accuracy, "files": row.files, "verdict": (row.target or {}).get("verdict")}
+    return Contender(engine=row.engine, throughput=row.throughput, round_medians=row.round_medians, gate=row.accuracy,
+                     files=row.files, verdict=row.verdict)
 
 
 def _with_copies(runner: Runner, x_cpu: torch.Tensor, repeats: int) -> Stats:
@@ -184,114 +192,6 @@ def _with_copies(runner: Runner, x_cpu: torch.Tensor, repeats: int) -> Stats:
             torch.cuda.synchronize()
 
     return time_cpu(synced, warmup=10, repeats=repeats)
-
-
-@dataclass
-class _Row:
-    """One row to time: how to build its runner, what it says; its runner once built (None: it failed)."""
-
-    backend: str
-    dtype: str
-    note: str
-    make: Callable[[], Runner]
-    files: dict | None = None
-    runner: Runner | None = None
-    rounds: list = field(default_factory=list)
-    out: torch.Tensor | None = None  # its output on the timed input (parity against the baseline)
-    accuracy: dict | None = None
-
-
-class _Source:
-    """A model to bench: its input shape, baseline, reference graph and the rows of each batch."""
-
-    def __init__(self, spec, opt: BenchOptions, res: BenchResult) -> None:
-        self.opt = opt
-        self.export = spec if isinstance(spec, ExportFolder) else open_export(spec)
-        if self.export is not None:
-            self.name = str(self.export.path)
-            self.setting = self.export.setting
-            for b, d in self._pairs(BenchResult({})):  # an altered, missing or outside file: refused before any work
-                self.export.check_files(f"{b}:{d}")
-            self.plain = self.export.plain()
-            self.baseline_model, self.what = self.plain, "the export's folded model.pt"
-        else:
-            model = spec if isinstance(spec, Resolved) else resolve(spec)
-            self.name = model.spec
-            self.setting = model.setting
-            self.plain = model.folded()[0]
-            self.baseline_model = model.net
-            self.what = "already folded input" if getattr(model.net, "folded", False) else "unfolded"
-        self.pairs = self._pairs(res)
-        self.calib = self._calibration(res)
-        self.work = Path(tempfile.mkdtemp(prefix="nasdeploy-bench-"))
-        # one set of graphs for every batch: the ONNX and INT8 graphs (quantized once) and the engines' work files
-        self.sources = Sources(self.plain, self.work, (3, self.setting.size, self.setting.size), self.calib)
-
-    def close(self) -> None:
-        shutil.rmtree(self.work, ignore_errors=True)
-
-    def _pairs(self, res: BenchResult) -> list[tuple[str, str]]:
-        opt = self.opt
-        if self.export is not None:
-            pairs = [(e["backend"], e["precision"]) for e in self.export.engines.values()]
-            pairs = [(b, d) for b, d in pairs if (opt.backends is None or b in opt.backends)
-                     and (opt.dtypes is None or d in opt.dtypes)]
-        else:
-            cuda = opt.device.startswith("cuda")
-            dtypes = opt.dtypes or (["fp32", "fp16"] if cuda else ["fp32"])
-            pairs = [(b, d) for b in (opt.backends or backend_names()) for d in dtypes]
-        live = []
-        for b, d in pairs:
-            why = unavailable_reason(b, opt.device) or dtype_reason(b, d, opt.device)
-            if why:
-                res.skipped.append({"model": self.name, "backend": b, "dtype": d, "reason": why})
-            else:
-                live.append((b, d))
-        return live
-
-    def _calibration(self, res: BenchResult):
-        if self.export is not None or not any(d == "int8" for _, d in self.pairs):
-            return None
-        from ..quantize import calibration_images
-
-        quant = self.opt.quant or QuantOptions()
-        calib = calibration_images(self.setting, self.opt.calib_data, quant)
-        res.quantization[self.name] = {**asdict(quant), "exclude": list(quant.exclude), "calibration": calib.source,
-                                       "calibration_images": calib.images}
-        return calib
-
-    def rows(self, n: int) -> list[_Row]:
-        opt, cuda = self.opt, self.opt.device.startswith("cuda")
-        shape = (n, 3, self.setting.size, self.setting.size)
-        base, dev = self.baseline_model, opt.device
-        # runners move their module to the device and dtype in place: each gets its own copy
-        rows = [_Row(BASELINE, "fp32", f"{self.what}, eager, no CUDA graph",
-                     lambda: TorchRunner(copy.deepcopy(base), dev, torch.float32, cuda_graph=False))]
-        if opt.compile_reference if opt.compile_reference is not None else cuda:
-            floats = [d for d in dict.fromkeys(d for _, d in self.pairs) if d in FLOAT_DTYPES] or ["fp32"]
-            rows += [_Row(COMPILE_REFERENCE, d, "unfolded, torch.compile default mode, channels_last",
-                          lambda d=d: CompileRunner(copy.deepcopy(base), dev, parse_dtype(d), channels_last=True))
-                     for d in floats]
-        ref = reference_engine(dev)
-        for b, d in self.pairs:
-            alone = get_backend(b).isolated  # a native runtime that can crash: a process of its own
-            if self.export is not None:
-                engine = f"{b}:{d}"
-                load = (lambda e=engine: isolated.load_export(self.export.path, e, dev, n)) if alone else \
-                    (lambda e=engine: self.export.runner(e, dev, (n, n)))
-                rows.append(_Row(b, d, "the export's files", load, self.export.entry(engine)["files"]))
-            else:
-                build = (lambda b=b, d=d: isolated.build_model(b, self.plain, shape, dev, d, opt.tf32,
-                                                               self.sources)) if alone else \
-                    (lambda b=b, d=d: make_runner(b, self.plain, shape, dev, d, tf32=opt.tf32, sources=self.sources))
-                rows.append(_Row(b, d, "folded" + (", CUDA graph" if b == "torch" and cuda else ""), build))
-        if self.export is not None and ref not in self.pairs and not unavailable_reason(ref[0], dev):
-            rows.append(_Row(*ref, "the reference, built for this run from the export's model.pt",
-                             lambda: make_runner(ref[0], self.plain, shape, dev, ref[1])))
-        if cuda:
-            rows = [_Row(r.backend, r.dtype, r.note + (f", TF32 {'on' if opt.tf32 else 'off'}" if r.dtype == "fp32"
-                                                       else ""), r.make, r.files) for r in rows]
-        return rows
 
 
 def bench(models: list, opt: BenchOptions | None = None) -> BenchResult:
@@ -326,7 +226,7 @@ def _bench(models: list, opt: BenchOptions) -> BenchResult:
         reason = unavailable_reason(b, opt.device)
         if reason:
             res.skipped.append({"backend": b, "reason": reason})
-    sources = [_Source(m, opt, res) for m in models]
+    sources = [Source(m, opt, res.skipped, res.quantization) for m in models]
     bar = progress_bar(opt.progress, elapsed=True)
     total = sum(len(s.rows(1)) for s in sources) * len(batches) * (1 + opt.rounds)
     task = bar.add_task("bench", total=total) if bar else None
@@ -353,7 +253,7 @@ def _bench(models: list, opt: BenchOptions) -> BenchResult:
     return res
 
 
-def _batch(src: _Source, rows: list[_Row], n: int, x: torch.Tensor, opt: BenchOptions, res: BenchResult, gate,
+def _batch(src: Source, rows: list[PlannedRow], n: int, x: torch.Tensor, opt: BenchOptions, res: BenchResult, gate,
            scored: dict, bar, task) -> None:
     """One model at one batch: every row built, timed in interleaved rounds, scored where asked, and reported."""
     for r in rows:
@@ -388,7 +288,7 @@ def _update(opt: BenchOptions, res: BenchResult) -> None:
         opt.on_update(res)
 
 
-def _gate_for(src: _Source, opt: BenchOptions, res: BenchResult):
+def _gate_for(src: Source, opt: BenchOptions, res: BenchResult):
     """(held-out images, budget) where rows are to be scored: asked for, or an export's INT8 engine gated on a CPU
     of another instruction-set class (its figures were measured elsewhere: scored again here)."""
     spec = opt.gate
@@ -407,7 +307,7 @@ def _gate_for(src: _Source, opt: BenchOptions, res: BenchResult):
     return held_out(src.plain, src.setting, spec.data, spec.images), spec.budget
 
 
-def _build(r: _Row, x: torch.Tensor, res: BenchResult, spec: str, n: int) -> None:
+def _build(r: PlannedRow, x: torch.Tensor, res: BenchResult, spec: str, n: int) -> None:
     """Build a row's runner and run it once (compile, capture, load); a failure becomes a 'skipped' line."""
     try:
         runner = r.make()
@@ -419,7 +319,7 @@ def _build(r: _Row, x: torch.Tensor, res: BenchResult, spec: str, n: int) -> Non
         _fail(r, res, spec, n, e)
 
 
-def _time(r: _Row, x: torch.Tensor, opt: BenchOptions, res: BenchResult, spec: str, n: int) -> None:
+def _time(r: PlannedRow, x: torch.Tensor, opt: BenchOptions, res: BenchResult, spec: str, n: int) -> None:
     try:
         if isinstance(r.runner, isolated.IsolatedRunner):  # a round timed in the row's own process
             r.rounds.append(r.runner.time_round(x, opt.device, opt.clock.warmup, opt.repeats))
@@ -430,7 +330,7 @@ def _time(r: _Row, x: torch.Tensor, opt: BenchOptions, res: BenchResult, spec: s
         _fail(r, res, spec, n, e)
 
 
-def _fail(r: _Row, res: BenchResult, spec: str, n: int, e: Exception) -> None:
+def _fail(r: PlannedRow, res: BenchResult, spec: str, n: int, e: Exception) -> None:
     """A row that failed: recorded with its reason (a failure, not a skip: the run's exit code says so)."""
     res.failed.append({"model": spec, "backend": r.backend, "dtype": r.dtype, "batch": n,
                        "reason": str(e).splitlines()[0][:200] if str(e) else type(e).__name__})
@@ -438,12 +338,12 @@ def _fail(r: _Row, res: BenchResult, spec: str, n: int, e: Exception) -> None:
     r.runner, r.rounds = None, []
 
 
-def _close(r: _Row) -> None:
+def _close(r: PlannedRow) -> None:
     if isinstance(r.runner, isolated.IsolatedRunner):
         r.runner.close()
 
 
-def _target(src: _Source, opt: BenchOptions, n: int) -> float | None:
+def _target(src: Source, opt: BenchOptions, n: int) -> float | None:
     """The latency target rows of ``src`` at batch ``n`` are judged against: the one asked for, else the one a
     deployed folder records (the target its engine was chosen under)."""
     if opt.target_ms is not None:
@@ -452,7 +352,7 @@ def _target(src: _Source, opt: BenchOptions, n: int) -> float | None:
     return float(lt["target_ms"]) if lt and lt["batch"] == n else None
 
 
-def _rows(rows: list[_Row], spec: str, n: int, x: torch.Tensor, opt: BenchOptions, res: BenchResult,
+def _rows(rows: list[PlannedRow], spec: str, n: int, x: torch.Tensor, opt: BenchOptions, res: BenchResult,
           target: float | None) -> None:
     timed = [r for r in rows if r.runner is not None and r.rounds]
     lat = {id(r): latency_record(r.rounds, opt.confidence) for r in timed}

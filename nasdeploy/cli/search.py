@@ -152,15 +152,16 @@ def _print(r, out: str) -> int:
     if r.best is None:
         Console().print("[red]no trial met the target[/]: raise --evaluations or the target")
         return 1
-    ch = r.chosen or {}
-    lat = ch.get("latency") or {}
-    fresh = "its rounds among the finalists and fresh rounds after the choice" if ch.get("retimed") else \
+    ch = r.chosen
+    lat = (ch.latency if ch else None) or {}
+    fresh = "its rounds among the finalists and fresh rounds after the choice" if ch and ch.retimed else \
         "its rounds among the finalists"
     bounds = (f" \\[{lat['lower']:.3f}, {lat['upper']:.3f}]" if lat.get("upper") is not None else "")
+    target = ch.target_ms if ch else r.settings.get("target_ms")
     Console().print(f"chosen: {r.best.arch} on {r.best.engine}: race top-1 {r.best.accuracy:.2f}% "
                     f"(search-validation), measured {r.best.latency_ms:.3f} ms{bounds} ({fresh}, "
-                    f"{_pct(ch.get('confidence'))} bounds) against the {ch.get('target_ms'):g} ms target: "
-                    f"{_verdict(ch.get('verdict'))}")
+                    f"{_pct(ch.confidence if ch else None)} bounds) against the {target:g} ms target: "
+                    f"{_verdict(ch.verdict if ch else None)}")
     Console().print(f"-> {out}/best.toml; fronts and finalists: {out}/pareto.json, {out}/pareto.png")
     for w in sorted({(x.get("fresh") or {}).get("stability", {}).get("warning") for x in
                      r.choice.get("not_confirmed", [])} - {None}):
@@ -179,7 +180,7 @@ def _verdict(v: str | None) -> str:
 
 def finalists_table(r) -> Table:
     """Every finalist with the figures the choice was made on, each labelled."""
-    conf = _pct((r.chosen or {}).get("confidence") or r.choice.get("confidence"))
+    conf = _pct(r.chosen.confidence if r.chosen else r.choice.get("confidence"))
     t = Table(title=f"Finalists: timed end to end on this machine (median of round medians, {conf} upper bound) "
                     "and raced on the whole search-validation split; the choice: the best race top-1 whose upper "
                     "bound is under the target, confirmed by fresh rounds")

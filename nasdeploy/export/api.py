@@ -72,6 +72,11 @@ class ExportResult:
     # gate (its figures, as in ``gates``) and reason (one line)
     refused: dict[str, dict] = field(default_factory=dict)
 
+    @property
+    def engines(self) -> list[str]:
+        """BACKEND:PRECISION of every engine the folder's manifest lists."""
+        return list(self.manifest.get("engines", {}))
+
     def refusal(self) -> str | None:
         """One line saying which engines were left out, why, what was written and what to do; None if none was."""
         if not self.refused:

@@ -177,6 +177,11 @@ class ExportFolder:
         return self.manifest["engines"]
 
     @property
+    def pytorch_file(self) -> str:
+        """The folded PyTorch model's file, inside the folder."""
+        return self.manifest["pytorch"]["file"]
+
+    @property
     def refused(self) -> dict[str, dict]:
         """The engines the accuracy gate left out of the export: name -> gate and reason."""
         return self.manifest.get("refused") or {}

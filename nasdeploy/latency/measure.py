@@ -10,7 +10,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from ..backends import make_runner, require, tf32_mode
+from ..backends import RunnerSpec, make_runner, require, tf32_mode
 from ..bench.env import environment
 from ..bench.timing import Clock, Stats, time_runner, typical_round
 from ..device import check_device
@@ -75,7 +75,7 @@ def runner_for(module: nn.Module, shape: tuple[int, ...], s: Settings):
         from ..quantize import random_calibration
 
         calib = random_calibration(shape)
-    return make_runner(s.backend, module, shape, s.device, s.dtype, calibration=calib)
+    return make_runner(RunnerSpec(s.backend, shape, s.device, s.dtype), module, calibration=calib)
 
 
 def time_module(module: nn.Module, shape: tuple[int, ...], s: Settings) -> Stats:

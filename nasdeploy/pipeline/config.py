@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..finetune import FinetuneConfig
 from ..nas.train import TrainConfig
+from ..search.config import SearchConfig
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "assets" / "demo.toml"
 
@@ -34,18 +35,14 @@ class LatencyStage:
     tables: list[str] = field(default_factory=list)
 
 
-@dataclass
-class SearchStage:
+@dataclass(kw_only=True)
+class SearchStage(SearchConfig):
+    """The search's section: every setting of ``nasdeploy.search.SearchConfig``, with its defaults, and what the
+    pipeline decides for the search: the target as text (``latency_target``; ``target_ms`` is what the pipeline
+    gives the search, the target less the headroom), the headroom, and the speed check before the search."""
+
+    target_ms: float | None = None  # set by the pipeline, not in a configuration
     latency_target: str = "auto"  # with units, or auto: 85% of the median random architecture's latency
-    population: int = 8  # architectures the search's evolution keeps
-    evaluations: int = 30  # its budget
-    finalists: int = 12  # timed end to end on every candidate engine (by the bench stage's clock) and raced
-    race_images: int = 0  # search-validation images of the finalists' race (0: all)
-    race_calib_images: int = 1024  # training images each finalist's BN is recalibrated on before its race
-    calib_batches: int = 4
-    eval_images: int = 1000  # of the search-validation split
-    # how sure the measured latency must be to hold the target (the finalists' and the deploy check's upper bound)
-    latency_confidence: float = 0.9
     # the headroom the choice keeps for the machine's speed changing after the search (the search aims at
     # target / (1 + headroom)): auto, the change measured when the search starts against the latency tables
     # (nasdeploy.search.speed); or a share (0.1: 10%; 0: none)
@@ -55,7 +52,13 @@ class SearchStage:
     def __post_init__(self) -> None:
         from ..bench.stats import check_confidence
 
-        _ = self.target_ms  # a target without units is refused with the configuration, before any stage runs
+        if self.target_ms is not None:
+            raise UsageError("search.target_ms is the pipeline's: give the target as search.latency_target, with "
+                             "units (e.g. \"1.2ms\")")
+        if self.device != "cpu" or self.seed != 0:
+            raise UsageError("search.device and search.seed are the pipeline's: set device and seed at the top of the "
+                             "configuration")
+        _ = self.target  # a target without units is refused with the configuration, before any stage runs
         check_confidence(self.latency_confidence)
         h = self.latency_headroom
         if isinstance(h, str) and h != "auto" or isinstance(h, (int, float)) and not 0.0 <= h < 1.0:
@@ -63,11 +66,17 @@ class SearchStage:
                              f"got {h!r}")
 
     @property
-    def target_ms(self) -> float | None:
+    def target(self) -> float | None:
         """The latency target in milliseconds (None: auto, chosen from the latency tables)."""
         from ..search.problem import parse_latency
 
         return None if self.latency_target == "auto" else parse_latency(self.latency_target)
+
+    def search_config(self, target_ms: float, device: str, seed: int) -> SearchConfig:
+        """The search's own configuration: every setting of this section, with the target the search runs under
+        and the pipeline's device and seed (as the supernet and fine-tune sections take them)."""
+        mine = {f.name: getattr(self, f.name) for f in fields(SearchConfig)}
+        return SearchConfig(**{**mine, "target_ms": target_ms, "device": device, "seed": seed})
 
 
 @dataclass
@@ -189,14 +198,26 @@ def _typed(v, hint, where: str):
         base = typing.get_origin(t) or t
         if t is type(None) and v is None:
             return v
+        if is_dataclass(base) and isinstance(base, type):  # a typed record, from its JSON table
+            if isinstance(v, base):
+                return v
+            if isinstance(v, dict):
+                return from_table(base, v, where)
+            continue
         if base is float and isinstance(v, (int, float)) and not isinstance(v, bool):
             return float(v)
         if base is int and isinstance(v, int) and not isinstance(v, bool):
             return v
-        if base in (str, bool, dict) and isinstance(v, base):
+        if base is dict and isinstance(v, dict):
+            inner = typing.get_args(t)
+            return {k: _typed(x, inner[1], f"{where}.{k}") for k, x in v.items()} if inner else v
+        if base in (str, bool) and isinstance(v, base):
             return v
         if base is list and isinstance(v, list):
             inner = typing.get_args(t)
             return [_typed(x, inner[0], f"{where}[]") for x in v] if inner else v
+        if base is tuple and isinstance(v, (list, tuple)):  # tuple[X, ...]: a TOML or JSON list
+            inner = typing.get_args(t)
+            return tuple(_typed(x, inner[0], f"{where}[]") for x in v) if inner else tuple(v)
     names = " or ".join(getattr(typing.get_origin(t) or t, "__name__", str(t)) for t in options)
     raise UsageError(f"{where} must be {names}, got {v!r}")

@@ -7,9 +7,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..io import write_json, write_text
-from .results import AccuracyResult, DeployResult, PipelineResults, SearchStageResult
+from ..pareto import Candidate
+from .results import AccuracyResult, DeployResult, PipelineResults, Promise, SearchStageResult
 
 RANKING_STUDY = Path(__file__).resolve().parents[1] / "assets" / "ranking_study.json"
+# report.json's layout: 2 since the search stage holds the search's own result whole (every trial as
+# "candidates", "resolved" for the resolved front, the trial count derived) and the deploy candidates, bench rows
+# and promise are typed records (the same keys as before)
+REPORT_VERSION = 2
 
 
 def _f(v, nd=3) -> str:
@@ -34,27 +39,25 @@ def write_report(out: Path, cfg, results: PipelineResults, prov: dict) -> Path:
         f"- space: {cfg.space}, data: {cfg.data}, device: {env.get('device')}",
         "", "## Stages", "", "| stage | status | seconds | figures |", "| --- | --- | ---: | --- |",
     ]
-    best = se.best or {}
+    best, ch = se.best, se.chosen
     tables = lat.tables
     fold = ex.fold or {}
     rows = {
         "supernet": f"{sn.steps} steps ({sn.sampler}) on the train split, loss {_f(sn.loss_first)} -> "
                     f"{_f(sn.loss_last)}",
-        "latency": "; ".join(f"{e}: {t['entries']} entries, " + _validation(t["validation"])
-                             for e, t in tables.items()),
+        "latency": "; ".join(f"{e}: {t.entries} entries, " + _validation(t.validation) for e, t in tables.items()),
         "search": f"target {se.target_ms} ms, aimed at {_f(se.aim_ms)} ms (headroom {_pct(se.headroom)}; fastest "
                   f"possible {_f(se.fastest_ms)} ms), {se.trials} trials, "
                   f"{len(se.finalists)} finalists timed end to end; chosen "
-                  f"{_bounds((se.chosen or {}).get('latency'))} measured on {best.get('engine')} (table: "
-                  f"{_f((se.chosen or {}).get('predicted_ms'))} ms) at {_acc(best)}% (search-validation)",
+                  f"{_bounds(ch.latency)} measured on {best.engine} (table: {_f(ch.predicted_ms)} ms) at "
+                  f"{_acc(best)}% (search-validation)",
         "finetune": f"the chosen architecture alone, {ft.steps} steps of {ft.batch_size} from its inherited weights",
         "export": f"{len(ex.engines)} engines, folded ({fold.get('stabilizers_folded')} stabilizers, "
                   f"{fold.get('bn_folded')} BN)",
         "accuracy": f"accuracy gate on {acc.images} {acc.split.replace('_', '-')} images: PyTorch float32 "
                     f"{_f(acc.torch_folded.get('top1'), 2)}%, "
-                    + ", ".join(f"{k} {_f(v['top1'], 2)}%" for k, v in acc.engines.items()),
-        "bench": ", ".join(f"{r['backend']} {r['dtype']} b{r['batch']}: {r['throughput']:,.0f} img/s"
-                           for r in be.rows),
+                    + ", ".join(f"{k} {_f(v.top1, 2)}%" for k, v in acc.engines.items()),
+        "bench": ", ".join(f"{r.backend} {r.dtype} b{r.batch}: {r.throughput:,.0f} img/s" for r in be.rows),
         "deploy": f"{dp.engine} at batch {dp.batch}: {_f(dp.vs_reference, 2)}x {dp.reference}{_established(dp)}, "
                   f"within the {dp.budget}-point budget; {_f(dp.test.get('top1'), 2)}% on {dp.test.get('images')} "
                   f"test images; {_meets(dp.latency)}",
@@ -70,18 +73,17 @@ def write_report(out: Path, cfg, results: PipelineResults, prov: dict) -> Path:
           "interval, which decides whether a difference is established.", "",
           "| model | architecture | engine | predicted latency (ms) | supernet top-1 (%) [95% interval] | "
           "paired difference [95%] |", "| --- | --- | --- | ---: | ---: | --- |",
-          f"| **searched** | `{best.get('arch')}` | {best.get('engine')} | {_f(best.get('latency_ms'))} | "
-          f"{_acc(best)} | |"]
+          f"| **searched** | `{best.arch}` | {best.engine} | {_f(best.latency_ms)} | {_acc(best)} | |"]
     for name, ref in se.references.items():
         L.append(f"| {name} (architecture) | `{ref['arch']}` | {ref.get('engine')} | {_f(ref['latency_ms'])} | "
-                 f"{_acc(ref)} | {_paired(ref.get('paired_vs_best'))} |")
+                 f"{_acc_of(ref.get('accuracy'), ref.get('ci95'))} | {_paired(ref.get('paired_vs_best'))} |")
     L += ["", "## Pareto fronts, one per candidate engine", "",
           "The same evaluated architectures placed in each engine's latency table (the searched front uses, per "
           "architecture, its fastest engine).", ""]
     for engine, front in se.fronts_by_engine.items():
         pts = ", ".join(f"{c['latency_ms']:.3f} ms / {c['accuracy']:.1f}%" for c in front)
         L.append(f"- **{engine}** ({len(front)} points): {pts or 'no architecture meets the target on it'}")
-    rf = se.resolved_front
+    rf = se.resolved
     if rf.get("archs"):
         lats = ", ".join(f"{v:.3f}" for v in rf["latency_ms"])
         L += ["", f"The point-estimate front below picks among estimates that are often tied. {len(rf['archs'])} "
@@ -90,7 +92,7 @@ def write_report(out: Path, cfg, results: PipelineResults, prov: dict) -> Path:
     L += ["", "| architecture | engine | predicted latency (ms) | supernet top-1 (%) [95% interval] | params |",
           "| --- | --- | ---: | ---: | ---: |"]
     for c in se.front:
-        L.append(f"| `{c['arch']}` | {c.get('engine')} | {_f(c['latency_ms'])} | {_acc(c)} | {c['params']:,} |")
+        L.append(f"| `{c.arch}` | {c.engine} | {_f(c.latency_ms)} | {_acc(c)} | {c.params:,} |")
     L += ["", "![Pareto front](search/pareto.png)", "", "## Parity of the exported artefacts (vs PyTorch float32)", "",
           "| backend | dtype | max abs | max rel | median abs | top-1 agreement | images |",
           "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
@@ -102,20 +104,21 @@ def write_report(out: Path, cfg, results: PipelineResults, prov: dict) -> Path:
           "| backend | dtype | batch | images/s | median [bounds] | p99 ms | speed-up |",
           "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in be.rows:
-        L.append(f"| {r['backend']} | {r['dtype']} | {r['batch']} | {r['throughput']:,.1f} | "
-                 f"{_bounds(r['latency'])} | {r['latency']['p99']:.3f} | {r['speedup']:.2f}x |")
+        L.append(f"| {r.backend} | {r.dtype} | {r.batch} | {r.throughput:,.1f} | {_bounds(r.latency)} | "
+                 f"{r.latency['p99']:.3f} | {r.speedup:.2f}x |")
     for s in be.skipped:
         L.append(f"\nskipped {s.get('backend')}: {s['reason']}")
     for f in be.failed:
         L.append(f"\n**failed** {f['backend']} {f['dtype']} batch {f['batch']}: {f['reason']}")
     L += ["", "![throughput](bench.png)", "", "## Artefacts", "",
           f"- supernet: `{sn.supernet}`",
-          "- latency tables: " + ", ".join(f"`{t['lut']}`" for t in tables.values()) + " (validation plots beside them)",
+          "- latency tables: " + ", ".join(f"`{t.lut}`" for t in tables.values()) + " (validation plots beside them)",
           f"- search: `{out / 'search'}` (pareto.json, pareto.png, best.toml, best.pt, search.db)",
           f"- export: `{ex.out}` (manifest.json with every engine's files and hashes, parity.json, card.toml)",
           f"- deployed: `{dp.deployed}` ({dp.engine}: {', '.join(f'`{k}`' for k in dp.shipped_files)})",
           f"- bench: `{be.bench_json}`, `bench.png`", ""]
-    write_json(out / "report.json", {"config": asdict(cfg), "provenance": prov, "stages": results.as_dict()})
+    write_json(out / "report.json", {"report_version": REPORT_VERSION, "config": asdict(cfg), "provenance": prov,
+                                     "stages": results.as_dict()})
     return write_text(out / "report.md", "\n".join(L) + "\n")
 
 
@@ -129,7 +132,7 @@ def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.0f}%"
 
 
-def _backing(se: SearchStageResult, dp: DeployResult, best: dict) -> list[str]:
+def _backing(se: SearchStageResult, dp: DeployResult, best: Candidate) -> list[str]:
     """What backs the search: the splits, the evaluation, the ranking study, and the chosen architecture's
     search-validation estimate beside its test-split figure."""
     sp, ev = se.splits or {}, se.evaluation or {}
@@ -171,12 +174,12 @@ def _deploy(dp: DeployResult, acc: AccuracyResult) -> list[str]:
          "", "| engine | median ms | upper bound ms | vs target | vs reference | top-1 (%) [95% interval] | "
          "drop (points) [95% interval] | gate | deployed |", "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- | --- |"]
     for c in dp.candidates:
-        g = c["gate"]
+        g = c.gate or {}
         dci = g.get("drop_ci95") or (float("nan"), float("nan"))
-        L.append(f"| {c['engine']} | {_f(c['median_ms'])} | {_f(c.get('upper_ms'))} | {c.get('verdict') or '-'} | "
-                 f"{_f(c['vs_reference'], 2)}x | {c['top1']:.2f} "
-                 f"{_ci(c['top1_ci95'])} | {g['drop']:.2f} [{dci[0]:.2f}, {dci[1]:.2f}] | "
-                 f"{'pass' if g['passed'] else 'fail'} | {'**yes**' if c['engine'] == dp.engine else ''} |")
+        L.append(f"| {c.engine} | {_f(c.median_ms)} | {_f(c.upper_ms)} | {c.verdict or '-'} | "
+                 f"{_f(c.vs_reference, 2)}x | {c.top1:.2f} {_ci(c.top1_ci95)} | "
+                 f"{g.get('drop', float('nan')):.2f} [{dci[0]:.2f}, {dci[1]:.2f}] | "
+                 f"{'pass' if c.passed else 'fail'} | {'**yes**' if c.engine == dp.engine else ''} |")
     L += ["", f"Shipped `{dp.deployed}`: " + ", ".join(f"`{k}` sha256 {v[:16]}" for k, v in dp.shipped_files.items())
           + (" (the same files the bench timed and the gate scored)" if dp.same_files else
              " (**differs from the files timed or gated**)"),
@@ -187,12 +190,12 @@ def _deploy(dp: DeployResult, acc: AccuracyResult) -> list[str]:
     return L
 
 
-def _meets(p: dict) -> str:
-    if not p or p.get("verdict") is None:
+def _meets(p: Promise) -> str:
+    if p.verdict is None:
         return "latency against the target not measured"
-    word = {"meets": "meets", "misses": "**misses**", "undecided": "**undecided** against"}[p["verdict"]]
-    said = f"{_bounds(p.get('bench_latency'))}, {word} the {p['target_ms']} ms target"
-    return said + ("; the search's rounds disagree (see The latency promise)" if p.get("disagreement") else "")
+    word = {"meets": "meets", "misses": "**misses**", "undecided": "**undecided** against"}[p.verdict]
+    said = f"{_bounds(p.bench_latency)}, {word} the {p.target_ms} ms target"
+    return said + ("; the search's rounds disagree (see The latency promise)" if p.disagreement else "")
 
 
 def _bounds(lat: dict | None) -> str:
@@ -206,9 +209,9 @@ def _bounds(lat: dict | None) -> str:
 
 def _promise(se: SearchStageResult, dp: DeployResult) -> list[str]:
     """The latency the architecture was chosen under beside what ships, all timed by the same clock and statistic."""
-    p = dp.latency or {}
-    ratio = p.get("bench_vs_search")
-    conf = f"{p.get('confidence', 0.9):.0%}"
+    p = dp.latency
+    ratio = p.bench_vs_search
+    conf = f"{p.confidence:.0%}"
     L = ["", "## The latency promise", "",
          f"The search filtered with the latency tables, then timed its {len(se.finalists)} finalists end to end "
          "(the same clock as the bench: threads, warm-up, pauses, interleaved rounds) and chose among those whose "
@@ -220,15 +223,15 @@ def _promise(se: SearchStageResult, dp: DeployResult) -> list[str]:
          "is under it, fails (misses) when the lower bound is over it, and is undecided in between.", "",
          "| engine | target (ms) | table prediction (ms) | search, all rounds (ms) [bounds] | shipped, bench (ms) "
          "[bounds] | bench / search | verdict |", "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
-         f"| {p.get('engine')} | {_f(p.get('target_ms'))} | {_f(p.get('predicted_ms'))} | "
-         f"{_bounds(p.get('search_latency'))} | {_bounds(p.get('bench_latency'))} | "
+         f"| {p.engine} | {_f(p.target_ms)} | {_f(p.predicted_ms)} | "
+         f"{_bounds(p.search_latency)} | {_bounds(p.bench_latency)} | "
          f"{_f(ratio, 2) + 'x' if ratio else '-'} | {_meets_word(p)} |"]
     L += _speed(se)
-    if p.get("warning"):
-        L += ["", f"Stability of the shipped engine's bench rounds: {p['warning']}. The machine was busy or changed "
+    if p.warning:
+        L += ["", f"Stability of the shipped engine's bench rounds: {p.warning}. The machine was busy or changed "
                   "speed while timing; the bounds widen accordingly."]
-    if p.get("disagreement"):
-        L += ["", f"**The search and the bench disagree**: {p['disagreement']}."]
+    if p.disagreement:
+        L += ["", f"**The search and the bench disagree**: {p.disagreement}."]
     L += ["", "On a quiet machine of your own the rounds agree more closely: the bounds narrow and the median "
               "moves little, so an engine that meets the target here meets it there."]
     return L + _finalists(se)
@@ -236,7 +239,7 @@ def _promise(se: SearchStageResult, dp: DeployResult) -> list[str]:
 
 def _speed(se: SearchStageResult) -> list[str]:
     """The machine's speed when the search started against its latency tables, and the aim that left."""
-    checks = (se.speed or {}).get("checks") or {}
+    checks = se.speed.checks
     if not checks:
         return []
     L = ["", "### The machine's speed and the headroom", "",
@@ -259,7 +262,7 @@ def _finalists(se: SearchStageResult) -> list[str]:
     """Every finalist with the figures the choice was made on, each labelled."""
     if not se.finalists:
         return []
-    chosen = (se.best or {}).get("arch")
+    chosen = se.best.arch
     L = ["", "### The finalists", "",
          "Predicted: the calibrated latency table; measured: end to end on this machine, median of round medians, "
          "and its upper bound; race top-1: on every search-validation image, BN recalibrated; study top-1: on the "
@@ -279,8 +282,8 @@ def _finalists(se: SearchStageResult) -> list[str]:
     return L
 
 
-def _meets_word(p: dict) -> str:
-    v = p.get("verdict")
+def _meets_word(p: Promise) -> str:
+    v = p.verdict
     return "-" if v is None else {"meets": "meets", "misses": "**misses**", "undecided": "**undecided**"}[v]
 
 
@@ -297,10 +300,13 @@ def _established(dp: DeployResult) -> str:
             "established, so the reference ships")
 
 
-def _acc(c: dict) -> str:
-    """A top-1 estimate with its 95% interval, where it has one."""
-    ci = c.get("ci95")
-    text = _f(c.get("accuracy"), 2)
+def _acc(c: Candidate) -> str:
+    """A candidate's top-1 estimate with its 95% interval, where it has one."""
+    return _acc_of(c.accuracy, c.ci95)
+
+
+def _acc_of(accuracy: float | None, ci) -> str:
+    text = _f(accuracy, 2)
     return f"{text} [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else text
 
 

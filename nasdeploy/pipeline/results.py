@@ -1,9 +1,13 @@
 """What each stage of the pipeline hands on: one dataclass per stage, read by the next stages and the report by
-attribute. On disk each is ``stage_<name>.json`` (its fields, ``seconds`` first), read back with ``load`` on a rerun;
+attribute. On disk each is ``stage_<name>.json`` (its fields), read back with ``load`` on a rerun;
 a marker that does not load (unreadable, another version's fields, a value of the wrong type) is redone.
 
-The nested values are the JSON records the lower layers write (a search candidate, a bench row, an accuracy gate),
-as in ``pareto.json``, ``bench.json`` and ``manifest.json``.
+The records inside stay typed from the module that makes them to the report: a search candidate
+(``pareto.Candidate``), the chosen architecture (``search.Chosen``), a bench row (``bench.run.BenchRow``), a deploy
+candidate (``DeployCandidate``, what ``deploy.choose_engine`` reads), the latency promise (``Promise``); on disk they
+are the same JSON tables as ``pareto.json``, ``bench.json`` and ``manifest.json`` hold. What stays a plain table is
+what no stage reads: a lower layer's report handed on to the report as it is (a table's validation metrics, a fold
+report, the search's reasons).
 """
 from __future__ import annotations
 
@@ -12,7 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from ..bench.run import BenchRow
+from ..deploy import Choice, Contender
 from ..errors import NasDeployError
+from ..search.config import SearchResult
 from .config import from_table
 
 STAGES = ("supernet", "latency", "search", "finetune", "export", "accuracy", "bench", "deploy")
@@ -24,7 +31,8 @@ class StageResult:
     seconds: float = 0.0  # how long the stage ran
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """Its fields as JSON values (as the marker and report.json hold them)."""
+        return json.loads(json.dumps(asdict(self), default=str))
 
     @classmethod
     def load(cls: type[R], path: Path) -> R | None:
@@ -46,33 +54,46 @@ class SupernetResult(StageResult):
     splits: dict  # data.split_record
 
 
+@dataclass
+class TableRecord:
+    """One candidate engine's latency table."""
+
+    lut: str  # its file
+    setting: str  # what it was measured for, in words
+    entries: int
+    validation: dict  # latency.metrics: how it predicts whole networks timed end to end (or where it was)
+
+
 @dataclass(kw_only=True)
 class LatencyResult(StageResult):
-    tables: dict[str, dict]  # engine -> {lut, setting, entries, validation}
+    tables: dict[str, TableRecord]  # per engine
     input: dict  # the input setting the tables were measured for
 
 
+@dataclass
+class SpeedRecord:
+    """The machine's speed when the search started, against the latency tables (nasdeploy.search.speed)."""
+
+    luts: list[str]  # the tables the search used: rescaled to that speed (the latency stage's, without a check)
+    headroom: float  # the largest change of speed the check saw, as a share
+    checks: dict[str, dict] = field(default_factory=dict)  # per engine: search.speed.SpeedCheck.as_dict
+
+
 @dataclass(kw_only=True)
-class SearchStageResult(StageResult):
-    target_ms: float
-    fastest_ms: float  # the fastest architecture's predicted latency
-    trials: int
-    front: list[dict]  # pareto.Candidate records, by latency
-    best: dict  # the chosen architecture's Candidate record
-    references: dict[str, dict]  # zoo architectures in the same tables
-    fronts_by_engine: dict[str, list]
-    spread: float  # the share of [fastest possible, target] the front spans
-    resolved_front: dict
-    choice: dict  # why the best was chosen
-    splits: dict
-    evaluation: dict
+class SearchStageResult(StageResult, SearchResult):
+    """The search's own result (``search.SearchResult``: every trial, the fronts, the finalists, the choice) and
+    what the pipeline decided around it: the target, the aim, the speed check, where the outputs are."""
+
+    target_ms: float  # the target the shipped engine is judged against
+    aim_ms: float  # what the search ran under: the target less the headroom for a change of speed
+    headroom: float  # that headroom, as a share of the aim
+    speed: SpeedRecord  # the machine's speed when the search started
     card: str  # best.toml
     pareto_png: str
-    finalists: list[dict]  # every architecture the search could return, timed end to end and raced
-    chosen: dict  # the chosen one's latency as measured end to end, beside the table's prediction and the target
-    aim_ms: float | None = None  # what the search ran under: the target less the headroom for a change of speed
-    headroom: float = 0.0  # that headroom, as a share of the aim
-    speed: dict = field(default_factory=dict)  # the machine's speed when the search started (search.speed)
+
+    @property
+    def trials(self) -> int:
+        return len(self.candidates)
 
 
 @dataclass(kw_only=True)
@@ -103,31 +124,67 @@ class AccuracyResult(StageResult):
     split: str
     reference: str  # what every engine was gated against
     torch_folded: dict  # the reference's top-1/top-5 on the gate's images (evaluate.Accuracy record)
-    engines: dict[str, dict]  # engine -> its gate, its top-1 on the gate's images and the files scored
+    engines: dict[str, "EngineAccuracy"]  # per engine
+
+
+@dataclass
+class EngineAccuracy:
+    """One exported engine on the gate's images: its accuracy (evaluate.Accuracy), its gate, the files scored."""
+
+    top1: float
+    top1_ci95: list[float]
+    top5: float | None
+    images: int
+    gate: dict  # gate.Gate record: the drop against the reference, its interval, passed
+    files: dict[str, str]  # file -> sha256
 
 
 @dataclass(kw_only=True)
 class BenchStageResult(StageResult):
     bench_json: str
     environment: dict
-    rows: list[dict]  # bench.run.BenchRow records
+    rows: list[BenchRow]
     skipped: list[dict]  # engines that cannot run here
     failed: list[dict] = field(default_factory=list)  # rows that failed to build or while timed, with the reason
 
 
 @dataclass(kw_only=True)
-class DeployResult(StageResult):
-    # the deploy rule's verdict (deploy.choose_engine)
+class DeployCandidate(Contender):
+    """One exported engine as the deploy rule and the report read it: its bench row and its gate together."""
+
+    top1: float
+    top1_ci95: list[float]
+    median_ms: float | None = None
+    upper_ms: float | None = None
+    vs_reference: float | None = None
+    gated_files: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Promise:
+    """What the search promised for the shipped engine and what the bench timed, by the same statistic."""
+
     engine: str
-    fastest: str
-    reference: str
-    faster_in_every_round: bool | None
-    faster_in_every_round_by_engine: dict
-    throughput: float
-    files: dict | None
-    holding_target: list[str]  # the passing engines whose bench verdict against the target is "meets"
-    why: str  # the deploy rule's reason, in words
-    # what was shipped, and what it rests on
+    batch: int
+    target_ms: float
+    confidence: float
+    predicted_ms: float | None  # the latency table's
+    search_measured_ms: float | None  # the search's figure on this engine (every round)
+    search_latency: dict | None  # that figure with its bounds (bench.stats.RoundLatency record)
+    disagreement: str | None  # where the two timings' bounds do not overlap, what that means
+    bench_median_ms: float | None
+    bench_latency: dict | None  # the bench's figure with its bounds
+    bench_vs_search: float | None
+    verdict: str | None  # meets, misses, undecided
+    meets_target: bool | None
+    statistic: str = "median of round medians"
+    warning: str | None = None  # the bench rounds' stability warning
+
+
+@dataclass(kw_only=True)
+class DeployResult(StageResult, Choice):
+    """The deploy rule's choice (``deploy.Choice``: what ships and why) and what it rests on."""
+
     batch: int
     budget: float
     vs_reference: float | None
@@ -139,11 +196,9 @@ class DeployResult(StageResult):
     searched_engine: str | None
     search_targeted_it: bool
     latency_tables: dict[str, str]
-    candidates: list[dict]  # every engine with its speed, accuracy and gate
+    candidates: list[DeployCandidate]  # every engine with its speed, accuracy and gate
     test: dict  # the shipped engine on the test split, scored once (the figure the report quotes)
-    # the promise: target, confidence, the table's prediction, the search's measurement (every round the chosen
-    # architecture was timed in), the shipped engine's bench latency with its bounds and its verdict (meets, misses, undecided)
-    latency: dict
+    latency: Promise
 
 
 RESULT_TYPES: dict[str, type[StageResult]] = {

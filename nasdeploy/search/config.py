@@ -1,7 +1,8 @@
 """What a search is given and what it returns."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass, field, fields
 
 from ..bench.stats import check_confidence
 from ..errors import UsageError
@@ -9,31 +10,40 @@ from ..pareto import Candidate
 from .estimate import CRITERIA
 
 OBJECTIVES = ("accuracy", "latency", "params")
+# a field's metadata: RUN, set by each process that works on a study (not stored with it); DEFINES, a setting a
+# study is made for (a process that gives another value for it is refused rather than joined to the study)
+RUN, DEFINES = {"run": True}, {"defines": True}
 
 
 @dataclass(kw_only=True)
 class SearchConfig:
     """How a search runs; built by keyword. ``target_ms``: the latency target in milliseconds (``parse_latency``
-    reads it from text with units)."""
+    reads it from text with units).
 
-    target_ms: float
+    Every field but the per-run ones (``RUN``) is a setting of the study: stored with it (``settings``), read back
+    by a worker or a report (``from_settings``) and written to pareto.json, with no list of names to keep."""
+
+    target_ms: float = field(metadata=DEFINES)
     # what the sampler selects by; the latency target is a hard constraint either way, and the fronts are always
     # reported over accuracy and latency. Accuracy alone found better architectures than random search on
     # NAS-Bench-Macro where accuracy and latency together did not (benchmarks/README)
-    objectives: tuple[str, ...] = ("accuracy",)
-    evaluations: int = 64  # the budget: architectures evaluated (the search beat every baseline at 30, 64 and 100)
+    objectives: tuple[str, ...] = field(default=("accuracy",), metadata=DEFINES)
+    # the budget: architectures evaluated (on NAS-Bench-Macro the search beat every baseline at 30, 64 and 100
+    # evaluations; benchmarks/README)
+    evaluations: int = field(default=64, metadata=DEFINES)
     population: int = 8  # kept by the steady-state evolution; the first ones are drawn near the target
     seed: int = 0
     calib_batches: int = 4
     calib_batch_size: int = 64
     eval_images: int = 1000  # of the search-validation split
     accuracy_proxy: bool = False
-    device: str = "cpu"
-    storage: str | None = None  # default: OUT/search.db (SQLite)
-    study_name: str | None = None
+    device: str = field(default="cpu", metadata=RUN)
+    storage: str | None = field(default=None, metadata=RUN)  # default: OUT/search.db (SQLite)
+    study_name: str | None = field(default=None, metadata=RUN)
     # what an estimate is compared by: top-1, or the cross-entropy loss (nasdeploy.search.estimate)
-    criterion: str = "top1"
-    heartbeat: int = 30  # seconds; a trial silent for two of them is failed and run again by another worker
+    criterion: str = field(default="top1", metadata=DEFINES)
+    # seconds; a trial silent for two of them is failed and run again by another worker
+    heartbeat: int = field(default=30, metadata=RUN)
     # the finalists (nasdeploy.search.finalists): at most this many, timed end to end on every candidate engine and
     # raced on race_images search-validation images (0: all of them) with BN recalibrated on race_calib_images
     # training images
@@ -47,6 +57,29 @@ class SearchConfig:
     # the confidence at which a finalist's measured latency must hold the target (its one-sided upper bound, from
     # the order statistics of its round medians, under the target: nasdeploy.bench.stats)
     latency_confidence: float = 0.9
+
+    def settings(self) -> dict:
+        """The study's settings: every field but the per-run ones, as JSON values."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+                for f in fields(self) if not f.metadata.get("run")}
+
+    @classmethod
+    def from_settings(cls, stored: dict, **run) -> "SearchConfig":
+        """The configuration a study was made with (``settings``), with this process's per-run fields; a setting
+        the study does not hold (made by an older version) takes its default."""
+        hints = typing.get_type_hints(cls)
+        kw = {}
+        for f in fields(cls):
+            if f.metadata.get("run") or f.name not in stored:
+                continue
+            v = stored[f.name]
+            kw[f.name] = tuple(v) if typing.get_origin(hints[f.name]) is tuple and isinstance(v, list) else v
+        return cls(**kw, **run)
+
+    @classmethod
+    def defining(cls) -> tuple[str, ...]:
+        """The settings a study is made for: another value for one of them is another study."""
+        return tuple(f.name for f in fields(cls) if f.metadata.get("defines"))
 
     @property
     def clock(self):
@@ -97,6 +130,30 @@ class SearchInputs:
 
 
 @dataclass
+class Chosen:
+    """What the user is promised for the chosen architecture: the latency the choice was made under (measured end
+    to end on its engine, every round it was timed in), with its bounds, beside the table's prediction and the
+    target; the verdict is its fresh rounds' where it was timed again (what confirmed the choice)."""
+
+    arch: str
+    engine: str
+    measured_ms: float
+    predicted_ms: float | None
+    target_ms: float
+    confidence: float
+    latency: dict | None  # bench.stats.RoundLatency record: every round
+    fresh: dict | None  # the fresh rounds after the choice
+    verdict: str | None  # meets, misses, undecided
+    meets_target: bool | None
+    retimed: bool
+    measured_by_engine: dict[str, float]
+    latency_by_engine: dict[str, dict]
+    predicted_by_engine: dict[str, float]
+    race_top1: float | None
+    race_images: int | None
+
+
+@dataclass
 class SearchResult:
     candidates: list[Candidate]
     front: list[Candidate]
@@ -112,4 +169,5 @@ class SearchResult:
     splits: dict = field(default_factory=dict)
     evaluation: dict = field(default_factory=dict)
     finalists: list[dict] = field(default_factory=list)  # every architecture the search could return, measured
-    chosen: dict = field(default_factory=dict)  # the chosen one's predicted, measured latency and the target
+    chosen: Chosen | None = None  # the chosen one's predicted, measured latency and the target
+    settings: dict = field(default_factory=dict)  # the study's settings (SearchConfig.settings)

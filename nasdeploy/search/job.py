@@ -199,20 +199,13 @@ def check_lut_matches(tables: EngineTables, space: str, setting: InputSetting) -
 
 
 def _meta(setup: SearchSetup, cfg: SearchConfig, inp: SearchInputs) -> dict:
+    """What the study stores: the search's settings (``SearchConfig.settings``) and what it was made on."""
     from .. import data as D
 
-    return {"space": setup.space, "target_ms": cfg.target_ms, "objectives": list(cfg.objectives),
-            "criterion": cfg.criterion, "budget": cfg.trials, "population": cfg.population,
-            "evaluations": cfg.evaluations, "seed": cfg.seed, "engines": sorted(setup.tables.tables),
+    return {"settings": cfg.settings(), "space": setup.space, "engines": sorted(setup.tables.tables),
             "luts": [str(Path(t.path).resolve()) for t in setup.tables.tables.values()],
             "supernet": str(Path(inp.supernet).resolve()) if inp.supernet else None, "data": setup.data,
-            "accuracy_proxy": cfg.accuracy_proxy, "input": setup.setting.as_dict(),
-            "evaluation": {"calib_batches": cfg.calib_batches, "calib_batch_size": cfg.calib_batch_size,
-                           "eval_images": cfg.eval_images, "split": "search_val"},
-            "finalists": {"count": cfg.finalists, "race_images": cfg.race_images,
-                          "race_calib_images": cfg.race_calib_images, "time_repeats": cfg.time_repeats,
-                          "time_rounds": cfg.time_rounds, "latency_confidence": cfg.latency_confidence},
-            "splits": D.split_record(setup.data) if setup.data else None}
+            "input": setup.setting.as_dict(), "splits": D.split_record(setup.data) if setup.data else None}
 
 
 def _problem(setup: SearchSetup, cfg: SearchConfig) -> Problem:
@@ -274,22 +267,15 @@ def search(inp: SearchInputs, cfg: SearchConfig, out: str | Path, progress: bool
     return write_outputs(study, setup, problem, cfg, out, stats, race_evaluator(setup, cfg), progress)
 
 
-def _from_meta(study) -> tuple[SearchInputs, SearchConfig]:
+def study_config(study, **run) -> tuple[SearchInputs, SearchConfig]:
+    """What a study was made with: its inputs, and its settings with this process's per-run fields (``run``)."""
     meta = study.user_attrs.get(S.META)
     if not meta:
         raise UsageError(f"study '{study.study_name}' was not made by `nasdeploy search`: nothing to work on")
-    e = meta["evaluation"]
-    inp = SearchInputs(space=meta["space"], supernet=meta["supernet"], lut=meta["luts"], data=meta["data"])
-    cfg = SearchConfig(target_ms=meta["target_ms"], objectives=tuple(meta["objectives"]),
-                       population=meta["population"], evaluations=meta["evaluations"], seed=meta["seed"],
-                       calib_batches=e["calib_batches"], calib_batch_size=e["calib_batch_size"],
-                       eval_images=e["eval_images"], accuracy_proxy=meta["accuracy_proxy"], criterion=meta["criterion"],
-                       study_name=study.study_name)
-    fin = meta.get("finalists") or {}  # a study made before the finalists were recorded: the defaults
-    cfg.finalists = fin.get("count", cfg.finalists)
-    for k in ("race_images", "race_calib_images", "time_repeats", "time_rounds", "latency_confidence"):
-        setattr(cfg, k, fin.get(k, getattr(cfg, k)))
-    if meta["accuracy_proxy"]:
+    inp = SearchInputs(space=meta["space"], supernet=meta["supernet"], lut=meta["luts"], data=meta["data"],
+                       device=run.get("device", "cpu"))
+    cfg = SearchConfig.from_settings(S.stored_settings(meta), study_name=study.study_name, **run)
+    if cfg.accuracy_proxy:
         inp.input_size = meta["input"]["size"]
     return inp, cfg
 
@@ -299,9 +285,7 @@ def search_worker(storage: str, study_name: str | None = None, device: str = "cp
     """Work on a study made by `nasdeploy search` (its configuration is stored in it) until its budget is
     complete; returns this worker's trials, evaluations and time."""
     st = S.open_storage(storage, heartbeat)
-    inp, cfg = _from_meta(S.load(st, study_name))
-    cfg.storage, cfg.device, cfg.heartbeat = storage, device, heartbeat
-    inp.device = device
+    inp, cfg = study_config(S.load(st, study_name), storage=storage, device=device, heartbeat=heartbeat)
     setup = setup_search(inp, cfg, Path("."), progress)
     study, problem = _study(setup, cfg, inp, Path("."))
     return _run(study, problem, setup, cfg, progress)
@@ -311,8 +295,7 @@ def report(storage: str, study_name: str | None, out: str | Path, device: str = 
     """The outputs of a study as it stands (pareto.json, pareto.png, best.toml, best.pt), without running trials."""
     st = S.open_storage(storage, None)
     study = S.load(st, study_name)
-    inp, cfg = _from_meta(study)
-    cfg.storage, cfg.device = storage, device
+    inp, cfg = study_config(study, storage=storage, device=device)
     setup = setup_search(inp, cfg, Path(out), False)
     return write_outputs(study, setup, _problem(setup, cfg), cfg, Path(out), {"trials": 0, "evaluated": 0,
                                                                                "seconds": 0.0},

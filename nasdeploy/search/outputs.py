@@ -11,7 +11,7 @@ from ..nas.supernet import SPACE_FLAVOUR
 from ..pareto import Candidate, pareto_front
 from . import finalists as F
 from . import study as S
-from .config import SearchConfig, SearchResult
+from .config import Chosen, SearchConfig, SearchResult
 from .estimate import Estimate, paired
 from .problem import Problem, spread
 
@@ -72,7 +72,7 @@ def write_outputs(study, setup, problem: Problem, cfg: SearchConfig, out: Path, 
                                       "race_images": race.images if race is not None else None,
                                       "race_calib_images": cfg.race_calib_images if race is not None else None})
     result.finalists = [f.as_dict(cfg.criterion, cfg.target_ms) for f in finals]
-    result.chosen = _chosen_record(pick, cfg, problem) if pick is not None else {}
+    result.chosen = _chosen_record(pick, cfg) if pick is not None else None
     study_pick = max(feasible, key=lambda c: c["score"]) if feasible else None
     result.references = _references(setup, cand_objs, study_pick)
     paired_front = _paired_vs(study_pick, cands, cfg.criterion, {c.arch for c in front})
@@ -80,8 +80,9 @@ def write_outputs(study, setup, problem: Problem, cfg: SearchConfig, out: Path, 
     result.resolved = {"archs": [c["arch"] for c in resolved], "latency_ms": [c["cost"] for c in resolved],
                        "spread": round(spread([c["cost"] for c in resolved], fastest, cfg.target_ms), 3)}
     measured = F.measured_front(finals, cfg.criterion)
+    result.settings = cfg.settings()
     write_json(out / "pareto.json", {
-        "target_ms": cfg.target_ms, "objectives": list(cfg.objectives), "accuracy": result.accuracy_label,
+        "settings": result.settings, "target_ms": cfg.target_ms, "objectives": list(cfg.objectives), "accuracy": result.accuracy_label,
         "criterion": cfg.criterion, "accuracy_proxy": cfg.accuracy_proxy, "fastest_possible_ms": fastest,
         "fastest_possible_arch": str(fastest_arch), "splits": result.splits, "evaluation": result.evaluation,
         "tables": {e: {"path": str(t.path), **t.setting(), "device_name": t.device_name,
@@ -92,7 +93,8 @@ def write_outputs(study, setup, problem: Problem, cfg: SearchConfig, out: Path, 
                                                       "with a paired 95% interval above 0"},
         "finalists": result.finalists,
         "front_measured": [f.arch for f in measured],
-        "best": asdict(best) if best else None, "chosen": result.chosen, "choice": why,
+        "best": asdict(best) if best else None,
+        "chosen": asdict(result.chosen) if result.chosen else {}, "choice": why,
         "paired_vs_study_best": paired_front, "references": result.references, "trials": len(cands),
         "evaluated": sum(1 for t in S.completed(study) if t.user_attrs.get("evaluated")),
         "throughput": stats, "study": {"name": study.study_name, "states": S.counts(study)},
@@ -144,27 +146,22 @@ def _chosen(f, cfg: SearchConfig, setup) -> Candidate:
                      f.score(cfg.criterion), f.engine, e.loss if e else None)
 
 
-def _chosen_record(f, cfg: SearchConfig, problem: Problem) -> dict:
-    """What the user is promised: the latency the choice was made under (measured end to end on its engine: every
-    round it was timed in, the qualifying and the fresh ones), with its bounds, beside the table's prediction and the
-    target; the verdict is the fresh rounds' where it was timed again (what confirmed the choice), else the
-    qualifying rounds'."""
+def _chosen_record(f, cfg: SearchConfig) -> Chosen:
+    """The chosen finalist's promise: every round it was timed in on its engine; the verdict from its fresh rounds
+    where it was timed again, else from its qualifying rounds."""
     lat = f.latency
     fresh = f.retimed.get(f.engine)
     judge = fresh or f.timing.get(f.engine)
-    return {"arch": f.arch, "engine": f.engine, "measured_ms": f.latency_ms,
-            "predicted_ms": f.predicted_ms.get(f.engine), "target_ms": cfg.target_ms,
-            "confidence": cfg.latency_confidence,
-            "latency": lat.as_dict() if lat is not None else None,
-            "fresh": fresh.as_dict() if fresh is not None else None,
-            "verdict": judge.verdict(cfg.target_ms) if judge is not None else None,
-            "meets_target": judge.verdict(cfg.target_ms) == "meets" if judge is not None else None,
-            "retimed": bool(f.retimed),
-            "measured_by_engine": {e: f.latency_on(e).median for e in f.timing},
-            "latency_by_engine": {e: f.latency_on(e).as_dict() for e in f.timing},
-            "predicted_by_engine": f.predicted_ms,
-            "race_top1": f.estimate.top1 if f.estimate else None,
-            "race_images": f.estimate.images if f.estimate else None}
+    verdict = judge.verdict(cfg.target_ms) if judge is not None else None
+    return Chosen(arch=f.arch, engine=f.engine, measured_ms=f.latency_ms, predicted_ms=f.predicted_ms.get(f.engine),
+                  target_ms=cfg.target_ms, confidence=cfg.latency_confidence,
+                  latency=lat.as_dict() if lat is not None else None,
+                  fresh=fresh.as_dict() if fresh is not None else None, verdict=verdict,
+                  meets_target=verdict == "meets" if verdict is not None else None, retimed=bool(f.retimed),
+                  measured_by_engine={e: f.latency_on(e).median for e in f.timing},
+                  latency_by_engine={e: f.latency_on(e).as_dict() for e in f.timing},
+                  predicted_by_engine=f.predicted_ms, race_top1=f.estimate.top1 if f.estimate else None,
+                  race_images=f.estimate.images if f.estimate else None)
 
 
 def front_of(cfg: SearchConfig) -> tuple[str, ...]:
@@ -212,7 +209,8 @@ def _references(setup, cands: list[Candidate], pick: dict | None) -> dict[str, d
     return out
 
 
-def _write_card(best: Candidate, setup, cfg: SearchConfig, out: Path, trials: int, chosen: dict, race) -> None:
+def _write_card(best: Candidate, setup, cfg: SearchConfig, out: Path, trials: int, chosen: Chosen | None,
+                race) -> None:
     from ..zoo import Card, save_checkpoint
 
     arch = get_space(setup.space).validate(best.arch)
@@ -222,8 +220,9 @@ def _write_card(best: Candidate, setup, cfg: SearchConfig, out: Path, trials: in
                             description=f"searched by nasdeploy under {cfg.target_ms:g} ms on "
                                         f"{setup.tables.describe()}",
                             counts={"params": best.params, "macs": best.macs},
-                            search={"target_ms": cfg.target_ms, "measured_latency_ms": chosen.get("measured_ms"),
-                                    "predicted_latency_ms": chosen.get("predicted_ms"),
+                            search={"target_ms": cfg.target_ms,
+                                    "measured_latency_ms": chosen.measured_ms if chosen else None,
+                                    "predicted_latency_ms": chosen.predicted_ms if chosen else None,
                                     "engine": best.engine, "accuracy": best.accuracy,
                                     "accuracy_kind": getattr(setup.evaluator, "label", ""), "criterion": cfg.criterion,
                                     "tables": [str(t.path) for t in setup.tables.tables.values()],

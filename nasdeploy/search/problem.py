@@ -47,8 +47,7 @@ class Problem:
         self.cheapest = tuple(o[0] for o in self.order)
         self.dearest = tuple(o[-1] for o in self.order)
         if not self.meets(self.cost(self.cheapest)):
-            raise UsageError(f"no architecture can meet the target {self.target:g}: the cheapest costs "
-                             f"{self.cost(self.cheapest):g}")
+            refuse_infeasible(self.target, self.cost(self.cheapest), "-".join(self.cheapest))
 
     @staticmethod
     def within(cost: float, target: float) -> bool:
@@ -151,9 +150,14 @@ def check_target(tables, target_ms: float):
     """(the fastest architecture, its latency); a target it cannot meet is refused in one line."""
     arch, fastest = tables.fastest()
     if not Problem.within(fastest, target_ms):
-        raise UsageError(f"no architecture can meet {target_ms:g} ms on {tables.describe()}: the fastest possible "
-                         f"is predicted at {fastest:.3f} ms ({arch})")
+        refuse_infeasible(target_ms, fastest, str(arch), " ms", f" on {tables.describe()}")
     return arch, fastest
+
+
+def refuse_infeasible(target: float, cheapest: float, arch: str, unit: str = "", where: str = "") -> None:
+    """The one refusal of a target no architecture can meet, with the cheapest architecture and its cost."""
+    raise UsageError(f"no architecture can meet {target:g}{unit}{where}: the fastest possible is predicted at "
+                     f"{cheapest:.3f}{unit} ({arch}); raise the target")
 
 
 def auto_target(tables, space_name: str, seed: int = 0, samples: int = 200) -> float:

@@ -5,13 +5,15 @@ battery, or a server whose neighbours wake up) runs the same network 10-25% slow
 to the next (benchmarks/README, "The latency promise"). Two consequences for a promise made at search time:
 
 - the tables' absolute level may be stale: before the search, a few random architectures of the space (where the
-  search and an automatic target move: near the median of the range) are timed end to end, in the same clean process and by the same clock as the finalists, and each table is rescaled
-  by the median ratio (measured / predicted) of its engine (``SpeedCheck.factor``), so that the search's
-  constraint and an automatic target speak of the machine as it runs now;
+  search and an automatic target move: near the median of the range) are timed end to end, in the same clean
+  process and by the same clock as the finalists, and each table is rescaled by the median ratio (measured /
+  predicted) of its engine (``SpeedCheck.factor``), so that the search's constraint and an automatic target speak
+  of the machine as it runs now;
 - the speed may change again before the engine is timed by the user: that change is what the bound of a timing
-  cannot see. ``headroom`` is the largest change the check saw, in either direction: the factor (1.2 or 1/1.2
-  is 20%), or the gap between two speed modes in its own rounds (``bench.stats.Stability``); a caller that wants the promise to survive such a change searches under ``target / (1 + headroom)``.
-  On a quiet machine the factors are close to 1 and the headroom costs nothing.
+  cannot see. ``headroom`` is the largest change the check saw, in either direction: the factor (1.2 or 1/1.2 is
+  20%), or the gap between two speed modes in its own rounds (``bench.stats.Stability``); a caller that wants the
+  promise to survive such a change searches under ``target / (1 + headroom)``. On a quiet machine the factors are
+  close to 1 and the headroom costs nothing.
 """
 from __future__ import annotations
 

@@ -104,12 +104,35 @@ def create_or_load(storage, name: str, directions: list[str], meta: dict, proble
             raise UsageError(f"study '{name}' in this storage has no nasdeploy settings after {settings_wait:g} s: it "
                              "was not made by `nasdeploy search`, or its maker stopped before writing them; give "
                              "another --study-name, or delete the study from the storage and search again")
-        clash = [k for k in ("space", "target_ms", "objectives", "criterion", "budget", "engines")
-                 if stored.get(k) != meta.get(k)]
+        clash = clashes(stored, meta)
         if clash:
             raise UsageError(f"study '{name}' in this storage was made for other settings ({', '.join(clash)}): "
                              "give another --study-name, or the same settings")
         return study, False
+
+
+# what a study was made on besides its settings: another value is another study
+MADE_ON = ("space", "engines")
+
+
+def stored_settings(meta: dict) -> dict:
+    """The search's settings a study holds (``SearchConfig.settings``), from the layout of this version or of the
+    one before it (settings beside the inputs, some grouped under evaluation and finalists, the budget twice)."""
+    if "settings" in meta or "target_ms" not in meta:
+        return dict(meta.get("settings") or {})
+    old = {k: v for k, v in meta.items() if k not in ("evaluation", "finalists", "budget")}
+    return {**old, **{k: v for k, v in (meta.get("evaluation") or {}).items() if k != "split"},
+            **{("finalists" if k == "count" else k): v for k, v in (meta.get("finalists") or {}).items()}}
+
+
+def clashes(stored: dict, meta: dict) -> list[str]:
+    """The settings a stored study was made for that ``meta`` gives otherwise (SearchConfig.defining, and what
+    it was made on)."""
+    from .config import SearchConfig
+
+    mine, theirs = stored_settings(meta), stored_settings(stored)
+    return [k for k in MADE_ON if stored.get(k) != meta.get(k)] + \
+        [k for k in SearchConfig.defining() if theirs.get(k) != mine.get(k)]
 
 
 def wait_for_study(storage, name: str, timeout: float = 120.0) -> "optuna.Study":
