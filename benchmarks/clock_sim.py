@@ -24,6 +24,19 @@ the slower (the trade-off a front has), timed by ``Clock.interleave`` exactly as
 
 A **miss** is a run whose rule says the chosen architecture meets the target while its true latency is over it.
 
+The user's own check comes later: a **later bench** (``later`` rows' worth of time after the choice, a standalone
+`nasdeploy bench` of what shipped, the clock's rounds) reads a median over the target in a slow spell even where the
+true latency is under it. Two more rules are run on the same worlds to see that:
+
+* **the confidence rule, later bench**: the confidence rule as above, its chosen architecture benched again later;
+* **the headroom rule** (``nasdeploy.search.speed``): before the finalists, a speed check times a few architectures
+  and compares them with a table measured earlier (at the machine's speed then); the largest change it saw (the
+  ratio either way, or two speed modes in its rounds) is the headroom, the search aims at ``target / (1 +
+  headroom)`` (its finalists spread around the aim), the confidence rule chooses against the aim, and the later
+  bench is judged against the target.
+
+A **later miss** is a run whose rule claimed the target (or the aim) and whose later bench reads over the target.
+
     python -m benchmarks.clock_sim --data benchmarks/results/clock_noise_avx512.json \
         --json benchmarks/results/clock_sim.json
 """
@@ -171,6 +184,9 @@ class Outcome:
     miss: bool  # ... and its true latency is over the target
     true_ms: float | None
     rows_timed: int
+    later_ms: float | None = None  # a later bench's median of the chosen architecture (None: not benched again)
+    later_miss: bool = False  # claimed, and the later bench reads over the target
+    headroom: float | None = None  # the headroom rule's, where it ran
 
 
 def _world(rng: random.Random, target: float, n: int, spread: tuple[float, float], factor: float):
@@ -238,25 +254,74 @@ def fastest_round_rule(machine: Machine, bases, trues, scores, target: float, ro
     return Outcome(True, trues[i] > target, trues[i], timed)
 
 
+def later_bench(machine: Machine, base: float, clock: Clock, later: int) -> float:
+    """A standalone bench of the shipped architecture ``later`` rows' worth of time after the choice: the median of
+    its round medians."""
+    machine.idle(later)
+    rows: list[float] = []
+    clock.interleave(1, lambda i, k: rows.append(base * machine.factor()), "cpu")
+    return statistics.median(rows)
+
+
+def speed_check(machine: Machine, table_factor: float, clock: Clock, archs: int = 3) -> float:
+    """The headroom ``nasdeploy.search.speed`` measures: ``archs`` architectures timed now against a table measured
+    at the speed ``table_factor`` (a row's true latency 1: the table predicts ``table_factor``)."""
+    rows: list[list[float]] = [[] for _ in range(archs)]
+    clock.interleave(archs, lambda i, k: rows[i].append(machine.factor()), "cpu")
+    lats = [clock.summary(r) for r in rows]
+    f = statistics.median(lat.median / table_factor for lat in lats)
+    gaps = [m[1] / m[0] - 1 for lat in lats if (m := lat.stability.modes)]
+    return max([max(f, 1 / f) - 1, *gaps])
+
+
+def headroom_rule(model: NoiseModel, rng: random.Random, target: float, finalists: int, spread, factor: float,
+                  clock: Clock, gap: int, later: int) -> Outcome:
+    """The speed check against a table measured earlier, the search under ``target / (1 + headroom)``, the choice
+    against that aim, a later bench against the target."""
+    then = Machine(model, random.Random(rng.random()))
+    table_factor = statistics.median(then.factor() for _ in range(15)) / factor  # the table's speed, relative
+    machine = Machine(model, random.Random(rng.random()))
+    h = speed_check(machine, table_factor, clock)
+    aim = target / (1 + h)
+    trues, scores, bases = _world(rng, aim, finalists, spread, factor)
+    o = confidence_rule(machine, bases, trues, scores, aim, clock, gap)
+    i = next(j for j, t in enumerate(trues) if t == o.true_ms)
+    o.later_ms = later_bench(machine, bases[i], clock, later)
+    o.later_miss = o.claimed and o.later_ms > target
+    o.miss = o.claimed and o.true_ms > target
+    o.headroom = h
+    return o
+
+
 def simulate(model: NoiseModel, runs: int = 2000, seed: int = 0, finalists: int = 6, confidence: float = 0.9,
-             rounds: int = 5, spread: tuple[float, float] = (0.85, 1.10), gap: int = 0) -> dict:
+             rounds: int = 5, spread: tuple[float, float] = (0.85, 1.10), gap: int = 0, later: int = 0) -> dict:
     """Both rules on the same simulated worlds and machines, ``runs`` times: their miss rates and more. ``gap``:
     rows' worth of time between the finalists' rounds and the fresh ones (the race runs then)."""
     logging.getLogger(F.__name__).setLevel(logging.ERROR)  # the choice's own warnings, thousands of times
     factor = model.true_factor()
     clock = Clock(rounds=rounds, settle=0.0, confidence=confidence)
     out: dict[str, list[Outcome]] = {"confidence_rule": [], "fastest_round_rule": []}
+    if later:
+        out["headroom_rule"] = []
     for r in range(runs):
         rng = random.Random(seed * 1_000_003 + r)
         trues, scores, bases = _world(rng, 1.0, finalists, spread, factor)
         ms = random.Random(rng.random())
-        out["confidence_rule"].append(confidence_rule(Machine(model, random.Random(ms.random())), bases, trues,
-                                                      scores, 1.0, clock, gap))
+        machine = Machine(model, random.Random(ms.random()))
+        o = confidence_rule(machine, bases, trues, scores, 1.0, clock, gap)
+        if later:  # the same machine, benched again later
+            o.later_ms = later_bench(machine, bases[trues.index(o.true_ms)], clock, later)
+            o.later_miss = o.claimed and o.later_ms > 1.0
+        out["confidence_rule"].append(o)
         out["fastest_round_rule"].append(fastest_round_rule(Machine(model, random.Random(ms.random())), bases, trues,
-                                                       scores, 1.0, rounds))
+                                                            scores, 1.0, rounds))
+        if later:
+            out["headroom_rule"].append(headroom_rule(model, random.Random(ms.random()), 1.0, finalists, spread,
+                                                      factor, clock, gap, later))
     return {name: summary(o, runs) for name, o in out.items()} | {
         "model": _describe(model) | {"slow_share": model.slow_share, "true_factor": factor}, "runs": runs,
-        "finalists": finalists, "confidence": confidence, "rounds": rounds, "spread": list(spread), "gap": gap}
+        "finalists": finalists, "confidence": confidence, "rounds": rounds, "spread": list(spread), "gap": gap,
+        "later": later}
 
 
 def _describe(model: NoiseModel) -> dict:
@@ -266,15 +331,27 @@ def _describe(model: NoiseModel) -> dict:
     return d
 
 
+def _rate(k: int, runs: int) -> tuple[float, list[float]]:
+    rate = k / runs
+    half = 1.959964 * math.sqrt(max(rate * (1 - rate), 1e-12) / runs)
+    return rate, [max(0.0, rate - half), rate + half]
+
+
 def summary(outcomes: list[Outcome], runs: int) -> dict:
     claimed = [o for o in outcomes if o.claimed]
-    misses = sum(o.miss for o in outcomes)
-    rate = misses / runs
-    half = 1.959964 * math.sqrt(max(rate * (1 - rate), 1e-12) / runs)
-    return {"miss_rate": rate, "miss_rate_ci95": [max(0.0, rate - half), rate + half],
-            "claimed_rate": len(claimed) / runs,
-            "mean_true_over_target": statistics.fmean(o.true_ms for o in claimed) if claimed else None,
-            "rows_timed_mean": statistics.fmean(o.rows_timed for o in outcomes)}
+    rate, ci = _rate(sum(o.miss for o in outcomes), runs)
+    out = {"miss_rate": rate, "miss_rate_ci95": ci, "claimed_rate": len(claimed) / runs,
+           "mean_true_over_target": statistics.fmean(o.true_ms for o in claimed) if claimed else None,
+           "rows_timed_mean": statistics.fmean(o.rows_timed for o in outcomes)}
+    if any(o.later_ms is not None for o in outcomes):
+        later, later_ci = _rate(sum(o.later_miss for o in outcomes), runs)
+        over, over_ci = _rate(sum(o.later_ms > 1.0 for o in outcomes if o.later_ms is not None), runs)
+        out |= {"later_miss_rate": later, "later_miss_rate_ci95": later_ci,
+                "later_over_target_rate": over, "later_over_target_rate_ci95": over_ci}
+    heads = [o.headroom for o in outcomes if o.headroom is not None]
+    if heads:
+        out["headroom_median"] = statistics.median(heads)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--confidence", type=float, default=0.9)
     ap.add_argument("--gap", type=int, default=0,
                     help="rows' worth of time between the finalists' rounds and the fresh ones (the race; default 0)")
+    ap.add_argument("--later", type=int, default=0,
+                    help="rows' worth of time between the choice and a later standalone bench of what shipped, and "
+                         "the headroom rule beside (0: neither; the demo: about 600)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     results = []
@@ -293,13 +373,20 @@ def main(argv: list[str] | None = None) -> int:
         for group in d["groups"]:
             m = fit(group["round_medians"], f"{Path(path).name}: {group['name']}")
             for model in (m, stress(m)):
-                r = simulate(model, args.runs, confidence=args.confidence, gap=args.gap)
+                r = simulate(model, args.runs, confidence=args.confidence, gap=args.gap, later=args.later)
                 results.append(r)
                 print(f"{model.source}: sigma {model.sigma:.3f}, slow x{model.slow:.2f} "
                       f"{model.slow_share:.0%} of the time | confidence rule misses "
                       f"{r['confidence_rule']['miss_rate']:.2%} (claims {r['confidence_rule']['claimed_rate']:.0%}), "
                       f"fastest-round rule misses {r['fastest_round_rule']['miss_rate']:.2%} "
                       f"(claims {r['fastest_round_rule']['claimed_rate']:.0%})", flush=True)
+                if args.later:
+                    c, h = r["confidence_rule"], r["headroom_rule"]
+                    print(f"  later bench over the target after a claim: confidence rule "
+                          f"{c['later_miss_rate']:.2%}, headroom rule {h['later_miss_rate']:.2%} (claims "
+                          f"{h['claimed_rate']:.0%}, median headroom {h['headroom_median']:.0%}); any later bench "
+                          f"over: {c['later_over_target_rate']:.2%} vs {h['later_over_target_rate']:.2%}",
+                          flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"results": results}, indent=1))
     return 0

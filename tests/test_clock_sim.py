@@ -62,3 +62,15 @@ def test_the_fit_recovers_a_known_machine():
     assert abs(m.slow_share - truth.slow_share) < 0.12
     one_mode = fit([[b * math.exp(rng.gauss(0, 0.02)) for _ in range(60)] for b in bases])
     assert one_mode.slow == 1.0 and abs(one_mode.sigma / 0.02 - 1) < 0.3
+
+
+def test_the_headroom_keeps_a_later_bench_under_the_target_more_often():
+    """A machine with slow spells, benched again by the user minutes after the choice (600 rows' worth of time):
+    the headroom measured when the search starts (nasdeploy.search.speed) leaves fewer later benches over the
+    target than the confidence rule alone, and the choice still promises something in most runs."""
+    base = _models()[0]
+    r = simulate(stress(base), runs=200, seed=11, confidence=0.9, gap=60, later=600)
+    plain, head = r["confidence_rule"], r["headroom_rule"]
+    assert head["later_miss_rate"] < plain["later_miss_rate"] - 0.05, (plain, head)
+    assert head["later_over_target_rate"] < plain["later_over_target_rate"], (plain, head)
+    assert head["miss_rate"] <= 0.10 and head["claimed_rate"] > 0.3 and head["headroom_median"] > 0.0
