@@ -183,3 +183,49 @@ def test_a_resumed_study_continues_to_its_budget(inputs, tmp_path):
 def test_a_storage_that_cannot_be_opened_is_one_line(tmp_path, url, fragment):
     r = subprocess.run(_worker(url, "x"), capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and fragment in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_a_trial_waiting_for_a_dead_workers_evaluation_takes_it_over(tmp_path):
+    """The study is a cache: a trial proposing an architecture another worker is evaluating waits for that result.
+    When that worker is dead (its heartbeat stopped: killed, as a resumed search's first run was), the waiting trial
+    fails the stale one and evaluates the architecture itself instead of waiting for ever."""
+    import threading
+    import time
+
+    from nasdeploy.search import study as S
+
+    storage = S.open_storage(f"sqlite:///{tmp_path / 'cache.db'}", heartbeat=1)
+    study = optuna.create_study(study_name="cache", storage=storage, directions=["maximize"])
+    dead = study.ask()
+    dead.set_user_attr("arch", "k3e3-skip")
+    storage.record_heartbeat(dead._trial_id)  # its worker beat once, then died
+    live = study.ask()
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append(S.stored_evaluation(study, "k3e3-skip", live.number, 0.1)),
+                              daemon=True)
+    t0 = time.monotonic()
+    waiter.start()
+    waiter.join(timeout=30)
+    assert not waiter.is_alive(), "still waiting for a dead worker's trial"
+    assert got == [None] and time.monotonic() - t0 >= 1.0  # it waited out the grace period first
+    assert study.trials[dead.number].state == TrialState.FAIL
+    # a live worker's trial (its heartbeat running) is waited for: no result while it runs
+    busy = study.ask()
+    busy.set_user_attr("arch", "k5e6-skip")
+    beat = threading.Event()
+
+    def beating():
+        while not beat.is_set():
+            storage.record_heartbeat(busy._trial_id)
+            time.sleep(0.2)
+
+    threading.Thread(target=beating, daemon=True).start()
+    late = study.ask()
+    waiter = threading.Thread(target=lambda: S.stored_evaluation(study, "k5e6-skip", late.number, 0.1), daemon=True)
+    waiter.start()
+    waiter.join(timeout=3.0)
+    assert waiter.is_alive()  # still waiting: the architecture is being evaluated elsewhere
+    study.tell(busy, 1.0)
+    busy_done = study.trials[busy.number]
+    assert busy_done.state == TrialState.COMPLETE
+    beat.set()

@@ -196,7 +196,7 @@ def make_objective(study: "optuna.Study", problem: Problem, evaluate: Callable[[
             raise optuna.TrialPruned("budget reached")
         for k, v in (describe(tokens) if describe else {}).items():
             trial.set_user_attr(k, v)
-        stored = _stored(study, arch, trial.number, poll)
+        stored = stored_evaluation(study, arch, trial.number, poll)
         if stored is None:
             t0 = time.perf_counter()
             result = evaluate(tokens)
@@ -226,9 +226,15 @@ def _slot(study: "optuna.Study", number: int) -> int:
                and "refused" not in t.user_attrs)
 
 
-def _stored(study: "optuna.Study", arch: str, number: int, poll: float):
-    """A completed trial of the same architecture; waits while a trial numbered below is still evaluating it."""
+def stored_evaluation(study: "optuna.Study", arch: str, number: int, poll: float):
+    """A completed trial of the same architecture; waits while a trial numbered below is still evaluating it, unless
+    its worker died (its heartbeat stopped: the trial is failed, and this one evaluates the architecture itself;
+    without that a resumed search whose sampler proposes again what the killed worker was evaluating waited for it
+    for ever)."""
+    from optuna.storages import fail_stale_trials
+
     while True:
+        fail_stale_trials(study)
         same = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("arch") == arch and t.number != number]
         done = [t for t in same if t.state == TrialState.COMPLETE and "score" in t.user_attrs]
         if done:
