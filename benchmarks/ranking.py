@@ -37,7 +37,7 @@ from nasdeploy.evaluate import evaluate, evaluate_subnet
 from nasdeploy.finetune import FinetuneConfig, train_model
 from nasdeploy.io import provenance, write_json
 from nasdeploy.latency.metrics import kendall_tau
-from nasdeploy.nas.checkpoint import load_checkpoint, supernet_from
+from nasdeploy.nas.supernet_checkpoint import load_checkpoint, supernet_from
 from nasdeploy.nas.net import Network, count_macs
 from nasdeploy.nas.space import SKIP, Arch, get_space
 from nasdeploy.nas.supernet import SPACE_FLAVOUR

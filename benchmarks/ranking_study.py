@@ -315,7 +315,7 @@ def supernet_estimates(cfg: StudyConfig, archs: list[str], out: Path) -> dict[st
     from nasdeploy.data import BUILTIN_SETTING
     from nasdeploy.evaluate import recalibrated_subnet
     from nasdeploy.io import write_json
-    from nasdeploy.nas.checkpoint import load_checkpoint, supernet_from
+    from nasdeploy.nas.supernet_checkpoint import load_checkpoint, supernet_from
     from nasdeploy.nas.space import Arch
     from nasdeploy.nas.train import TrainConfig, train_supernet
     from nasdeploy.search import load_eval_data

@@ -35,7 +35,7 @@ def _finetune(job: tuple) -> tuple[str, int, list[bool]]:
     from nasdeploy.data import BUILTIN, dataset
     from nasdeploy.evaluate import recalibrated_subnet
     from nasdeploy.finetune import FinetuneConfig, train_model
-    from nasdeploy.nas.checkpoint import load_supernet
+    from nasdeploy.nas.supernet_checkpoint import load_supernet
     from nasdeploy.nas.space import Arch
     from nasdeploy.search import load_eval_data
     from nasdeploy.search.estimate import estimate

@@ -28,7 +28,7 @@ from nasdeploy.data import SMALL_INPUT_STRIDES, fashion_mnist
 from nasdeploy.evaluate import evaluate, evaluate_subnet
 from nasdeploy.finetune import FinetuneConfig, train_model
 from nasdeploy.io import provenance, write_json
-from nasdeploy.nas.checkpoint import load_supernet
+from nasdeploy.nas.supernet_checkpoint import load_supernet
 from nasdeploy.nas.net import Network
 from nasdeploy.nas.supernet import SPACE_FLAVOUR
 from nasdeploy.nas.train import TrainConfig, train_supernet

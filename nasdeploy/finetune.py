@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .checkpoints.files import read_file
+from .checkpoints.resume import restore, training_state
 from .device import resolve_device
 from .errors import UsageError
 from .io import folder_lock, torch_save
@@ -48,13 +50,7 @@ def train_model(model: nn.Module, dataset: Dataset, cfg: FinetuneConfig, state_p
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.steps, -1))
     step = 0
     if state_path is not None and state_path.exists():
-        from .checkpoint import read_file
-
-        st = read_file(state_path)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        step = int(st["step"])
+        step = restore(read_file(state_path), model, opt, sched, state_path)
     loader = iter(DataLoader(dataset, batch_sampler=StepBatches(len(dataset), cfg.batch_size, cfg.seed, step,
                                                                 cfg.steps)))
     crit = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -72,8 +68,7 @@ def train_model(model: nn.Module, dataset: Dataset, cfg: FinetuneConfig, state_p
             sched.step()
             step += 1
             if state_path is not None and step % cfg.ckpt_every == 0 and step < cfg.steps:
-                torch_save(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                        "scheduler": sched.state_dict(), "step": step})
+                torch_save(state_path, training_state(model, opt, sched, step))
             if bar:
                 bar.update(task, completed=step, loss=f"{float(loss.detach()):.3f}")
     finally:

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import checkpoint as ckpt
+from .checkpoints import network as network_ckpt
+from .checkpoints.files import read_file
+from .checkpoints.official import load_state, unwrap
 from .data import BUILTIN_SETTING, InputSetting
 from .errors import ArtifactError, CheckpointError, ModelNotFoundError, NasDeployError
 from .nas.net import Network, count_macs, count_params, make_plain_structure
@@ -206,8 +208,8 @@ def find_card(spec: str | Path) -> Card | None:
 
 
 def load_weights(model: Network, weights: str | Path, card: Card | None = None) -> Network:
-    obj = ckpt.read_file(weights)
-    state, config = ckpt.unwrap(obj, weights)
+    obj = read_file(weights)
+    state, config = unwrap(obj, weights)
     if config is not None:
         layout = "nasdeploy"
         if config.get("arch") != str(model.arch):
@@ -216,7 +218,7 @@ def load_weights(model: Network, weights: str | Path, card: Card | None = None) 
             make_plain_structure(model)
     else:
         layout = "timm" if "conv_stem.weight" in state else "official"
-    ckpt.load_state(model, state, layout, source=str(weights))
+    load_state(model, state, layout, source=str(weights))
     return model
 
 
@@ -233,27 +235,19 @@ def create_model(name: str | Path, weights: str | Path | None = None, num_classe
 def save_checkpoint(model: Network, path: str | Path, extra: dict | None = None,
                     setting: InputSetting | None = None) -> Path:
     """A nasdeploy checkpoint: structure, weights, input setting (``setting``, else the network's own) and provenance."""
-    from .io import provenance, torch_save
-
     setting = setting or model.input_setting
-    obj = {"format": ckpt.FORMAT, "format_version": ckpt.FORMAT_VERSION, "config": model.config(),
-           "state_dict": model.state_dict(), "provenance": {k: str(v) for k, v in provenance().items()}}
-    if setting is not None:
-        obj["input"] = setting.as_dict()
-    if extra:
-        obj.update(extra)
-    return torch_save(path, obj)
+    return network_ckpt.save(path, model.config(), model.state_dict(), setting.as_dict() if setting else None, extra)
 
 
 def load_network(path: str | Path, setting: InputSetting | None = None) -> Network:
     """A network saved by ``save_checkpoint`` (its structure and input setting come with it; ``setting``: another
     input setting to give it, as an export folder's manifest records)."""
-    obj = ckpt.read_file(path)
-    state, config = ckpt.unwrap(obj, path)
+    obj = read_file(path)
+    state, config = unwrap(obj, path)
     if config is None:
         raise CheckpointError(f"{path} is not a nasdeploy checkpoint: give a model name or card with --weights")
     model = Network.from_config(config, input_setting=setting or _recorded_setting(obj, config))
-    ckpt.load_state(model, state, "nasdeploy", source=str(path))
+    load_state(model, state, "nasdeploy", source=str(path))
     return model.eval()
 
 

@@ -59,7 +59,7 @@ def spread(y: torch.Tensor) -> float:
 
 def assert_same_training(ref_path, cut_path) -> None:
     """Two supernet checkpoints hold the same loss history and bit-identical weights (resume == uninterrupted)."""
-    from nasdeploy.nas.checkpoint import load_checkpoint
+    from nasdeploy.nas.supernet_checkpoint import load_checkpoint
 
     a, b = load_checkpoint(ref_path), load_checkpoint(cut_path)
     assert a["step"] == b["step"] and a["history"] == b["history"]
@@ -92,3 +92,9 @@ def kill_when(proc: subprocess.Popen, ready: Callable[[], object], what: str, ti
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert ready(), f"the run ended before {what}"
+
+
+def sgd_with_schedule(net: nn.Module) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
+    """An optimizer with momentum and a schedule: state a training checkpoint must carry."""
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1 + step))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nasdeploy.data import SMALL_INPUT_STRIDES, write_image_folder
-from nasdeploy.nas.checkpoint import load_checkpoint
+from nasdeploy.nas.supernet_checkpoint import load_checkpoint
 from nasdeploy.zoo import load_network, save_checkpoint
 
 from .conftest import run_cli

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nasdeploy.checkpoint import read_file
+from nasdeploy.checkpoints.files import read_file
 
 from .helpers import kill_when
 

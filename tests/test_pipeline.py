@@ -134,7 +134,7 @@ def test_tiny_pipeline_end_to_end(reference):
 
 
 def _step(path) -> int:
-    from nasdeploy.checkpoint import read_file
+    from nasdeploy.checkpoints.files import read_file
 
     try:
         return int(read_file(path)["step"]) if path.exists() else -1
@@ -147,7 +147,7 @@ def test_killed_pipeline_resumes_to_the_uninterrupted_result(reference, tmp_path
     end with the uninterrupted run's supernet and fine-tuned model, bit for bit."""
     import torch
 
-    from nasdeploy.checkpoint import read_file
+    from nasdeploy.checkpoints.files import read_file
 
     ref, _ = reference
     cfg = _config(tmp_path, "cut", tiny_tables)

@@ -8,7 +8,7 @@ import nasdeploy.nas.train as T
 from nasdeploy.data import BUILTIN_SETTING, SMALL_INPUT_STRIDES
 from nasdeploy.evaluate import evaluate_subnet
 from nasdeploy.nas.blocks import InvertedResidual, get_flavour
-from nasdeploy.nas.checkpoint import load_checkpoint
+from nasdeploy.nas.supernet_checkpoint import load_checkpoint
 from nasdeploy.nas.paths import FairPathSampler
 from nasdeploy.nas.recipe import average_by_visits, inherit_block, parent_path, warm_start_steps
 from nasdeploy.nas.supernet import Supernet

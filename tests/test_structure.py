@@ -106,7 +106,7 @@ SHARED = {"nasdeploy.errors": "base", "nasdeploy.io": "base", "nasdeploy.progres
           "nasdeploy.__main__": "cli", "nasdeploy": "nasdeploy"}
 
 # Bottom to top: a room may import only rooms before it.
-LAYERS = ("base", "data", "checkpoint", "nas", "evaluate", "pareto", "plots", "isa", "onnxgraph", "fold", "zoo",
+LAYERS = ("base", "data", "checkpoints", "nas", "evaluate", "pareto", "plots", "isa", "onnxgraph", "fold", "zoo",
           "gate", "quantize", "backends", "bench.timing", "latency", "search", "export", "deploy", "bench", "verify",
           "finetune", "pipeline", "cli", "nasdeploy")
 
@@ -114,15 +114,15 @@ LAYERS = ("base", "data", "checkpoint", "nas", "evaluate", "pareto", "plots", "i
 ALLOWED: dict[str, set[str]] = {
     "base": set(),
     "data": {"base"},
-    "checkpoint": {"base"},  # official checkpoint layouts; torch.load with one-line errors
-    "nas": {"base", "data", "checkpoint"},  # the supernet side: input settings, reading files; nothing above
+    "checkpoints": {"base"},  # safe reading, official layouts, network checkpoints, the training state to resume
+    "nas": {"base", "data", "checkpoints"},  # the supernet side: input settings, reading files; nothing above
     "evaluate": set(),
     "pareto": set(),
     "plots": {"base"},
     "isa": {"base"},
     "onnxgraph": {"base"},
     "fold": {"base", "nas"},
-    "zoo": {"base", "data", "checkpoint", "nas", "fold"},
+    "zoo": {"base", "data", "checkpoints", "nas", "fold"},
     "gate": {"base", "data", "evaluate"},
     "quantize": {"base", "data", "isa"},
     "backends": {"base", "onnxgraph", "quantize"},
@@ -134,7 +134,7 @@ ALLOWED: dict[str, set[str]] = {
     "deploy": set(),
     "bench": {"base", "zoo", "gate", "quantize", "backends", "bench.timing", "export", "deploy"},
     "verify": {"base", "data", "evaluate", "zoo", "gate", "quantize", "backends", "export"},
-    "finetune": {"base", "data", "checkpoint", "nas", "zoo"},
+    "finetune": {"base", "data", "checkpoints", "nas", "zoo"},
     "pipeline": {"base", "data", "nas", "evaluate", "pareto", "plots", "gate", "quantize", "backends", "bench.timing",
                  "latency", "search", "export", "deploy", "bench", "finetune"},
     "cli": {"base", "data", "nas", "plots", "isa", "fold", "zoo", "gate", "quantize", "backends", "latency", "search",
@@ -192,7 +192,7 @@ def test_the_search_reads_supernets_without_the_training_loop():
             reached.add(d)
             todo.append(d)
     assert "nasdeploy.nas.train" not in reached
-    assert any("nasdeploy.nas.checkpoint" in graph[n] for n in search)  # supernets are read through nas/checkpoint
+    assert any("nasdeploy.nas.supernet_checkpoint" in graph[n] for n in search)  # supernets are read through nas/supernet_checkpoint
 
 
 def test_nothing_imports_the_command_line_and_nothing_below_imports_the_pipeline():

@@ -10,7 +10,7 @@ import torch
 
 import nasdeploy.nas.train as T
 from nasdeploy.errors import ArtifactError, DataError, UsageError
-from nasdeploy.nas.checkpoint import load_checkpoint
+from nasdeploy.nas.supernet_checkpoint import load_checkpoint
 from nasdeploy.nas.train import TrainConfig, train_supernet
 
 from .conftest import ROOT, run_cli

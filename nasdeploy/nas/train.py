@@ -29,7 +29,8 @@ from ..device import resolve_device
 from ..errors import ArtifactError, DataError, DeviceError, NasDeployError, UsageError
 from ..io import folder_lock, remove_if_empty
 from ..progress import progress_bar
-from .checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoints.resume import restore, training_state
+from .supernet_checkpoint import load_checkpoint, save_checkpoint
 from .paths import make_path_sampler
 from .recipe import GRAD_MODES, average_by_visits, inherit_from_parent, parent_path, warm_start_steps, \
     zero_init_residuals
@@ -120,8 +121,8 @@ class StepBatches:
 
 def _save(path: Path, net: Supernet, cfg: TrainConfig, step: int, opt, sched, path_sampler, history: list,
           setting: data_mod.InputSetting) -> None:
-    save_checkpoint(path, net, train_config=asdict(cfg), setting=setting, step=step, optimizer=opt.state_dict(),
-                    scheduler=sched.state_dict(), sampler=path_sampler.state_dict(), history=history)
+    save_checkpoint(path, net, train_config=asdict(cfg), setting=setting,
+                    training=training_state(net, opt, sched, step), sampler=path_sampler.state_dict(), history=history)
 
 
 # ---------------------------------------------------------------- training
@@ -312,12 +313,9 @@ def _train(cfg: TrainConfig, out: Path, space, resume: bool, progress: bool, dev
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.steps, cfg.warmup_steps))
     step, history = 0, []
     if state is not None:
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+        step = restore(state, net, opt, sched, ckpt_path)
         path_sampler.load_state_dict(state["sampler"])
-        torch.set_rng_state(state["torch_rng"])
-        step, history = int(state["step"]), list(state.get("history", []))
+        history = list(state.get("history", []))
         log.info("resuming %s at step %d/%d", ckpt_path, step, cfg.steps)
     out.mkdir(parents=True, exist_ok=True)
     per_step = path_sampler.num_paths if cfg.path_batches == "separate" else 1

@@ -61,7 +61,7 @@ class Run:
 
     def setting(self):
         """The input setting the supernet was trained for."""
-        from ..nas.checkpoint import load_checkpoint, supernet_setting
+        from ..nas.supernet_checkpoint import load_checkpoint, supernet_setting
 
         return supernet_setting(load_checkpoint(self.out / "supernet" / "supernet.pt"))
 

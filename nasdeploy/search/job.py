@@ -146,7 +146,7 @@ def setup_search(inp: SearchInputs, cfg: SearchConfig, out: Path, progress: bool
     from .. import data as D
 
     if inp.supernet:
-        from ..nas.checkpoint import load_checkpoint, supernet_from
+        from ..nas.supernet_checkpoint import load_checkpoint, supernet_from
 
         ck = load_checkpoint(inp.supernet)  # read once: a SCARLET supernet checkpoint is ~350 MB
         sn = supernet_from(ck, inp.supernet, cfg.device)

@@ -1,9 +1,9 @@
-"""Reading checkpoints: official layouts (FairNAS/SCARLET, timm 0.1.18) and nasdeploy's own, strictly validated."""
+"""The official checkpoint layouts (FairNAS and SCARLET as their repositories publish them, FairNAS-SE as timm 0.1.18
+writes it) renamed into nasdeploy's module names and loaded strictly: every key present with its shape, the missing,
+unexpected and mis-shaped ones named."""
 from __future__ import annotations
 
-import pickle
 import re
-import zipfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
@@ -11,10 +11,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .errors import CheckpointError
-
-FORMAT = "nasdeploy-checkpoint"
-FORMAT_VERSION = 1
+from ..errors import CheckpointError
+from . import network
 
 # timm 0.1.18 EfficientNet as used by FairNAS-SE: blocks.0.0 is the separable conv,
 # then stages of 1, 1, 4, 8 and 5 inverted residuals.
@@ -27,45 +25,12 @@ _TIMM_IR = {"conv_pw": "conv1", "bn1": "bn1", "conv_dw": "conv2", "bn2": "bn2", 
 _TIMM_BLOCK = re.compile(r"^blocks\.(\d+)\.(\d+)\.(.+)\.(\w+)$")
 
 
-def _looks_saved(path: Path) -> bool:
-    """Whether a file starts as ``torch.save`` writes: a zip archive, or a pickle of protocol 2 or later."""
-    with open(path, "rb") as f:
-        head = f.read(1)
-    return head == b"\x80" or zipfile.is_zipfile(path)
-
-
-def read_file(path: str | Path) -> Any:
-    """``torch.load(weights_only=True)`` with each failure turned into a one-line CheckpointError."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist: check the path")
-    if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a folder, not a file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if not _looks_saved(path):  # text or other bytes that happen to start like a pickle opcode
-            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (neither torch.save's zip archive "
-                                  "nor a pickle): is it truncated or another kind of file?") from None
-        if "weights_only" in str(e) or "Unsupported global" in str(e) or "GLOBAL" in str(e):
-            raise CheckpointError(f"{path} holds Python objects that a safe load refuses ({first[:160]}); "
-                                  "re-save it as a plain state dict") from None
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first[:160]}): "
-                              "is it truncated or another kind of file?") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as e:
-        msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({msg}): "
-                              "is it truncated or another kind of file?") from None
-
-
 def unwrap(obj: Any, path: str | Path = "checkpoint") -> tuple["OrderedDict[str, torch.Tensor]", dict | None]:
-    """The state dict inside a checkpoint object and, for nasdeploy checkpoints, their network config."""
-    if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        if obj.get("format_version") != FORMAT_VERSION:
-            raise CheckpointError(f"{path} is a nasdeploy checkpoint of format {obj.get('format_version')}, "
-                                  f"this nasdeploy reads format {FORMAT_VERSION}")
-        return obj["state_dict"], obj.get("config")
+    """The state dict inside a checkpoint object (an official one, its usual wrappers, or a nasdeploy network checkpoint)
+    and, for nasdeploy's own, the network config it was saved with."""
+    own = network.parse(obj, path)
+    if own is not None:
+        return own
     if isinstance(obj, dict) and "model_state" in obj and isinstance(obj["model_state"], dict):
         obj = obj["model_state"]
     elif isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from .. import data as data_mod
+from ..checkpoints.files import read_file
 from ..errors import ArtifactError
 from ..io import provenance, torch_save
 from .supernet import Supernet
@@ -18,8 +19,6 @@ FORMAT_VERSION = 1
 def load_checkpoint(path: str | Path) -> dict:
     """A supernet checkpoint as written by ``save_checkpoint`` (format, version and the keys every reader needs
     checked)."""
-    from ..checkpoint import read_file
-
     obj = read_file(path)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise ArtifactError(f"{path} is not a nasdeploy supernet checkpoint (written by train-supernet)")
@@ -55,15 +54,14 @@ def supernet_setting(obj: dict) -> data_mod.InputSetting:
     return data_mod.InputSetting(obj.get("train_config", {}).get("input_size", 224), cfg["num_classes"])
 
 
-def save_checkpoint(path: Path, net: Supernet, *, train_config: dict, setting: data_mod.InputSetting, step: int,
-                    optimizer: dict, scheduler: dict, sampler: dict, history: list) -> Path:
+def save_checkpoint(path: Path, net: Supernet, *, train_config: dict, setting: data_mod.InputSetting, training: dict,
+                    sampler: dict, history: list) -> Path:
     """Write a supernet checkpoint atomically: the supernet's structure and weights, how it was trained (the
-    training configuration, its data's splits), where the run stands (step, optimizer, scheduler, path sampler and
-    torch RNG states, the loss history) and provenance."""
+    training configuration, its data's splits), where the run stands (``training``: ``checkpoints.resume``'s
+    training state, with the weights; the path sampler's state, the loss history) and provenance."""
     return torch_save(path, {
         "format": FORMAT, "format_version": FORMAT_VERSION, "config": net.config(), "train_config": train_config,
         "input": setting.as_dict(), "splits": data_mod.split_record(train_config["data"]),
-        "step": step, "model": net.state_dict(), "optimizer": optimizer, "scheduler": scheduler,
-        "sampler": sampler, "torch_rng": torch.get_rng_state(), "history": history,
+        **training, "sampler": sampler, "history": history,
         "provenance": {k: str(v) for k, v in provenance().items()},
     })
