@@ -55,6 +55,7 @@ from typing import Sequence
 
 from nasdeploy.bench.timing import Clock
 from nasdeploy.search import finalists as F
+from nasdeploy.search.candidate import Candidate
 
 
 @dataclass(frozen=True)
@@ -208,12 +209,12 @@ def confidence_rule(machine: Machine, bases, trues, scores, target: float, clock
 
     rows: list[list[float]] = [[] for _ in bases]
     timing(rows, list(range(len(bases))))
-    finals = [F.Finalist(str(i), {"e": trues[i]}, timing={"e": clock.summary(rows[i])}, proxy_score=scores[i])
+    finals = [Candidate(str(i), {"e": trues[i]}, timing={"e": clock.summary(rows[i])}, study_score=scores[i])
               for i in range(len(bases))]
 
     machine.idle(gap)  # the race runs between the finalists' rounds and the fresh ones
 
-    def retime(f: F.Finalist) -> dict:
+    def retime(f: Candidate) -> dict:
         fresh: list[list[float]] = [[]]
         timing(fresh, [int(f.arch)])
         return {"e": clock.summary(fresh[0])}

@@ -1,4 +1,6 @@
-"""Pareto fronts of search candidates, and when two estimates can be told apart."""
+"""Pareto fronts of search candidates, and when two estimates can be told apart. A ``FrontPoint`` is where a
+candidate architecture lies on a front (an accuracy against a latency on one engine, with its counts), as
+pareto.json, the plots and the report keep it; the search makes them from its ``search.candidate.Candidate``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,7 +8,7 @@ from typing import Sequence
 
 
 @dataclass
-class Candidate:
+class FrontPoint:
     arch: str
     accuracy: float
     latency_ms: float
@@ -29,7 +31,7 @@ def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
 
 
-def pareto_front(cands: list[Candidate], objectives: tuple[str, ...]) -> list[Candidate]:
+def pareto_front(cands: list[FrontPoint], objectives: tuple[str, ...]) -> list[FrontPoint]:
     """Non-dominated feasible candidates (one per architecture)."""
     uniq = {c.arch: c for c in cands if c.feasible}
     pts = list(uniq.values())

@@ -6,11 +6,11 @@ import random
 
 import pytest
 
-from nasdeploy.pareto import Candidate, dominates, overlaps, pareto_front
+from nasdeploy.pareto import FrontPoint, dominates, overlaps, pareto_front
 
 
 def _c(arch, acc, lat, params=1, feasible=True):
-    return Candidate(arch, acc, lat, params, 0, feasible, 0)
+    return FrontPoint(arch, acc, lat, params, 0, feasible, 0)
 
 
 def test_dominance_needs_one_strict_improvement():
@@ -58,7 +58,7 @@ def test_pareto_front_of_a_hand_built_set():
     # (arch, accuracy, latency, feasible)
     pts = [("a", 70, 5.0, True), ("b", 72, 6.0, True), ("c", 71, 7.0, True), ("d", 75, 9.0, False),
            ("e", 72, 6.0, True), ("f", 60, 4.0, True), ("g", 60, 4.5, True)]
-    cands = [Candidate(a, acc, lat, 1, 1, f, i) for i, (a, acc, lat, f) in enumerate(pts)]
+    cands = [FrontPoint(a, acc, lat, 1, 1, f, i) for i, (a, acc, lat, f) in enumerate(pts)]
     front = pareto_front(cands, ("accuracy", "latency"))
     # g is dominated by f, c by b; d is infeasible; b and e tie (neither dominates the other)
     assert {c.arch for c in front} == {"f", "a", "b", "e"}
@@ -70,7 +70,7 @@ def test_pareto_front_equals_a_brute_force_reference(seed):
     rng = random.Random(seed)
     pts = [(f"x{i}", rng.choice([60, 61, 62, 63, 64]), rng.choice([1.0, 1.5, 2.0, 2.5]), rng.random() < 0.8)
            for i in range(30)]
-    cands = [Candidate(a, acc, lat, 1, 1, f, i) for i, (a, acc, lat, f) in enumerate(pts)]
+    cands = [FrontPoint(a, acc, lat, 1, 1, f, i) for i, (a, acc, lat, f) in enumerate(pts)]
     got = sorted(c.arch for c in pareto_front(cands, ("accuracy", "latency")))
     assert got == _brute_front(pts)
     lat = [c.latency_ms for c in pareto_front(cands, ("accuracy", "latency"))]

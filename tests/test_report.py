@@ -4,24 +4,25 @@ its status and time, the deploy verdict as the rule decided it, and report.json 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 
 from nasdeploy.pipeline import PipelineConfig, PipelineResults
 from nasdeploy.pipeline.report import write_report
 from nasdeploy.bench.run import BenchRow
-from nasdeploy.pareto import Candidate
+from nasdeploy.pareto import FrontPoint
 from nasdeploy.pipeline.results import (AccuracyResult, BenchStageResult, DeployCandidate, DeployResult,
                                         EngineAccuracy, ExportStageResult, FinetuneResult, LatencyResult, Promise,
                                         SearchStageResult, SpeedRecord, SupernetResult, TableRecord)
-from nasdeploy.search.config import Chosen
+from nasdeploy.search.config import Chosen, FinalistRecord, Reference, ResolvedFront
 
 ENGINES = ("onnxruntime:fp32", "onnxruntime:int8")
 FILES = {"model.int8.onnx": "ab" * 32}
 SEARCH_LAT = {"median": 0.91, "lower": 0.9, "upper": 0.925, "rounds": 5}
 BENCH_LAT = {"median": 0.496, "lower": 0.49, "upper": 0.51, "p99": 0.575, "rounds": 5}
-FINALIST = {"arch": "k3e3-k5e6", "engine": ENGINES[1], "latency_ms": 0.91, "predicted_ms": {ENGINES[1]: 0.95},
-            "measured_ms": {ENGINES[1]: 0.905}, "upper_ms": 0.92, "verdict": "meets", "timing": {ENGINES[1]: {
-                "rounds": 5}}, "race_top1": 71.5, "study_top1": 70.25}
+FINALIST = FinalistRecord(arch="k3e3-k5e6", trial=2, engine=ENGINES[1], latency_ms=0.91, upper_ms=0.92, lower_ms=0.9,
+                          verdict="meets", predicted_ms={ENGINES[1]: 0.95}, measured_ms={ENGINES[1]: 0.905},
+                          round_medians={ENGINES[1]: [0.9, 0.91, 0.905, 0.91, 0.9]},
+                          timing={ENGINES[1]: {"rounds": 5}}, retimed={}, macs=5678, params=1234, study_top1=70.25,
+                          race_top1=71.5, race_loss=1.1, race_images=100, score=71.5)
 
 SPEED = SpeedRecord(headroom=0.0997, luts=["search/tables/lut_x.json"], checks={
     ENGINES[1]: {"engine": ENGINES[1], "factor": 1.0997, "largest_change": 0.0997, "archs": ["a", "b"],
@@ -33,7 +34,7 @@ CHOSEN = Chosen(arch="k3e3-k5e6", engine=ENGINES[1], measured_ms=0.91, predicted
 
 
 def _results(tmp_path) -> PipelineResults:
-    best = Candidate(arch="k3e3-k5e6", accuracy=71.25, ci95=(68.0, 74.0), latency_ms=0.91, engine=ENGINES[1],
+    best = FrontPoint(arch="k3e3-k5e6", accuracy=71.25, ci95=(68.0, 74.0), latency_ms=0.91, engine=ENGINES[1],
                      params=1234, macs=5678, feasible=True, trial=2)
     gate = {"drop": 0.25, "drop_ci95": [-0.5, 1.0], "passed": True, "agreement": 99.0}
     r = PipelineResults()
@@ -42,8 +43,11 @@ def _results(tmp_path) -> PipelineResults:
     r.add("latency", LatencyResult(seconds=1.0, input={}, tables={e: TableRecord(
         f"lut_{e}.json", "", 243, {"n": 5, "calibrated": {"mape_pct": 3.25}}) for e in ENGINES}), "cached")
     r.add("search", SearchStageResult(seconds=7.0, target_ms=0.934, fastest_ms=0.279, candidates=[best] * 4,
-                                      front=[best], best=best, accuracy_label="supernet top-1 (%)", references={},
-                                      fronts_by_engine={ENGINES[1]: [asdict(best)]}, spread=0.35, resolved={},
+                                      front=[best], best=best, accuracy_label="supernet top-1 (%)",
+                                      references={"scarlet_a": Reference("k5e6-k3e3", 1.25, ENGINES[0], 70.5,
+                                                                         (67.0, 73.5), 1.2, [-0.75, -2.5, 1.0])},
+                                      fronts_by_engine={ENGINES[1]: [best]}, spread=0.35,
+                                      resolved=ResolvedFront([best.arch], [best.latency_ms], 0.25),
                                       choice={"rule": "best estimate"}, splits={}, evaluation={"eval_images": 100},
                                       card="best.toml", pareto_png="pareto.png", finalists=[FINALIST], chosen=CHOSEN,
                                       aim_ms=0.8493, headroom=0.0997, speed=SPEED),
@@ -112,8 +116,8 @@ def test_the_report_reads_the_stages_results(tmp_path):
 
 def test_every_stage_result_loads_back_as_its_typed_records(tmp_path):
     """A stage marker holds the result's records as JSON tables; loaded back they are the same typed records (a
-    bench row, a deploy candidate, the promise, the chosen architecture), so a rerun's report reads what a run's
-    did."""
+    bench row, a deploy candidate, the promise, the chosen architecture, a finalist, a zoo reference, a front
+    point), so a rerun's report reads what a run's did."""
     from nasdeploy.io import write_json
     from nasdeploy.pipeline.results import RESULT_TYPES
 
@@ -127,4 +131,7 @@ def test_every_stage_result_loads_back_as_its_typed_records(tmp_path):
     assert all(isinstance(c, DeployCandidate) for c in back["deploy"].candidates)
     assert isinstance(back["bench"].rows[0], BenchRow) and back["bench"].rows[0].median_ms == 0.496
     assert back["search"].chosen == CHOSEN and back["search"].best == results.search.best
+    se = back["search"]  # the search's records: its finalists, the zoo references, the fronts
+    assert se.finalists == [FINALIST] and se.references == results.search.references
+    assert se.resolved == results.search.resolved and se.fronts_by_engine == results.search.fronts_by_engine
     assert isinstance(back["latency"].tables[ENGINES[0]], TableRecord)

@@ -52,13 +52,13 @@ def test_search_meets_the_target_and_the_front_is_non_dominated(lut, tmp_path):
     judge = r.chosen.fresh or lat
     assert r.chosen.meets_target == (r.chosen.verdict == "meets") == (judge["upper"] is not None
                                                                      and judge["upper"] <= target)
-    own = next(f for f in r.finalists if f["arch"] == r.best.arch)["timing"][r.best.engine]["round_medians"]
+    own = next(f for f in r.finalists if f.arch == r.best.arch).timing[r.best.engine]["round_medians"]
     assert lat["round_medians"] == own + (r.chosen.fresh or {}).get("round_medians", [])
     for f in r.finalists:
-        tm = f["timing"][f["engine"]]
+        tm = f.timing[f.engine]
         want = "meets" if tm["upper"] is not None and tm["upper"] <= target else \
             "misses" if tm["lower"] is not None and tm["lower"] > target else "undecided"
-        assert f["verdict"] == want and f["upper_ms"] == pytest.approx(tm["upper"], abs=1e-6)
+        assert f.verdict == want and f.upper_ms == pytest.approx(tm["upper"], abs=1e-6) and f.rounds == tm["rounds"]
         # two rounds cannot bound a median at 90%: at least four, then more while undecided, up to 3 x 2
         assert 4 <= tm["rounds"] <= 6 and len(tm["round_medians"]) == tm["rounds"]
         if tm["rounds"] > 4:
@@ -66,11 +66,11 @@ def test_search_meets_the_target_and_the_front_is_non_dominated(lut, tmp_path):
     if r.choice["confirmed"]:
         assert r.chosen.retimed and r.chosen.verdict == "meets"
     else:
-        assert not any(f["verdict"] == "meets" and f["arch"] not in [x["arch"] for x in r.choice["not_confirmed"]]
+        assert not any(f.verdict == "meets" and f.arch not in [x["arch"] for x in r.choice["not_confirmed"]]
                        for f in r.finalists)
     assert r.choice["dominated_by"] == []
-    chosen = next(f for f in r.finalists if f["arch"] == r.best.arch)
-    assert set(chosen["measured_ms"]) == set(t.engine for t in [t]) and chosen["predicted_ms"]
+    chosen = next(f for f in r.finalists if f.arch == r.best.arch)
+    assert set(chosen.measured_ms) == set(t.engine for t in [t]) and chosen.predicted_ms
     from nasdeploy.search.outputs import front_of
 
     fo = front_of(cfg)
@@ -214,6 +214,7 @@ def test_the_finalists_hold_the_whole_front_before_the_tied(seed):
 
     import numpy as np
 
+    from nasdeploy.search.candidate import Candidate
     from nasdeploy.search.estimate import Estimate, paired
     from nasdeploy.search.finalists import pick_finalists
 
@@ -223,23 +224,73 @@ def test_the_finalists_hold_the_whole_front_before_the_tied(seed):
     for i in range(n):
         p = rng.uniform(0.6, 0.75)
         correct = np.array([rng.random() < p for _ in range(images)])
-        cands.append({"arch": f"a{i}", "cost": rng.uniform(0.3, 0.5), "score": 0.0,
-                      "estimate": Estimate(100.0 * correct.mean(), 1.0, correct, np.ones(images, np.float32))})
-    front = [c for c in cands if not any(o["estimate"].top1 >= c["estimate"].top1 and o["cost"] <= c["cost"]
-                                         and (o["estimate"].top1 > c["estimate"].top1 or o["cost"] < c["cost"])
-                                         for o in cands)]
-    best = max(cands, key=lambda c: c["estimate"].top1)
-    tied = {c["arch"] for c in cands if paired(best["estimate"], c["estimate"], "top1")[1] <= 0.0}
+        cost = rng.uniform(0.3, 0.5)
+        cands.append(Candidate(f"a{i}", {"e": cost}, trial=i, cost=cost, study_score=0.0,
+                               study_estimate=Estimate(100.0 * correct.mean(), 1.0, correct,
+                                                       np.ones(images, np.float32))))
+    top1 = {c.arch: c.study_estimate.top1 for c in cands}
+    front = [c for c in cands if not any(top1[o.arch] >= top1[c.arch] and o.cost <= c.cost
+                                         and (top1[o.arch] > top1[c.arch] or o.cost < c.cost) for o in cands)]
+    best = max(cands, key=lambda c: top1[c.arch])
+    tied = {c.arch for c in cands if paired(best.study_estimate, c.study_estimate, "top1")[1] <= 0.0}
     for limit in (1, 3, len(front), len(front) + 4):
-        got = pick_finalists(cands, {c["arch"] for c in front}, "top1", limit)
-        archs = [c["arch"] for c in got]
-        assert len(archs) == len(set(archs)) == min(limit, len(set(tied) | {c["arch"] for c in front}))
-        assert set(archs) <= tied | {c["arch"] for c in front}
-        by_cost = sorted(front, key=lambda c: c["cost"])
+        got = pick_finalists(cands, {c.arch for c in front}, "top1", limit)
+        archs = [c.arch for c in got]
+        assert len(archs) == len(set(archs)) == min(limit, len(set(tied) | {c.arch for c in front}))
+        assert set(archs) <= tied | {c.arch for c in front}
+        by_cost = sorted(front, key=lambda c: c.cost)
         if limit >= len(front):
-            assert {c["arch"] for c in front} <= set(archs)
+            assert {c.arch for c in front} <= set(archs)
         elif limit > 1:
-            assert by_cost[0]["arch"] in archs and by_cost[-1]["arch"] in archs
+            assert by_cost[0].arch in archs and by_cost[-1].arch in archs
+
+
+@pytest.mark.parametrize("engines", [{"onnxruntime:fp32": 0.41, "openvino:bf16": 0.38}, {}])
+def test_a_candidate_is_read_from_its_trial_once_and_keeps_its_figures_apart(engines):
+    """What the study's objective stores on a trial (an estimate on the search's images; per-engine predictions,
+    or only the cost and engine a study of an earlier version stored) becomes one Candidate: its study point is
+    what the fronts list, and its finalist figures (timed rounds, the race) move its measured point but never
+    its study point."""
+    import numpy as np
+    import optuna
+
+    from nasdeploy.search.candidate import Candidate
+    from nasdeploy.search.estimate import Estimate
+
+    correct = np.arange(50) % 3 != 0
+    est = Estimate(100.0 * correct.mean(), 0.9, correct, np.full(50, 0.9, np.float32))
+    attrs = {"arch": "k3e3-k5e6", "cost": 0.38, "score": est.top1, "params": 1200, "macs": 34000,
+             "engine": "openvino:bf16", **est.to_attrs()}
+    if engines:
+        attrs["latency_by_engine"] = engines
+    trial = optuna.trial.create_trial(values=[est.top1, 0.38], user_attrs=attrs,
+                                      distributions={}, params={})
+    trial.number = 7
+    c = Candidate.from_trial(trial, lambda ms: ms <= 0.4)
+    assert (c.arch, c.trial, c.cost, c.feasible, c.params, c.macs) == ("k3e3-k5e6", 7, 0.38, True, 1200, 34000)
+    assert c.predicted_ms == (engines or {"openvino:bf16": 0.38}) and c.engine == "openvino:bf16"
+    pt = c.study_point()
+    assert (pt.accuracy, pt.latency_ms, pt.engine, pt.score) == (pytest.approx(est.top1), 0.38, "openvino:bf16",
+                                                                pytest.approx(est.top1))
+    assert pt.ci95[0] < pt.accuracy < pt.ci95[1]
+    c.timing = {"onnxruntime:fp32": RoundLatency.of([0.35, 0.36, 0.37, 0.36]),
+                "openvino:bf16": RoundLatency.of([0.45, 0.44, 0.46, 0.45])}
+    raced = Estimate(100.0 * (~correct).mean(), 1.1, ~correct, np.full(50, 1.1, np.float32))
+    c.estimate = raced
+    chosen = c.measured_point("top1")
+    assert chosen.engine == "onnxruntime:fp32" and chosen.latency_ms == pytest.approx(0.36)
+    assert chosen.accuracy == pytest.approx(raced.top1) and c.score("top1") == pytest.approx(raced.top1)
+    assert c.study_point() == pt  # the study's figures stay as the study stored them
+    record = c.finalist_record("top1", target=0.4)
+    assert record.study_top1 == pytest.approx(est.top1) and record.race_top1 == pytest.approx(raced.top1)
+    assert record.engine == "onnxruntime:fp32" and record.verdict == c.timing["onnxruntime:fp32"].verdict(0.4)
+    assert (record.predicted, record.measured, record.rounds) == (0.41 if engines else None, pytest.approx(0.36), 4)
+    from dataclasses import asdict
+
+    from nasdeploy.pipeline.config import from_table
+    from nasdeploy.search.config import FinalistRecord
+
+    assert from_table(FinalistRecord, json.loads(json.dumps(asdict(record))), "finalist") == record
 
 
 @pytest.mark.parametrize("above", [1.5])

@@ -137,7 +137,7 @@ def test_a_worker_killed_mid_trial_loses_nothing(inputs, postgres_url, tmp_path)
     _evaluated_once(study)
 
     # one process, the same architectures: the same estimates and the same front
-    from nasdeploy.pareto import Candidate, pareto_front
+    from nasdeploy.pareto import FrontPoint, pareto_front
     from nasdeploy.search import SearchConfig, SearchInputs, setup_search
 
     sn, lut, target = inputs
@@ -148,8 +148,8 @@ def test_a_worker_killed_mid_trial_loses_nothing(inputs, postgres_url, tmp_path)
     for t in done:
         score = setup.evaluator(t.user_attrs["arch"].split("-")).score
         assert score == pytest.approx(t.user_attrs["score"], abs=1e-9), t.number
-        again.append(Candidate(t.user_attrs["arch"], score, t.user_attrs["cost"], 0, 0, True, t.number))
-    stored = [Candidate(t.user_attrs["arch"], t.user_attrs["score"], t.user_attrs["cost"], 0, 0, True, t.number)
+        again.append(FrontPoint(t.user_attrs["arch"], score, t.user_attrs["cost"], 0, 0, True, t.number))
+    stored = [FrontPoint(t.user_attrs["arch"], t.user_attrs["score"], t.user_attrs["cost"], 0, 0, True, t.number)
               for t in done]
     objs = ("accuracy", "latency")
     assert {c.arch for c in pareto_front(again, objs)} == {c.arch for c in pareto_front(stored, objs)}

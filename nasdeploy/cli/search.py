@@ -140,8 +140,8 @@ def _print(r, out: str) -> int:
         t.add_row("", c.arch, c.engine, f"{c.accuracy:.2f}", ci(c.ci95), f"{c.latency_ms:.3f}", f"{c.params:,}",
                   f"{c.macs / 1e6:.1f}")
     for name, ref in r.references.items():
-        acc = f"{ref['accuracy']:.2f}" if ref["accuracy"] is not None else "-"
-        t.add_row("ref", name, ref.get("engine", ""), acc, ci(ref.get("ci95")), f"{ref['latency_ms']:.3f}", "", "")
+        acc = f"{ref.accuracy:.2f}" if ref.accuracy is not None else "-"
+        t.add_row("ref", name, ref.engine, acc, ci(ref.ci95), f"{ref.latency_ms:.3f}", "", "")
     console.print(t)
     if r.finalists:
         console.print(finalists_table(r))
@@ -188,12 +188,9 @@ def finalists_table(r) -> Table:
                 "race top-1", "study top-1"):
         t.add_column(col, justify="left" if col in ("", "architecture", "engine", "verdict") else "right")
     chosen = r.best.arch if r.best else None
-    for f in sorted(r.finalists, key=lambda f: f["latency_ms"]):
-        timing = (f.get("timing") or {}).get(f["engine"]) or {}
-        t.add_row("*" if f["arch"] == chosen else "", f["arch"], f["engine"],
-                  _ms(f["predicted_ms"].get(f["engine"])), _ms((f.get("measured_ms") or {}).get(f["engine"])),
-                  _ms(f.get("upper_ms")), str(timing.get("rounds", "-")), _verdict(f.get("verdict")),
-                  _num(f.get("race_top1")), _num(f.get("study_top1")))
+    for f in sorted(r.finalists, key=lambda f: f.latency_ms):
+        t.add_row("*" if f.arch == chosen else "", f.arch, f.engine, _ms(f.predicted), _ms(f.measured),
+                  _ms(f.upper_ms), str(f.rounds or "-"), _verdict(f.verdict), _num(f.race_top1), _num(f.study_top1))
     return t
 
 

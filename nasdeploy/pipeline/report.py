@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..io import write_json, write_text
-from ..pareto import Candidate
+from ..pareto import FrontPoint
 from .results import AccuracyResult, DeployResult, PipelineResults, Promise, SearchStageResult
 
 RANKING_STUDY = Path(__file__).resolve().parents[1] / "assets" / "ranking_study.json"
@@ -75,20 +75,20 @@ def write_report(out: Path, cfg, results: PipelineResults, prov: dict) -> Path:
           "paired difference [95%] |", "| --- | --- | --- | ---: | ---: | --- |",
           f"| **searched** | `{best.arch}` | {best.engine} | {_f(best.latency_ms)} | {_acc(best)} | |"]
     for name, ref in se.references.items():
-        L.append(f"| {name} (architecture) | `{ref['arch']}` | {ref.get('engine')} | {_f(ref['latency_ms'])} | "
-                 f"{_acc_of(ref.get('accuracy'), ref.get('ci95'))} | {_paired(ref.get('paired_vs_best'))} |")
+        L.append(f"| {name} (architecture) | `{ref.arch}` | {ref.engine} | {_f(ref.latency_ms)} | "
+                 f"{_acc_of(ref.accuracy, ref.ci95)} | {_paired(ref.paired_vs_best)} |")
     L += ["", "## Pareto fronts, one per candidate engine", "",
           "The same evaluated architectures placed in each engine's latency table (the searched front uses, per "
           "architecture, its fastest engine).", ""]
     for engine, front in se.fronts_by_engine.items():
-        pts = ", ".join(f"{c['latency_ms']:.3f} ms / {c['accuracy']:.1f}%" for c in front)
+        pts = ", ".join(f"{c.latency_ms:.3f} ms / {c.accuracy:.1f}%" for c in front)
         L.append(f"- **{engine}** ({len(front)} points): {pts or 'no architecture meets the target on it'}")
     rf = se.resolved
-    if rf.get("archs"):
-        lats = ", ".join(f"{v:.3f}" for v in rf["latency_ms"])
-        L += ["", f"The point-estimate front below picks among estimates that are often tied. {len(rf['archs'])} "
+    if rf.archs:
+        lats = ", ".join(f"{v:.3f}" for v in rf.latency_ms)
+        L += ["", f"The point-estimate front below picks among estimates that are often tied. {len(rf.archs)} "
                   f"architectures are not beaten, with a paired 95% interval above 0, by any at most as slow "
-                  f"(predicted {lats} ms): they span {_pct(rf.get('spread'))} of [fastest possible, target]."]
+                  f"(predicted {lats} ms): they span {_pct(rf.spread)} of [fastest possible, target]."]
     L += ["", "| architecture | engine | predicted latency (ms) | supernet top-1 (%) [95% interval] | params |",
           "| --- | --- | ---: | ---: | ---: |"]
     for c in se.front:
@@ -132,7 +132,7 @@ def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.0f}%"
 
 
-def _backing(se: SearchStageResult, dp: DeployResult, best: Candidate) -> list[str]:
+def _backing(se: SearchStageResult, dp: DeployResult, best: FrontPoint) -> list[str]:
     """What backs the search: the splits, the evaluation, the ranking study, and the chosen architecture's
     search-validation estimate beside its test-split figure."""
     sp, ev = se.splits or {}, se.evaluation or {}
@@ -269,12 +269,10 @@ def _finalists(se: SearchStageResult) -> list[str]:
          "search's evaluation images.", "",
          "| | architecture | engine | predicted (ms) | measured (ms) | upper bound (ms) | rounds | verdict | "
          "race top-1 (%) | study top-1 (%) |", "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
-    for f in sorted(se.finalists, key=lambda f: f["latency_ms"]):
-        t = (f.get("timing") or {}).get(f["engine"]) or {}
-        L.append(f"| {'**chosen**' if f['arch'] == chosen else ''} | `{f['arch']}` | {f['engine']} | "
-                 f"{_f(f['predicted_ms'].get(f['engine']))} | {_f((f.get('measured_ms') or {}).get(f['engine']))} | "
-                 f"{_f(f.get('upper_ms'))} | {t.get('rounds', '-')} | {f.get('verdict') or '-'} | "
-                 f"{_f(f.get('race_top1'), 2)} | {_f(f.get('study_top1'), 2)} |")
+    for f in sorted(se.finalists, key=lambda f: f.latency_ms):
+        L.append(f"| {'**chosen**' if f.arch == chosen else ''} | `{f.arch}` | {f.engine} | {_f(f.predicted)} | "
+                 f"{_f(f.measured)} | {_f(f.upper_ms)} | {f.rounds or '-'} | {f.verdict or '-'} | "
+                 f"{_f(f.race_top1, 2)} | {_f(f.study_top1, 2)} |")
     nc = (se.choice or {}).get("not_confirmed") or []
     for x in nc:
         L.append(f"\n`{x['arch']}` qualified in its first rounds but its fresh rounds said {x['verdict']}: the next "
@@ -300,7 +298,7 @@ def _established(dp: DeployResult) -> str:
             "established, so the reference ships")
 
 
-def _acc(c: Candidate) -> str:
+def _acc(c: FrontPoint) -> str:
     """A candidate's top-1 estimate with its 95% interval, where it has one."""
     return _acc_of(c.accuracy, c.ci95)
 

@@ -2,8 +2,10 @@
 attribute. On disk each is ``stage_<name>.json`` (its fields), read back with ``load`` on a rerun;
 a marker that does not load (unreadable, another version's fields, a value of the wrong type) is redone.
 
-The records inside stay typed from the module that makes them to the report: a search candidate
-(``pareto.Candidate``), the chosen architecture (``search.Chosen``), a bench row (``bench.run.BenchRow``), a deploy
+The records inside stay typed from the module that makes them to the report: a search candidate where a front
+places it (``pareto.FrontPoint``, made from ``search.candidate.Candidate``), a finalist's figures
+(``search.FinalistRecord``), a zoo reference, the chosen architecture (``search.Chosen``), a bench row
+(``bench.run.BenchRow``), a deploy
 candidate (``DeployCandidate``, what ``deploy.choose_engine`` reads), the latency promise (``Promise``); on disk they
 are the same JSON tables as ``pareto.json``, ``bench.json`` and ``manifest.json`` hold. What stays a plain table is
 what no stage reads: a lower layer's report handed on to the report as it is (a table's validation metrics, a fold

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, fields
 
 from ..bench.stats import check_confidence
 from ..errors import UsageError
-from ..pareto import Candidate
+from ..pareto import FrontPoint
 from .estimate import CRITERIA
 
 OBJECTIVES = ("accuracy", "latency", "params")
@@ -154,20 +154,87 @@ class Chosen:
 
 
 @dataclass
+class FinalistRecord:
+    """A finalist's figures as the search reports them (pareto.json, the report, the console), each labelled:
+    predicted by its latency table, measured end to end on this machine (per engine: the median of round medians,
+    every round, the ``bench.stats.RoundLatency`` records), its verdict against the target on its fastest engine,
+    and its estimates (the study's on the search's evaluation images, the race's on every search-validation
+    image)."""
+
+    arch: str
+    trial: int
+    engine: str  # measured fastest
+    latency_ms: float  # on ``engine``: every round, fresh ones included
+    upper_ms: float | None  # the qualifying rounds' upper bound on ``engine``
+    lower_ms: float | None
+    verdict: str | None  # meets, misses, undecided (qualifying rounds)
+    predicted_ms: dict[str, float]
+    measured_ms: dict[str, float]
+    round_medians: dict[str, list[float]]
+    timing: dict[str, dict]  # per engine, the qualifying rounds
+    retimed: dict[str, dict]  # per engine, the fresh rounds after the choice
+    macs: int
+    params: int
+    study_top1: float | None
+    race_top1: float | None
+    race_loss: float | None
+    race_images: int | None
+    score: float  # what ranked it
+
+    @property
+    def rounds(self) -> int | None:
+        """Qualifying rounds on its engine."""
+        t = self.timing.get(self.engine)
+        return t["rounds"] if t else None
+
+    @property
+    def predicted(self) -> float | None:
+        return self.predicted_ms.get(self.engine)
+
+    @property
+    def measured(self) -> float | None:
+        return self.measured_ms.get(self.engine)
+
+
+@dataclass
+class Reference:
+    """A zoo model of the searched space placed in the same latency tables (and, with a supernet, scored as its
+    subnet on the same images, paired against the study's best)."""
+
+    arch: str
+    latency_ms: float  # predicted, on ``engine`` (its fastest)
+    engine: str
+    accuracy: float | None = None
+    ci95: tuple[float, float] | None = None
+    loss: float | None = None
+    paired_vs_best: list[float] | None = None  # zoo minus searched: mean, 95% interval
+
+
+@dataclass
+class ResolvedFront:
+    """The front of what the paired estimates can tell apart: the feasible architectures no other at most as slow
+    beats with a paired 95% interval above 0, by predicted latency."""
+
+    archs: list[str] = field(default_factory=list)
+    latency_ms: list[float] = field(default_factory=list)
+    spread: float | None = None  # the share of [fastest possible, target] it spans
+
+
+@dataclass
 class SearchResult:
-    candidates: list[Candidate]
-    front: list[Candidate]
-    best: Candidate | None
+    candidates: list[FrontPoint]
+    front: list[FrontPoint]
+    best: FrontPoint | None
     fastest_ms: float
     accuracy_label: str
-    references: dict[str, dict] = field(default_factory=dict)
+    references: dict[str, Reference] = field(default_factory=dict)
     throughput: dict = field(default_factory=dict)  # this worker's trials, evaluations and time
-    fronts_by_engine: dict[str, list[dict]] = field(default_factory=dict)
+    fronts_by_engine: dict[str, list[FrontPoint]] = field(default_factory=dict)
     spread: float = 0.0  # the share of [fastest possible, target] the front spans
-    resolved: dict = field(default_factory=dict)  # the front of what the paired estimates can tell apart
+    resolved: ResolvedFront = field(default_factory=ResolvedFront)
     choice: dict = field(default_factory=dict)  # why the best was chosen (paired comparisons)
     splits: dict = field(default_factory=dict)
     evaluation: dict = field(default_factory=dict)
-    finalists: list[dict] = field(default_factory=list)  # every architecture the search could return, measured
+    finalists: list[FinalistRecord] = field(default_factory=list)  # every architecture it could return, measured
     chosen: Chosen | None = None  # the chosen one's predicted, measured latency and the target
     settings: dict = field(default_factory=dict)  # the study's settings (SearchConfig.settings)

@@ -18,112 +18,39 @@ if the fresh rounds do not show the target holding, the next qualifying finalist
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ..bench.stats import RoundLatency
 from ..bench.timing import Clock
 from ..pareto import dominates
-from .estimate import Estimate, paired
+from .candidate import Candidate
+from .estimate import paired
 
 log = logging.getLogger(__name__)
 MAX_FINALISTS = 16  # the front first (spread over its latencies), then the tied, best estimates first
 
 
-@dataclass
-class Finalist:
-    arch: str
-    predicted_ms: dict[str, float]  # per engine, from its latency table (calibrated)
-    timing: dict[str, RoundLatency] = field(default_factory=dict)  # per engine, end to end (qualifying rounds)
-    retimed: dict[str, RoundLatency] = field(default_factory=dict)  # per engine, fresh rounds after the choice
-    study_estimate: Estimate | None = None  # on the search's evaluation images
-    estimate: Estimate | None = None  # the race: every search-validation image
-    macs: int = 0
-    params: int = 0
-    trial: int = -1
-    proxy_score: float | None = None  # the study's score, for a search without estimates
-
-    @property
-    def measured_ms(self) -> dict[str, float]:
-        """Per engine, the median of its round medians."""
-        return {e: t.median for e, t in self.timing.items()}
-
-    @property
-    def engine(self) -> str:
-        """The engine measured fastest (the lowest median; predicted fastest where nothing was measured)."""
-        src = self.measured_ms or self.predicted_ms
-        return min(src, key=src.get)
-
-    @property
-    def latency_ms(self) -> float:
-        """On its engine: the median of all its round medians (qualifying and fresh rounds); predicted where it was
-        not timed."""
-        t = self.latency
-        return t.median if t is not None else self.predicted_ms[self.engine]
-
-    @property
-    def latency(self) -> RoundLatency | None:
-        return self.latency_on(self.engine)
-
-    def latency_on(self, engine: str) -> RoundLatency | None:
-        """Every round it was timed in on ``engine``, as one figure: the qualifying rounds, joined by the fresh ones
-        where it was timed again. The fresh rounds alone decide whether the choice is confirmed (they carry no
-        selection bias); the figure the search reports takes all of them, so that a spell of the machine during
-        either timing moves it less."""
-        t, fresh = self.timing.get(engine), self.retimed.get(engine)
-        if t is None or fresh is None:
-            return fresh or t
-        return t.joined(fresh)
-
-    def verdict(self, target: float) -> str:
-        """The qualifying rounds on its engine against ``target``: meets, misses or undecided."""
-        t = self.timing.get(self.engine)
-        return t.verdict(target) if t is not None else "undecided"
-
-    def score(self, criterion: str) -> float:
-        e = self.estimate or self.study_estimate
-        if e is not None:
-            return e.score(criterion)
-        return self.proxy_score if self.proxy_score is not None else float("-inf")
-
-    def as_dict(self, criterion: str, target: float | None = None) -> dict:
-        e = self.estimate
-        t = self.timing.get(self.engine) if self.timing else None
-        return {"arch": self.arch, "trial": self.trial, "engine": self.engine, "latency_ms": self.latency_ms,
-                "upper_ms": t.upper if t is not None and t.upper != float("inf") else None,
-                "lower_ms": t.lower if t is not None and t.lower != float("-inf") else None,
-                "verdict": self.verdict(target) if target is not None and t is not None else None,
-                "predicted_ms": self.predicted_ms, "measured_ms": self.measured_ms,
-                "round_medians": {k: list(v.round_medians) for k, v in self.timing.items()},
-                "timing": {k: v.as_dict() for k, v in self.timing.items()},
-                "retimed": {k: v.as_dict() for k, v in self.retimed.items()},
-                "macs": self.macs, "params": self.params,
-                "study_top1": self.study_estimate.top1 if self.study_estimate else None,
-                "race_top1": e.top1 if e else None, "race_loss": e.loss if e else None,
-                "race_images": e.images if e else None, "score": self.score(criterion)}
-
-
-def pick_finalists(cands: list[dict], front_archs: set[str], criterion: str,
-                   limit: int = MAX_FINALISTS) -> list[dict]:
+def pick_finalists(cands: list[Candidate], front_archs: set[str], criterion: str,
+                   limit: int = MAX_FINALISTS) -> list[Candidate]:
     """The study's candidates the search could return: its point-estimate front, whole (spread evenly over its
     latencies where it alone exceeds ``limit``: the table may under-predict, and the front's faster points are what
     still meets the target then), and, while there is room, the feasible candidates whose paired 95% interval
-    against the best estimate reaches 0, best estimates first (``cands``: feasible, each with ``estimate``)."""
+    against the best estimate reaches 0, best estimates first (``cands``: feasible)."""
     if not cands or limit < 1:
         return []
-    front = sorted((c for c in cands if c["arch"] in front_archs), key=lambda c: c["cost"])
+    front = sorted((c for c in cands if c.arch in front_archs), key=lambda c: c.predicted)
     if len(front) > limit:
         step = (len(front) - 1) / max(1, limit - 1)
         front = [front[round(i * step)] for i in range(limit)] if limit > 1 else front[-1:]
-    with_est = [c for c in cands if c["estimate"] is not None]
+    with_est = [c for c in cands if c.study_estimate is not None]
     if not with_est:  # a proxy search: its front
         return front
-    best = max(with_est, key=lambda c: c["estimate"].score(criterion))
-    tied = [c for c in with_est if c is best or paired(best["estimate"], c["estimate"], criterion)[1] <= 0.0]
-    tied.sort(key=lambda c: -c["estimate"].score(criterion))
-    seen = {c["arch"] for c in front}
-    return front + [c for c in tied if c["arch"] not in seen][: limit - len(front)]
+    best = max(with_est, key=lambda c: c.study_estimate.score(criterion))
+    tied = [c for c in with_est if c is best or paired(best.study_estimate, c.study_estimate, criterion)[1] <= 0.0]
+    tied.sort(key=lambda c: -c.study_estimate.score(criterion))
+    seen = {c.arch for c in front}
+    return front + [c for c in tied if c.arch not in seen][: limit - len(front)]
 
 
 class FinalistTimer:
@@ -236,7 +163,7 @@ class CleanTimer:
             pass
 
 
-def measure(finalists: list[Finalist], timer: FinalistTimer | CleanTimer, target: float | None = None) -> None:
+def measure(finalists: list[Candidate], timer: FinalistTimer | CleanTimer, target: float | None = None) -> None:
     """Every finalist timed end to end on every engine, all of one engine interleaved; with ``target``, those
     whose bounds straddle it timed again (``timing`` filled in)."""
     for engine in timer.engines():
@@ -245,11 +172,11 @@ def measure(finalists: list[Finalist], timer: FinalistTimer | CleanTimer, target
             f.timing[engine] = lat
 
 
-Retime = Callable[[Finalist], dict[str, RoundLatency]]
+Retime = Callable[[Candidate], dict[str, RoundLatency]]
 
 
-def choose(finalists: list[Finalist], target: float, criterion: str,
-           retime: Retime | None = None) -> tuple[Finalist | None, dict]:
+def choose(finalists: list[Candidate], target: float, criterion: str,
+           retime: Retime | None = None) -> tuple[Candidate | None, dict]:
     """The best race estimate among the finalists that qualify (the target holds at the clock's confidence on their
     engine), the faster of equals, confirmed by fresh rounds (``retime``: per engine, a new timing of one
     finalist); one whose fresh rounds do not confirm it gives way to the next. Returns it and why."""
@@ -299,21 +226,21 @@ def choose(finalists: list[Finalist], target: float, criterion: str,
     return pick, why
 
 
-def measured_front(finalists: list[Finalist], criterion: str) -> list[Finalist]:
+def measured_front(finalists: list[Candidate], criterion: str) -> list[Candidate]:
     """The finalists no other beats on both axes (higher estimate and lower measured latency, one strictly)."""
     point = {id(f): (-f.score(criterion), f.latency_ms) for f in finalists}  # both minimised
     return sorted((f for f in finalists if not any(dominates(point[id(o)], point[id(f)])
                                                    for o in finalists if o is not f)), key=lambda f: f.latency_ms)
 
 
-def eligible(f: Finalist, target: float) -> bool:
+def eligible(f: Candidate, target: float) -> bool:
     """Whether ``f`` holds the target at the confidence asked: its rounds say so, and its fresh rounds, where it
     was timed again, too."""
     fresh = f.retimed.get(f.engine)
     return f.verdict(target) == "meets" and (fresh is None or fresh.verdict(target) == "meets")
 
 
-def dominated_by(pick: Finalist, finalists: list[Finalist], criterion: str, target: float) -> list[str]:
+def dominated_by(pick: Candidate, finalists: list[Candidate], criterion: str, target: float) -> list[str]:
     """Finalists that hold the target and are both faster and more accurate than ``pick`` (empty for a right
     choice)."""
     return [f.arch for f in finalists if f is not pick and eligible(f, target)

@@ -18,7 +18,7 @@ from ..progress import progress_bar
 from . import study as S
 from .config import SearchConfig, SearchInputs, SearchResult
 from .estimate import Estimate, estimate
-from .outputs import write_outputs
+from .outputs import SearchRun, write_outputs
 from .problem import Problem, check_target, space_problem
 
 log = logging.getLogger(__name__)
@@ -264,7 +264,7 @@ def search(inp: SearchInputs, cfg: SearchConfig, out: str | Path, progress: bool
     setup = setup_search(inp, cfg, out, progress)
     study, problem = _study(setup, cfg, inp, out)
     stats = _run(study, problem, setup, cfg, progress)
-    return write_outputs(study, setup, problem, cfg, out, stats, race_evaluator(setup, cfg), progress)
+    return write_outputs(SearchRun(study, setup, problem, cfg, race_evaluator(setup, cfg)), out, stats, progress)
 
 
 def study_config(study, **run) -> tuple[SearchInputs, SearchConfig]:
@@ -297,8 +297,7 @@ def report(storage: str, study_name: str | None, out: str | Path, device: str = 
     study = S.load(st, study_name)
     inp, cfg = study_config(study, storage=storage, device=device)
     setup = setup_search(inp, cfg, Path(out), False)
-    return write_outputs(study, setup, _problem(setup, cfg), cfg, Path(out), {"trials": 0, "evaluated": 0,
-                                                                               "seconds": 0.0},
-                         race_evaluator(setup, cfg))
+    run = SearchRun(study, setup, _problem(setup, cfg), cfg, race_evaluator(setup, cfg))
+    return write_outputs(run, Path(out), {"trials": 0, "evaluated": 0, "seconds": 0.0})
 
 

@@ -2,67 +2,57 @@
 pareto.json, pareto.png, best.toml and best.pt."""
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from ..io import provenance, write_json
 from ..nas.space import get_space
 from ..nas.supernet import SPACE_FLAVOUR
-from ..pareto import Candidate, pareto_front
+from ..pareto import FrontPoint, pareto_front
 from . import finalists as F
 from . import study as S
-from .config import Chosen, SearchConfig, SearchResult
-from .estimate import Estimate, paired
+from .candidate import Candidate, wilson95
+from .config import Chosen, Reference, ResolvedFront, SearchConfig, SearchResult
+from .estimate import paired
 from .problem import Problem, spread
 
 
-def _candidates(study, problem: Problem) -> list[dict]:
-    out = []
-    for t in S.completed(study):
-        a = t.user_attrs
-        est = Estimate.from_attrs(a) if "correct_b64" in a else None
-        out.append({"arch": a["arch"], "trial": t.number, "cost": a["cost"], "engine": a.get("engine", ""),
-                    "by_engine": a.get("latency_by_engine", {}), "params": a.get("params", 0), "macs": a.get("macs", 0),
-                    "score": a["score"], "estimate": est, "feasible": problem.meets(a["cost"])})
-    return out
+@dataclass
+class SearchRun:
+    """What a search's outputs are drawn from: its study, its setup (tables, evaluator, supernet), the problem
+    (feasibility), its settings and the race's evaluator (None for a proxy search)."""
+    study: Any
+    setup: Any
+    problem: Problem
+    cfg: SearchConfig
+    race: Any = None
+
+    def candidates(self) -> list[Candidate]:
+        return [Candidate.from_trial(t, self.problem.meets) for t in S.completed(self.study)]
 
 
-def _candidate(c: dict, evaluator, latency: float | None = None, engine: str | None = None) -> Candidate:
-    e = c["estimate"]
-    acc = e.top1 if e is not None else c["score"]
-    ci = _wilson(e) if e is not None else None
-    return Candidate(c["arch"], acc, latency if latency is not None else c["cost"], c["params"], c["macs"],
-                     c["feasible"], c["trial"], ci, c["score"], engine or c["engine"], e.loss if e else None)
-
-
-def _wilson(e: Estimate) -> tuple[float, float]:
-    from ..evaluate import wilson
-
-    lo, hi = wilson(int(e.correct.sum()), e.images)
-    return round(lo, 3), round(hi, 3)
-
-
-def write_outputs(study, setup, problem: Problem, cfg: SearchConfig, out: Path, stats: dict, race=None,
-                  progress: bool = False) -> SearchResult:
-    """The study's candidates and fronts; its finalists timed end to end and raced (``race``: the evaluator on
-    the whole search-validation split, None for a proxy search); the choice; pareto.json, pareto.png, best.toml
-    and best.pt."""
+def write_outputs(run: SearchRun, out: Path, stats: dict, progress: bool = False) -> SearchResult:
+    """The study's candidates and fronts; its finalists timed end to end and raced (on the whole
+    search-validation split, where ``run`` has a race); the choice; pareto.json, pareto.png, best.toml and
+    best.pt."""
     from ..plots import pareto_plot
 
-    cands = _candidates(study, problem)
-    feasible = [c for c in cands if c["feasible"]]
-    cand_objs = [_candidate(c, setup.evaluator) for c in cands]
+    study, setup, problem, cfg, race = run.study, run.setup, run.problem, run.cfg, run.race
+    cands = run.candidates()
+    feasible = [c for c in cands if c.feasible]
+    points = [c.study_point() for c in cands]
     front_objectives = front_of(cfg)
-    front = pareto_front(cand_objs, front_objectives)
+    front = pareto_front(points, front_objectives)
     fastest_arch, fastest = setup.tables.fastest()
-    finals, pick, why = _final(setup, problem, cfg, feasible, {c.arch for c in front}, race, progress)
-    best = _chosen(pick, cfg, setup) if pick is not None else None
+    finals, pick, why = _final(run, feasible, {c.arch for c in front}, progress)
+    best = pick.measured_point(cfg.criterion) if pick is not None else None
     by_engine = {}
     for engine in setup.tables.tables:
-        pts = [_candidate(c, setup.evaluator, c["by_engine"].get(engine, c["cost"]), engine) for c in cands
-               if problem.meets(c["by_engine"].get(engine, c["cost"]))]
-        by_engine[engine] = [asdict(p) for p in pareto_front(pts, front_objectives)]
-    result = SearchResult(cand_objs, front, best, fastest, getattr(setup.evaluator, "label", "accuracy"),
+        pts = [c.study_point(c.predicted_ms.get(engine, c.predicted), engine) for c in cands
+               if problem.meets(c.predicted_ms.get(engine, c.predicted))]
+        by_engine[engine] = pareto_front(pts, front_objectives)
+    result = SearchResult(points, front, best, fastest, getattr(setup.evaluator, "label", "accuracy"),
                           throughput=stats, fronts_by_engine=by_engine,
                           spread=round(spread([c.latency_ms for c in front], fastest, cfg.target_ms), 3),
                           choice=why, splits=study.user_attrs.get(S.META, {}).get("splits") or {},
@@ -71,14 +61,14 @@ def write_outputs(study, setup, problem: Problem, cfg: SearchConfig, out: Path, 
                                       "split": "search_val", "criterion": cfg.criterion,
                                       "race_images": race.images if race is not None else None,
                                       "race_calib_images": cfg.race_calib_images if race is not None else None})
-    result.finalists = [f.as_dict(cfg.criterion, cfg.target_ms) for f in finals]
+    result.finalists = [f.finalist_record(cfg.criterion, cfg.target_ms) for f in finals]
     result.chosen = _chosen_record(pick, cfg) if pick is not None else None
-    study_pick = max(feasible, key=lambda c: c["score"]) if feasible else None
-    result.references = _references(setup, cand_objs, study_pick)
+    study_pick = max(feasible, key=lambda c: c.study_score) if feasible else None
+    result.references = _references(setup, study_pick)
     paired_front = _paired_vs(study_pick, cands, cfg.criterion, {c.arch for c in front})
     resolved = resolved_front(feasible, cfg.criterion)
-    result.resolved = {"archs": [c["arch"] for c in resolved], "latency_ms": [c["cost"] for c in resolved],
-                       "spread": round(spread([c["cost"] for c in resolved], fastest, cfg.target_ms), 3)}
+    result.resolved = ResolvedFront([c.arch for c in resolved], [c.predicted for c in resolved],
+                                    round(spread([c.predicted for c in resolved], fastest, cfg.target_ms), 3))
     measured = F.measured_front(finals, cfg.criterion)
     result.settings = cfg.settings()
     write_json(out / "pareto.json", {
@@ -88,19 +78,21 @@ def write_outputs(study, setup, problem: Problem, cfg: SearchConfig, out: Path, 
         "tables": {e: {"path": str(t.path), **t.setting(), "device_name": t.device_name,
                        "calibrated": bool(t.calibration), "calibration": t.calibration}
                    for e, t in setup.tables.tables.items()},
-        "front": [asdict(c) for c in front], "front_spread": result.spread, "fronts_by_engine": by_engine,
-        "front_resolved": {**result.resolved, "rule": "feasible architectures that no other at most as slow beats "
+        "front": [asdict(c) for c in front], "front_spread": result.spread,
+        "fronts_by_engine": {e: [asdict(p) for p in front] for e, front in by_engine.items()},
+        "front_resolved": {**asdict(result.resolved), "rule": "feasible architectures that no other at most as slow beats "
                                                       "with a paired 95% interval above 0"},
-        "finalists": result.finalists,
+        "finalists": [asdict(f) for f in result.finalists],
         "front_measured": [f.arch for f in measured],
         "best": asdict(best) if best else None,
         "chosen": asdict(result.chosen) if result.chosen else {}, "choice": why,
-        "paired_vs_study_best": paired_front, "references": result.references, "trials": len(cands),
+        "paired_vs_study_best": paired_front,
+        "references": {n: asdict(r) for n, r in result.references.items()}, "trials": len(cands),
         "evaluated": sum(1 for t in S.completed(study) if t.user_attrs.get("evaluated")),
         "throughput": stats, "study": {"name": study.study_name, "states": S.counts(study)},
         "provenance": provenance()})
-    refs = {n: (r["latency_ms"], r["accuracy"], r.get("ci95")) for n, r in result.references.items()}
-    pareto_plot(out / "pareto.png", [(c.latency_ms, c.accuracy) for c in cand_objs],
+    refs = {n: (r.latency_ms, r.accuracy, r.ci95) for n, r in result.references.items()}
+    pareto_plot(out / "pareto.png", [(c.latency_ms, c.accuracy) for c in points],
                 [(c.latency_ms, c.accuracy, c.ci95) for c in front], cfg.target_ms, refs,
                 (best.latency_ms, best.accuracy) if best else None,
                 f"{setup.space}: {len(cands)} trials, {setup.tables.describe()}", result.accuracy_label)
@@ -109,25 +101,22 @@ def write_outputs(study, setup, problem: Problem, cfg: SearchConfig, out: Path, 
     return result
 
 
-def _final(setup, problem: Problem, cfg: SearchConfig, feasible: list[dict], front_archs: set[str], race,
-           progress: bool) -> tuple[list, object, dict]:
+def _final(run: SearchRun, feasible: list[Candidate], front_archs: set[str],
+           progress: bool) -> tuple[list[Candidate], Candidate | None, dict]:
     """The finalists (what the search could return), timed end to end on every engine against the target (those
     that straddle it timed again) and raced; the choice, confirmed by fresh rounds."""
-    picked = F.pick_finalists(feasible, front_archs, cfg.criterion, cfg.finalists)
-    finals = [F.Finalist(c["arch"], dict(c["by_engine"]) or {c["engine"]: c["cost"]}, study_estimate=c["estimate"],
-                         macs=c["macs"], params=c["params"], trial=c["trial"]) for c in picked]
+    setup, cfg = run.setup, run.cfg
+    finals = F.pick_finalists(feasible, front_archs, cfg.criterion, cfg.finalists)
     if not finals:
         return [], None, {"rule": "no feasible architecture was evaluated"}
     timer = F.CleanTimer(setup.tables, cfg.clock, progress)
     try:
         F.measure(finals, timer, cfg.target_ms)
-        if race is not None:
+        if run.race is not None:
             for f in finals:
-                f.estimate = race.estimate(get_space(setup.space).validate(f.arch))
-        for f, c in zip(finals, picked):
-            f.proxy_score = c["score"]  # what ranks a finalist without estimates (a proxy search)
+                f.estimate = run.race.estimate(get_space(setup.space).validate(f.arch))
 
-        def retime(f: F.Finalist) -> dict:  # fresh rounds on every engine, the chosen one's verdict decided
+        def retime(f: Candidate) -> dict:  # fresh rounds on every engine, the chosen one's verdict decided
             return {e: timer.time(e, [f.arch], cfg.target_ms, seed=1 + f.trial, label="the choice, fresh rounds:")[0]
                     for e in timer.engines()}
 
@@ -138,15 +127,7 @@ def _final(setup, problem: Problem, cfg: SearchConfig, feasible: list[dict], fro
     return finals, pick, why
 
 
-def _chosen(f, cfg: SearchConfig, setup) -> Candidate:
-    """The chosen finalist as a front point: its race estimate and its measured latency on its fastest engine."""
-    e = f.estimate or f.study_estimate
-    acc = e.top1 if e is not None else f.score(cfg.criterion)
-    return Candidate(f.arch, acc, f.latency_ms, f.params, f.macs, True, f.trial, _wilson(e) if e else None,
-                     f.score(cfg.criterion), f.engine, e.loss if e else None)
-
-
-def _chosen_record(f, cfg: SearchConfig) -> Chosen:
+def _chosen_record(f: Candidate, cfg: SearchConfig) -> Chosen:
     """The chosen finalist's promise: every round it was timed in on its engine; the verdict from its fresh rounds
     where it was timed again, else from its qualifying rounds."""
     lat = f.latency
@@ -169,47 +150,48 @@ def front_of(cfg: SearchConfig) -> tuple[str, ...]:
     return ("accuracy", "latency") + (("params",) if "params" in cfg.objectives else ())
 
 
-def resolved_front(cands: list[dict], criterion: str) -> list[dict]:
+def resolved_front(cands: list[Candidate], criterion: str) -> list[Candidate]:
     """The architectures that no other at most as slow beats with its paired 95% interval above 0: the front of
     what the estimates can tell apart (a point-estimate front picks among ties by noise), by latency."""
-    if not cands or cands[0]["estimate"] is None:
+    if not cands or cands[0].study_estimate is None:
         return []
     out = [c for c in cands
-           if not any(o is not c and o["cost"] <= c["cost"] and paired(o["estimate"], c["estimate"], criterion)[1] > 0
-                      for o in cands)]
-    return sorted({c["arch"]: c for c in out}.values(), key=lambda c: c["cost"])
+           if not any(o is not c and o.predicted <= c.predicted
+                      and paired(o.study_estimate, c.study_estimate, criterion)[1] > 0 for o in cands)]
+    return sorted({c.arch: c for c in out}.values(), key=lambda c: c.predicted)
 
 
-def _paired_vs(pick: dict | None, cands: list[dict], criterion: str, archs: set[str]) -> dict:
+def _paired_vs(pick: Candidate | None, cands: list[Candidate], criterion: str, archs: set[str]) -> dict:
     """Each front architecture against the chosen one, paired over the same images: (mean, 95% interval)."""
-    if pick is None or pick["estimate"] is None:
+    if pick is None or pick.study_estimate is None:
         return {}
-    return {c["arch"]: [round(v, 4) for v in paired(c["estimate"], pick["estimate"], criterion)]
-            for c in cands if c["arch"] in archs and c["arch"] != pick["arch"] and c["estimate"] is not None}
+    return {c.arch: [round(v, 4) for v in paired(c.study_estimate, pick.study_estimate, criterion)]
+            for c in cands if c.arch in archs and c.arch != pick.arch and c.study_estimate is not None}
 
 
-def _references(setup, cands: list[Candidate], pick: dict | None) -> dict[str, dict]:
+def _references(setup, pick: Candidate | None) -> dict[str, Reference]:
     """Zoo models of this space family placed in the same tables (and, with a supernet, scored as its subnets,
     paired against the chosen architecture)."""
     from .. import zoo
 
-    out: dict[str, dict] = {}
+    out: dict[str, Reference] = {}
     for name, card in zoo.cards().items():
         if card.flavour != SPACE_FLAVOUR[setup.space] or card.num_classes != 1000:
             continue
         arch = get_space(setup.space).validate(card.arch)
         engine, lat = setup.tables.best(arch)
-        entry = {"arch": str(arch), "latency_ms": lat, "engine": engine, "accuracy": None, "ci95": None}
+        entry = Reference(str(arch), lat, engine)
         if setup.supernet is not None:
             e = setup.evaluator.estimate(arch)
-            entry.update(accuracy=e.top1, loss=e.loss, ci95=_wilson(e))
-            if pick is not None and pick["estimate"] is not None:
-                entry["paired_vs_best"] = [round(v, 4) for v in paired(e, pick["estimate"], setup.evaluator.criterion)]
+            entry.accuracy, entry.loss, entry.ci95 = e.top1, e.loss, wilson95(e)
+            if pick is not None and pick.study_estimate is not None:
+                entry.paired_vs_best = [round(v, 4) for v in paired(e, pick.study_estimate,
+                                                                     setup.evaluator.criterion)]
         out[name] = entry
     return out
 
 
-def _write_card(best: Candidate, setup, cfg: SearchConfig, out: Path, trials: int, chosen: Chosen | None,
+def _write_card(best: FrontPoint, setup, cfg: SearchConfig, out: Path, trials: int, chosen: Chosen | None,
                 race) -> None:
     from ..zoo import Card, save_checkpoint
 
