@@ -34,6 +34,8 @@ def test_cpu_bench_reports_baseline_and_speedups(tmp_path):
         assert r.speedup == pytest.approx(r.throughput / base.throughput)
         assert r.latency["p10"] <= r.latency["median"] <= r.latency["p99"]
         assert r.parity["max_rel"] < 1e-4 and r.parity["images"] == 1  # the folded row computes the same
+    for r in res.rows:  # every CPU row states its threads, and its throughput per thread follows
+        assert r.threads >= 1 and r.per_core == pytest.approx(r.throughput / r.threads)
     assert base.parity["max_rel"] == 0.0
     assert any(s["backend"] == "tensorrt" for s in res.skipped)
     assert res.environment["device"] == "cpu" and res.environment["onnxruntime"]
@@ -45,6 +47,8 @@ def test_bench_cli_writes_json_and_plot(tmp_path):
     assert r.returncode == 0, r.stderr
     d = json.loads((tmp_path / "b.json").read_text())
     assert {row["batch"] for row in d["rows"]} == {1, 2} and (tmp_path / "b.png").stat().st_size > 1000
+    for row in d["rows"]:  # the table states each row's images/s per thread its runtime ran with
+        assert row["threads"] >= 1 and f"{row['throughput'] / row['threads']:,.1f}" in r.stdout
 
 
 @pytest.mark.parametrize("args, fragment", [

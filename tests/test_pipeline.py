@@ -303,6 +303,7 @@ def _report_says_what_the_json_holds(text: str, rep: dict) -> None:
     assert len(speed) == len(be["rows"])
     for row, r in zip(speed, be["rows"]):
         assert row[:3] == [r["backend"], r["dtype"], str(r["batch"])] and row[6] == f"{r['speedup']:.2f}x"
+        assert row[7] == str(r["threads"]) and row[8] == f"{r['throughput'] / r['threads']:,.1f}"  # a CPU row
     parity = _table(text, "| backend | dtype | max abs | max rel")
     assert [(r[0], r[5]) for r in parity] == [(p["backend"], f"{p['top1_agreement']:.2f}%") for p in ex["parity"]]
     cands = _table(text, "| engine | median ms | upper bound ms")

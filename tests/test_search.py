@@ -293,6 +293,53 @@ def test_a_candidate_is_read_from_its_trial_once_and_keeps_its_figures_apart(eng
     assert from_table(FinalistRecord, json.loads(json.dumps(asdict(record))), "finalist") == record
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_finalists_the_tables_under_predicted_bring_a_second_round_that_meets_the_target_when_corrected(seed):
+    """Whatever the candidates: when every timed finalist misses the target and runs slower than its tables said,
+    the second round takes only evaluated architectures not yet timed whose prediction, scaled by the finalists'
+    median bias, meets the target; none where a finalist already holds it, or where the tables over-predicted."""
+    import random
+
+    import numpy as np
+
+    from nasdeploy.search.candidate import Candidate
+    from nasdeploy.search.estimate import Estimate
+    from nasdeploy.search.finalists import second_round, second_round_text, table_bias
+
+    rng, target, images = random.Random(seed), 1.0, 300
+    cands = []
+    for i in range(rng.randint(12, 30)):
+        cost = rng.uniform(0.85, 1.0) if i < 4 else rng.uniform(0.5, 1.0)  # the first four: the first finalists
+        correct = np.array([rng.random() < 0.4 + 0.3 * cost for _ in range(images)])  # slower: more accurate
+        cands.append(Candidate(f"a{i}", {"e1": cost, "e2": cost * rng.uniform(1.0, 1.3)}, trial=i, cost=cost,
+                               study_score=100 * correct.mean(),
+                               study_estimate=Estimate(100 * correct.mean(), 1.0, correct, np.ones(images))))
+    cfg = SearchConfig(target_ms=target, finalists=4)
+    first = cands[:cfg.finalists]
+    slow = rng.uniform(1.25, 1.4)  # the tables under-predict what the search selected: every finalist misses
+    for f in first:
+        f.timing = {e: RoundLatency.of([v * slow * rng.uniform(0.98, 1.02) for _ in range(6)])
+                    for e, v in f.predicted_ms.items()}
+    bias = table_bias(first)
+    assert all(abs(b / slow - 1) < 0.03 for b in bias.values())
+    meets = (lambda ms: ms <= target)
+    more, record = second_round(cands, first, cfg, meets, ("accuracy", "latency"))
+    timed = {f.arch for f in first}
+    eligible = {c.arch for c in cands if c.arch not in timed and min(v * bias[e] for e, v in c.predicted_ms.items())
+                <= target}
+    best = max((c for c in cands if c.arch in eligible), key=lambda c: c.study_score)
+    assert {c.arch for c in more} <= eligible and 0 < len(more) <= cfg.finalists and best.arch in record["finalists"]
+    assert all(not c.timing and c.predicted_ms == next(x for x in cands if x.arch == c.arch).predicted_ms
+               for c in more)  # the tables' predictions as they were, nothing timed yet
+    assert record["finalists"] == [c.arch for c in more]
+    assert "second round" in second_round_text({"second_round": record})
+    first[0].timing["e1"] = RoundLatency.of([0.5] * 6)  # one finalist holds the target: no second round
+    assert second_round(cands, first, cfg, meets, ("accuracy", "latency"))[0] == []
+    for f in first:  # the tables over-predicted: no second round either
+        f.timing = {e: RoundLatency.of([v * 0.9] * 6) for e, v in f.predicted_ms.items()}
+    assert table_bias(first)["e1"] < 1.0 and second_round(cands, first, cfg, meets, ("accuracy", "latency"))[0] == []
+
+
 @pytest.mark.parametrize("above", [1.5])
 def test_a_target_above_every_network_spends_the_budget_on_new_networks(lut, tmp_path, above):
     """A target above the slowest network of the space: the first generation is drawn near the slowest network that

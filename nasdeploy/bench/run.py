@@ -140,6 +140,12 @@ class BenchRow:
         """Against a latency target: meets, misses or undecided (None: no target)."""
         return (self.target or {}).get("verdict")
 
+    @property
+    def per_core(self) -> float | None:
+        """Images per second per CPU thread the runtime ran with (None on a GPU): what a serving engineer compares
+        between an engine at 1 thread and one at 2."""
+        return self.throughput / self.threads if self.threads else None
+
 
 @dataclass
 class BenchResult:

@@ -114,8 +114,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     gated = any(r.accuracy for r in res.rows)
     targeted = any(r.target for r in res.rows)
     conf = f"{opt.confidence:.0%}"
-    for col in ("model", "backend", "dtype", "batch", "images/s", "median ms", f"{conf} bounds", "p90", "p95", "p99",
-                "with copies ms", "speed-up") + (("vs torch.compile",) if vs_compile else ()) \
+    per_core = any(r.per_core is not None for r in res.rows)
+    for col in ("model", "backend", "dtype", "batch", "images/s") + (("img/s per thread",) if per_core else ()) \
+            + ("median ms", f"{conf} bounds", "p90", "p95", "p99", "with copies ms", "speed-up") \
+            + (("vs torch.compile",) if vs_compile else ()) \
             + ((f"vs {ref}",) if vs_ref else ()) + ("max rel. error",) + (("vs target",) if targeted else ()) \
             + (("top-1 / agreement", "gate") if gated else ()):
         t.add_column(col, justify="left" if col in ("model", "backend", "dtype", "vs target") else "right")
@@ -123,7 +125,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         lat = r.latency
         cp = f"{r.latency_with_copies['median']:.3f}" if r.latency_with_copies else "-"
         bounds = "-" if lat.get("upper") is None else f"[{lat['lower']:.3f}, {lat['upper']:.3f}]"
-        t.add_row(r.model, r.backend, r.dtype, str(r.batch), f"{r.throughput:,.1f}", f"{lat['median']:.3f}", bounds,
+        t.add_row(r.model, r.backend, r.dtype, str(r.batch), f"{r.throughput:,.1f}",
+                  *([f"{r.per_core:,.1f}" if r.per_core is not None else "-"] if per_core else []),
+                  f"{lat['median']:.3f}", bounds,
                   f"{lat['p90']:.3f}", f"{lat['p95']:.3f}", f"{lat['p99']:.3f}", cp, f"{r.speedup:.2f}x",
                   *(["-" if r.vs_compile is None else f"{r.vs_compile:.2f}x"] if vs_compile else []),
                   *(["-" if r.vs_reference is None else f"{r.vs_reference:.2f}x"] if vs_ref else []),

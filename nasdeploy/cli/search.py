@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..search import CRITERIA, SearchConfig, SearchInputs, parse_latency, report, search, search_worker
+from ..search.finalists import second_round_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -145,6 +146,9 @@ def _print(r, out: str) -> int:
     console.print(t)
     if r.finalists:
         console.print(finalists_table(r))
+        second = second_round_text(r.choice)
+        if second:
+            Console().print(second)
     sp = r.throughput
     if sp.get("evaluated_per_minute"):
         Console().print(f"this worker: {sp['trials']} trials, {sp['evaluated']} architectures evaluated in "

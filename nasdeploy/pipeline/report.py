@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..io import write_json, write_text
 from ..pareto import FrontPoint
+from ..search.finalists import second_round_text
 from .results import AccuracyResult, DeployResult, PipelineResults, Promise, SearchStageResult
 
 RANKING_STUDY = Path(__file__).resolve().parents[1] / "assets" / "ranking_study.json"
@@ -101,11 +102,12 @@ def write_report(out: Path, cfg, results: PipelineResults, prov: dict) -> Path:
                  f"{p['real']['median_abs']:.2e} | {p['top1_agreement']:.2f}% | {p['images']} |")
     L += _deploy(dp, acc)
     L += ["", "## Speed (same run; speed-up over PyTorch eager fp32 of the export's folded model)", "",
-          "| backend | dtype | batch | images/s | median [bounds] | p99 ms | speed-up |",
-          "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+          "| backend | dtype | batch | images/s | median [bounds] | p99 ms | speed-up | threads | images/s per thread |",
+          "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in be.rows:
         L.append(f"| {r.backend} | {r.dtype} | {r.batch} | {r.throughput:,.1f} | {_bounds(r.latency)} | "
-                 f"{r.latency['p99']:.3f} | {r.speedup:.2f}x |")
+                 f"{r.latency['p99']:.3f} | {r.speedup:.2f}x | {r.threads or '-'} | "
+                 f"{'-' if r.per_core is None else f'{r.per_core:,.1f}'} |")
     for s in be.skipped:
         L.append(f"\nskipped {s.get('backend')}: {s['reason']}")
     for f in be.failed:
@@ -273,6 +275,9 @@ def _finalists(se: SearchStageResult) -> list[str]:
         L.append(f"| {'**chosen**' if f.arch == chosen else ''} | `{f.arch}` | {f.engine} | {_f(f.predicted)} | "
                  f"{_f(f.measured)} | {_f(f.upper_ms)} | {f.rounds or '-'} | {f.verdict or '-'} | "
                  f"{_f(f.race_top1, 2)} | {_f(f.study_top1, 2)} |")
+    second = second_round_text(se.choice or {})
+    if second:
+        L.append(f"\n{second}")
     nc = (se.choice or {}).get("not_confirmed") or []
     for x in nc:
         L.append(f"\n`{x['arch']}` qualified in its first rounds but its fresh rounds said {x['verdict']}: the next "

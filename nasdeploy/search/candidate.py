@@ -35,9 +35,16 @@ class Candidate:
         a = trial.user_attrs
         cost = a["cost"]
         by_engine = dict(a.get("latency_by_engine") or {})
-        return cls(arch=a["arch"], predicted_ms=by_engine or {a.get("engine", ""): cost}, trial=trial.number,
-                   cost=cost, feasible=meets(cost), params=a.get("params", 0), macs=a.get("macs", 0),
-                   study_score=a["score"], study_estimate=Estimate.from_attrs(a) if "correct_b64" in a else None)
+        return cls.evaluated(a["arch"], by_engine or {a.get("engine", ""): cost}, a["score"], a, trial=trial.number,
+                             cost=cost, feasible=meets(cost))
+
+    @classmethod
+    def evaluated(cls, arch: str, predicted_ms: dict[str, float], score: float, attrs: dict, **kw) -> "Candidate":
+        """From an evaluation: its score and the attributes it stores with a trial (counts, the estimate's
+        per-image record where the search has a supernet)."""
+        return cls(arch=arch, predicted_ms=predicted_ms, params=attrs.get("params", 0), macs=attrs.get("macs", 0),
+                   study_score=score, study_estimate=Estimate.from_attrs(attrs) if "correct_b64" in attrs else None,
+                   **kw)
 
     @property
     def predicted(self) -> float:

@@ -23,8 +23,9 @@ from typing import Callable
 
 from ..bench.stats import RoundLatency
 from ..bench.timing import Clock
-from ..pareto import dominates
+from ..pareto import dominates, pareto_front
 from .candidate import Candidate
+from .config import SearchConfig
 from .estimate import paired
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,84 @@ def measure(finalists: list[Candidate], timer: FinalistTimer | CleanTimer, targe
         for f, lat in zip(finalists, timer.time(engine, [f.arch for f in finalists], target,
                                                 label="finalists end to end:")):
             f.timing[engine] = lat
+
+
+def table_bias(finalists: list[Candidate]) -> dict[str, float]:
+    """Per engine, the median ratio measured / predicted over the finalists timed on it: how far the latency tables
+    under-predict (above 1) the architectures the search selected. The search selects on the tables' prediction, so
+    it favours what they under-predict (the winner's curse on the cost model): a few random architectures (the speed
+    check) do not show this bias, the finalists do."""
+    import statistics
+
+    out = {}
+    for engine in {e for f in finalists for e in f.timing}:
+        ratios = [f.timing[engine].median / f.predicted_ms[engine] for f in finalists
+                  if engine in f.timing and f.predicted_ms.get(engine)]
+        if ratios:
+            out[engine] = statistics.median(ratios)
+    return out
+
+
+def corrected(cands: list[Candidate], factors: dict[str, float], meets: Callable[[float], bool]) -> list[Candidate]:
+    """New records of the candidates whose study latency (``cost``) is their fastest engine's prediction scaled by
+    ``factors`` (per engine; 1 where absent) and whose feasibility is judged again on it; their table predictions
+    stay as the tables made them, nothing is timed."""
+    from dataclasses import replace
+
+    out = []
+    for c in cands:
+        cost = min(v * factors.get(e, 1.0) for e, v in c.predicted_ms.items())
+        out.append(replace(c, cost=cost, feasible=meets(cost), timing={}, retimed={}, estimate=None))
+    return out
+
+
+def second_round(feasible: list[Candidate], finals: list[Candidate], cfg: SearchConfig,
+                 meets: Callable[[float], bool], objectives: tuple[str, ...],
+                 repaired: Callable[[dict[str, float]], list[Candidate]] | None = None
+                 ) -> tuple[list[Candidate], dict]:
+    """Where no finalist holds the target when timed (``finals``, timed) and the tables under-predicted them, a
+    second round: the study's candidates (``feasible``) judged again with their predictions scaled by that bias
+    (``table_bias``), with the first finalists made just fast enough for the corrected tables and evaluated
+    (``repaired(bias)``: the study concentrates near the target, where a bias leaves nothing it evaluated), and the
+    finalists of all that meets the target then, those not timed yet, to be timed too. Returns them and what was
+    done (the search's ``choice["second_round"]``)."""
+    bias = table_bias(finals)
+    record: dict = {"table_bias": {e: round(v, 4) for e, v in sorted(bias.items())}, "finalists": [],
+                    "repaired": []}
+    if any(f.verdict(cfg.target_ms) == "meets" for f in finals) or not bias or max(bias.values()) <= 1.0:
+        return [], record
+    timed = {f.arch for f in finals}
+    again = [c for c in corrected(feasible, bias, meets) if c.feasible and c.arch not in timed]
+    fixed = [c for c in (repaired(bias) if repaired else []) if c.arch not in timed | {a.arch for a in again}]
+    record["repaired"] = [c.arch for c in fixed]
+    again += fixed
+    if not again:
+        record["rule"] = "no evaluated architecture meets the target once the tables' bias is corrected"
+        return [], record
+    record["rule"] = ("no finalist held the target when timed and the tables under-predicted them: the evaluated "
+                      "architectures that meet it with their predictions scaled by that bias are timed too")
+    front = {p.arch for p in pareto_front([c.study_point() for c in again], objectives)}
+    more = pick_finalists(again, front, cfg.criterion, cfg.finalists)
+    record["finalists"] = [c.arch for c in more]
+    return more, record
+
+
+def second_round_text(choice: dict) -> str | None:
+    """One sentence on the second round of finalists (``choice["second_round"]``, written by the search), or None
+    where there was none."""
+    rec = choice.get("second_round") or {}
+    if not rec.get("rule") or not rec.get("table_bias"):
+        return None
+    bias = ", ".join(f"{e} {v:.2f}x" for e, v in rec["table_bias"].items())
+    n = len(rec.get("finalists") or [])
+    if not n:
+        return f"No finalist held the target and the tables under-predicted them (measured / predicted: {bias}); " \
+               "no other evaluated architecture meets the target once that is corrected."
+    k = len(rec.get("repaired") or [])
+    made = f", {k} of them the first finalists made just fast enough and evaluated" if k else ""
+    return (f"No finalist held the target and the tables under-predicted them (measured / predicted: {bias}): "
+            f"{n} more architecture{'s' if n > 1 else ''} that meet the target with that correction were timed "
+            f"too (a second round{made}).")
 
 
 Retime = Callable[[Candidate], dict[str, RoundLatency]]
