@@ -68,11 +68,12 @@ def tiny(tmp_path, tables, name="run", steps=2, extra=""):
 
 def _config(d, name: str, tables):
     """The tiny config with a longer supernet and a fine-tune that checkpoints every step (so that a kill lands
-    inside each), and no speed check: its timing would move the tables, the target and so the choice between the
-    killed run and the whole one (tests/test_speed.py checks it)."""
+    inside each), and no speed check nor second round of finalists: their timing would move the tables, the target
+    and so the choice between the killed run and the whole one (tests/test_speed.py and tests/test_search.py check
+    them)."""
     p = tiny(d, tables, name, steps=4)
     p.write_text(p.read_text().replace("[finetune]\nsteps = 5", "[finetune]\nsteps = 8\nckpt_every = 1")
-                 .replace("[search]\n", "[search]\nspeed_archs = 0\n"))
+                 .replace("[search]\n", "[search]\nspeed_archs = 0\nsecond_round = false\n"))
     return p
 
 

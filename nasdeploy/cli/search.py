@@ -60,6 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how sure the measured latency must be to hold the target: a finalist qualifies when the "
                         "upper bound of its median latency at this confidence is under the target, and the chosen "
                         "one is confirmed by fresh rounds (default 0.9)")
+    p.add_argument("--no-second-round", dest="second_round", action="store_false",
+                   help="where no finalist holds the target and the latency tables under-predicted them, return the "
+                        "fastest finalist instead of timing a second round under the corrected tables")
     p.add_argument("--calib-batches", type=int, default=4, help="BN recalibration batches per subnet")
     p.add_argument("--eval-images", type=int, default=2000,
                    help="search-validation images per subnet evaluation (default 2000)")
@@ -113,7 +116,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                        calib_batch_size=64, eval_images=args.eval_images, accuracy_proxy=args.accuracy_proxy,
                        device="cuda" if args.device.startswith("cuda") else "cpu", storage=args.storage,
                        study_name=args.study_name, criterion=args.criterion, heartbeat=args.heartbeat,
-                       latency_confidence=args.latency_confidence)
+                       latency_confidence=args.latency_confidence, second_round=args.second_round)
     inp = SearchInputs(space=args.space, supernet=args.supernet, lut=args.lut, data=args.data, device=args.device,
                        batch=args.batch, dtype=args.dtype, backend=args.backend, input_size=args.input_size)
     return _print(search(inp, cfg, args.out, progress=not args.no_progress), args.out)

@@ -57,6 +57,10 @@ class SearchConfig:
     # the confidence at which a finalist's measured latency must hold the target (its one-sided upper bound, from
     # the order statistics of its round medians, under the target: nasdeploy.bench.stats)
     latency_confidence: float = 0.9
+    # where no finalist holds the target and the tables under-predicted them, a second round under the corrected
+    # tables (nasdeploy.search.finalists.second_round); off: the fastest finalist is returned, as the first round
+    # found it
+    second_round: bool = True
 
     def settings(self) -> dict:
         """The study's settings: every field but the per-run ones, as JSON values."""

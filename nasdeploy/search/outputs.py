@@ -113,7 +113,7 @@ def _final(run: SearchRun, feasible: list[Candidate], front_archs: set[str],
     try:
         F.measure(finals, timer, cfg.target_ms)
         more, second = F.second_round(feasible, finals, cfg, run.problem.meets, front_of(cfg),
-                                      lambda bias: _repaired(run, finals, bias))
+                                      lambda bias: _repaired(run, finals, bias)) if cfg.second_round else ([], {})
         if more:
             F.measure(more, timer, cfg.target_ms)
             finals = finals + more
