@@ -16,7 +16,7 @@ from .estimate import Estimate
 class Candidate:
     arch: str
     predicted_ms: dict[str, float]  # per engine, from its latency table (calibrated)
-    trial: int = -1
+    trial: int = -1  # -1: not a study trial (evaluated by the second round of finalists)
     cost: float | None = None  # the latency the study judged feasibility by (its fastest engine's prediction)
     feasible: bool = True  # ``cost`` meets the target
     params: int = 0

@@ -166,7 +166,7 @@ class FinalistRecord:
     image)."""
 
     arch: str
-    trial: int
+    trial: int  # the study's trial; -1: made and evaluated by the second round (finalists.second_round)
     engine: str  # measured fastest
     latency_ms: float  # on ``engine``: every round, fresh ones included
     upper_ms: float | None  # the qualifying rounds' upper bound on ``engine``
