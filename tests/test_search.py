@@ -381,6 +381,26 @@ def _other(name: str, value, hint):
     raise AssertionError(f"give OTHER_VALUE a value for the search setting {name} ({hint})")
 
 
+def test_the_command_lines_defaults_are_the_searchs_own():
+    """`nasdeploy search` with only a target runs the settings a SearchConfig has by default: the command line
+    writes no default of its own (it wrote 2000 evaluation images where the search said 1000)."""
+    from dataclasses import MISSING, fields
+
+    from nasdeploy.cli import build_parser
+
+    args = build_parser().parse_args(["search", "--latency-target", "1ms"])
+    flag = {"time_repeats": "repeats", "time_rounds": "rounds"}  # the two whose flag is named otherwise
+    checked = 0
+    for f in fields(SearchConfig):
+        name = flag.get(f.name, f.name)
+        if f.default is MISSING or f.metadata.get("run") or not hasattr(args, name):
+            continue
+        want = ",".join(f.default) if isinstance(f.default, tuple) else f.default
+        assert getattr(args, name) == want, f.name
+        checked += 1
+    assert checked >= 12
+
+
 def test_every_search_setting_round_trips_through_the_study_and_reaches_the_report(lut, tmp_path):
     """Each setting of SearchConfig, set to a value other than its default, is stored with the study, read back by
     a worker (and `search --report`), and written to pareto.json and the result; the list of settings is the

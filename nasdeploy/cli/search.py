@@ -4,12 +4,17 @@ worker on a shared study) and `search --report`."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import MISSING, fields
 
 from rich.console import Console
 from rich.table import Table
 
 from ..search import CRITERIA, SearchConfig, SearchInputs, parse_latency, report, search, search_worker
 from ..search.finalists import second_round_text
+
+
+# the command line's defaults are the search's own (SearchConfig), written once
+_DEFAULT = {f.name: f.default for f in fields(SearchConfig) if f.default is not MISSING}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,45 +38,51 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="fp32")
     p.add_argument("--backend", default=None)
     p.add_argument("--input-size", type=int, default=None, help="with --accuracy-proxy: image size (default 224)")
-    p.add_argument("--objectives", default="accuracy",
+    p.add_argument("--objectives", default=",".join(_DEFAULT["objectives"]),
                    help="what the evolution selects by: accuracy (default; the latency target is a hard constraint), "
                         "or accuracy,latency[,params]. The fronts are always over accuracy and latency")
-    p.add_argument("--criterion", default="top1", choices=CRITERIA,
+    p.add_argument("--criterion", default=_DEFAULT["criterion"], choices=CRITERIA,
                    help="what estimates are compared by, paired on the same images: top-1 or cross-entropy loss")
-    p.add_argument("--evaluations", type=int, default=64,
-                   help="architectures evaluated (default 64): the search's budget, shared by every worker of a study")
-    p.add_argument("--population", type=int, default=8,
-                   help="architectures the evolution keeps (default 8); the first ones are drawn near the target")
-    p.add_argument("--finalists", type=int, default=12,
+    p.add_argument("--evaluations", type=int, default=_DEFAULT["evaluations"],
+                   help="architectures evaluated (default %(default)s): the search's budget, shared by every worker "
+                        "of a study")
+    p.add_argument("--population", type=int, default=_DEFAULT["population"],
+                   help="architectures the evolution keeps (default %(default)s); the first ones are drawn near the "
+                        "target")
+    p.add_argument("--finalists", type=int, default=_DEFAULT["finalists"],
                    help="at most this many of the study's best and its front are timed end to end on every "
                         "candidate engine and scored on the whole search-validation split before the choice "
-                        "(default 12)")
-    p.add_argument("--race-images", type=int, default=0,
-                   help="search-validation images the finalists are scored on (default 0: all of them)")
-    p.add_argument("--race-calib-images", type=int, default=1024,
+                        "(default %(default)s)")
+    p.add_argument("--race-images", type=int, default=_DEFAULT["race_images"],
+                   help="search-validation images the finalists are scored on (default %(default)s; 0: all of "
+                        "them)")
+    p.add_argument("--race-calib-images", type=int, default=_DEFAULT["race_calib_images"],
                    help="training images each finalist's BN statistics are recalibrated on before its race "
-                        "(default 1024)")
-    p.add_argument("--repeats", type=int, default=50,
-                   help="timed calls per round when the finalists are timed end to end (default 50, as bench)")
-    p.add_argument("--rounds", type=int, default=5,
-                   help="interleaved rounds, at least, when the finalists are timed end to end (default 5, as "
-                        "bench; more, up to three times as many, for a finalist whose bounds straddle the target)")
-    p.add_argument("--latency-confidence", type=float, default=0.9,
+                        "(default %(default)s)")
+    p.add_argument("--repeats", type=int, default=_DEFAULT["time_repeats"],
+                   help="timed calls per round when the finalists are timed end to end (default %(default)s, as "
+                        "bench)")
+    p.add_argument("--rounds", type=int, default=_DEFAULT["time_rounds"],
+                   help="interleaved rounds, at least, when the finalists are timed end to end (default "
+                        "%(default)s, as bench; more, up to three times as many, for a finalist whose bounds "
+                        "straddle the target)")
+    p.add_argument("--latency-confidence", type=float, default=_DEFAULT["latency_confidence"],
                    help="how sure the measured latency must be to hold the target: a finalist qualifies when the "
                         "upper bound of its median latency at this confidence is under the target, and the chosen "
-                        "one is confirmed by fresh rounds (default 0.9)")
+                        "one is confirmed by fresh rounds (default %(default)s)")
     p.add_argument("--no-second-round", dest="second_round", action="store_false",
                    help="where no finalist holds the target and the latency tables under-predicted them, return the "
                         "fastest finalist instead of timing a second round under the corrected tables")
-    p.add_argument("--calib-batches", type=int, default=4, help="BN recalibration batches per subnet")
-    p.add_argument("--eval-images", type=int, default=2000,
-                   help="search-validation images per subnet evaluation (default 2000)")
+    p.add_argument("--calib-batches", type=int, default=_DEFAULT["calib_batches"],
+                   help="BN recalibration batches per subnet (default %(default)s)")
+    p.add_argument("--eval-images", type=int, default=_DEFAULT["eval_images"],
+                   help="search-validation images per subnet evaluation (default %(default)s)")
     p.add_argument("--accuracy-proxy", action="store_true",
                    help="no supernet: rank by a MACs proxy instead of accuracy (clearly labelled; for quick runs)")
     _storage_args(p)
     p.add_argument("--report", action="store_true",
                    help="write the outputs of the study in --storage as it stands (no trials run)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=_DEFAULT["seed"])
     p.add_argument("--out", default="runs/search", help="output folder (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_search, outputs={"out": "dir"})
@@ -113,7 +124,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                        evaluations=args.evaluations, finalists=args.finalists, race_images=args.race_images,
                        race_calib_images=args.race_calib_images, time_repeats=args.repeats, time_rounds=args.rounds,
                        seed=args.seed, calib_batches=args.calib_batches,
-                       calib_batch_size=64, eval_images=args.eval_images, accuracy_proxy=args.accuracy_proxy,
+                       eval_images=args.eval_images, accuracy_proxy=args.accuracy_proxy,
                        device="cuda" if args.device.startswith("cuda") else "cpu", storage=args.storage,
                        study_name=args.study_name, criterion=args.criterion, heartbeat=args.heartbeat,
                        latency_confidence=args.latency_confidence, second_round=args.second_round)
