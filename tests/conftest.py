@@ -116,22 +116,29 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="session")
-def tiny_tables(tmp_path_factory):
+def tiny_tables(tmp_path_factory, worker_id):
     """Calibrated latency tables of the tiny pipelines' two candidate engines (SCARLET, built-in setting, ONNX
-    Runtime fp32 and INT8), measured once per worker with few repeats."""
+    Runtime fp32 and INT8), measured once per test run with few repeats: the first worker that needs them measures
+    them, the others wait on the lock and read them (the pattern of pytest-xdist's documentation; a file is
+    written whole or not at all, and "done" marks the pair complete)."""
+    from filelock import FileLock
+
     from nasdeploy.backends import dtype_reason
     from nasdeploy.data import BUILTIN_SETTING
     from nasdeploy.latency import LatencyTable, Settings, measure_table, validate_table
 
-    d = tmp_path_factory.mktemp("tiny_tables")
-    out = []
-    for dtype in ("fp32", "int8"):
-        assert dtype_reason("onnxruntime", dtype, "cpu") is None
-        p = d / f"lut_{dtype}.json"
-        measure_table(Settings.for_input("scarlet", "cpu", "onnxruntime", 1, dtype, BUILTIN_SETTING, warmup=1,
-                                         repeats=3, rounds=1), p, progress=False)
-        validate_table(LatencyTable.load(p), 3, progress=False, repeats=3, rounds=1)
-        out.append(p)
+    root = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    d = root / "tiny_tables"
+    out = [d / f"lut_{dtype}.json" for dtype in ("fp32", "int8")]
+    with FileLock(str(root / "tiny_tables.lock")):
+        if not (d / "done").exists():
+            d.mkdir(exist_ok=True)
+            for dtype, p in zip(("fp32", "int8"), out):
+                assert dtype_reason("onnxruntime", dtype, "cpu") is None
+                measure_table(Settings.for_input("scarlet", "cpu", "onnxruntime", 1, dtype, BUILTIN_SETTING,
+                                                 warmup=1, repeats=3, rounds=1), p, progress=False)
+                validate_table(LatencyTable.load(p), 3, progress=False, repeats=3, rounds=1)
+            (d / "done").write_text("")
     return out
 
 
