@@ -185,6 +185,52 @@ def test_a_storage_that_cannot_be_opened_is_one_line(tmp_path, url, fragment):
     assert r.returncode == 2 and fragment in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_freed(tmp_path):
+    """A worker killed after Optuna made its trial and before the trial's first heartbeat leaves a RUNNING trial with
+    no heartbeat, which Optuna never counts stale: the last worker waited on it for ever (seen in the resume test
+    above). It is given one heartbeat once it is older than the grace period, goes stale and is failed, and its
+    retry is run: the study reaches its budget. A live worker's trial, beating, is left running."""
+    import threading
+    import time
+
+    from nasdeploy.search import study as S
+
+    storage = S.open_storage(f"sqlite:///{tmp_path / 'orphan.db'}", heartbeat=1)
+    study = optuna.create_study(study_name="orphan", storage=storage, directions=["maximize"])
+    orphan = study.ask()  # its worker died here: no heartbeat, ever
+    orphan.set_user_attr("arch", "k3e3-skip")
+    live = study.ask()
+    beat = threading.Event()
+
+    def beating():
+        while not beat.is_set():
+            storage.record_heartbeat(live._trial_id)
+            time.sleep(0.2)
+
+    threading.Thread(target=beating, daemon=True).start()
+    t0 = time.monotonic()
+    while study.trials[orphan.number].state == TrialState.RUNNING and time.monotonic() - t0 < 20:
+        S.free_stale_trials(study)
+        time.sleep(0.2)
+    assert study.trials[orphan.number].state == TrialState.FAIL, "the orphan was never freed"
+    assert time.monotonic() - t0 >= 2.0  # not before its grace period and one more after its one heartbeat
+    assert study.trials[live.number].state == TrialState.RUNNING  # the live worker's trial runs on
+    # the whole loop: a budget of 2 with the live trial done and the orphan's retry queued: work() runs the retry
+    study.tell(live, 1.0)
+    beat.set()
+
+    def objective(trial):
+        trial.set_user_attr("arch", "k3e3-skip")
+        trial.set_user_attr("score", 0.5)
+        return 0.5
+
+    objective.stats = {}  # what work() reads of the search's objective
+    done = threading.Thread(target=lambda: S.work(study, objective, budget=2, poll=0.1), daemon=True)
+    done.start()
+    done.join(timeout=30)
+    assert not done.is_alive() and S.counts(study)["COMPLETE"] == 2
+
+
 def test_a_trial_waiting_for_a_dead_workers_evaluation_takes_it_over(tmp_path):
     """The study is a cache: a trial proposing an architecture another worker is evaluating waits for that result.
     When that worker is dead (its heartbeat stopped: killed, as a resumed search's first run was), the waiting trial

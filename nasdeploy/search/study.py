@@ -226,15 +226,42 @@ def _slot(study: "optuna.Study", number: int) -> int:
                and "refused" not in t.user_attrs)
 
 
+# (storage, trial id) of the trials given one heartbeat by free_stale_trials in this process
+_WOKEN: set[tuple[int, int]] = set()
+
+
+def free_stale_trials(study: "optuna.Study") -> None:
+    """Optuna's ``fail_stale_trials`` (a trial whose worker's heartbeat stopped is failed, and queued again by the
+    retry callback), and what it misses: a trial whose worker was killed after Optuna made it and before its first
+    heartbeat has no heartbeat at all, and Optuna never counts such a trial stale, so it stayed RUNNING for ever and
+    the last workers waited on it (seen in tests/test_workers.py's resume test). Each RUNNING trial older than the
+    grace period is given one heartbeat, once: a live worker beats on, a dead one's trial goes stale a grace period
+    later and is failed like the others. (``study._storage`` is what ``fail_stale_trials`` itself reads.)"""
+    from datetime import datetime
+
+    from optuna.storages import fail_stale_trials
+
+    fail_stale_trials(study)
+    storage = study._storage
+    interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
+    if not interval:
+        return
+    grace, now = 2 * interval, datetime.now()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        key = (id(storage), t._trial_id)
+        if key in _WOKEN or t.datetime_start is None or (now - t.datetime_start).total_seconds() <= grace:
+            continue
+        storage.record_heartbeat(t._trial_id)
+        _WOKEN.add(key)
+
+
 def stored_evaluation(study: "optuna.Study", arch: str, number: int, poll: float):
     """A completed trial of the same architecture; waits while a trial numbered below is still evaluating it, unless
     its worker died (its heartbeat stopped: the trial is failed, and this one evaluates the architecture itself;
     without that a resumed search whose sampler proposes again what the killed worker was evaluating waited for it
     for ever)."""
-    from optuna.storages import fail_stale_trials
-
     while True:
-        fail_stale_trials(study)
+        free_stale_trials(study)
         same = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("arch") == arch and t.number != number]
         done = [t for t in same if t.state == TrialState.COMPLETE and "score" in t.user_attrs]
         if done:
@@ -248,12 +275,10 @@ def work(study: "optuna.Study", objective, budget: int, poll: float = 0.5, on_tr
          ) -> dict:
     """Run trials until the study holds ``budget`` complete ones; waits (and takes over dead workers' trials)
     while the last ones are running elsewhere. Returns this worker's counts."""
-    from optuna.storages import fail_stale_trials
-
     mine = {"trials": 0, "evaluated": 0, "reused": 0, "seconds": 0.0}
     t0 = time.perf_counter()
     while True:
-        fail_stale_trials(study)  # a dead worker's trial: failed, and queued again by the retry callback
+        free_stale_trials(study)  # a dead worker's trial: failed, and queued again by the retry callback
         c = counts(study)
         if c["COMPLETE"] >= budget:
             break
