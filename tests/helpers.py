@@ -98,3 +98,18 @@ def sgd_with_schedule(net: nn.Module) -> tuple[torch.optim.SGD, torch.optim.lr_s
     """An optimizer with momentum and a schedule: state a training checkpoint must carry."""
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1 + step))
+
+
+def beating(storage, trial_id: int, every: float = 0.2):
+    """A live worker's heartbeat for ``trial_id`` in a thread of its own, until the returned event is set."""
+    import threading
+
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            storage.record_heartbeat(trial_id)
+            time.sleep(every)
+
+    threading.Thread(target=beat, daemon=True).start()
+    return stop

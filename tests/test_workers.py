@@ -18,7 +18,7 @@ from nasdeploy.latency import LatencyTable, Settings, measure_table
 from nasdeploy.search.study import wait_for_study
 
 from .conftest import ROOT
-from .helpers import kill_when, wait_until
+from .helpers import beating, kill_when, wait_until
 
 BUDGET = 8  # evaluations
 
@@ -200,14 +200,7 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_freed(tmp_path)
     orphan = study.ask()  # its worker died here: no heartbeat, ever
     orphan.set_user_attr("arch", "k3e3-skip")
     live = study.ask()
-    beat = threading.Event()
-
-    def beating():
-        while not beat.is_set():
-            storage.record_heartbeat(live._trial_id)
-            time.sleep(0.2)
-
-    threading.Thread(target=beating, daemon=True).start()
+    beat = beating(storage, live._trial_id)
     t0 = time.monotonic()
     while study.trials[orphan.number].state == TrialState.RUNNING and time.monotonic() - t0 < 20:
         S.free_stale_trials(study)
@@ -258,14 +251,7 @@ def test_a_trial_waiting_for_a_dead_workers_evaluation_takes_it_over(tmp_path):
     # a live worker's trial (its heartbeat running) is waited for: no result while it runs
     busy = study.ask()
     busy.set_user_attr("arch", "k5e6-skip")
-    beat = threading.Event()
-
-    def beating():
-        while not beat.is_set():
-            storage.record_heartbeat(busy._trial_id)
-            time.sleep(0.2)
-
-    threading.Thread(target=beating, daemon=True).start()
+    beat = beating(storage, busy._trial_id)
     late = study.ask()
     waiter = threading.Thread(target=lambda: S.stored_evaluation(study, "k5e6-skip", late.number, 0.1), daemon=True)
     waiter.start()

@@ -189,15 +189,19 @@ def table_bias(finalists: list[Candidate]) -> dict[str, float]:
     return out
 
 
+def corrected_latency(predicted_ms: dict[str, float], factors: dict[str, float]) -> float:
+    """The latency of the fastest engine once each engine's prediction is scaled by its factor (1 where absent)."""
+    return min(v * factors.get(e, 1.0) for e, v in predicted_ms.items())
+
+
 def corrected(cands: list[Candidate], factors: dict[str, float], meets: Callable[[float], bool]) -> list[Candidate]:
-    """New records of the candidates whose study latency (``cost``) is their fastest engine's prediction scaled by
-    ``factors`` (per engine; 1 where absent) and whose feasibility is judged again on it; their table predictions
-    stay as the tables made them, nothing is timed."""
+    """New records of the candidates whose study latency (``cost``) is their ``corrected_latency`` and whose
+    feasibility is judged again on it; their table predictions stay as the tables made them, nothing is timed."""
     from dataclasses import replace
 
     out = []
     for c in cands:
-        cost = min(v * factors.get(e, 1.0) for e, v in c.predicted_ms.items())
+        cost = corrected_latency(c.predicted_ms, factors)
         out.append(replace(c, cost=cost, feasible=meets(cost), timing={}, retimed={}, estimate=None))
     return out
 
@@ -219,7 +223,8 @@ def second_round(feasible: list[Candidate], finals: list[Candidate], cfg: Search
         return [], record
     timed = {f.arch for f in finals}
     again = [c for c in corrected(feasible, bias, meets) if c.feasible and c.arch not in timed]
-    fixed = [c for c in (repaired(bias) if repaired else []) if c.arch not in timed | {a.arch for a in again}]
+    known = timed | {c.arch for c in again}
+    fixed = [c for c in (repaired(bias) if repaired else []) if c.arch not in known]
     record["repaired"] = [c.arch for c in fixed]
     again += fixed
     if not again:

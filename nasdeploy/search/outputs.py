@@ -144,8 +144,7 @@ def _repaired(run: SearchRun, finals: list[Candidate], bias: dict[str, float]) -
     tables, problem = run.setup.tables, run.problem
 
     def cost(tokens) -> float:
-        arch = "-".join(tokens)
-        return min(v * bias.get(e, 1.0) for e, v in tables.by_engine(arch).items())
+        return F.corrected_latency(tables.by_engine("-".join(tokens)), bias)
 
     try:
         fixed = Problem(problem.layers, cost, problem.layer_cost, problem.target, problem.canonical_form)
@@ -158,8 +157,9 @@ def _repaired(run: SearchRun, finals: list[Candidate], bias: dict[str, float]) -
         if arch in seen or not fixed.feasible(tokens):
             continue
         seen.add(arch)
-        ev = run.setup.evaluator(tokens)
-        out.append(Candidate.evaluated(arch, tables.by_engine(arch), ev.score, ev.attrs, cost=cost(tokens)))
+        ev, predicted = run.setup.evaluator(tokens), tables.by_engine(arch)
+        out.append(Candidate.evaluated(arch, predicted, ev.score, ev.attrs,
+                                       cost=F.corrected_latency(predicted, bias)))
     return out
 
 
