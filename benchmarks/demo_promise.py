@@ -1,6 +1,7 @@
 """The latency promise across demo runs: for each finished `make demo` folder, the search's figure for the chosen
 architecture on the shipped engine (all its rounds, and its fresh rounds alone), the pipeline's bench of the shipped
-engine, their ratio, and the standalone benches of ``deployed/`` run after it (`nasdeploy bench RUN/deployed
+engine, their ratio, the shipped file and the search's network timed side by side after the bench (their ratio
+with the machine's speed taken out, and the machine's drift since the search), and the standalone benches of ``deployed/`` run after it (`nasdeploy bench RUN/deployed
 --json ...`), each against the target the run was chosen under.
 
     python -m benchmarks.demo_promise RUN [RUN ...] [--bench RUN=B.json,B.json,...] --json OUT.json
@@ -46,6 +47,12 @@ def promise(run: Path, benches: list[Path]) -> dict:
     out["bench_vs_search_all"] = bench["median"] / out["search_all_rounds"]["median"]
     if fresh:
         out["bench_vs_search_fresh"] = bench["median"] / out["search_fresh_rounds"]["median"]
+    sb = p.get("side_by_side")
+    if sb:  # the shipped file and the search's network timed together after the bench
+        out["side_by_side"] = {"shipped": _figure(sb["shipped"]["round_medians"], conf),
+                               "searched": _figure(sb["searched"]["round_medians"], conf),
+                               "shipped_vs_searched": _figure(sb["shipped_vs_searched"]["round_medians"], conf),
+                               "machine_vs_search": sb["machine_vs_search"]}
     for b in benches:
         rows = [x for x in json.loads(b.read_text())["rows"] if f"{x['backend']}:{x['dtype']}" == engine
                 and x["batch"] == 1]
@@ -72,6 +79,10 @@ def main() -> None:
               f"[{b['lower']:.3f}, {b['upper']:.3f}]; {x['bench_vs_search_all']:.2f}x; search says "
               f"{x['search_verdict']}, bench {x['verdict']}; standalone "
               + ", ".join(f"{y['median']:.3f} ({y['verdict']})" for y in x["standalone"]))
+        if x.get("side_by_side"):
+            r = x["side_by_side"]["shipped_vs_searched"]
+            print(f"  side by side: shipped / searched {r['median']:.3f}x [{r['lower']}, {r['upper']}]; the machine "
+                  f"now / at the search {x['side_by_side']['machine_vs_search']:.3f}x")
     if a.json:
         a.json.write_text(json.dumps(results, indent=1) + "\n")
 

@@ -81,3 +81,22 @@ def test_the_timing_process_returns_results_errors_and_survives_a_crash():
         with pytest.raises(DeviceError, match=r"the timing process died \(killed by SIGSEGV\) while running kill"):
             w.call(os.kill, pid, signal.SIGSEGV)
         assert w.call(os.getpid) not in (pid, os.getpid())
+
+
+@pytest.mark.parametrize("shipped, searched, agrees", [
+    ([0.70, 0.72, 0.71, 0.69, 0.70], [0.70, 0.71, 0.72, 0.70, 0.69], True),  # the same speed
+    ([0.76, 0.78, 0.77, 0.75, 0.76], [0.70, 0.71, 0.72, 0.70, 0.69], True),  # 8% slower: within 10%
+    ([0.84, 0.86, 0.85, 0.83, 0.84], [0.70, 0.71, 0.72, 0.70, 0.69], False),  # 20% slower in every round
+    ([0.90, 0.70, 0.91, 0.71, 0.90], [0.70, 0.71, 0.72, 0.70, 0.69], True),  # bounds hold 1: not told apart
+])
+def test_side_by_side_agrees_by_the_round_by_round_ratio(shipped, searched, agrees):
+    """The shipped file and the search's network agree when the ratio of their paired rounds is within 10% of 1 or
+    its bounds hold 1; a machine that changed speed since the search moves both alike, so only the drift figure
+    shows it."""
+    from nasdeploy.bench.side_by_side import SideBySide
+    from nasdeploy.bench.stats import RoundLatency
+
+    ratio = RoundLatency.of([a / b for a, b in zip(shipped, searched)]).as_dict()
+    sb = SideBySide("onnxruntime:fp32", 1, RoundLatency.of(shipped).as_dict(), RoundLatency.of(searched).as_dict(),
+                    ratio, 1.3)
+    assert sb.agrees is agrees

@@ -125,6 +125,7 @@ def test_tiny_pipeline_end_to_end(reference):
         "misses" if lat["lower"] is not None and lat["lower"] > target else "undecided"
     assert promise["verdict"] == expected and promise["meets_target"] == (expected == "meets")
     assert abs(promise["bench_median_ms"] - lat["median"]) < 1e-6 and promise["statistic"] == "median of round medians"
+    _side_by_side_pairs_the_shipped_file_with_the_searchs_network(results, text)
     _deployed_is_the_fastest_engine_that_passed(results)
     _shipped_is_what_was_timed_and_gated(results, out)
     _report_says_what_the_json_holds(text, json.loads((out / "report.json").read_text()))
@@ -132,6 +133,23 @@ def test_tiny_pipeline_end_to_end(reference):
     again, _ = run_pipeline(PipelineConfig.read(cfg), progress=False)
     assert list(again.status) == list(results) and set(again.status.values()) == {"cached"}
     assert again.as_dict() == {s: r | {"status": "cached"} for s, r in results.items()}  # loaded back as written
+
+
+def _side_by_side_pairs_the_shipped_file_with_the_searchs_network(results: dict, text: str) -> None:
+    """After the bench, the shipped file and the search's network of the chosen architecture were timed together
+    (the engine had a latency table); the ratio is round by round, the machine's drift against the search's figure."""
+    promise, tables = results["deploy"]["latency"], results["latency"]["tables"]
+    sb = promise["side_by_side"]
+    if promise["engine"] not in tables:
+        assert sb is None
+        return
+    assert sb["engine"] == promise["engine"] and sb["batch"] == promise["batch"]
+    a, b = sb["shipped"]["round_medians"], sb["searched"]["round_medians"]
+    assert len(a) == len(b) == sb["shipped_vs_searched"]["rounds"] >= 1
+    ratios = [x / y for x, y in zip(a, b)]
+    assert abs(sb["shipped_vs_searched"]["median"] - statistics.median(ratios)) < 1e-4
+    assert abs(sb["machine_vs_search"] - sb["searched"]["median"] / promise["search_measured_ms"]) < 1e-4
+    assert "Side by side after the bench" in text and f"{sb['shipped_vs_searched']['median']:.2f}x" in text
 
 
 def _step(path) -> int:

@@ -132,7 +132,7 @@ ALLOWED: dict[str, set[str]] = {
     "search": {"base", "data", "nas", "evaluate", "pareto", "plots", "zoo", "backends", "bench.timing", "latency"},
     "export": {"base", "data", "isa", "zoo", "gate", "quantize", "backends"},
     "deploy": set(),
-    "bench": {"base", "zoo", "gate", "quantize", "backends", "bench.timing", "export", "deploy"},
+    "bench": {"base", "zoo", "gate", "quantize", "backends", "bench.timing", "latency", "export", "deploy"},
     "verify": {"base", "data", "evaluate", "zoo", "gate", "quantize", "backends", "export"},
     "finetune": {"base", "data", "checkpoints", "nas", "zoo"},
     "pipeline": {"base", "data", "nas", "evaluate", "pareto", "plots", "gate", "quantize", "backends", "bench.timing",

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from ..bench.side_by_side import AGREE
 from ..io import write_json, write_text
 from ..pareto import FrontPoint
 from ..search.finalists import second_round_text
@@ -228,6 +229,7 @@ def _promise(se: SearchStageResult, dp: DeployResult) -> list[str]:
          f"| {p.engine} | {_f(p.target_ms)} | {_f(p.predicted_ms)} | "
          f"{_bounds(p.search_latency)} | {_bounds(p.bench_latency)} | "
          f"{_f(ratio, 2) + 'x' if ratio else '-'} | {_meets_word(p)} |"]
+    L += _side_by_side(p)
     L += _speed(se)
     if p.warning:
         L += ["", f"Stability of the shipped engine's bench rounds: {p.warning}. The machine was busy or changed "
@@ -237,6 +239,31 @@ def _promise(se: SearchStageResult, dp: DeployResult) -> list[str]:
     L += ["", "On a quiet machine of your own the rounds agree more closely: the bounds narrow and the median "
               "moves little, so an engine that meets the target here meets it there."]
     return L + _finalists(se)
+
+
+def _side_by_side(p: Promise) -> list[str]:
+    """The shipped file and the search's network timed together: the gap between the search and the bench with
+    the machine's speed taken out."""
+    sb = p.side_by_side
+    if sb is None:
+        return []
+    r = sb.shipped_vs_searched
+    lo, hi = r.get("lower"), r.get("upper")
+    if sb.agrees:
+        said = f"the shipped file runs as the network the search chose under (within {AGREE:.0%} or its bounds)"
+    else:
+        said = (f"the shipped file runs at {r['median']:.2f}x the network the search chose under, the machine's "
+                "speed taken out: what ships is not what the search timed (its weights or its export)")
+    bounds = f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else ""
+    machine = sb.machine_vs_search
+    why = ("" if machine is None else
+           f" Timed now, the search's network ran at {machine:.2f}x the search's own figure for it: that much of any "
+           "gap between the search and the bench is the machine's speed, which changes between timings minutes "
+           "apart and which no bound within one timing covers.")
+    return ["", f"Side by side after the bench (one clean process, the search's clock, {sb.shipped['rounds']} "
+                f"interleaved rounds): the shipped file {_bounds(sb.shipped)}, the search's network of the same "
+                f"architecture on {sb.engine} {_bounds(sb.searched)}; shipped / searched, round by round, "
+                f"{r['median']:.2f}x{bounds}: {said}.{why}"]
 
 
 def _speed(se: SearchStageResult) -> list[str]:

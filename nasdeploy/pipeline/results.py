@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..bench.run import BenchRow
+from ..bench.side_by_side import SideBySide
 from ..deploy import Choice, Contender
 from ..errors import NasDeployError
 from ..search.config import SearchResult
@@ -181,6 +182,9 @@ class Promise:
     meets_target: bool | None
     statistic: str = "median of round medians"
     warning: str | None = None  # the bench rounds' stability warning
+    # the shipped file and the search's network of the architecture, timed together after the bench: whether what
+    # ships runs as what the search timed, with the machine's speed taken out (None: the engine had no table)
+    side_by_side: SideBySide | None = None
 
 
 @dataclass(kw_only=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 
 from ..bench.run import BenchRow
+from ..bench.side_by_side import SideBySide
 from ..bench.stats import RoundLatency
 from ..errors import UsageError
 from ..io import write_json
@@ -142,13 +143,27 @@ def promise(run: Run, engine: str, row: BenchRow | None, batch: int) -> Promise:
     bench_ms = lat.median if lat else None
     verdict = lat.verdict(target) if lat else None
     searched = ch.latency_by_engine.get(engine)
+    pair = side_by_side(run, engine, measured) if row else None
     return Promise(engine=engine, batch=batch, target_ms=target, confidence=confidence,
                    predicted_ms=ch.predicted_by_engine.get(engine), search_measured_ms=measured,
                    search_latency=searched, disagreement=disagreement(searched, lat, target),
                    bench_median_ms=bench_ms, bench_latency=lat.as_dict() if lat else None,
                    bench_vs_search=bench_ms / measured if bench_ms and measured else None, verdict=verdict,
                    meets_target=None if verdict is None else verdict == "meets",
-                   warning=lat.stability.warning if lat else None)
+                   warning=lat.stability.warning if lat else None, side_by_side=pair)
+
+
+def side_by_side(run: Run, engine: str, search_ms: float | None) -> SideBySide | None:
+    """The shipped engine's file against the search's network of the chosen architecture on that engine (built
+    from its latency table, as the search's finalists were), timed together by the search's clock in the bench's
+    clean process; None where the engine had no latency table (the search did not time it)."""
+    from ..bench.side_by_side import side_by_side as pair
+
+    table = run.results.latency.tables.get(engine)
+    if table is None:
+        return None
+    return pair(run.out / "export", engine, table.lut, run.results.search.chosen.arch, run.engine_device(engine),
+                run.cfg.search.clock, search_ms, seed=run.cfg.seed)
 
 
 def ship(run: Run, folder, engine: str, kept: Promise) -> dict[str, str]:
