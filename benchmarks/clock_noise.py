@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     shape = (1, 3, s.size, s.size)
     clock = Clock(repeats=args.repeats, rounds=args.rounds)
     groups = []
-    for backend, dtype in parse_engines(args.engines):
+    for engine in parse_engines(args.engines):
+        backend, dtype = engine.backend, engine.dtype
         why = unavailable_reason(backend, "cpu") or dtype_reason(backend, dtype, "cpu")
         if why:
             print(f"{backend}:{dtype} skipped: {why}")

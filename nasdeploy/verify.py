@@ -74,7 +74,7 @@ def _verify(spec: str, data: str, opt: VerifyOptions) -> VerifyResult:
         engine = opt.engine or next(iter(export.engines))
         setting, reference = export.setting, {}
         run = export.runner(engine, opt.device, (1, opt.batch_size))
-        backend, dtype = engine.split(":")
+        backend, dtype = export.engine(engine).backend, export.engine(engine).dtype
     else:
         if opt.backend != "torch" or opt.dtype != "fp32":
             require(opt.backend, opt.dtype, opt.device)
@@ -115,9 +115,9 @@ def _verify(spec: str, data: str, opt: VerifyOptions) -> VerifyResult:
     chk = check_reference(acc.top1, reference, opt.tolerance)
     result.reference_top1, result.passed = chk.reference_top1, chk.passed
     if export is not None:
-        why = export.isa_mismatch(f"{backend}:{dtype}")
+        why = export.isa_mismatch(engine)
         if why:
-            result.isa_note = f"{backend}:{dtype} {why}: its accuracy gate was run again here"
+            result.isa_note = f"{engine} {why}: its accuracy gate was run again here"
             result.gate = _regate(export, run, data, opt.budget, lo, hi)
     return result
 

@@ -78,7 +78,7 @@ BREAKS = [
           "tests/test_isa.py::test_portable_graphs_keep_weights_off_the_saturating_range"),
     Break("bench-rebuilds-exported-engine", "bench rebuilds an export's engines from its model.pt instead of running "
           "the files", "nasdeploy/bench/source.py",
-          'lambda e=engine: self.export.runner(e, dev, (n, n))',
+          'lambda e=e.name: self.export.runner(e, dev, (n, n))',
           'lambda b=b, d=d: make_runner(RunnerSpec(b, shape, dev, d), self.plain, sources=self.sources)',
           "tests/test_manifest.py::test_bench_runs_the_exported_file_not_a_rebuild"),
     Break("search-reads-test-images", "the search scores subnets on the test split",

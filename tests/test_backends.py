@@ -9,7 +9,8 @@ import textwrap
 import pytest
 
 import nasdeploy.backends as B
-from nasdeploy.backends import DTYPES, backend_names, get_backend, parse_engines
+from nasdeploy.backends import (DTYPES, Engine, RunnerSpec, backend_names, get_backend, make_runner, parse_engines,
+                                unavailable_reason)
 from nasdeploy.data import SMALL_INPUT_STRIDES
 from nasdeploy.errors import UsageError
 from nasdeploy.nas.net import Network
@@ -34,11 +35,40 @@ def test_every_module_is_one_registered_backend_with_known_precisions():
                 assert (why is None) == (dt in runs) or (dt == "bf16" and n == "openvino"), (n, kind, dt, why)
 
 
-def test_engine_names_parse_with_a_default_precision():
-    assert parse_engines("onnxruntime, openvino:int8") == [("onnxruntime", "fp32"), ("openvino", "int8")]
-    for bad, frag in (("tvm", "unknown backend"), ("onnxruntime:int3", "unknown precision"), (",", "no engine")):
+def test_engine_names_parse_with_a_default_precision_and_optional_threads():
+    assert parse_engines("onnxruntime, openvino:int8, openvino:bf16@1, onnxruntime@2") == [
+        Engine("onnxruntime", "fp32"), Engine("openvino", "int8"), Engine("openvino", "bf16", 1),
+        Engine("onnxruntime", "fp32", 2)]
+    for bad, frag in (("tvm", "unknown backend"), ("onnxruntime:int3", "unknown precision"), (",", "no engine"),
+                      ("openvino:bf16@0", "at least 1"), ("openvino:bf16@two", "BACKEND"),
+                      ("openvino:bf16@", "BACKEND"), ("torch:fp32@1", "PyTorch threads")):
         with pytest.raises(UsageError, match=frag):
             parse_engines(bad)
+
+
+@pytest.mark.parametrize("engine", [Engine("onnxruntime", "fp32"), Engine("openvino", "bf16", 1),
+                                    Engine("onnxruntime", "int8", 3), Engine("aoti", "fp16")])
+def test_an_engines_name_reads_back_as_the_same_engine(engine):
+    assert Engine.parse(engine.name) == engine and str(engine) == engine.name
+    assert ("@" in engine.name) == (engine.threads is not None)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_runner_runs_with_the_threads_its_engine_names(backend, threads):
+    """What an engine names is what its runtime is given (not NASDEPLOY_THREADS, not the usable cores)."""
+    import torch
+    from torch import nn
+
+    if unavailable_reason(backend, "cpu"):
+        pytest.skip(unavailable_reason(backend, "cpu"))
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()).eval()
+    r = make_runner(RunnerSpec(backend, (1, 3, 8, 8), "cpu", "fp32", threads=threads), model)
+    assert r.threads == threads and f"{threads} thread(s)" in r.notes()
+    told = r.session.get_session_options().intra_op_num_threads if backend == "onnxruntime" else \
+        int(r.compiled.get_property("INFERENCE_NUM_THREADS"))
+    assert told == threads  # what the runtime itself holds
+    assert r(torch.randn(1, 3, 8, 8)).shape == (1, 144)
 
 
 PLUGIN = '''

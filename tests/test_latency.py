@@ -229,3 +229,27 @@ def test_error_metrics_and_tau_against_scipy_free_references():
     assert kendall_tau([1, 2, 3, 4], [1, 2, 3, 4]) == 1.0 and kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
     # tau-b with ties, worked by hand: x=(1,2,2,3), y=(1,3,2,3): C=4, D=0, ties x only 1, y only 1
     assert kendall_tau([1, 2, 2, 3], [1, 3, 2, 3]) == pytest.approx(4 / np.sqrt(5 * 5))
+
+
+@pytest.mark.parametrize("threads", [None, 1, 2])
+def test_a_table_names_the_threads_its_engine_ran_with(tmp_path, threads):
+    """A table measured for ENGINE@THREADS records them, is that engine, and times its blocks with them; a table
+    without them (older ones too) is the runtime's default."""
+    from dataclasses import replace
+
+    from nasdeploy.bench.timing import Clock
+    from nasdeploy.latency.measure import runner_for, settings_of
+    from torch import nn
+
+    s = replace(small(), threads=threads)
+    t = measure_table(s, tmp_path / "lut.json", positions=[0], progress=False)
+    assert t.threads == threads and t.engine == "onnxruntime:fp32" + (f"@{threads}" if threads else "")
+    back = LatencyTable.load(tmp_path / "lut.json")
+    assert back.threads == threads and back.engine == t.engine and back.setting() == t.setting()
+    d = json.loads((tmp_path / "lut.json").read_text())
+    d.pop("threads")
+    (tmp_path / "old.json").write_text(json.dumps(d))
+    assert LatencyTable.load(tmp_path / "old.json").threads is None  # a table from before threads were recorded
+    if threads:  # what the search's finalists and the speed check build from the table runs with them
+        r = runner_for(nn.Sequential(nn.Conv2d(3, 4, 3)).eval(), (1, 3, 8, 8), settings_of(t, Clock()))
+        assert r.threads == threads

@@ -178,3 +178,70 @@ def test_bench_runs_the_exported_file_not_a_rebuild(exported, tmp_path):
     row = next(x for x in json.loads(out.read_text())["rows"] if x["backend"] == "onnxruntime")
     assert row["files"]["model.onnx"] == sha256(e / "model.onnx")
     assert row["parity"]["max_rel"] > 1e-2  # another network's logits: the file itself ran
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_an_engine_ships_and_is_benched_with_the_threads_it_names(exported, tmp_path, threads):
+    """An engine that names its threads (onnxruntime:fp32@N) is listed under that name with them in the manifest;
+    the export folder's runner and `nasdeploy bench` of the folder run it with them, beside plain ONNX Runtime at
+    the runtime's default threads (the reference every engine must beat)."""
+    from nasdeploy.backends import Engine
+    from nasdeploy.backends.base import runtime_threads
+
+    name = f"onnxruntime:fp32@{threads}"
+    export_model(str(exported / "n.pt"), tmp_path / "e", opt=ExportOptions(
+        engines=[Engine("onnxruntime", "fp32", threads)], parity_images=8))
+    m = ExportFolder.open(tmp_path / "e")
+    assert list(m.engines) == [name] and m.entry(name)["threads"] == threads
+    assert m.engine(name) == Engine("onnxruntime", "fp32", threads)
+    assert m.runner(name).session.get_session_options().intra_op_num_threads == threads
+    out = tmp_path / "b.json"
+    r = run_cli("bench", str(tmp_path / "e"), "--batch", "1", "--repeats", "3", "--rounds", "1", "--json", str(out),
+                "--no-progress")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(out.read_text())["rows"]
+    mine = next(x for x in rows if x["engine_threads"] == threads)
+    assert mine["threads"] == threads and mine["files"] == m.entry(name)["files"]
+    ref = next(x for x in rows if x["backend"] == "onnxruntime" and x["engine_threads"] is None)
+    assert ref["threads"] == runtime_threads() and ref["files"] is None  # built for the run, as a user runs it
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda e: e.__setitem__("threads", 0), "threads must be a whole number"),
+    (lambda e: e.__setitem__("threads", "2"), "threads must be a whole number"),
+    (lambda e: e.__setitem__("threads", 3), "the name must say what it runs"),
+])
+def test_a_manifest_whose_threads_are_wrong_is_refused_in_one_line(exported, tmp_path, edit, says):
+    e = _copy(exported, tmp_path)
+    m = json.loads((e / "manifest.json").read_text())
+    edit(m["engines"]["onnxruntime:fp32"])
+    (e / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ArtifactError, match=says) as err:
+        ExportFolder.open(e)
+    assert "\n" not in str(err.value)
+
+
+def test_bench_times_every_engine_at_the_thread_counts_asked(exported, tmp_path):
+    """`bench --threads 1`: every engine of the folder also at one thread, as ENGINE@1 rows of the same files; the
+    JSON names the batch-1 serving layout that serves the most images on this machine's cores."""
+    from nasdeploy.backends.base import runtime_threads
+
+    out = tmp_path / "b.json"
+    r = run_cli("bench", str(exported / "e"), "--batch", "1", "--repeats", "3", "--rounds", "1", "--threads", "1",
+                "--json", str(out), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    rows = {(x["backend"], x["dtype"], x["engine_threads"]): x for x in res["rows"]}
+    m = ExportFolder.open(exported / "e")
+    for name in m.engines:
+        e = m.engine(name)
+        assert rows[(e.backend, e.dtype, None)]["threads"] == runtime_threads()
+        if runtime_threads() > 1:
+            one = rows[(e.backend, e.dtype, 1)]
+            assert one["threads"] == 1 and one["files"] == m.entry(name)["files"]
+    serving = res["serving"]
+    assert serving and serving[0]["images_per_s"] == max(s["images_per_s"] for s in serving)
+    assert all(s["instances"] * s["threads"] <= res["environment"]["cores"] for s in serving)
+    assert "most images/s at batch 1" in r.stdout
+    bad = run_cli("bench", str(exported / "e"), "--threads", "one")
+    assert bad.returncode == 2 and "--threads takes a comma list" in bad.stderr

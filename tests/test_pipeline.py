@@ -126,6 +126,7 @@ def test_tiny_pipeline_end_to_end(reference):
     assert promise["verdict"] == expected and promise["meets_target"] == (expected == "meets")
     assert abs(promise["bench_median_ms"] - lat["median"]) < 1e-6 and promise["statistic"] == "median of round medians"
     _side_by_side_pairs_the_shipped_file_with_the_searchs_network(results, text)
+    _per_layer_is_the_tables_own(results, text)
     _deployed_is_the_fastest_engine_that_passed(results)
     _shipped_is_what_was_timed_and_gated(results, out)
     _report_says_what_the_json_holds(text, json.loads((out / "report.json").read_text()))
@@ -140,7 +141,7 @@ def _side_by_side_pairs_the_shipped_file_with_the_searchs_network(results: dict,
     (the engine had a latency table); the ratio is round by round, the machine's drift against the search's figure."""
     promise, tables = results["deploy"]["latency"], results["latency"]["tables"]
     sb = promise["side_by_side"]
-    if promise["engine"] not in tables:
+    if promise["engine"].split("@")[0] not in tables:  # ENGINE@T: against the search's ENGINE
         assert sb is None
         return
     assert sb["engine"] == promise["engine"] and sb["batch"] == promise["batch"]
@@ -148,8 +149,26 @@ def _side_by_side_pairs_the_shipped_file_with_the_searchs_network(results: dict,
     assert len(a) == len(b) == sb["shipped_vs_searched"]["rounds"] >= 1
     ratios = [x / y for x, y in zip(a, b)]
     assert abs(sb["shipped_vs_searched"]["median"] - statistics.median(ratios)) < 1e-4
-    assert abs(sb["machine_vs_search"] - sb["searched"]["median"] / promise["search_measured_ms"]) < 1e-4
+    if promise["search_measured_ms"]:
+        assert abs(sb["machine_vs_search"] - sb["searched"]["median"] / promise["search_measured_ms"]) < 1e-4
     assert "Side by side after the bench" in text and f"{sb['shipped_vs_searched']['median']:.2f}x" in text
+
+
+def _per_layer_is_the_tables_own(results: dict, text: str) -> None:
+    """Where float32 ships beside a reduced-precision table, the report's per-layer figures are the tables' own
+    entries for the chosen architecture; the serving layout is named beside the latency choice."""
+    from nasdeploy.latency import LatencyTable
+
+    dp = results["deploy"]
+    assert "Serving at batch 1 on all" in text
+    if dp["engine"].split("@")[0].split(":")[1] != "fp32":
+        assert dp["per_layer"] is None
+        return
+    arch = results["search"]["chosen"]["arch"]
+    for engine, t in results["latency"]["tables"].items():
+        mine = [c["ms"][engine] for c in dp["per_layer"]]
+        assert mine == pytest.approx([ms for _, ms in LatencyTable.load(t["lut"]).breakdown(arch)], abs=1e-6)
+    assert "### Why no reduced precision ships here" in text and "onnxruntime:int8 / onnxruntime:fp32" in text
 
 
 def _step(path) -> int:
@@ -170,6 +189,7 @@ def test_killed_pipeline_resumes_to_the_uninterrupted_result(reference, tmp_path
 
     ref, _ = reference
     cfg = _config(tmp_path, "cut", tiny_tables)
+    cfg.write_text(cfg.read_text().replace("[bench]\n", "[bench]\nthreads = []\n"))  # no extra rows: what is resumed
     out = tmp_path / "cut"
     proc = subprocess.Popen(_cmd(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     kill_when(proc, lambda: _step(out / "supernet" / "checkpoint.pt") >= 2, "supernet step 2")
@@ -245,14 +265,23 @@ def _shipped_is_what_was_timed_and_gated(results: dict, out) -> None:
     from nasdeploy.export.manifest import sha256
 
     dp = results["deploy"]
-    timed = next(r["files"] for r in json.loads((out / "bench.json").read_text())["rows"]
-                 if f"{r['backend']}:{r['dtype']}" == dp["engine"] and r["batch"] == dp["batch"])
-    gated = results["accuracy"]["engines"][dp["engine"]]["files"]
+    row = next(r for r in json.loads((out / "bench.json").read_text())["rows"]
+               if _engine(r) == dp["engine"] and r["batch"] == dp["batch"])
+    timed, listed = row["files"], f"{row['backend']}:{row['dtype']}"  # ENGINE@T runs ENGINE's files
+    gated = results["accuracy"]["engines"][listed]["files"]
     shipped = {name: sha256(out / "deployed" / name) for name in timed}
     assert timed and timed == gated == shipped == dp["shipped_files"], (timed, gated, shipped)
     assert dp["same_files"] is True
     manifest = json.loads((out / "export" / "manifest.json").read_text())
-    assert manifest["engines"][dp["engine"]]["files"] == timed
+    assert manifest["engines"][listed]["files"] == timed
+    # the deployed manifest names the engine that ships with the threads it was timed with, and its folder runs it
+    # with them
+    from nasdeploy.export.manifest import ExportFolder
+
+    deployed = ExportFolder.open(out / "deployed")
+    assert list(deployed.engines) == [dp["engine"]]
+    assert deployed.entry(dp["engine"]).get("threads") == row["engine_threads"]
+    assert deployed.runner(dp["engine"]).threads == row["threads"]
     # the latency tables the search used are the candidates', and the report names the one shipped
     assert set(dp["latency_tables"]) == set(results["export"]["engines"])
     assert results["search"]["best"]["engine"] in dp["latency_tables"]
@@ -267,23 +296,29 @@ def _deployed_is_the_fastest_engine_that_passed(results: dict) -> None:
 
     ref, n = acc["torch_folded"]["top1"], acc["images"]
     informative = wilson(round(ref * n / 100), n)[0] > 10.0  # above chance on 10 classes: the labels decide
-    speed = {f"{r['backend']}:{r['dtype']}": r["throughput"] for r in rows if r["batch"] == dp["batch"]}
-    passing = []
+    at = [r for r in rows if r["batch"] == dp["batch"]]
+    speed = {_engine(r): r["throughput"] for r in at}
     for e, a in acc["engines"].items():
         drop = ref - a["top1"] if informative else 100.0 - a["gate"]["agreement"]
         assert a["gate"]["basis"] == ("labels" if informative else "agreement"), e
         assert abs(a["gate"]["drop"] - drop) < 1e-9, e
         assert a["gate"]["passed"] == (drop <= dp["budget"]), e
-        if a["gate"]["passed"] and e in speed:
-            passing.append((speed[e], e))
-    verdict = {f"{r['backend']}:{r['dtype']}": (r.get("target") or {}).get("verdict") for r in rows
-               if r["batch"] == dp["batch"]}
+    # every exported engine's row competes, and so does each at the other thread counts the bench timed (the same
+    # files: the same gate)
+    from nasdeploy.backends.base import runtime_threads
+
+    assert any(r["engine_threads"] == 1 for r in at if r["files"]) == (runtime_threads() > 1)
+    passing = [(r["throughput"], _engine(r)) for r in at if r["files"]
+               and acc["engines"][f"{r['backend']}:{r['dtype']}"]["gate"]["passed"]]
+    assert sorted(c["engine"] for c in dp["candidates"] if c["throughput"] is not None) == \
+        sorted(_engine(r) for r in at if r["files"])
+    verdict = {_engine(r): (r.get("target") or {}).get("verdict") for r in at}
     holding = [(t, e) for t, e in passing if verdict.get(e) == "meets"]
     assert sorted(dp["holding_target"]) == sorted(e for _, e in holding)
     pool = holding or passing  # the target first: only engines that hold it compete, where some do
     fastest = max(pool)[1]
     assert dp["fastest"] == fastest
-    rounds = {f"{r['backend']}:{r['dtype']}": r["latency"]["round_medians"] for r in rows if r["batch"] == dp["batch"]}
+    rounds = {_engine(r): r["latency"]["round_medians"] for r in at}
     ref_rounds = rounds["onnxruntime:fp32"]
     assert 2 <= len(ref_rounds) <= 6  # the config's bench rounds, up to the cap for a row not decided
     ref_in = any(e == "onnxruntime:fp32" for _, e in pool)
@@ -294,6 +329,11 @@ def _deployed_is_the_fastest_engine_that_passed(results: dict) -> None:
     assert dp["engine"] == shipped
     ort = speed["onnxruntime:fp32"]
     assert abs(dp["vs_reference"] - speed[dp["engine"]] / ort) < 1e-9
+
+
+def _engine(row: dict) -> str:
+    """A bench row's engine, as bench.json records it: BACKEND:PRECISION[@THREADS]."""
+    return f"{row['backend']}:{row['dtype']}" + (f"@{row['engine_threads']}" if row.get("engine_threads") else "")
 
 
 def _table(text: str, header_start: str) -> list[list[str]]:

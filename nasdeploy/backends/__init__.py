@@ -18,10 +18,10 @@ from torch import nn
 
 from ..device import check_device
 from ..errors import DeviceError, UsageError
-from .base import (DTYPES, Backend, Runner, Sources, Target, device_context, device_kind, parse_dtype,
+from .base import (DTYPES, Backend, Engine, Runner, Sources, Target, device_context, device_kind, parse_dtype,
                    quiet_cpu_compiler, tf32_mode, tf32_state)
 
-__all__ = ["DTYPES", "Backend", "Runner", "RunnerSpec", "Sources", "Target", "backend_names", "default_engines",
+__all__ = ["DTYPES", "Backend", "Engine", "Runner", "RunnerSpec", "Sources", "Target", "backend_names", "default_engines",
            "device_context", "device_kind", "dtype_reason", "engine_help", "get_backend", "make_runner", "parse_dtype",
            "parse_engines", "quiet_cpu_compiler", "reference_engine", "refresh_registry", "require", "table_backend",
            "tf32_mode", "tf32_state", "unavailable_reason"]
@@ -74,18 +74,19 @@ def get_backend(name: str) -> Backend:
         raise UsageError(f"unknown backend '{name}': choose from {', '.join(backend_names())}") from None
 
 
-def default_engines(device: str) -> list[tuple[str, str]]:
+def default_engines(device: str) -> list[Engine]:
     """The deployment candidates on ``device``: every backend's ``candidates`` there, in registry order."""
     kind = device_kind(device)
-    return [(b.name, d) for b in _registry().values() for d in b.candidates.get(kind, ())]
+    return [Engine(b.name, d) for b in _registry().values() for d in b.candidates.get(kind, ())]
 
 
-def reference_engine(device: str) -> tuple[str, str]:
-    """The engine every other must beat on ``device``, shipped when none is established faster."""
+def reference_engine(device: str) -> Engine:
+    """The engine every other must beat on ``device``, shipped when none is established faster (the runtime's
+    default threads: plain ONNX Runtime as a user runs it)."""
     kind = device_kind(device)
     for b in _registry().values():
         if kind in b.reference:
-            return b.name, b.reference[kind]
+            return Engine(b.name, b.reference[kind])
     raise UsageError(f"no reference engine is registered for {kind}")  # pragma: no cover - registry bug
 
 
@@ -111,26 +112,30 @@ def dtype_reason(backend: str, dtype: str, device: str) -> str | None:
     return get_backend(backend).precision_reason(dtype, device)
 
 
-def parse_engines(text: str | list[str], default_dtype: str = "fp32") -> list[tuple[str, str]]:
-    """``"onnxruntime,openvino:int8"`` -> [("onnxruntime", "fp32"), ("openvino", "int8")], names checked."""
+def parse_engines(text: str | list[str], default_dtype: str = "fp32") -> list[Engine]:
+    """``"onnxruntime,openvino:int8@1"`` -> [Engine("onnxruntime", "fp32"), Engine("openvino", "int8", 1)], names
+    checked."""
     items = text.split(",") if isinstance(text, str) else list(text)
     out = []
     for item in (i.strip() for i in items):
         if not item:
             continue
-        name, _, dtype = item.partition(":")
-        get_backend(name)
-        parse_dtype(dtype or default_dtype)
-        out.append((name, dtype or default_dtype))
+        e = Engine.parse(item, default_dtype)
+        b = get_backend(e.backend)
+        parse_dtype(e.dtype)
+        if e.threads is not None and not b.sets_threads:
+            raise UsageError(f"engine '{item}': {b.threads_reason(e.threads, 'cpu')}")
+        out.append(e)
     if not out:
-        raise UsageError(f"no engine named in '{text}': give BACKEND[:PRECISION], e.g. onnxruntime:int8")
+        raise UsageError(f"no engine named in '{text}': give BACKEND[:PRECISION][@THREADS], e.g. onnxruntime:int8")
     return out
 
 
-def require(backend: str, dtype: str, device: str) -> Backend:
-    """The backend, or a one-line refusal saying why it cannot run ``dtype`` on ``device`` here."""
+def require(backend: str, dtype: str, device: str, threads: int | None = None) -> Backend:
+    """The backend, or a one-line refusal saying why it cannot run ``dtype`` (with ``threads``) on ``device``
+    here."""
     b = get_backend(backend)
-    reason = b.unavailable(device) or b.precision_reason(dtype, device)
+    reason = b.unavailable(device) or b.precision_reason(dtype, device) or b.threads_reason(threads, device)
     if reason:
         raise DeviceError(f"backend {backend} cannot run {dtype} on {device} here: {reason}")
     return b
@@ -140,7 +145,8 @@ def require(backend: str, dtype: str, device: str) -> Backend:
 class RunnerSpec:
     """Which runner to build: ``backend`` for inputs of ``shape`` (batch, C, H, W) on ``device`` in ``dtype``.
     ``dynamic_batch``: the runner takes any batch from 1 to ``shape[0]`` (a ragged last batch); otherwise exactly
-    ``shape[0]`` where the backend fixes it. ``tf32``: CUDA fp32 may use TF32."""
+    ``shape[0]`` where the backend fixes it. ``tf32``: CUDA fp32 may use TF32. ``threads``: the CPU threads its
+    runtime runs with."""
 
     backend: str
     shape: tuple[int, ...]
@@ -148,10 +154,12 @@ class RunnerSpec:
     dtype: str = "fp32"
     dynamic_batch: bool = False
     tf32: bool = False
+    threads: int | None = None  # CPU threads (None: the runtime's default, ``base.runtime_threads``)
 
     def target(self) -> Target:
         n = self.shape[0]
-        return Target(tuple(self.shape), (1, n) if self.dynamic_batch else (n, n), self.device, self.dtype, self.tf32)
+        return Target(tuple(self.shape), (1, n) if self.dynamic_batch else (n, n), self.device, self.dtype, self.tf32,
+                      self.threads)
 
 
 def make_runner(spec: RunnerSpec, model: nn.Module, *, workdir: str | Path | None = None, calibration=None,
@@ -164,7 +172,7 @@ def make_runner(spec: RunnerSpec, model: nn.Module, *, workdir: str | Path | Non
     ``Sources``, which then outlives the runner. ``workdir``: where its files go (default: a temporary folder).
     """
     check_device(spec.device)
-    b = require(spec.backend, spec.dtype, spec.device)
+    b = require(spec.backend, spec.dtype, spec.device, spec.threads)
     target = spec.target()
     made = {k: Path(v) for k, v in (graphs or {}).items()}
     if sources is not None:  # shared with the caller's other runners: every graph (INT8 included) made once

@@ -86,6 +86,7 @@ class Target:
     device: str = "cpu"
     dtype: str = "fp32"
     tf32: bool = False  # CUDA fp32: allow TF32 (off: fp32 means float32)
+    threads: int | None = None  # CPU threads the runtime runs with (None: NASDEPLOY_THREADS or the usable cores)
 
     @property
     def dynamic(self) -> bool:
@@ -94,6 +95,36 @@ class Target:
     @property
     def chw(self) -> tuple[int, ...]:
         return tuple(self.shape[1:])
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What runs a model: a runtime (backend), a precision and, on the CPU, the threads it runs with. Its name is
+    ``BACKEND:PRECISION`` or ``BACKEND:PRECISION@THREADS`` (``openvino:bf16@1``); without threads the runtime uses
+    ``NASDEPLOY_THREADS`` or every usable core. A latency table, a bench row, an export's engine and the engine that
+    ships all carry it, so what ships runs with the threads it was timed with."""
+
+    backend: str
+    dtype: str = "fp32"
+    threads: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend}:{self.dtype}" + (f"@{self.threads}" if self.threads else "")
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def parse(cls, text: str, default_dtype: str = "fp32") -> "Engine":
+        """``onnxruntime``, ``openvino:int8``, ``openvino:bf16@1`` -> an Engine (the names themselves are
+        checked by the registry, ``backends.parse_engines``)."""
+        head, at, threads = str(text).strip().partition("@")
+        name, _, dtype = head.partition(":")
+        if not name or (at and not (threads.isdigit() and int(threads) >= 1)):
+            raise UsageError(f"engine '{text}' is not BACKEND[:PRECISION][@THREADS] (e.g. openvino:bf16@1; THREADS "
+                             "a whole number of at least 1)")
+        return cls(name, dtype or default_dtype, int(threads) if at else None)
 
 
 class Runner:
@@ -218,6 +249,9 @@ class Backend:
     # a native runtime that can take its process down (a crash loading a package): `bench` builds, loads and times
     # it in a process of its own, so that a crash costs its row and not the run
     isolated = False
+    # whether a runner of its own sets the CPU threads it runs with (ONNX Runtime, OpenVINO); PyTorch's threads
+    # belong to the process, so an engine of a PyTorch backend names none
+    sets_threads = False
 
     @property
     def fixed_batch(self) -> bool:
@@ -232,6 +266,17 @@ class Backend:
             return f"the {self.name} backend runs on {where}, not {kind}"
         if self.package and not installed(self.package):
             return f"{self.package} is not installed ({self.install_hint})"
+        return None
+
+    def threads_reason(self, threads: int | None, device: str) -> str | None:
+        """Why an engine of this backend cannot name ``threads`` on ``device``, or None."""
+        if threads is None:
+            return None
+        if device_kind(device) != "cpu":
+            return "threads are a CPU setting; leave @THREADS out on a GPU"
+        if not self.sets_threads:
+            return (f"the {self.name} backend runs with the process's PyTorch threads; leave @THREADS out (set "
+                    "OMP_NUM_THREADS for the process instead)")
         return None
 
     def precision_reason(self, dtype: str, device: str) -> str | None:

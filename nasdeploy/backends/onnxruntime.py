@@ -82,6 +82,7 @@ class OrtBackend(Backend):
     dtypes = {"cpu": ("fp32", "int8"), "cuda": ("fp32",)}
     candidates = {"cpu": ("fp32", "int8"), "cuda": ("fp32",)}
     table_default = ("cpu",)
+    sets_threads = True
     reference = {"cpu": "fp32"}  # what CPU users compare with: the model in plain ONNX Runtime
 
     def unavailable(self, device: str) -> str | None:
@@ -99,7 +100,7 @@ class OrtBackend(Backend):
         return src.onnx(target.dtype)
 
     def load(self, src: Sources | None, path: Path | None, target: Target) -> Runner:
-        return OrtRunner(str(path), target.device)
+        return OrtRunner(str(path), target.device, target.threads)
 
 
 BACKEND = OrtBackend()

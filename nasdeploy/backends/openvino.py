@@ -75,6 +75,7 @@ class OpenVinoBackend(Backend):
     install_hint = INSTALL_HINT
     dtypes = {"cpu": ("fp32", "bf16", "int8")}
     candidates = {"cpu": ("fp32", "int8", "bf16")}
+    sets_threads = True
 
     def precision_reason(self, dtype: str, device: str) -> str | None:
         why = super().precision_reason(dtype, device)
@@ -89,7 +90,7 @@ class OpenVinoBackend(Backend):
         return src.onnx("int8", quantizer="nncf") if target.dtype == "int8" else src.onnx("fp32")
 
     def load(self, src: Sources | None, path: Path | None, target: Target) -> Runner:
-        return OvRunner(path, target.dtype, target.batch_range, target.chw)
+        return OvRunner(path, target.dtype, target.batch_range, target.chw, target.threads)
 
 
 BACKEND = OpenVinoBackend()

@@ -54,6 +54,12 @@ def _version(pkg: str) -> str | None:
         return None
 
 
+def _usable_cores() -> int:
+    from ..backends.base import usable_cores
+
+    return usable_cores()
+
+
 def environment(device: str) -> dict:
     env = {
         "device": device,
@@ -68,6 +74,7 @@ def environment(device: str) -> dict:
         "int8_class": this_cpu().int8_class,  # vnni | no-vnni (16-bit saturating INT8 products) | arm | other
         "python": platform.python_version(),
         "torch_threads": torch.get_num_threads(),
+        "cores": _usable_cores(),
     }
     if device.startswith("cuda"):
         from ..backends.base import tf32_state

@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from ..backends import Runner, device_context, parse_dtype, reference_engine, tf32_mode, unavailable_reason
+from ..backends import Engine, Runner, device_context, parse_dtype, reference_engine, tf32_mode, unavailable_reason
 from ..deploy import Contender
 from ..device import check_device
 from ..errors import DeviceError, NasDeployError, UsageError
@@ -60,6 +60,9 @@ class BenchOptions:
     target_ms: float | None = None
     target_batch: int = 1
     confidence: float = DEFAULT_CONFIDENCE
+    # CPU: each engine that names no threads is also timed at each of these thread counts (rows ENGINE@THREADS,
+    # the same files), so which thread count pays on this CPU is measured, not assumed
+    threads: list[int] | None = None
     # called with the result after each model and batch (and before their timing, once built): the CLI writes its
     # JSON there, so a run killed or crashed later keeps what it measured
     on_update: Callable[["BenchResult"], None] | None = None
@@ -86,6 +89,8 @@ class BenchOptions:
             raise UsageError(f"--repeats must be at least 1, got {self.repeats}")
         for d in self.dtypes or []:
             parse_dtype(d)
+        if any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in self.threads or []):
+            raise UsageError(f"--threads values must be whole numbers of at least 1, got {self.threads}")
         if "int8" in (self.dtypes or []) and not exports:
             self.quant = (self.quant or QuantOptions()).check()
         return self
@@ -112,10 +117,12 @@ class BenchRow:
     files: dict | None = None  # the export's files this row ran, with their sha256 (None: built for this run)
     vs_compile_dtype: str | None = None
     target: dict | None = None  # against a latency target: {"target_ms", "verdict"} (meets, misses, undecided)
+    engine_threads: int | None = None  # the threads its engine names (BACKEND:PRECISION@THREADS); None: the default
 
     @property
     def engine(self) -> str:
-        return f"{self.backend}:{self.dtype}"
+        """BACKEND:PRECISION, with @THREADS where the engine names its threads."""
+        return Engine(self.backend, self.dtype, self.engine_threads).name
 
     @property
     def round_latency(self) -> RoundLatency:
@@ -147,6 +154,29 @@ class BenchRow:
         return self.throughput / self.threads if self.threads else None
 
 
+@dataclass(frozen=True)
+class ServingLayout:
+    """A way to serve one engine at batch 1 on the whole CPU: ``instances`` copies, each on ``threads`` cores of its
+    own. ``images_per_s`` is estimated as instances x one instance's measured throughput: instances on separate
+    cores are assumed not to slow one another (an upper estimate where cores share a cache or are hyperthreads)."""
+
+    model: str
+    engine: str
+    instances: int
+    threads: int
+    images_per_s: float
+    latency_ms: float  # one request's latency, as measured for one instance
+
+
+def serving_layouts(rows: list[BenchRow], cores: int) -> list[ServingLayout]:
+    """Every batch-1 CPU row that states its threads, as a serving layout on ``cores`` cores (best first)."""
+    out = [ServingLayout(r.model, r.engine, cores // r.threads, r.threads, cores // r.threads * r.throughput,
+                         r.median_ms)
+           for r in rows if r.batch == 1 and r.threads and r.threads <= cores and r.backend != BASELINE
+           and r.backend != COMPILE_REFERENCE]
+    return sorted(out, key=lambda s: -s.images_per_s)
+
+
 @dataclass
 class BenchResult:
     environment: dict
@@ -161,7 +191,7 @@ class BenchResult:
         the accuracy gate."""
         from ..deploy import choose_engine
 
-        ref = ":".join(reference_engine(self.environment["device"]))
+        ref = reference_engine(self.environment["device"]).name
         out = []
         for key in dict.fromkeys((r.model, r.batch) for r in self.rows):
             cands = [candidate(r) for r in self.rows if (r.model, r.batch) == key and r.backend != BASELINE
@@ -173,11 +203,16 @@ class BenchResult:
                             "accuracy": row.accuracy})
         return out
 
+    def serving(self) -> list[ServingLayout]:
+        """Batch-1 serving layouts on this CPU's cores, best throughput first (none on a GPU)."""
+        cores = self.environment.get("cores")
+        return [] if not cores or self.environment["device"].startswith("cuda") else serving_layouts(self.rows, cores)
+
     def as_dict(self) -> dict:
         return {"environment": self.environment, "baseline": BASELINE, "compile_reference": COMPILE_REFERENCE,
-                "reference_engine": ":".join(reference_engine(self.environment["device"])),
+                "reference_engine": reference_engine(self.environment["device"]).name,
                 "rows": [asdict(r) for r in self.rows], "skipped": self.skipped, "failed": self.failed,
-                "deployable": self.deployable(),
+                "deployable": self.deployable(), "serving": [asdict(s) for s in self.serving()],
                 "quantization": self.quantization, "isa_notes": self.isa_notes}
 
 
@@ -299,13 +334,13 @@ def _gate_for(src: Source, opt: BenchOptions, res: BenchResult):
     of another instruction-set class (its figures were measured elsewhere: scored again here)."""
     spec = opt.gate
     if src.export is not None:
-        for b, d in src.pairs:
-            why = src.export.isa_mismatch(f"{b}:{d}")
+        for e in src.pairs:
+            why = src.export.isa_mismatch(e.name)
             if why:
-                note = f"{src.name} {b}:{d}: {why}: its accuracy gate is run again on this CPU"
+                note = f"{src.name} {e.name}: {why}: its accuracy gate is run again on this CPU"
                 log.warning(note)
                 res.isa_notes.append(note)
-                spec = spec or GateSpec(budget=(src.export.entry(f"{b}:{d}").get("gate") or {}).get("budget", 1.0))
+                spec = spec or GateSpec(budget=(src.export.entry(e.name).get("gate") or {}).get("budget", 1.0))
     if spec is None:
         return None
     from ..gate import held_out
@@ -369,7 +404,7 @@ def _rows(rows: list[PlannedRow], spec: str, n: int, x: torch.Tensor, opt: Bench
     compiled = {r.dtype: tput[id(r)] for r in timed if r.backend == COMPILE_REFERENCE}
     lowest_float = next((d for d in ("fp16", "bf16", "fp32") if d in compiled), None)
     ref_engine = reference_engine(opt.device)
-    ref = next((tput[id(r)] for r in timed if (r.backend, r.dtype) == ref_engine), None)
+    ref = next((tput[id(r)] for r in timed if r.engine == ref_engine), None)
     for r in timed:
         cp = None
         if opt.device.startswith("cuda"):
@@ -381,7 +416,7 @@ def _rows(rows: list[PlannedRow], spec: str, n: int, x: torch.Tensor, opt: Bench
             spec, r.backend, r.dtype, n, tput[id(r)], lat[id(r)], cp.as_dict() if cp else None, tput[id(r)] / tput[id(base)], note,
             tput[id(r)] / compiled[vs_dtype] if vs_dtype else None, _parity(base.out, r.out),
             tput[id(r)] / ref if ref else None, r.runner.threads, r.accuracy, r.files,
-            vs_dtype, _verdict(lat[id(r)], target, opt.confidence)))
+            vs_dtype, _verdict(lat[id(r)], target, opt.confidence), engine_threads=r.threads))
 
 
 def _verdict(lat: dict, target: float | None, confidence: float) -> dict | None:

@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from ..backends import (Runner, RunnerSpec, Sources, backend_names, dtype_reason, get_backend, make_runner, parse_dtype,
+from ..backends import (Engine, Runner, RunnerSpec, Sources, backend_names, get_backend, make_runner, parse_dtype,
                         reference_engine, unavailable_reason)
 from ..backends.compile import CompileRunner
 from ..backends.torch_eager import TorchRunner
@@ -41,6 +41,11 @@ class PlannedRow:
     rounds: list = field(default_factory=list)
     out: torch.Tensor | None = None  # its output on the timed input (parity against the baseline)
     accuracy: dict | None = None
+    threads: int | None = None  # the threads its engine names (None: the runtime's default)
+
+    @property
+    def engine(self) -> Engine:
+        return Engine(self.backend, self.dtype, self.threads)
 
 
 class Source:
@@ -54,8 +59,8 @@ class Source:
         if self.export is not None:
             self.name = str(self.export.path)
             self.setting = self.export.setting
-            for b, d in self._pairs([]):  # an altered, missing or outside file: refused before any work
-                self.export.check_files(f"{b}:{d}")
+            for e in self._pairs([]):  # an altered, missing or outside file: refused before any work
+                self.export.check_files(e.name)
             self.plain = self.export.plain()
             self.baseline_model, self.what = self.plain, "the export's folded model.pt"
         else:
@@ -74,29 +79,31 @@ class Source:
     def close(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
 
-    def _pairs(self, skipped: list[dict]) -> list[tuple[str, str]]:
-        """The engines to time (an export's own, else every registered one), those that cannot run here listed in
-        ``skipped`` with the reason."""
+    def _pairs(self, skipped: list[dict]) -> list[Engine]:
+        """The engines to time (an export's own, with the threads each names, else every registered one), those
+        that cannot run here listed in ``skipped`` with the reason."""
         opt = self.opt
         if self.export is not None:
-            pairs = [(e["backend"], e["precision"]) for e in self.export.engines.values()]
-            pairs = [(b, d) for b, d in pairs if (opt.backends is None or b in opt.backends)
-                     and (opt.dtypes is None or d in opt.dtypes)]
+            pairs = [self.export.engine(name) for name in self.export.engines]
+            pairs = [e for e in pairs if (opt.backends is None or e.backend in opt.backends)
+                     and (opt.dtypes is None or e.dtype in opt.dtypes)]
         else:
             cuda = opt.device.startswith("cuda")
             dtypes = opt.dtypes or (["fp32", "fp16"] if cuda else ["fp32"])
-            pairs = [(b, d) for b in (opt.backends or backend_names()) for d in dtypes]
+            pairs = [Engine(b, d) for b in (opt.backends or backend_names()) for d in dtypes]
         live = []
-        for b, d in pairs:
-            why = unavailable_reason(b, opt.device) or dtype_reason(b, d, opt.device)
+        for e in pairs:
+            b = get_backend(e.backend)
+            why = b.unavailable(opt.device) or b.precision_reason(e.dtype, opt.device) or \
+                b.threads_reason(e.threads, opt.device)
             if why:
-                skipped.append({"model": self.name, "backend": b, "dtype": d, "reason": why})
+                skipped.append({"model": self.name, "backend": e.backend, "dtype": e.dtype, "reason": why})
             else:
-                live.append((b, d))
+                live.append(e)
         return live
 
     def _calibration(self, quantization: dict[str, dict]):
-        if self.export is not None or not any(d == "int8" for _, d in self.pairs):
+        if self.export is not None or not any(e.dtype == "int8" for e in self.pairs):
             return None
         from ..quantize import calibration_images
 
@@ -106,6 +113,30 @@ class Source:
                                        "calibration_images": calib.images}
         return calib
 
+    def _other_threads(self, n: int, shape: tuple[int, ...]) -> list[PlannedRow]:
+        """Rows of the engines that name no threads at each of ``opt.threads`` other than the runtime's default
+        (CPU runtimes that set their own threads): the same files or graphs, another thread count."""
+        from ..backends.base import runtime_threads
+
+        opt, dev, out = self.opt, self.opt.device, []
+        if dev.startswith("cuda"):
+            return out
+        for e in self.pairs:
+            if e.threads is not None or not get_backend(e.backend).sets_threads or get_backend(e.backend).isolated:
+                continue
+            for t in dict.fromkeys(opt.threads or []):
+                if t == runtime_threads():
+                    continue
+                if self.export is not None:
+                    make = (lambda e=e.name, t=t: self.export.runner(e, dev, (n, n), threads=t))
+                    rows_files, note = self.export.entry(e.name)["files"], "the export's files"
+                else:
+                    make = (lambda e=e, t=t: make_runner(RunnerSpec(e.backend, shape, dev, e.dtype, threads=t),
+                                                         self.plain, sources=self.sources))
+                    rows_files, note = None, "folded"
+                out.append(PlannedRow(e.backend, e.dtype, note, make, rows_files, threads=t))
+        return out
+
     def rows(self, n: int) -> list[PlannedRow]:
         opt, cuda = self.opt, self.opt.device.startswith("cuda")
         shape = (n, 3, self.setting.size, self.setting.size)
@@ -114,29 +145,33 @@ class Source:
         rows = [PlannedRow(BASELINE, "fp32", f"{self.what}, eager, no CUDA graph",
                      lambda: TorchRunner(copy.deepcopy(base), dev, torch.float32, cuda_graph=False))]
         if opt.compile_reference if opt.compile_reference is not None else cuda:
-            floats = [d for d in dict.fromkeys(d for _, d in self.pairs) if d in FLOAT_DTYPES] or ["fp32"]
+            floats = [d for d in dict.fromkeys(e.dtype for e in self.pairs) if d in FLOAT_DTYPES] or ["fp32"]
             rows += [PlannedRow(COMPILE_REFERENCE, d, "unfolded, torch.compile default mode, channels_last",
                           lambda d=d: CompileRunner(copy.deepcopy(base), dev, parse_dtype(d), channels_last=True))
                      for d in floats]
         ref = reference_engine(dev)
-        for b, d in self.pairs:
+        for e in self.pairs:
+            b, d = e.backend, e.dtype
             alone = get_backend(b).isolated  # a native runtime that can crash: a process of its own
             if self.export is not None:
-                engine = f"{b}:{d}"
-                load = (lambda e=engine: isolated.load_export(self.export.path, e, dev, n)) if alone else \
-                    (lambda e=engine: self.export.runner(e, dev, (n, n)))
-                rows.append(PlannedRow(b, d, "the export's files", load, self.export.entry(engine)["files"]))
+                load = (lambda e=e.name: isolated.load_export(self.export.path, e, dev, n)) if alone else \
+                    (lambda e=e.name: self.export.runner(e, dev, (n, n)))
+                rows.append(PlannedRow(b, d, "the export's files", load, self.export.entry(e.name)["files"],
+                                       threads=e.threads))
             else:
                 build = (lambda b=b, d=d: isolated.build_model(b, self.plain, shape, dev, d, opt.tf32,
                                                                self.sources)) if alone else \
-                    (lambda b=b, d=d: make_runner(RunnerSpec(b, shape, dev, d, tf32=opt.tf32), self.plain,
-                                                  sources=self.sources))
-                rows.append(PlannedRow(b, d, "folded" + (", CUDA graph" if b == "torch" and cuda else ""), build))
-        if self.export is not None and ref not in self.pairs and not unavailable_reason(ref[0], dev):
-            rows.append(PlannedRow(*ref, "the reference, built for this run from the export's model.pt",
-                             lambda: make_runner(RunnerSpec(ref[0], shape, dev, ref[1]), self.plain)))
+                    (lambda b=b, d=d, t=e.threads: make_runner(RunnerSpec(b, shape, dev, d, tf32=opt.tf32, threads=t),
+                                                               self.plain, sources=self.sources))
+                rows.append(PlannedRow(b, d, "folded" + (", CUDA graph" if b == "torch" and cuda else ""), build,
+                                       threads=e.threads))
+        rows += self._other_threads(n, shape)
+        if self.export is not None and ref not in self.pairs and not unavailable_reason(ref.backend, dev):
+            rows.append(PlannedRow(ref.backend, ref.dtype, "the reference, built for this run from the export's "
+                                   "model.pt", lambda: make_runner(RunnerSpec(ref.backend, shape, dev, ref.dtype),
+                                                                   self.plain)))
         if cuda:
             tf32 = f", TF32 {'on' if opt.tf32 else 'off'}"
-            rows = [PlannedRow(r.backend, r.dtype, r.note + (tf32 if r.dtype == "fp32" else ""), r.make, r.files)
-                    for r in rows]
+            rows = [PlannedRow(r.backend, r.dtype, r.note + (tf32 if r.dtype == "fp32" else ""), r.make, r.files,
+                               threads=r.threads) for r in rows]
         return rows

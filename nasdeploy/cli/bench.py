@@ -30,6 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default=None,
                    help="comma list of fp32,fp16,bf16,int8 (default fp32,fp16 on CUDA, fp32 on CPU; an export folder: "
                         "its own engines); each backend runs the ones it can, the rest are listed as skipped")
+    p.add_argument("--threads", default=None,
+                   help="CPU: also time every engine that names no threads at each of these thread counts, as "
+                        "ENGINE@THREADS rows (comma list, e.g. 1,2): which pays is measured on this CPU; an export's "
+                        "engine that names its threads (onnxruntime:fp32@1) always runs with them")
     p.add_argument("--tf32", action="store_true",
                    help="let fp32 rows use TF32 on GPUs that have it (off by default: fp32 means float32)")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per round (default 50 CPU, 100 CUDA)")
@@ -104,7 +108,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                        args.calib_data or args.data, quant_options(args),
                        GateSpec(args.data, args.gate_images, parse_budget(args.budget)) if args.accuracy else None,
                        not args.no_progress, target_ms=_target(args.latency_target), target_batch=args.target_batch,
-                       confidence=args.latency_confidence,
+                       confidence=args.latency_confidence, threads=_thread_counts(args.threads),
                        on_update=(lambda res: write_json(args.json, res.as_dict())) if args.json else None)
     res = bench(models, opt)
     t = Table(title=f"nasdeploy bench on {res.environment['device_name']} (speed-up over PyTorch eager fp32, same run)")
@@ -125,7 +129,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         lat = r.latency
         cp = f"{r.latency_with_copies['median']:.3f}" if r.latency_with_copies else "-"
         bounds = "-" if lat.get("upper") is None else f"[{lat['lower']:.3f}, {lat['upper']:.3f}]"
-        t.add_row(r.model, r.backend, r.dtype, str(r.batch), f"{r.throughput:,.1f}",
+        t.add_row(r.model, r.backend, r.dtype + (f"@{r.engine_threads}" if r.engine_threads else ""), str(r.batch), f"{r.throughput:,.1f}",
                   *([f"{r.per_core:,.1f}" if r.per_core is not None else "-"] if per_core else []),
                   f"{lat['median']:.3f}", bounds,
                   f"{lat['p90']:.3f}", f"{lat['p95']:.3f}", f"{lat['p99']:.3f}", cp, f"{r.speedup:.2f}x",
@@ -155,6 +159,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
                "in every round", None: "nothing to compare it with"}[d["faster_in_every_round"]]
         Console().print(f"[bold]engine to ship[/] (within the accuracy budget; {why}) for {d['model']} at batch "
                         f"{d['batch']}: {d['engine']} ({d['throughput']:,.1f} images/s{ratio})")
+    best = {}
+    for lay in res.serving():
+        best.setdefault(lay.model, lay)
+    for lay in best.values():
+        Console().print(f"[bold]most images/s at batch 1[/] for {lay.model} on all {res.environment['cores']} "
+                        f"cores: {lay.instances} x {lay.engine} at {lay.threads} thread(s), "
+                        f"{lay.images_per_s:,.0f} images/s (estimated: instances x one instance's images/s)")
     if args.json:
         write_json(args.json, res.as_dict())
     if args.plot:
@@ -165,6 +176,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
             series.setdefault(f"{r.model} {r.backend} {r.dtype}", []).append((r.batch, r.throughput))
         throughput_plot(args.plot, series, f"throughput vs batch on {res.environment['device_name']}")
     return 1 if res.failed else 0
+
+
+def _thread_counts(text: str | None) -> list[int] | None:
+    try:
+        return _csv(text, int)
+    except ValueError:
+        from ..errors import UsageError
+
+        raise UsageError(f"--threads takes a comma list of whole numbers (e.g. 1,2), got '{text}'") from None
 
 
 def _target(text: str | None) -> float | None:

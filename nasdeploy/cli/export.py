@@ -22,8 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="zoo name, card file (e.g. a search's best.toml) or nasdeploy checkpoint")
     p.add_argument("--weights", help="official or nasdeploy checkpoint for a zoo name or card")
     p.add_argument("--engines", default=None,
-                   help="engines as a comma list of BACKEND[:PRECISION], e.g. onnxruntime:int8,openvino:int8 "
-                        f"(default onnxruntime:fp32). Backends and precisions: {engine_help()}")
+                   help="engines as a comma list of BACKEND[:PRECISION][@THREADS], e.g. "
+                        "onnxruntime:int8,openvino:bf16@1 (default onnxruntime:fp32; @THREADS: the CPU threads the "
+                        "engine runs with, recorded in the manifest and used by bench and verify; without it the "
+                        f"runtime uses every usable core or NASDEPLOY_THREADS). Backends and precisions: {engine_help()}")
     p.add_argument("--onnx", action="store_true", help="= --engines onnxruntime:fp32")
     p.add_argument("--trt", action="store_true", help="= --engines tensorrt:fp32 (tensorrt:fp16 with --fp16)")
     p.add_argument("--aoti", action="store_true", help="= --engines aoti:fp32 (aoti:fp16 with --fp16), for --device")
@@ -43,13 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..backends import parse_engines
+    from ..backends import Engine, parse_engines
     from ..gate import parse_budget
 
     batch, dynamic = parse_batch(args.batch, args.dynamic_batch)
     engines = legacy_engines(args.onnx, args.trt, args.aoti, args.fp16)
     engines += parse_engines(args.engines) if args.engines else []
-    opt = ExportOptions(engines=engines or [("onnxruntime", "fp32")], batch=batch,
+    opt = ExportOptions(engines=engines or [Engine("onnxruntime", "fp32")], batch=batch,
                         dynamic=dynamic, fold=not args.no_fold, force=args.force, data=args.data,
                         parity_images=args.parity_images, device=args.device, quant=quant_options(args),
                         calib_data=args.calib_data, budget=parse_budget(args.budget), gate_images=args.gate_images,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+from ..backends import Engine
 from ..errors import ExportError, UsageError
 from ..io import check_output, provenance, write_json
 from ..quantize import QuantOptions
@@ -26,7 +27,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ExportOptions:
-    engines: list[tuple[str, str]] = field(default_factory=lambda: [("onnxruntime", "fp32")])  # (backend, precision)
+    # what to build: backends.Engine (runtime, precision, threads), or (backend, precision) pairs
+    engines: list = field(default_factory=lambda: [Engine("onnxruntime", "fp32")])
     batch: tuple[int, int, int] = (1, 1, 1)  # min, opt, max
     dynamic: bool = False
     fold: bool = True
@@ -47,16 +49,16 @@ class ExportOptions:
 
         return resolve_device(self.device)
 
-    def all_engines(self) -> list[tuple[str, str]]:
+    def all_engines(self) -> list[Engine]:
         """The engines in build order, without repeats."""
-        return list(dict.fromkeys(self.engines))
+        return list(dict.fromkeys(e if isinstance(e, Engine) else Engine(*e) for e in self.engines))
 
 
-def legacy_engines(onnx: bool, trt: bool, aoti: bool, fp16: bool) -> list[tuple[str, str]]:
+def legacy_engines(onnx: bool, trt: bool, aoti: bool, fp16: bool) -> list[Engine]:
     """The engines the old flags name: --onnx (ONNX Runtime fp32), --trt and --aoti (fp32, or fp16 with --fp16)."""
     dt = "fp16" if fp16 else "fp32"
-    return ([("onnxruntime", "fp32")] if onnx else []) + ([("tensorrt", dt)] if trt else []) + \
-        ([("aoti", dt)] if aoti else [])
+    return ([Engine("onnxruntime", "fp32")] if onnx else []) + ([Engine("tensorrt", dt)] if trt else []) + \
+        ([Engine("aoti", dt)] if aoti else [])
 
 
 @dataclass
@@ -74,7 +76,7 @@ class ExportResult:
 
     @property
     def engines(self) -> list[str]:
-        """BACKEND:PRECISION of every engine the folder's manifest lists."""
+        """The name (BACKEND:PRECISION[@THREADS]) of every engine the folder's manifest lists."""
         return list(self.manifest.get("engines", {}))
 
     def refusal(self) -> str | None:
@@ -114,12 +116,10 @@ def default_out(spec: str | Path) -> Path:
     return Path("exports") / (name or "model")
 
 
-def engine_name(backend: str, dtype: str) -> str:
-    return f"{backend}:{dtype}"
 
 
-def _preflight(out: Path, opt: ExportOptions) -> list[tuple[str, str, str]]:
-    """Everything that can be refused is refused before anything is written: (backend, precision, device)."""
+def _preflight(out: Path, opt: ExportOptions) -> list[tuple[Engine, str]]:
+    """Everything that can be refused is refused before anything is written: (engine, device)."""
     from ..backends import get_backend, require
 
     if out.exists() and not opt.force:
@@ -130,15 +130,15 @@ def _preflight(out: Path, opt: ExportOptions) -> list[tuple[str, str, str]]:
     if not engines:
         raise UsageError("nothing to export: give --engines (or --onnx, --trt, --aoti)")
     planned = []
-    for backend, dtype in engines:
-        dev = get_backend(backend).export_device(device)
-        require(backend, dtype, dev)
-        planned.append((backend, dtype, dev))
+    for e in engines:
+        dev = get_backend(e.backend).export_device(device)
+        require(e.backend, e.dtype, dev, e.threads)
+        planned.append((e, dev))
     if opt.parity_images < 1:
         raise UsageError(f"--parity-images must be at least 1, got {opt.parity_images}")
     if opt.gate_images < 1:
         raise UsageError(f"--gate-images must be at least 1, got {opt.gate_images}")
-    if any(d == "int8" for _, d, _ in planned):
+    if any(e.dtype == "int8" for e, _ in planned):
         opt.quant.check()
     return planned
 
@@ -162,7 +162,7 @@ def _export(spec, out, weights, opt: ExportOptions) -> ExportResult:
     setting = model.setting
     plain, rep = model.folded() if opt.fold else (model.net, None)
     calib = None
-    if any(d == "int8" for _, d, _ in planned):
+    if any(e.dtype == "int8" for e, _ in planned):
         from ..quantize import calibration_images
 
         calib = calibration_images(setting, opt.calib_data or opt.data, opt.quant)
@@ -178,13 +178,14 @@ def _export(spec, out, weights, opt: ExportOptions) -> ExportResult:
         held = None
         engines: dict[str, dict] = {}
         left_out: set[str] = set()  # the files of refused engines
-        for backend, dtype, device in planned:
+        for engine, device in planned:
+            backend, dtype, name = engine.backend, engine.dtype, engine.name
             be = get_backend(backend)
             # every call an artefact gets stays inside its batch range
-            target = Target(model.shape(opt_b), (lo, hi) if opt.dynamic else (opt_b, opt_b), device, dtype, opt.tf32)
+            target = Target(model.shape(opt_b), (lo, hi) if opt.dynamic else (opt_b, opt_b), device, dtype, opt.tf32,
+                            engine.threads)
             path = be.build(src, target)
             runner = be.load(src, path, target)
-            name = engine_name(backend, dtype)
             if path is not None:
                 result.artefacts[name] = str(Path(path).relative_to(work))
             rng = target.batch_range
@@ -194,6 +195,8 @@ def _export(spec, out, weights, opt: ExportOptions) -> ExportResult:
             entry = {"backend": backend, "precision": dtype, "device": device,
                      "files": {f: sha256(work / f) for f in be.files(path)},
                      "batch_range": list(rng) if be.fixed_batch else [1, None], "parity": parity.as_dict()}
+            if engine.threads:
+                entry["threads"] = engine.threads
             if dtype != "fp32":
                 from ..gate import gate_of, held_out
 

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..backends.base import Engine
 from ..data import InputSetting
 from ..errors import ArtifactError, DataError
 
@@ -71,13 +72,19 @@ _ENGINE_KEYS = ("backend", "precision", "device", "files", "batch_range")
 
 def _engine_problem(name, e) -> str | None:
     """What is wrong with one engine entry of a manifest, or None."""
-    if not isinstance(name, str) or name.count(":") != 1 or not all(name.split(":")):
-        return f"engine name {name!r} is not BACKEND:PRECISION"
+    if not isinstance(name, str) or name.count(":") != 1 or not all(name.partition("@")[0].split(":")):
+        return f"engine name {name!r} is not BACKEND:PRECISION[@THREADS]"
     if not isinstance(e, dict):
         return f"engine {name} must be a table of {', '.join(_ENGINE_KEYS)}, not {_kind(e)}"
     for key in ("backend", "precision", "device"):
         if not isinstance(e.get(key), str):
             return f"engine {name}: {key} must be a string, not {_kind(e.get(key))}"
+    threads = e.get("threads")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        return f"engine {name}: threads must be a whole number of at least 1, not {json.dumps(threads)}"
+    said = Engine(e["backend"], e["precision"], threads).name
+    if name != said:
+        return f"engine {name} holds {said} (its backend, precision and threads): the name must say what it runs"
     files = e.get("files")
     if not isinstance(files, dict) or not files or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
@@ -105,7 +112,7 @@ def manifest_problem(m: dict) -> str | None:
     verify and the pipeline read, with its type."""
     engines = m["engines"]
     if not isinstance(engines, dict):
-        return f"engines must be a table of engine name (BACKEND:PRECISION) to its files and settings, not " \
+        return f"engines must be a table of engine name (BACKEND:PRECISION[@THREADS]) to its files and settings, not " \
                f"{_kind(engines)}"
     if not engines:
         return "engines lists no engine"
@@ -196,6 +203,24 @@ class ExportFolder:
         export folder, made before any target)."""
         return self.manifest.get("latency_target")
 
+    def listed(self, name: str) -> tuple[str, int | None]:
+        """The manifest's engine that runs ``name`` and the threads it runs with: ``name`` itself, or, for
+        ENGINE@THREADS where the manifest lists ENGINE without threads, ENGINE at THREADS (the same files)."""
+        if name in self.engines:
+            return name, self.engines[name].get("threads")
+        e = Engine.parse(name)
+        plain = Engine(e.backend, e.dtype).name
+        if e.threads and plain in self.engines and not self.engines[plain].get("threads"):
+            return plain, e.threads
+        self.entry(name)  # the one-line refusal: no such engine
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def engine(self, name: str):
+        """The ``backends.Engine`` (runtime, precision, threads) the engine ``name`` runs (``listed``)."""
+        listed, threads = self.listed(name)
+        e = self.entry(listed)
+        return Engine(e["backend"], e["precision"], threads)
+
     def entry(self, engine: str) -> dict:
         if engine not in self.engines:
             has = ", ".join(self.engines)
@@ -229,22 +254,26 @@ class ExportFolder:
         self.check_files(None)
         return load_network(self.path / self.manifest["pytorch"]["file"], setting=self.setting)
 
-    def runner(self, engine: str, device: str | None = None, batch_range: tuple[int, int | None] = (1, None)):
-        """A runner on exactly the files the manifest lists for ``engine`` (their hashes checked first).
-        ``batch_range``: the batches it will be called with (an engine built for fixed batches keeps its own)."""
+    def runner(self, engine: str, device: str | None = None, batch_range: tuple[int, int | None] = (1, None),
+               threads: int | None = None):
+        """A runner on exactly the files the manifest lists for ``engine`` (their hashes checked first), with the
+        threads the engine names (``threads``: others, to measure them). ``batch_range``: the batches it will be
+        called with (an engine built for fixed batches keeps its own)."""
         from ..backends import Sources, Target, require
 
+        engine, named = self.listed(engine)
         e = self.entry(engine)
         files = self.check_files(engine)
         device = device or e["device"]
-        be = require(e["backend"], e["precision"], device)
+        threads = threads or named
+        be = require(e["backend"], e["precision"], device, threads)
         if be.fixed_batch:
             lo, hi = e["batch_range"]
             batch_range = (lo, hi)
         lo, hi = batch_range
         size = self.setting.size
         top = hi if hi is not None else max(lo, 1)
-        target = Target((top, 3, size, size), (lo, top), device, e["precision"])
+        target = Target((top, 3, size, size), (lo, top), device, e["precision"], threads=threads)
         pytorch = self.manifest["pytorch"]["file"]
         path = None if list(files) == [pytorch] else self.path / next(iter(files))
         src = Sources(self.plain() if path is None else None, self.path, (3, size, size))

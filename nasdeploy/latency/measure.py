@@ -42,19 +42,20 @@ class Settings:
     repeats: int = 50
     rounds: int = 5  # CPU: several rounds, their medians' median (see bench.timing.Clock)
     tf32: bool = False  # CUDA fp32: TF32 convolutions (off: fp32 means float32)
+    threads: int | None = None  # CPU threads the engine runs with (None: the runtime's default)
 
     @classmethod
     def for_input(cls, space: str, device: str, backend: str, batch: int, dtype: str, setting, warmup: int = 10,
-                  repeats: int = 50, rounds: int = 5) -> "Settings":
+                  repeats: int = 50, rounds: int = 5, threads: int | None = None) -> "Settings":
         """The settings of a table for a model's input setting (size, stride plan, classes)."""
         return cls(space, device, backend, batch, dtype, setting.size,
                    list(setting.stride_plan) if setting.stride_plan else None, setting.num_classes, warmup, repeats,
-                   rounds)
+                   rounds, threads=threads)
 
     def check(self) -> None:
         get_space(self.space)
         check_device(self.device)
-        require(self.backend, self.dtype, self.device)
+        require(self.backend, self.dtype, self.device, self.threads)
         if self.batch <= 0:
             raise UsageError(f"--batch must be at least 1, got {self.batch}")
         if self.repeats <= 0:
@@ -64,7 +65,7 @@ class Settings:
 
     def new_table(self) -> LatencyTable:
         return LatencyTable(self.space, self.device, self.backend, self.batch, self.dtype, self.input_size,
-                            list(self.stride_plan) if self.stride_plan else None, self.num_classes)
+                            list(self.stride_plan) if self.stride_plan else None, self.num_classes, self.threads)
 
 
 def runner_for(module: nn.Module, shape: tuple[int, ...], s: Settings):
@@ -75,7 +76,7 @@ def runner_for(module: nn.Module, shape: tuple[int, ...], s: Settings):
         from ..quantize import random_calibration
 
         calib = random_calibration(shape)
-    return make_runner(RunnerSpec(s.backend, shape, s.device, s.dtype), module, calibration=calib)
+    return make_runner(RunnerSpec(s.backend, shape, s.device, s.dtype, threads=s.threads), module, calibration=calib)
 
 
 def time_module(module: nn.Module, shape: tuple[int, ...], s: Settings) -> Stats:
@@ -176,7 +177,8 @@ def network_for(table: LatencyTable, arch: Arch | str) -> Network:
 def settings_of(table: LatencyTable, clock: Clock) -> Settings:
     """The measurement settings of ``table``'s engine and setting, timed by ``clock``."""
     return Settings(table.space, table.device, table.backend, table.batch, table.dtype, table.input_size,
-                    table.stride_plan, table.num_classes, clock.warmup, clock.repeats, clock.rounds)
+                    table.stride_plan, table.num_classes, clock.warmup, clock.repeats, clock.rounds,
+                    threads=table.threads)
 
 
 def time_network(table: LatencyTable, arch: Arch | str, warmup: int = 5, repeats: int = 30, rounds: int = 1) -> Stats:

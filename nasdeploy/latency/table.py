@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..backends.base import Engine
 from ..errors import ArtifactError
 from ..io import write_json
 from . import metrics
@@ -14,7 +15,7 @@ from ..nas.space import Arch, get_space
 FORMAT = "nasdeploy-latency-table"
 FORMAT_VERSION = 1
 # A table is valid for exactly this measurement setting.
-SETTING_KEYS = ("space", "device", "backend", "batch", "dtype", "input_size", "stride_plan", "num_classes")
+SETTING_KEYS = ("space", "device", "backend", "batch", "dtype", "input_size", "stride_plan", "num_classes", "threads")
 
 
 def blocks(arch: Arch) -> int:
@@ -32,6 +33,7 @@ class LatencyTable:
     input_size: int
     stride_plan: list[int] | None
     num_classes: int
+    threads: int | None = None  # the CPU threads its engine names (None: the runtime's default)
     stem: dict | None = None  # Stats as dict (ms)
     head: dict | None = None
     layers: list[dict[str, dict]] = field(default_factory=list)  # per layer: token -> Stats dict
@@ -65,6 +67,15 @@ class LatencyTable:
             raise ArtifactError(f"latency table {self.path or ''} is incomplete: rerun the same command to finish it")
         return self.stem["median"] + self.head["median"] + sum(
             self.layers[i][c.token]["median"] for i, c in enumerate(arch))
+
+    def breakdown(self, arch: Arch | str) -> list[tuple[str, float]]:
+        """``arch`` entry by entry as this table timed it (ms, raw medians): ("stem", ...), ("1 CHOICE", ...) per
+        layer, ("head", ...)."""
+        arch = get_space(self.space).validate(arch)
+        if not self.complete:
+            raise ArtifactError(f"latency table {self.path or ''} is incomplete: rerun the same command to finish it")
+        return [("stem", self.stem["median"])] + [(f"{i + 1} {c.token}", self.layers[i][c.token]["median"])
+                                                  for i, c in enumerate(arch)] + [("head", self.head["median"])]
 
     def predict(self, arch: Arch | str, calibrated: bool = True) -> float:
         """The table's latency for ``arch`` (ms): the sum of its entries, through the calibration fitted on whole
@@ -136,7 +147,7 @@ class LatencyTable:
         if d.get("format_version") != FORMAT_VERSION:
             raise ArtifactError(f"{path}: latency table format {d.get('format_version')} is not {FORMAT_VERSION}")
         try:
-            t = cls(**{k: d[k] for k in SETTING_KEYS}, stem=d["stem"], head=d["head"], layers=d["layers"],
+            t = cls(**{k: d[k] for k in SETTING_KEYS if k != "threads"}, threads=d.get("threads"), stem=d["stem"], head=d["head"], layers=d["layers"],
                     calibration=d.get("calibration"), device_name=d.get("device_name", ""),
                     provenance=d.get("provenance", {}), path=path)
         except (KeyError, TypeError) as e:
@@ -154,12 +165,14 @@ class LatencyTable:
         return t
 
     def describe(self) -> str:
+        threads = f" / {self.threads} thread(s)" if self.threads else ""
         return (f"{self.space} / {self.device_name or self.device} / {self.backend} / batch {self.batch} / "
-                f"{self.dtype} / {self.input_size}px")
+                f"{self.dtype}{threads} / {self.input_size}px")
 
     @property
     def engine(self) -> str:
-        return f"{self.backend}:{self.dtype}"
+        """The engine it was measured for: BACKEND:PRECISION, with @THREADS where it names its threads."""
+        return Engine(self.backend, self.dtype, self.threads).name
 
 
 def _median_problem(where: str, entry, skip: bool = False) -> str | None:

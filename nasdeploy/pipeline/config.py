@@ -98,6 +98,9 @@ class BenchStage:
     batches: list[int] = field(default_factory=lambda: [1, 16])
     repeats: int = 50
     rounds: int = 5  # interleaved rounds: the deploy stage compares engines round by round
+    # CPU: every exported engine is also timed at these thread counts (ENGINE@THREADS, the same files) and competes
+    # for deployment with them: which thread count pays on this CPU is measured, and what ships names it
+    threads: list[int] = field(default_factory=lambda: [1])
 
 
 @dataclass
@@ -142,6 +145,9 @@ class PipelineConfig:
                              f"{self.latency.validate_archs}")
         if not self.bench.batches or any(b < 1 for b in self.bench.batches):
             raise UsageError(f"bench.batches must list batch sizes of at least 1, got {self.bench.batches}")
+        if any(t < 1 for t in self.bench.threads):
+            raise UsageError(f"bench.threads must list thread counts of at least 1 (or be [] for none), got "
+                             f"{self.bench.threads}")
         if min(self.latency.warmup, self.search.race_images, self.search.speed_archs, self.deploy.budget) < 0:
             raise UsageError("latency.warmup, search.race_images, search.speed_archs and deploy.budget must be 0 or "
                              "more")

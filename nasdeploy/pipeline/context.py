@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..backends import Engine
 from .config import PipelineConfig
 from .results import PipelineResults
 
@@ -26,26 +27,28 @@ class Run:
 
         return None if self.cfg.data == BUILTIN else self.cfg.data
 
-    def candidates(self) -> tuple[list[tuple[str, str]], list[dict]]:
-        """The deployment candidates that can run here, and the others with the reason (unknown names refused)."""
-        from ..backends import default_engines, dtype_reason, get_backend, parse_engines, unavailable_reason
+    def candidates(self) -> tuple[list[Engine], list[dict]]:
+        """The deployment candidates that can run here (runtime, precision, threads), and the others with the
+        reason (unknown names refused)."""
+        from ..backends import default_engines, get_backend, parse_engines
 
         e = self.cfg.deploy.engines
-        pairs = default_engines(self.device) if e == "auto" else parse_engines(e)
+        engines = default_engines(self.device) if e == "auto" else parse_engines(e)
         live, skipped = [], []
-        for backend, dtype in pairs:
-            dev = get_backend(backend).export_device(self.device)
-            why = unavailable_reason(backend, dev) or dtype_reason(backend, dtype, dev)
+        for engine in engines:
+            b = get_backend(engine.backend)
+            dev = b.export_device(self.device)
+            why = b.unavailable(dev) or b.precision_reason(engine.dtype, dev) or b.threads_reason(engine.threads, dev)
             if why:
-                skipped.append({"engine": f"{backend}:{dtype}", "reason": why})
+                skipped.append({"engine": engine.name, "reason": why})
             else:
-                live.append((backend, dtype))
+                live.append(engine)
         return live, skipped
 
     def engine_device(self, engine: str) -> str:
         from ..backends import get_backend
 
-        return get_backend(engine.split(":")[0]).export_device(self.device)
+        return get_backend(Engine.parse(engine).backend).export_device(self.device)
 
     def lut_path(self, engine: str) -> Path:
         return self.out / f"lut_{engine.replace(':', '_')}.json"

@@ -37,10 +37,10 @@ def latency(run: Run) -> LatencyResult:
     lat, setting, space = run.cfg.latency, run.setting(), run.cfg.space
     given = {t.engine: t for t in (LatencyTable.load(p, space=space) for p in lat.tables)}
     tables = {}
-    for backend, dtype in run.candidates()[0]:
-        engine = f"{backend}:{dtype}"
-        st = Settings.for_input(space, run.engine_device(engine), backend, lat.batch, dtype, setting, lat.warmup,
-                                lat.repeats)
+    for e in run.candidates()[0]:
+        engine = e.name
+        st = Settings.for_input(space, run.engine_device(engine), e.backend, lat.batch, e.dtype, setting, lat.warmup,
+                                lat.repeats, threads=e.threads)
         path = run.lut_path(engine)
         if engine in given and not path.exists():
             _check_given(given[engine], st)

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from ..bench.run import serving_layouts
 from ..bench.side_by_side import AGREE
 from ..io import write_json, write_text
 from ..pareto import FrontPoint
@@ -109,6 +110,7 @@ def write_report(out: Path, cfg, results: PipelineResults, prov: dict) -> Path:
         L.append(f"| {r.backend} | {r.dtype} | {r.batch} | {r.throughput:,.1f} | {_bounds(r.latency)} | "
                  f"{r.latency['p99']:.3f} | {r.speedup:.2f}x | {r.threads or '-'} | "
                  f"{'-' if r.per_core is None else f'{r.per_core:,.1f}'} |")
+    L += _serving(be.rows, be.environment, dp)
     for s in be.skipped:
         L.append(f"\nskipped {s.get('backend')}: {s['reason']}")
     for f in be.failed:
@@ -123,6 +125,26 @@ def write_report(out: Path, cfg, results: PipelineResults, prov: dict) -> Path:
     write_json(out / "report.json", {"report_version": REPORT_VERSION, "config": asdict(cfg), "provenance": prov,
                                      "stages": results.as_dict()})
     return write_text(out / "report.md", "\n".join(L) + "\n")
+
+
+def _serving(rows, environment: dict, dp: DeployResult) -> list[str]:
+    """Batch 1 on the whole CPU: the layout (instances x threads) that serves the most images beside the latency
+    choice, so a user can choose for either."""
+    cores = environment.get("cores")
+    layouts = serving_layouts(rows, cores) if cores and environment.get("device") == "cpu" else []
+    if not layouts:
+        return []
+    best = layouts[0]
+    shipped = next((x for x in layouts if x.engine == dp.engine), None)
+    said = (f"the engine shipped for latency, {dp.engine}, serves {shipped.images_per_s:,.0f} images/s laid out "
+            f"as {shipped.instances} x {shipped.threads} thread(s)" if shipped else
+            f"the engine shipped for latency is {dp.engine}")
+    return ["", f"Serving at batch 1 on all {cores} cores (estimated: instances x one instance's measured images/s, "
+                "each instance on cores of its own): the most images per second come from "
+                f"**{best.instances} x {best.engine} at {best.threads} thread(s)**, {best.images_per_s:,.0f} images/s "
+                f"at {best.latency_ms:.3f} ms per request; {said}. The deploy rule chooses for latency; for "
+                "throughput, run the layout above (`--engines BACKEND:PRECISION@THREADS` exports an engine with its "
+                "threads)."]
 
 
 def _validation(v: dict) -> str:
@@ -190,7 +212,40 @@ def _deploy(dp: DeployResult, acc: AccuracyResult) -> list[str]:
           f"{dp.searched_engine} for the chosen architecture, and {dp.engine} shipped"
           + (" (they agree)." if dp.search_targeted_it else
              " (the bench measured another engine faster, or the targeted one failed the gate).")]
+    return L + _per_layer(dp)
+
+
+def _per_layer(dp: DeployResult) -> list[str]:
+    """Where a float32 engine ships, the chosen architecture layer by layer on every engine's latency table: which
+    layers a reduced precision loses on at this size."""
+    if not dp.per_layer:
+        return []
+    engines = list(dp.per_layer[0].ms)
+    ref = dp.reference if dp.reference in engines else engines[0]
+    reduced = [e for e in engines if e != ref]
+    total = {e: sum(c.ms[e] for c in dp.per_layer) for e in engines}
+    L = ["", "### Why no reduced precision ships here", "",
+         f"The chosen architecture entry by entry on each engine's latency table (raw block medians, ms; ratio: "
+         f"against {ref}). At this input size the blocks are small: a reduced precision pays only where its faster "
+         "arithmetic outweighs what it adds per layer (reorders and conversions at its edges, its kernels' fixed "
+         "cost).", "",
+         "| entry | " + " | ".join(engines) + " | " + " | ".join(f"{e} / {ref}" for e in reduced) + " |",
+         "| --- | " + " | ".join("---:" for _ in engines + reduced) + " |"]
+    for c in dp.per_layer:
+        L.append(f"| {c.layer} | " + " | ".join(f"{c.ms[e]:.4f}" for e in engines) + " | "
+                 + " | ".join(_ratio(c.ms[e], c.ms[ref]) for e in reduced) + " |")
+    L.append("| **sum** | " + " | ".join(f"**{total[e]:.4f}**" for e in engines) + " | "
+             + " | ".join(f"**{_ratio(total[e], total[ref])}**" for e in reduced) + " |")
+    for e in reduced:
+        slower = [c for c in dp.per_layer if c.ms[e] > c.ms[ref]]
+        L.append(f"\n{e}: slower than {ref} in {len(slower)} of {len(dp.per_layer)} entries"
+                 + (f" (most: {', '.join(c.layer for c in sorted(slower, key=lambda c: c.ms[ref] - c.ms[e])[:3])})"
+                    if slower else "") + f"; {_ratio(total[e], total[ref])} over the whole network.")
     return L
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b > 0 else "-"
 
 
 def _meets(p: Promise) -> str:

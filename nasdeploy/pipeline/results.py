@@ -187,6 +187,15 @@ class Promise:
     side_by_side: SideBySide | None = None
 
 
+@dataclass
+class LayerCost:
+    """One entry of the chosen architecture (stem, a layer's choice, head) as each engine's latency table timed it:
+    where a reduced precision does not pay at this size, which layers it loses on."""
+
+    layer: str  # "stem", "3 mb6_k5", "head"
+    ms: dict[str, float]  # engine -> the raw median its table holds
+
+
 @dataclass(kw_only=True)
 class DeployResult(StageResult, Choice):
     """The deploy rule's choice (``deploy.Choice``: what ships and why) and what it rests on."""
@@ -205,6 +214,8 @@ class DeployResult(StageResult, Choice):
     candidates: list[DeployCandidate]  # every engine with its speed, accuracy and gate
     test: dict  # the shipped engine on the test split, scored once (the figure the report quotes)
     latency: Promise
+    # where no reduced precision ships: the chosen architecture layer by layer on every engine's table
+    per_layer: list[LayerCost] | None = None
 
 
 RESULT_TYPES: dict[str, type[StageResult]] = {

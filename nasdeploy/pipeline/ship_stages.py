@@ -12,7 +12,7 @@ from ..errors import UsageError
 from ..io import write_json
 from .context import Run
 from .results import (AccuracyResult, BenchStageResult, DeployCandidate, DeployResult, EngineAccuracy,
-                      ExportStageResult, Promise)
+                      ExportStageResult, LayerCost, Promise)
 
 
 def export(run: Run) -> ExportStageResult:
@@ -59,7 +59,7 @@ def bench(run: Run) -> BenchStageResult:
     batches = b.batches if run.device == "cpu" else sorted(set(b.batches) | {256})
     opt = BenchOptions(run.device, batches=batches, repeats=b.repeats, rounds=b.rounds, progress=run.progress,
                        target_ms=run.results.search.target_ms, target_batch=run.cfg.latency.batch,
-                       confidence=run.cfg.search.latency_confidence)
+                       confidence=run.cfg.search.latency_confidence, threads=b.threads)
     res = bench_in_clean_process([run.out / "export"], opt)
     write_json(run.out / "bench.json", res.as_dict())
     series: dict[str, list] = {}
@@ -71,15 +71,26 @@ def bench(run: Run) -> BenchStageResult:
 
 
 def contenders(run: Run, batch: int) -> list[DeployCandidate]:
-    """Every gated engine with its bench row at ``batch`` (where it was timed on the export's files)."""
-    speed = {r.engine: r for r in run.results.bench.rows if r.batch == batch and r.files}
-    out = []
-    for engine, a in run.results.accuracy.engines.items():
-        r = speed.get(engine)
-        out.append(DeployCandidate(engine=engine, top1=a.top1, top1_ci95=a.top1_ci95, gate=a.gate,
-                                   gated_files=a.files, **(_timed(r) if r else {"throughput": None,
-                                                                               "round_medians": None})))
-    return out
+    """Every gated engine with its bench row at ``batch`` (where it was timed on the export's files), and every
+    other thread count the bench timed it at (ENGINE@THREADS: the same files, so the same gate)."""
+    from ..export.manifest import ExportFolder
+
+    folder = ExportFolder.open(run.out / "export")
+    acc = run.results.accuracy.engines
+    rows = [r for r in run.results.bench.rows if r.batch == batch and r.files]
+    out, timed = [], set()
+    for r in rows:
+        listed, _ = folder.listed(r.engine)
+        a = acc.get(listed)
+        if a is not None:
+            out.append(_candidate(r.engine, a, r))
+            timed.add(r.engine)
+    return out + [_candidate(engine, a, None) for engine, a in acc.items() if engine not in timed]
+
+
+def _candidate(engine: str, a: EngineAccuracy, r: BenchRow | None) -> DeployCandidate:
+    return DeployCandidate(engine=engine, top1=a.top1, top1_ci95=a.top1_ci95, gate=a.gate, gated_files=a.files,
+                           **(_timed(r) if r else {"throughput": None, "round_medians": None}))
 
 
 def _timed(r: BenchRow) -> dict:
@@ -96,7 +107,7 @@ def deploy(run: Run) -> DeployResult:
     rows = run.results.bench.rows
     batch = run.cfg.latency.batch if run.cfg.latency.batch in {r.batch for r in rows} else rows[0].batch
     table = contenders(run, batch)
-    chosen = choose_engine(table, ":".join(reference_engine(run.device)))
+    chosen = choose_engine(table, reference_engine(run.device).name)
     if chosen is None:
         raise UsageError("no exported engine passed the accuracy gate and was timed: see the accuracy stage; "
                          "raise deploy.budget or add the reference engine to deploy.engines")
@@ -111,7 +122,24 @@ def deploy(run: Run) -> DeployResult:
                         gated_files=best.gated_files, same_files=shipped == best.files == best.gated_files,
                         searched_engine=searched, search_targeted_it=searched == chosen.engine,
                         latency_tables={e: t.lut for e, t in run.results.latency.tables.items()},
-                        candidates=table, test=test_split(run, folder, chosen.engine), latency=kept)
+                        candidates=table, test=test_split(run, folder, chosen.engine), latency=kept,
+                        per_layer=layer_costs(run, chosen.engine))
+
+
+def layer_costs(run: Run, shipped: str) -> list[LayerCost] | None:
+    """Where a float32 engine ships and the latency tables hold a reduced precision: the chosen architecture entry
+    by entry on every table (None otherwise)."""
+    from ..backends import Engine
+    from ..latency.table import LatencyTable
+
+    tables = {e: LatencyTable.load(t.lut) for e, t in run.results.latency.tables.items()}
+    if Engine.parse(shipped).dtype != "fp32" or all(t.dtype == "fp32" for t in tables.values()):
+        return None
+    arch = run.results.search.chosen.arch
+    rows = {e: t.breakdown(arch) for e, t in tables.items()}
+    first = next(iter(rows.values()))
+    return [LayerCost(layer=name, ms={e: round(r[i][1], 6) for e, r in rows.items()})
+            for i, (name, _) in enumerate(first)]
 
 
 def test_split(run: Run, folder, engine: str) -> dict:
@@ -159,7 +187,11 @@ def side_by_side(run: Run, engine: str, search_ms: float | None) -> SideBySide |
     clean process; None where the engine had no latency table (the search did not time it)."""
     from ..bench.side_by_side import side_by_side as pair
 
-    table = run.results.latency.tables.get(engine)
+    from ..backends import Engine
+
+    tables = run.results.latency.tables
+    e = Engine.parse(engine)
+    table = tables.get(engine) or tables.get(Engine(e.backend, e.dtype).name)  # ENGINE@T: the search's ENGINE
     if table is None:
         return None
     return pair(run.out / "export", engine, table.lut, run.results.search.chosen.arch, run.engine_device(engine),
@@ -175,10 +207,12 @@ def ship(run: Run, folder, engine: str, kept: Promise) -> dict[str, str]:
     tmp = run.out / ".deployed.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    files = folder.check_files(engine)
+    listed, threads = folder.listed(engine)
+    files = folder.check_files(listed)
     for name in set(files) | {folder.pytorch_file}:
         shutil.copy2(folder.path / name, tmp / name)
-    m = dict(folder.manifest, engines={engine: folder.entry(engine)},
+    entry = dict(folder.entry(listed), **({"threads": threads} if threads else {}))
+    m = dict(folder.manifest, engines={engine: entry},
              latency_target={"target_ms": kept.target_ms, "batch": kept.batch, "engine": engine,
                              "confidence": kept.confidence})
     write_json(tmp / MANIFEST, m)
