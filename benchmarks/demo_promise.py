@@ -23,17 +23,27 @@ def _figure(rounds: list[float], confidence: float) -> dict:
     return {"median": lat.median, "lower": lat.lower, "upper": lat.upper, "rounds": lat.rounds}
 
 
+def _same(row: dict, engine: str) -> bool:
+    """Whether a standalone bench row of the deployed folder is ``engine`` (shipped naming the threads it was timed
+    with: onnxruntime:fp32 ships as onnxruntime:fp32@2)."""
+    head, _, threads = engine.partition("@")
+    return f"{row['backend']}:{row['dtype']}" == head and (not threads or row.get("engine_threads") == int(threads))
+
+
 def promise(run: Path, benches: list[Path]) -> dict:
     r = json.loads((run / "report.json").read_text())
     se, dp = r["stages"]["search"], r["stages"]["deploy"]
     p = dp["latency"]
     engine, target, conf = p["engine"], se["target_ms"], p["confidence"]
     f = next(x for x in se["finalists"] if x["arch"] == se["chosen"]["arch"])
-    qual = f["timing"][engine]["round_medians"]
-    fresh = (f.get("retimed") or {}).get(engine, {}).get("round_medians", [])
+    # the search's figure: on the shipped engine where the search timed it, else on the engine it chose under
+    searched = p.get("search_engine") or (engine if engine in f["timing"] else se["chosen"]["engine"])
+    qual = f["timing"][searched]["round_medians"]
+    fresh = (f.get("retimed") or {}).get(searched, {}).get("round_medians", [])
     bench = p["bench_latency"]
     checks = (se.get("speed") or {}).get("checks") or {}
-    out = {"run": str(run), "date": r.get("date"), "engine": engine, "target_ms": target, "confidence": conf,
+    out = {"run": str(run), "date": r.get("date"), "engine": engine, "search_engine": searched,
+           "shipped_as": dp.get("shipped_engine") or engine, "target_ms": target, "confidence": conf,
            "aim_ms": se.get("aim_ms"), "headroom": se.get("headroom"),
            "speed_factors": {e: c["factor"] for e, c in checks.items()},
            "search_all_rounds": _figure(qual + fresh, conf),
@@ -47,6 +57,15 @@ def promise(run: Path, benches: list[Path]) -> dict:
     out["bench_vs_search_all"] = bench["median"] / out["search_all_rounds"]["median"]
     if fresh:
         out["bench_vs_search_fresh"] = bench["median"] / out["search_fresh_rounds"]["median"]
+    # the pipeline's bench of the engine the search's figure is of (the same engine, the same statistic), where
+    # another engine shipped
+    rows = json.loads((run / "bench.json").read_text())["rows"]
+    same = next((x for x in rows if x.get("files") and x["batch"] == p["batch"]
+                 and f"{x['backend']}:{x['dtype']}" + (f"@{x['engine_threads']}" if x.get("engine_threads") else "")
+                 == searched), None)
+    if same is not None:
+        out["pipeline_bench_search_engine"] = {k: same["latency"][k] for k in ("median", "lower", "upper", "rounds")}
+        out["bench_of_search_engine_vs_search"] = same["latency"]["median"] / out["search_all_rounds"]["median"]
     sb = p.get("side_by_side")
     if sb:  # the shipped file and the search's network timed together after the bench
         out["side_by_side"] = {"shipped": _figure(sb["shipped"]["round_medians"], conf),
@@ -54,7 +73,7 @@ def promise(run: Path, benches: list[Path]) -> dict:
                                "shipped_vs_searched": _figure(sb["shipped_vs_searched"]["round_medians"], conf),
                                "machine_vs_search": sb["machine_vs_search"]}
     for b in benches:
-        rows = [x for x in json.loads(b.read_text())["rows"] if f"{x['backend']}:{x['dtype']}" == engine
+        rows = [x for x in json.loads(b.read_text())["rows"] if x.get("files") and _same(x, engine)
                 and x["batch"] == 1]
         for x in rows:
             out["standalone"].append({"file": str(b), "median": x["latency"]["median"], "lower": x["latency"]["lower"],
@@ -74,15 +93,20 @@ def main() -> None:
     for x in results:
         s, b = x["search_all_rounds"], x["pipeline_bench"]
         aim = f" (aimed at {x['aim_ms']:.3f})" if x.get("aim_ms") else ""
-        print(f"{x['run']}: {x['engine']} target {x['target_ms']:.3f} ms{aim}; search {s['median']:.3f} "
+        print(f"{x['run']}: {x['engine']} (search on {x['search_engine']}) target {x['target_ms']:.3f} ms{aim}; "
+              f"search {s['median']:.3f} "
               f"[{s['lower']:.3f}, {s['upper']:.3f}] ({s['rounds']} rounds); bench {b['median']:.3f} "
               f"[{b['lower']:.3f}, {b['upper']:.3f}]; {x['bench_vs_search_all']:.2f}x; search says "
               f"{x['search_verdict']}, bench {x['verdict']}; standalone "
               + ", ".join(f"{y['median']:.3f} ({y['verdict']})" for y in x["standalone"]))
+        if x.get("bench_of_search_engine_vs_search") and x["search_engine"] != x["engine"]:
+            print(f"  the pipeline's bench of {x['search_engine']}: "
+                  f"{x['pipeline_bench_search_engine']['median']:.3f}, {x['bench_of_search_engine_vs_search']:.2f}x "
+                  "the search's figure")
         if x.get("side_by_side"):
-            r = x["side_by_side"]["shipped_vs_searched"]
+            r, m = x["side_by_side"]["shipped_vs_searched"], x["side_by_side"]["machine_vs_search"]
             print(f"  side by side: shipped / searched {r['median']:.3f}x [{r['lower']}, {r['upper']}]; the machine "
-                  f"now / at the search {x['side_by_side']['machine_vs_search']:.3f}x")
+                  f"now / at the search {'-' if m is None else f'{m:.3f}x'}")
     if a.json:
         a.json.write_text(json.dumps(results, indent=1) + "\n")
 

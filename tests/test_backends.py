@@ -53,6 +53,21 @@ def test_an_engines_name_reads_back_as_the_same_engine(engine):
     assert ("@" in engine.name) == (engine.threads is not None)
 
 
+def test_an_engine_ships_naming_the_threads_it_ran_with():
+    """What ships names the threads it was timed with where its runtime sets its own; an engine that names none
+    is the same engine as one naming the runtime's default."""
+    from nasdeploy.backends import pinned, same_engine
+    from nasdeploy.backends.base import runtime_threads
+
+    ort, ov1 = Engine("onnxruntime", "fp32"), Engine("openvino", "bf16", 1)
+    assert pinned(ort, 2) == Engine("onnxruntime", "fp32", 2) and pinned(ov1, 2) == ov1  # named: kept
+    assert pinned(Engine("torch", "fp32"), 2) == Engine("torch", "fp32")  # PyTorch's threads are the process's
+    assert pinned(ort, None) == ort
+    assert same_engine(ort, Engine("onnxruntime", "fp32", runtime_threads()))
+    assert not same_engine(ort, Engine("onnxruntime", "fp32", runtime_threads() + 1))
+    assert not same_engine(ort, Engine("onnxruntime", "int8"))
+
+
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_runner_runs_with_the_threads_its_engine_names(backend, threads):

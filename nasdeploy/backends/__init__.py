@@ -23,7 +23,8 @@ from .base import (DTYPES, Backend, Engine, Runner, Sources, Target, device_cont
 
 __all__ = ["DTYPES", "Backend", "Engine", "Runner", "RunnerSpec", "Sources", "Target", "backend_names", "default_engines",
            "device_context", "device_kind", "dtype_reason", "engine_help", "get_backend", "make_runner", "parse_dtype",
-           "parse_engines", "quiet_cpu_compiler", "reference_engine", "refresh_registry", "require", "table_backend",
+           "parse_engines", "pinned", "quiet_cpu_compiler", "reference_engine", "refresh_registry", "require",
+           "same_engine", "table_backend",
            "tf32_mode", "tf32_state", "unavailable_reason"]
 
 
@@ -129,6 +130,22 @@ def parse_engines(text: str | list[str], default_dtype: str = "fp32") -> list[En
     if not out:
         raise UsageError(f"no engine named in '{text}': give BACKEND[:PRECISION][@THREADS], e.g. onnxruntime:int8")
     return out
+
+
+def pinned(engine: Engine, threads: int | None) -> Engine:
+    """``engine`` naming the threads it ran with (``threads``: what its runner used), where its runtime sets its own
+    and it names none: what ships runs as it was timed, on any machine."""
+    if engine.threads is not None or not threads or not get_backend(engine.backend).sets_threads:
+        return engine
+    return Engine(engine.backend, engine.dtype, threads)
+
+
+def same_engine(a: Engine, b: Engine) -> bool:
+    """Whether ``a`` and ``b`` run alike here: the same runtime and precision, and the same threads once an engine
+    that names none is given the runtime's default (``NASDEPLOY_THREADS`` or the usable cores)."""
+    from .base import runtime_threads
+
+    return pinned(a, runtime_threads()) == pinned(b, runtime_threads())
 
 
 def require(backend: str, dtype: str, device: str, threads: int | None = None) -> Backend:

@@ -12,7 +12,8 @@ from typing import Callable
 
 import torch
 
-from ..backends import Engine, Runner, device_context, parse_dtype, reference_engine, tf32_mode, unavailable_reason
+from ..backends import (Engine, Runner, device_context, parse_dtype, reference_engine, same_engine, tf32_mode,
+                        unavailable_reason)
 from ..deploy import Contender
 from ..device import check_device
 from ..errors import DeviceError, NasDeployError, UsageError
@@ -404,7 +405,8 @@ def _rows(rows: list[PlannedRow], spec: str, n: int, x: torch.Tensor, opt: Bench
     compiled = {r.dtype: tput[id(r)] for r in timed if r.backend == COMPILE_REFERENCE}
     lowest_float = next((d for d in ("fp16", "bf16", "fp32") if d in compiled), None)
     ref_engine = reference_engine(opt.device)
-    ref = next((tput[id(r)] for r in timed if r.engine == ref_engine), None)
+    ref = next((tput[id(r)] for r in timed if r.engine == ref_engine), None) or \
+        next((tput[id(r)] for r in timed if r.files and same_engine(r.engine, ref_engine)), None)
     for r in timed:
         cp = None
         if opt.device.startswith("cuda"):

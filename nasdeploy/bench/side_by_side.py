@@ -43,10 +43,13 @@ class SideBySide:
         return asdict(self)
 
 
-def _time_pair(export_dir: str, engine: str, lut: str, arch: str, device: str, clock: Clock,
-               seed: int) -> tuple[int, list[float], list[float]]:
+def _time_pair(export_dir: str, engine: str, lut: str, arch: str, device: str, clock: Clock, seed: int,
+               threads: int | None) -> tuple[int, list[float], list[float]]:
     """In the timing process: the export folder's engine and the latency table's network of ``arch``, built as the
-    search's finalists are, timed by ``clock`` interleaved: the table's batch and each one's round medians."""
+    search's finalists are (with ``threads`` where given), timed by ``clock`` interleaved: the table's batch and each
+    one's round medians."""
+    from dataclasses import replace
+
     import torch
 
     from ..backends import tf32_mode
@@ -56,6 +59,7 @@ def _time_pair(export_dir: str, engine: str, lut: str, arch: str, device: str, c
 
     table = LatencyTable.load(lut)
     s = settings_of(table, clock)
+    s = replace(s, threads=threads or s.threads)
     shape = (table.batch, 3, table.input_size, table.input_size)
     shipped = ExportFolder.open(export_dir).runner(engine, device, (table.batch, table.batch))
     searched = runner_for(network_for(table, arch), shape, s)
@@ -71,10 +75,12 @@ def _time_pair(export_dir: str, engine: str, lut: str, arch: str, device: str, c
 
 
 def side_by_side(export_dir: str | Path, engine: str, lut: str | Path, arch: str, device: str, clock: Clock,
-                 search_ms: float | None = None, seed: int = 0) -> SideBySide:
+                 search_ms: float | None = None, seed: int = 0, threads: int | None = None) -> SideBySide:
     """``engine`` of the export folder against ``arch`` built from its latency table ``lut`` (the table's batch and
-    input), in this process's timing worker; ``search_ms``: the search's figure for ``arch`` on ``engine``."""
-    batch, a, b = in_clean_process(_time_pair, str(export_dir), engine, str(lut), arch, device, clock, seed)
+    input; ``threads``: the engine's, where the table names none), in this process's timing worker; ``search_ms``:
+    the search's figure for ``arch`` on ``engine``."""
+    batch, a, b = in_clean_process(_time_pair, str(export_dir), engine, str(lut), arch, device, clock, seed,
+                                   threads)
     shipped, searched = RoundLatency.of(a, clock.confidence), RoundLatency.of(b, clock.confidence)
     ratio = RoundLatency.of([x / y for x, y in zip(a, b)], clock.confidence)
     return SideBySide(engine=engine, batch=batch, shipped=shipped.as_dict(),

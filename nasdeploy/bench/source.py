@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 
 from ..backends import (Engine, Runner, RunnerSpec, Sources, backend_names, get_backend, make_runner, parse_dtype,
-                        reference_engine, unavailable_reason)
+                        reference_engine, same_engine, unavailable_reason)
 from ..backends.compile import CompileRunner
 from ..backends.torch_eager import TorchRunner
 from ..export.manifest import ExportFolder, open_export
@@ -166,7 +166,8 @@ class Source:
                 rows.append(PlannedRow(b, d, "folded" + (", CUDA graph" if b == "torch" and cuda else ""), build,
                                        threads=e.threads))
         rows += self._other_threads(n, shape)
-        if self.export is not None and ref not in self.pairs and not unavailable_reason(ref.backend, dev):
+        if self.export is not None and not any(same_engine(ref, e) for e in self.pairs) and \
+                not unavailable_reason(ref.backend, dev):
             rows.append(PlannedRow(ref.backend, ref.dtype, "the reference, built for this run from the export's "
                                    "model.pt", lambda: make_runner(RunnerSpec(ref.backend, shape, dev, ref.dtype),
                                                                    self.plain)))

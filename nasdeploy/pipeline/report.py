@@ -205,7 +205,10 @@ def _deploy(dp: DeployResult, acc: AccuracyResult) -> list[str]:
                  f"{_f(c.vs_reference, 2)}x | {c.top1:.2f} {_ci(c.top1_ci95)} | "
                  f"{g.get('drop', float('nan')):.2f} [{dci[0]:.2f}, {dci[1]:.2f}] | "
                  f"{'pass' if c.passed else 'fail'} | {'**yes**' if c.engine == dp.engine else ''} |")
-    L += ["", f"Shipped `{dp.deployed}`: " + ", ".join(f"`{k}` sha256 {v[:16]}" for k, v in dp.shipped_files.items())
+    as_shipped = f" as `{dp.shipped_engine}` (the threads it was timed with)" if dp.shipped_engine and \
+        dp.shipped_engine != dp.engine else ""
+    L += ["", f"Shipped `{dp.deployed}`{as_shipped}: "
+          + ", ".join(f"`{k}` sha256 {v[:16]}" for k, v in dp.shipped_files.items())
           + (" (the same files the bench timed and the gate scored)" if dp.same_files else
              " (**differs from the files timed or gated**)"),
           f"The search predicted latency from the tables of {', '.join(dp.latency_tables)}; it targeted "
@@ -216,19 +219,22 @@ def _deploy(dp: DeployResult, acc: AccuracyResult) -> list[str]:
 
 
 def _per_layer(dp: DeployResult) -> list[str]:
-    """Where a float32 engine ships, the chosen architecture layer by layer on every engine's latency table: which
-    layers a reduced precision loses on at this size."""
+    """The chosen architecture layer by layer on every engine's latency table: where a reduced precision gains and
+    where it loses at this size (why none ships, where float32 does)."""
     if not dp.per_layer:
         return []
     engines = list(dp.per_layer[0].ms)
     ref = dp.reference if dp.reference in engines else engines[0]
     reduced = [e for e in engines if e != ref]
     total = {e: sum(c.ms[e] for c in dp.per_layer) for e in engines}
-    L = ["", "### Why no reduced precision ships here", "",
-         f"The chosen architecture entry by entry on each engine's latency table (raw block medians, ms; ratio: "
-         f"against {ref}). At this input size the blocks are small: a reduced precision pays only where its faster "
-         "arithmetic outweighs what it adds per layer (reorders and conversions at its edges, its kernels' fixed "
-         "cost).", "",
+    float_ships = dp.engine.split("@")[0].split(":")[1] == "fp32"
+    title = "Why no reduced precision ships here" if float_ships else "Where the reduced precisions gain and lose"
+    L = ["", f"### {title}", "",
+         f"The chosen architecture entry by entry on each engine's latency table (raw block medians, ms, at each "
+         f"table's threads; ratio: against {ref}). At this input size the blocks are small: a reduced precision pays "
+         "only where its faster arithmetic outweighs what it adds per layer (reorders and conversions at its edges, "
+         "its kernels' fixed cost), and the thread count that pays is another question, answered by the bench "
+         "rows above.", "",
          "| entry | " + " | ".join(engines) + " | " + " | ".join(f"{e} / {ref}" for e in reduced) + " |",
          "| --- | " + " | ".join("---:" for _ in engines + reduced) + " |"]
     for c in dp.per_layer:
@@ -282,8 +288,13 @@ def _promise(se: SearchStageResult, dp: DeployResult) -> list[str]:
          "| engine | target (ms) | table prediction (ms) | search, all rounds (ms) [bounds] | shipped, bench (ms) "
          "[bounds] | bench / search | verdict |", "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
          f"| {p.engine} | {_f(p.target_ms)} | {_f(p.predicted_ms)} | "
-         f"{_bounds(p.search_latency)} | {_bounds(p.bench_latency)} | "
+         f"{_bounds(p.search_latency)}{_other(p)} | {_bounds(p.bench_latency)} | "
          f"{_f(ratio, 2) + 'x' if ratio else '-'} | {_meets_word(p)} |"]
+    if p.search_engine and p.search_engine != p.engine:
+        L += ["", f"The search timed the chosen architecture on the engines of its latency tables, not on {p.engine}: "
+                  f"the bench found that engine (another thread count) faster, so the search's figure above is on "
+                  f"{p.search_engine}, the engine it chose under; the side-by-side timing below compares the shipped "
+                  "file with the search's network at the shipped engine's threads."]
     L += _side_by_side(p)
     L += _speed(se)
     if p.warning:
@@ -294,6 +305,10 @@ def _promise(se: SearchStageResult, dp: DeployResult) -> list[str]:
     L += ["", "On a quiet machine of your own the rounds agree more closely: the bounds narrow and the median "
               "moves little, so an engine that meets the target here meets it there."]
     return L + _finalists(se)
+
+
+def _other(p: Promise) -> str:
+    return f" (on {p.search_engine})" if p.search_engine and p.search_engine != p.engine else ""
 
 
 def _side_by_side(p: Promise) -> list[str]:

@@ -172,7 +172,7 @@ class Promise:
     target_ms: float
     confidence: float
     predicted_ms: float | None  # the latency table's
-    search_measured_ms: float | None  # the search's figure on this engine (every round)
+    search_measured_ms: float | None  # the search's figure on ``search_engine`` (every round)
     search_latency: dict | None  # that figure with its bounds (bench.stats.RoundLatency record)
     disagreement: str | None  # where the two timings' bounds do not overlap, what that means
     bench_median_ms: float | None
@@ -185,6 +185,8 @@ class Promise:
     # the shipped file and the search's network of the architecture, timed together after the bench: whether what
     # ships runs as what the search timed, with the machine's speed taken out (None: the engine had no table)
     side_by_side: SideBySide | None = None
+    # the engine the search's figure is of: the shipped one where the search timed it, else the one it chose under
+    search_engine: str | None = None
 
 
 @dataclass
@@ -214,8 +216,10 @@ class DeployResult(StageResult, Choice):
     candidates: list[DeployCandidate]  # every engine with its speed, accuracy and gate
     test: dict  # the shipped engine on the test split, scored once (the figure the report quotes)
     latency: Promise
-    # where no reduced precision ships: the chosen architecture layer by layer on every engine's table
+    # where the tables hold more than one precision: the chosen architecture layer by layer on every engine's table
     per_layer: list[LayerCost] | None = None
+    # the engine's name in deployed/manifest.json: with the threads it was timed with (onnxruntime:fp32@2)
+    shipped_engine: str | None = None
 
 
 RESULT_TYPES: dict[str, type[StageResult]] = {

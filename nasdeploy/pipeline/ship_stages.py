@@ -100,7 +100,7 @@ def _timed(r: BenchRow) -> dict:
 
 def deploy(run: Run) -> DeployResult:
     """The one rule (nasdeploy.deploy), then the chosen engine's files, byte for byte, with the promise."""
-    from ..backends import reference_engine
+    from ..backends import Engine, pinned, reference_engine
     from ..deploy import choose_engine
     from ..export.manifest import ExportFolder
 
@@ -115,7 +115,8 @@ def deploy(run: Run) -> DeployResult:
     row = next((r for r in rows if r.batch == batch and r.engine == chosen.engine and r.files), None)
     folder = ExportFolder.open(run.out / "export")
     kept = promise(run, chosen.engine, row, batch)
-    shipped = ship(run, folder, chosen.engine, kept)
+    as_shipped = pinned(Engine.parse(chosen.engine), row.threads if row else None).name
+    shipped = ship(run, folder, chosen.engine, kept, as_shipped)
     searched = run.results.search.best.engine
     return DeployResult(**vars(chosen), batch=batch, budget=run.cfg.deploy.budget, vs_reference=best.vs_reference,
                         deployed=str(run.out / "deployed"), shipped_files=shipped, timed_files=best.files,
@@ -123,17 +124,17 @@ def deploy(run: Run) -> DeployResult:
                         searched_engine=searched, search_targeted_it=searched == chosen.engine,
                         latency_tables={e: t.lut for e, t in run.results.latency.tables.items()},
                         candidates=table, test=test_split(run, folder, chosen.engine), latency=kept,
-                        per_layer=layer_costs(run, chosen.engine))
+                        shipped_engine=as_shipped,
+                        per_layer=layer_costs(run))
 
 
-def layer_costs(run: Run, shipped: str) -> list[LayerCost] | None:
-    """Where a float32 engine ships and the latency tables hold a reduced precision: the chosen architecture entry
-    by entry on every table (None otherwise)."""
-    from ..backends import Engine
+def layer_costs(run: Run) -> list[LayerCost] | None:
+    """Where the latency tables hold more than one precision: the chosen architecture entry by entry on every
+    table, so the report can say where a reduced precision gains and loses at this size (None otherwise)."""
     from ..latency.table import LatencyTable
 
     tables = {e: LatencyTable.load(t.lut) for e, t in run.results.latency.tables.items()}
-    if Engine.parse(shipped).dtype != "fp32" or all(t.dtype == "fp32" for t in tables.values()):
+    if len({t.dtype for t in tables.values()}) < 2:
         return None
     arch = run.results.search.chosen.arch
     rows = {e: t.breakdown(arch) for e, t in tables.items()}
@@ -161,59 +162,65 @@ def test_split(run: Run, folder, engine: str) -> dict:
 def promise(run: Run, engine: str, row: BenchRow | None, batch: int) -> Promise:
     """What the search promised for the shipped engine and what the bench timed, by the same statistic (the median
     of round medians): the target and its confidence, the table's prediction, the search's measurement of the
-    chosen architecture on this engine (every round it was timed in), the bench latency with its bounds, and the
-    verdict (meets: the upper bound under the target; misses: the lower bound over it; undecided)."""
+    chosen architecture (every round it was timed in) on the shipped engine, or, where the search did not time that
+    engine (another thread count the bench found faster), on the engine the search chose under, the bench latency
+    with its bounds, and the verdict (meets: the upper bound under the target; misses: the lower bound over it;
+    undecided)."""
     se = run.results.search
     ch = se.chosen
     target, confidence = se.target_ms, run.cfg.search.latency_confidence
-    measured = ch.measured_by_engine.get(engine)
+    search_engine = engine if engine in ch.measured_by_engine else ch.engine
+    measured = ch.measured_by_engine.get(search_engine)
     lat = RoundLatency.of(row.round_medians or [], confidence) if row else None
     bench_ms = lat.median if lat else None
     verdict = lat.verdict(target) if lat else None
-    searched = ch.latency_by_engine.get(engine)
-    pair = side_by_side(run, engine, measured) if row else None
+    searched = ch.latency_by_engine.get(search_engine)
+    same = search_engine == engine
+    pair = side_by_side(run, engine, measured if same else None) if row else None
     return Promise(engine=engine, batch=batch, target_ms=target, confidence=confidence,
-                   predicted_ms=ch.predicted_by_engine.get(engine), search_measured_ms=measured,
-                   search_latency=searched, disagreement=disagreement(searched, lat, target),
+                   predicted_ms=ch.predicted_by_engine.get(search_engine), search_measured_ms=measured,
+                   search_latency=searched, disagreement=disagreement(searched, lat, target) if same else None,
                    bench_median_ms=bench_ms, bench_latency=lat.as_dict() if lat else None,
                    bench_vs_search=bench_ms / measured if bench_ms and measured else None, verdict=verdict,
                    meets_target=None if verdict is None else verdict == "meets",
-                   warning=lat.stability.warning if lat else None, side_by_side=pair)
+                   warning=lat.stability.warning if lat else None, side_by_side=pair, search_engine=search_engine)
 
 
 def side_by_side(run: Run, engine: str, search_ms: float | None) -> SideBySide | None:
     """The shipped engine's file against the search's network of the chosen architecture on that engine (built
-    from its latency table, as the search's finalists were), timed together by the search's clock in the bench's
-    clean process; None where the engine had no latency table (the search did not time it)."""
-    from ..bench.side_by_side import side_by_side as pair
-
+    from its latency table, as the search's finalists were, with the shipped engine's threads), timed together by
+    the search's clock in the bench's clean process; None where its runtime and precision had no latency table.
+    ``search_ms``: the search's figure on exactly that engine (None where it did not time it)."""
     from ..backends import Engine
+    from ..bench.side_by_side import side_by_side as pair
 
     tables = run.results.latency.tables
     e = Engine.parse(engine)
-    table = tables.get(engine) or tables.get(Engine(e.backend, e.dtype).name)  # ENGINE@T: the search's ENGINE
+    table = tables.get(engine) or tables.get(Engine(e.backend, e.dtype).name)  # ENGINE@T: its runtime's table
     if table is None:
         return None
     return pair(run.out / "export", engine, table.lut, run.results.search.chosen.arch, run.engine_device(engine),
-                run.cfg.search.clock, search_ms, seed=run.cfg.seed)
+                run.cfg.search.clock, search_ms, seed=run.cfg.seed, threads=e.threads)
 
 
-def ship(run: Run, folder, engine: str, kept: Promise) -> dict[str, str]:
-    """Copy the chosen engine's files (and a manifest of it alone, with the latency target it was chosen under)
-    into OUT/deployed; their hashes."""
+def ship(run: Run, folder, engine: str, kept: Promise, as_shipped: str) -> dict[str, str]:
+    """Copy the chosen engine's files (and a manifest of it alone, named ``as_shipped``: with the threads it was
+    timed with, and the latency target it was chosen under) into OUT/deployed; their hashes."""
+    from ..backends import Engine
     from ..export.manifest import MANIFEST, sha256
 
     dst = run.out / "deployed"
     tmp = run.out / ".deployed.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    listed, threads = folder.listed(engine)
+    listed, _ = folder.listed(engine)
     files = folder.check_files(listed)
     for name in set(files) | {folder.pytorch_file}:
         shutil.copy2(folder.path / name, tmp / name)
+    threads = Engine.parse(as_shipped).threads
     entry = dict(folder.entry(listed), **({"threads": threads} if threads else {}))
-    m = dict(folder.manifest, engines={engine: entry},
-             latency_target={"target_ms": kept.target_ms, "batch": kept.batch, "engine": engine,
+    m = dict(folder.manifest, engines={as_shipped: entry},
+             latency_target={"target_ms": kept.target_ms, "batch": kept.batch, "engine": as_shipped,
                              "confidence": kept.confidence})
     write_json(tmp / MANIFEST, m)
     shutil.rmtree(dst, ignore_errors=True)
