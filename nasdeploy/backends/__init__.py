@@ -22,7 +22,7 @@ from .base import (DTYPES, Backend, Engine, Runner, Sources, Target, device_cont
                    quiet_cpu_compiler, tf32_mode, tf32_state)
 
 __all__ = ["DTYPES", "Backend", "Engine", "Runner", "RunnerSpec", "Sources", "Target", "backend_names", "default_engines",
-           "device_context", "device_kind", "dtype_reason", "engine_help", "get_backend", "make_runner", "parse_dtype",
+           "device_context", "device_kind", "dtype_reason", "engine_reason", "engine_help", "get_backend", "make_runner", "parse_dtype",
            "parse_engines", "pinned", "quiet_cpu_compiler", "reference_engine", "refresh_registry", "require",
            "same_engine", "table_backend",
            "tf32_mode", "tf32_state", "unavailable_reason"]
@@ -148,11 +148,18 @@ def same_engine(a: Engine, b: Engine) -> bool:
     return pinned(a, runtime_threads()) == pinned(b, runtime_threads())
 
 
+def engine_reason(engine: Engine, device: str) -> str | None:
+    """Why ``engine`` (its runtime, precision and threads) cannot run on ``device`` here, or None."""
+    b = get_backend(engine.backend)
+    return b.unavailable(device) or b.precision_reason(engine.dtype, device) or \
+        b.threads_reason(engine.threads, device)
+
+
 def require(backend: str, dtype: str, device: str, threads: int | None = None) -> Backend:
     """The backend, or a one-line refusal saying why it cannot run ``dtype`` (with ``threads``) on ``device``
     here."""
     b = get_backend(backend)
-    reason = b.unavailable(device) or b.precision_reason(dtype, device) or b.threads_reason(threads, device)
+    reason = engine_reason(Engine(backend, dtype, threads), device)
     if reason:
         raise DeviceError(f"backend {backend} cannot run {dtype} on {device} here: {reason}")
     return b

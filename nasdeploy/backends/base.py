@@ -115,6 +115,11 @@ class Engine:
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def plain(self) -> "Engine":
+        """The same runtime and precision at the runtime's default threads (what an ENGINE@THREADS is a variant of)."""
+        return Engine(self.backend, self.dtype)
+
     @classmethod
     def parse(cls, text: str, default_dtype: str = "fp32") -> "Engine":
         """``onnxruntime``, ``openvino:int8``, ``openvino:bf16@1`` -> an Engine (the names themselves are

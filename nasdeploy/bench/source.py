@@ -12,8 +12,8 @@ from typing import Callable
 
 import torch
 
-from ..backends import (Engine, Runner, RunnerSpec, Sources, backend_names, get_backend, make_runner, parse_dtype,
-                        reference_engine, same_engine, unavailable_reason)
+from ..backends import (Engine, Runner, RunnerSpec, Sources, backend_names, engine_reason, get_backend, make_runner,
+                        parse_dtype, reference_engine, same_engine, unavailable_reason)
 from ..backends.compile import CompileRunner
 from ..backends.torch_eager import TorchRunner
 from ..export.manifest import ExportFolder, open_export
@@ -93,9 +93,7 @@ class Source:
             pairs = [Engine(b, d) for b in (opt.backends or backend_names()) for d in dtypes]
         live = []
         for e in pairs:
-            b = get_backend(e.backend)
-            why = b.unavailable(opt.device) or b.precision_reason(e.dtype, opt.device) or \
-                b.threads_reason(e.threads, opt.device)
+            why = engine_reason(e, opt.device)
             if why:
                 skipped.append({"model": self.name, "backend": e.backend, "dtype": e.dtype, "reason": why})
             else:

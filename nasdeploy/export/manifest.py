@@ -209,7 +209,7 @@ class ExportFolder:
         if name in self.engines:
             return name, self.engines[name].get("threads")
         e = Engine.parse(name)
-        plain = Engine(e.backend, e.dtype).name
+        plain = e.plain.name
         if e.threads and plain in self.engines and not self.engines[plain].get("threads"):
             return plain, e.threads
         self.entry(name)  # the one-line refusal: no such engine

@@ -30,15 +30,13 @@ class Run:
     def candidates(self) -> tuple[list[Engine], list[dict]]:
         """The deployment candidates that can run here (runtime, precision, threads), and the others with the
         reason (unknown names refused)."""
-        from ..backends import default_engines, get_backend, parse_engines
+        from ..backends import default_engines, engine_reason, get_backend, parse_engines
 
         e = self.cfg.deploy.engines
         engines = default_engines(self.device) if e == "auto" else parse_engines(e)
         live, skipped = [], []
         for engine in engines:
-            b = get_backend(engine.backend)
-            dev = b.export_device(self.device)
-            why = b.unavailable(dev) or b.precision_reason(engine.dtype, dev) or b.threads_reason(engine.threads, dev)
+            why = engine_reason(engine, get_backend(engine.backend).export_device(self.device))
             if why:
                 skipped.append({"engine": engine.name, "reason": why})
             else:

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from ..backends import Engine
 from ..bench.run import serving_layouts
 from ..bench.side_by_side import AGREE
 from ..io import write_json, write_text
@@ -227,7 +228,7 @@ def _per_layer(dp: DeployResult) -> list[str]:
     ref = dp.reference if dp.reference in engines else engines[0]
     reduced = [e for e in engines if e != ref]
     total = {e: sum(c.ms[e] for c in dp.per_layer) for e in engines}
-    float_ships = dp.engine.split("@")[0].split(":")[1] == "fp32"
+    float_ships = Engine.parse(dp.engine).dtype == "fp32"
     title = "Why no reduced precision ships here" if float_ships else "Where the reduced precisions gain and lose"
     L = ["", f"### {title}", "",
          f"The chosen architecture entry by entry on each engine's latency table (raw block medians, ms, at each "

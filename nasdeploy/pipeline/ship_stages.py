@@ -196,7 +196,7 @@ def side_by_side(run: Run, engine: str, search_ms: float | None) -> SideBySide |
 
     tables = run.results.latency.tables
     e = Engine.parse(engine)
-    table = tables.get(engine) or tables.get(Engine(e.backend, e.dtype).name)  # ENGINE@T: its runtime's table
+    table = tables.get(engine) or tables.get(e.plain.name)  # ENGINE@T: its runtime's table
     if table is None:
         return None
     return pair(run.out / "export", engine, table.lut, run.results.search.chosen.arch, run.engine_device(engine),
